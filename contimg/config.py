@@ -1,0 +1,298 @@
+"""Typed settings for the whole pipeline, read once at start-up.
+
+Settings come from, in increasing priority: the defaults below (which run on one
+machine), an optional TOML file named by ``CONTIMG_CONFIG``, and environment
+variables ``CONTIMG_*``. Per-stage sections use a double underscore, e.g.
+``CONTIMG_INGEST__TOLERANCE_S=30`` or, in the TOML file::
+
+    data_root = "/data/contimg"
+    [ingest]
+    tolerance_s = 30
+
+Each stage receives only its own section (``settings.ingest``,
+``settings.conversion`` ...). Invalid values raise :class:`ConfigError` naming the
+variable and the accepted values.
+
+Example
+-------
+>>> from contimg.config import load_settings
+>>> settings = load_settings()
+>>> settings.paths.incoming          # doctest: +SKIP
+PosixPath('contimg-data/incoming')
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tomllib
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import ValidationError as PydanticValidationError
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from contimg.errors import ConfigError
+
+ENV_PREFIX = "CONTIMG_"
+CONFIG_FILE_VAR = "CONTIMG_CONFIG"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class IngestSettings(_Section):
+    """The producer: watching, grouping and enqueuing subband files."""
+
+    tolerance_s: float = Field(60.0, gt=0, description="files whose timestamps differ by at most this belong to one group")
+    group_timeout_s: float = Field(900.0, gt=0, description="a collecting group older than this is enqueued if it has min_subbands, else failed")
+    min_subbands: int = Field(12, ge=1, le=16, description="fewest subbands an incomplete group may have and still be processed")
+    stable_s: float = Field(2.0, ge=0, description="a file is complete when its size has not changed for this long")
+    poll_interval_s: float = Field(2.0, gt=0, description="scan period of the polling observer and of timeout checks")
+    polling: bool = Field(False, description="use the polling observer (network filesystems) instead of inotify")
+    stale_in_progress_s: float = Field(3600.0, gt=0, description="an in_progress group untouched this long is re-enqueued")
+    max_retries: int = Field(3, ge=0, description="how often a group is re-enqueued after a lost worker")
+
+
+class ConversionSettings(_Section):
+    """UVH5 subbands to one Measurement Set."""
+
+    processes: int = Field(0, ge=0, description="parallel subband writers for the single-node CLI (0: one per core)")
+    staging_min_free_gb: float = Field(4.0, ge=0, description="/dev/shm is used for staging only if it has this much free")
+
+
+class CalibrationSettings(_Section):
+    """Finding the calibrator, solving and applying."""
+
+    do_k: bool = Field(False, description="solve for antenna delays (K) before the bandpass")
+    refant: str | None = Field(None, description="reference antenna name; None chooses one automatically")
+    min_beam_response: float = Field(0.3, gt=0, le=1, description="a calibrator must be seen at least at this primary-beam response")
+    min_calibrator_flux_jy: float = Field(1.0, gt=0, description="weakest usable calibrator (apparent flux)")
+    max_flagged_fraction: float = Field(0.2, ge=0, le=1, description="a solve with more flagged solutions than this fails")
+    bandpass_validity_h: float = Field(24.0, gt=0, description="a bandpass table is valid this long on each side of its solve")
+    gain_validity_h: float = Field(6.0, gt=0, description="a gain table is valid this long on each side of its solve")
+
+
+class ImagingSettings(_Section):
+    """Imaging with WSClean (default) or CASA tclean."""
+
+    backend: Literal["wsclean", "tclean"] = "wsclean"
+    tier: Literal["quicklook", "standard", "deep"] = "standard"
+    pb_limit: float = Field(0.2, gt=0, lt=1, description="image out to this primary-beam response")
+    robust: float = Field(0.0, ge=-2, le=2, description="Briggs robust parameter")
+    threads: int = Field(0, ge=0, description="threads for the imager (0: one per core)")
+    timeout_s: float = Field(3600.0, gt=0, description="an imager run longer than this is killed")
+
+
+class PhotometrySettings(_Section):
+    """Forced photometry and differential normalisation."""
+
+    min_beam_response: float = Field(0.3, gt=0, le=1, description="measure catalogue sources above this primary-beam response")
+    reference_min_snr: float = Field(50.0, gt=0, description="reference sources must have at least this SNR")
+    baseline_epochs: int = Field(10, ge=1, description="epochs used to establish each reference's baseline flux")
+
+
+class VariabilitySettings(_Section):
+    """Nightly variability scoring and ESE detection."""
+
+    nightly_hour_utc: int = Field(3, ge=0, le=23, description="hour (UTC) of the nightly scoring job")
+    nightly_minute: int = Field(0, ge=0, le=59, description="minute of the nightly scoring job")
+    ese_threshold: float = Field(5.0, gt=0, description="ESE significance above which a source becomes a candidate")
+
+
+class MonitoringSettings(_Section):
+    """Flower and status."""
+
+    flower_port: int = Field(5555, ge=1, le=65535)
+    flower_address: str = "127.0.0.1"
+    flower_user: str = "contimg"
+    flower_password: SecretStr = SecretStr("contimg")
+
+
+class CelerySettings(_Section):
+    """Worker behaviour of the Celery cluster."""
+
+    visibility_timeout_s: int = Field(21600, gt=0, description="Redis visibility timeout; must exceed the longest task")
+    result_expires_s: int = Field(86400, gt=0, description="task results are kept this long")
+    max_memory_per_child_mb: int = Field(6000, gt=0, description="a worker child over this resident memory is replaced after its task")
+    concurrency: int = Field(0, ge=0, description="worker processes (0: one per core)")
+
+
+class Paths(BaseModel):
+    """The directories under the data root, resolved."""
+
+    model_config = ConfigDict(frozen=True)
+
+    root: Path
+    incoming: Path
+    ms: Path
+    images: Path
+    caltables: Path
+    state: Path
+    staging: Path
+
+    def ensure(self) -> "Paths":
+        """Create every directory (idempotent) and return ``self``."""
+        for p in (self.root, self.incoming, self.ms, self.images, self.caltables, self.state, self.staging):
+            p.mkdir(parents=True, exist_ok=True)
+        return self
+
+
+class _TomlSource(PydanticBaseSettingsSource):
+    """Settings from the TOML file named by ``CONTIMG_CONFIG`` (lowest priority after defaults)."""
+
+    def __init__(self, settings_cls: type[BaseSettings]):
+        super().__init__(settings_cls)
+        self._data: dict[str, Any] = {}
+        name = os.environ.get(CONFIG_FILE_VAR)
+        if name:
+            path = Path(name)
+            try:
+                self._data = tomllib.loads(path.read_text())
+            except FileNotFoundError as exc:
+                raise ConfigError(f"{CONFIG_FILE_VAR}={name}: no such file") from exc
+            except tomllib.TOMLDecodeError as exc:
+                raise ConfigError(f"{CONFIG_FILE_VAR}={name}: not valid TOML: {exc}") from exc
+
+    def get_field_value(self, field, field_name):  # pragma: no cover - required by the ABC
+        return self._data.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(self._data)
+
+
+class Settings(BaseSettings):
+    """All contimg settings; see the module docstring for how they are read."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+
+    data_root: Path = Field(Path("contimg-data"), description="root of incoming/, ms/, images/, caltables/, state/")
+    staging_dir: Path | None = Field(None, description="fast scratch space for MS parts (default /dev/shm/contimg, else <data_root>/tmp)")
+    database_url: str | None = Field(None, description="SQLAlchemy URL (default sqlite:///<data_root>/state/contimg.sqlite3)")
+    broker_url: str = Field(DEFAULT_REDIS_URL, description="Celery broker (Redis)")
+    result_backend: str | None = Field(None, description="Celery result backend (default: the broker URL)")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    ingest: IngestSettings = IngestSettings()
+    conversion: ConversionSettings = ConversionSettings()
+    calibration: CalibrationSettings = CalibrationSettings()
+    imaging: ImagingSettings = ImagingSettings()
+    photometry: PhotometrySettings = PhotometrySettings()
+    variability: VariabilitySettings = VariabilitySettings()
+    monitoring: MonitoringSettings = MonitoringSettings()
+    celery: CelerySettings = CelerySettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _TomlSource(settings_cls))
+
+    # ------------------------------------------------------------------ derived
+    @property
+    def broker_configured(self) -> bool:
+        """True if the broker URL was given explicitly (env, file or argument)."""
+        return "broker_url" in self.model_fields_set
+
+    @property
+    def result_backend_url(self) -> str:
+        return self.result_backend or self.broker_url
+
+    @property
+    def database(self) -> str:
+        """The database URL, defaulting to SQLite under the data root."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_root / 'state' / 'contimg.sqlite3').absolute()}"
+
+    @cached_property
+    def paths(self) -> Paths:
+        """Resolved directories (not created; call ``settings.paths.ensure()``)."""
+        root = self.data_root.absolute()
+        return Paths(
+            root=root,
+            incoming=root / "incoming",
+            ms=root / "ms",
+            images=root / "images",
+            caltables=root / "caltables",
+            state=root / "state",
+            staging=self._resolve_staging(root),
+        )
+
+    def _resolve_staging(self, root: Path) -> Path:
+        if self.staging_dir is not None:
+            return self.staging_dir.absolute()
+        shm = Path("/dev/shm")
+        need = self.conversion.staging_min_free_gb * 1e9
+        if shm.is_dir() and os.access(shm, os.W_OK):
+            try:
+                if shutil.disk_usage(shm).free >= need:
+                    return shm / "contimg"
+            except OSError:
+                pass
+        return root / "tmp"
+
+
+_NON_SETTING_VARS = {CONFIG_FILE_VAR}
+"""CONTIMG_* variables that are not settings (``CONTIMG_TEST_*`` are the tests' own)."""
+
+
+def _env_name(loc: tuple[Any, ...]) -> str:
+    return ENV_PREFIX + "__".join(str(p) for p in loc).upper()
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read and validate the settings.
+
+    Parameters
+    ----------
+    **overrides
+        Values that take precedence over the environment (used by tests and by
+        command-line options).
+
+    Raises
+    ------
+    ConfigError
+        For every invalid value, naming the environment variable and what is
+        accepted, e.g. ``CONTIMG_IMAGING__BACKEND='casa': Input should be
+        'wsclean' or 'tclean'``.
+    """
+    unknown = sorted(
+        k for k in os.environ
+        if k.startswith(ENV_PREFIX)
+        and k not in _NON_SETTING_VARS
+        and not k.startswith(ENV_PREFIX + "TEST_")
+        and k[len(ENV_PREFIX):].split("__")[0].lower() not in Settings.model_fields
+    )
+    if unknown:
+        known = ", ".join(_env_name((f,)) for f in Settings.model_fields)
+        raise ConfigError(f"unknown setting(s) {', '.join(unknown)}; known: {known}")
+    try:
+        return Settings(**overrides)
+    except PydanticValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            name = _env_name(err["loc"]) if err["loc"] else ENV_PREFIX + "*"
+            if err["type"] == "extra_forbidden":
+                lines.append(f"{name}: unknown setting")
+            else:
+                lines.append(f"{name}={err.get('input')!r}: {err['msg']}")
+        raise ConfigError("invalid contimg settings:\n  " + "\n  ".join(lines)) from None
