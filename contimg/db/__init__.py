@@ -1,0 +1,39 @@
+"""The database layer: typed models, engines and sessions, migrations, queries.
+
+Public entry points::
+
+    from contimg.db import init_db, session_scope, GroupState
+    from contimg.db import queries
+
+    init_db(settings)                      # create/upgrade the schema (Alembic), idempotent
+    with session_scope(settings) as s:     # one transaction
+        group, created = queries.upsert_group(s, key="2025-10-02T10:02:45", timestamp=ts)
+
+* :mod:`contimg.db.models` -- the tables (SQLAlchemy 2.0 typed models);
+* :mod:`contimg.db.states` -- :class:`GroupState` and the allowed transitions;
+* :mod:`contimg.db.engine` -- :func:`get_engine`, :func:`session_scope`, :func:`run_transaction`;
+* :mod:`contimg.db.migrate` -- :func:`init_db` and revision helpers;
+* :mod:`contimg.db.queries` -- the reads and writes the pipeline needs, on a Session.
+
+Importing this package imports SQLAlchemy but not Alembic (loaded by ``init_db``).
+"""
+
+from contimg.db.engine import dispose_engines, get_engine, run_transaction, safe_url, session_scope
+from contimg.db.migrate import current_revision, head_revision, init_db, schema_differences
+from contimg.db.states import ALLOWED_TRANSITIONS, GroupState, apply_transition, check_transition
+
+__all__ = [
+    "ALLOWED_TRANSITIONS",
+    "GroupState",
+    "apply_transition",
+    "check_transition",
+    "current_revision",
+    "dispose_engines",
+    "get_engine",
+    "head_revision",
+    "init_db",
+    "run_transaction",
+    "safe_url",
+    "schema_differences",
+    "session_scope",
+]

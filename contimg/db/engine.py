@@ -1,0 +1,263 @@
+"""Engines and sessions: one engine per (process, URL), safe across ``fork``.
+
+Use :func:`session_scope` for a unit of work::
+
+    from contimg.db import session_scope
+    with session_scope(settings) as session:      # or a URL, or an Engine
+        ...                                       # committed on exit, rolled back on error
+
+or :func:`run_transaction` to retry a whole unit of work when the database is
+momentarily locked or the connection dropped.
+
+SQLite (the default) is set up for several worker *processes* writing at once:
+WAL journal, ``synchronous=NORMAL``, foreign keys on, a busy timeout, and every
+transaction starts with ``BEGIN IMMEDIATE`` -- it takes the write lock up front
+and waits for it (busy timeout) instead of failing with "database is locked"
+when a read transaction later tries to write. Read-only work can ask for a
+deferred transaction (``session_scope(..., readonly=True)``), which never
+blocks writers under WAL.
+
+Celery prefork workers fork after the parent may have connected: engines are
+created lazily per process, and a child drops (without closing) the connection
+pools inherited from its parent, following SQLAlchemy's guidance on
+multiprocessing.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.orm import Session
+
+from contimg.errors import ConfigError, TransientError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from contimg.config import Settings
+
+log = logging.getLogger(__name__)
+
+SQLITE_BUSY_TIMEOUT_S = 30.0
+"""How long a SQLite connection waits for another process's write lock."""
+
+T = TypeVar("T")
+
+_lock = threading.Lock()
+_engines: dict[str, Engine] = {}
+_pid = os.getpid()
+
+# PostgreSQL error codes worth retrying: serialization failure, deadlock.
+_PG_TRANSIENT_CODES = frozenset({"40001", "40P01"})
+
+
+def _reset_after_fork() -> None:
+    """In a forked child: forget the parent's engines without closing its connections."""
+    global _lock, _pid
+    _lock = threading.Lock()
+    for engine in _engines.values():
+        engine.dispose(close=False)
+    _engines.clear()
+    _pid = os.getpid()
+
+
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_reset_after_fork)
+
+
+def database_url(target: str | URL | Settings) -> URL:
+    """The SQLAlchemy URL of ``target`` (a URL string, a :class:`URL` or the settings)."""
+    if isinstance(target, URL):
+        return target
+    if isinstance(target, str):
+        raw = target
+    elif hasattr(target, "database"):
+        raw = target.database
+    else:
+        raise TypeError(f"expected a database URL or Settings, got {type(target).__name__}")
+    try:
+        return make_url(raw)
+    except Exception as exc:  # sqlalchemy raises ArgumentError; keep the message
+        raise ConfigError(f"CONTIMG_DATABASE_URL={raw!r}: not a valid SQLAlchemy URL ({exc})") from exc
+
+
+def safe_url(target: str | URL | Engine | Settings) -> str:
+    """The database URL with any password hidden, for messages and logs."""
+    url = target.url if isinstance(target, Engine) else database_url(target)
+    return url.render_as_string(hide_password=True)
+
+
+def sqlite_path(url: URL) -> Path | None:
+    """The file of a SQLite URL, or None for other backends and in-memory databases."""
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return None
+    if url.database.startswith("file:"):
+        return None
+    return Path(url.database)
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    busy_ms = int(SQLITE_BUSY_TIMEOUT_S * 1000)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # Let SQLAlchemy's "begin" event (below) issue BEGIN, not the sqlite3 module.
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        try:
+            cur.execute(f"PRAGMA busy_timeout = {busy_ms}")
+            cur.execute("PRAGMA journal_mode = WAL")
+            cur.execute("PRAGMA synchronous = NORMAL")
+            cur.execute("PRAGMA foreign_keys = ON")
+        finally:
+            cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        mode = conn.get_execution_options().get("sqlite_begin", "IMMEDIATE")
+        conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+def get_engine(target: str | URL | Settings) -> Engine:
+    """The engine of ``target``'s database for this process, created on first use.
+
+    Parameters
+    ----------
+    target
+        A SQLAlchemy URL (``sqlite:////abs/path.sqlite3``,
+        ``postgresql+psycopg2://user@host/db``) or the settings (their
+        :attr:`~contimg.config.Settings.database`).
+
+    Notes
+    -----
+    The engine is cached per process and URL; a forked child gets its own. For
+    a SQLite file URL the parent directory is created.
+    """
+    url = database_url(target)
+    key = url.render_as_string(hide_password=False)
+    if os.getpid() != _pid:  # forked without the at-fork hook (should not happen on POSIX)
+        _reset_after_fork()
+    engine = _engines.get(key)
+    if engine is not None:
+        return engine
+    with _lock:
+        engine = _engines.get(key)
+        if engine is not None:
+            return engine
+        backend = url.get_backend_name()
+        if backend == "sqlite":
+            path = sqlite_path(url)
+            if path is not None:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S})
+            _configure_sqlite(engine)
+        else:
+            engine = create_engine(url, pool_pre_ping=True, pool_recycle=3600, pool_size=5, max_overflow=5)
+        _engines[key] = engine
+        log.debug("created engine for %s in process %d", safe_url(url), os.getpid())
+        return engine
+
+
+def dispose_engines() -> None:
+    """Close every cached engine of this process (tests, orderly shutdown)."""
+    with _lock:
+        for engine in _engines.values():
+            engine.dispose()
+        _engines.clear()
+    
+
+def is_transient(exc: BaseException) -> bool:
+    """True for database errors that may go away on retry (locks, lost connections, deadlocks)."""
+    if not isinstance(exc, DBAPIError):
+        return False
+    if exc.connection_invalidated or isinstance(exc, OperationalError):
+        return True
+    return getattr(exc.orig, "pgcode", None) in _PG_TRANSIENT_CODES
+
+
+@contextmanager
+def session_scope(target: str | URL | Engine | Settings, *, readonly: bool = False) -> Iterator[Session]:
+    """A session in one transaction: committed on success, rolled back on error.
+
+    Parameters
+    ----------
+    target
+        URL, engine or settings naming the database.
+    readonly
+        On SQLite, start a deferred transaction that does not take the write
+        lock (the session must not write). Elsewhere the transaction is rolled
+        back instead of committed.
+
+    Raises
+    ------
+    TransientError
+        For locks, lost connections, serialization failures and deadlocks
+        (chained to the database error); the unit of work may be retried as a
+        whole (:func:`run_transaction`). Other database errors, such as
+        :class:`~sqlalchemy.exc.IntegrityError`, propagate unchanged.
+
+    Notes
+    -----
+    Objects stay usable after the block (``expire_on_commit=False``), but are
+    detached: re-read them in a new session to change them.
+    """
+    engine = target if isinstance(target, Engine) else get_engine(target)
+    bind = engine.execution_options(sqlite_begin="DEFERRED") if readonly else engine
+    session = Session(bind=bind, expire_on_commit=False)
+    try:
+        yield session
+        if readonly:
+            session.rollback()
+        else:
+            session.commit()
+    except DBAPIError as exc:
+        session.rollback()
+        if is_transient(exc):
+            raise TransientError(f"database {safe_url(engine)}: {exc.orig}") from exc
+        raise
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+def run_transaction(
+    target: str | URL | Engine | Settings,
+    fn: Callable[[Session], T],
+    *,
+    attempts: int = 5,
+    readonly: bool = False,
+) -> T:
+    """Run ``fn(session)`` in its own transaction, retrying transient failures.
+
+    ``fn`` must be safe to run again from the start (it is, if it only touches
+    the database through ``session``). Between attempts the wait grows
+    exponentially from 0.1 s, with jitter.
+
+    Raises
+    ------
+    TransientError
+        If the last attempt still failed transiently.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            with session_scope(target, readonly=readonly) as session:
+                return fn(session)
+        except TransientError as exc:
+            if attempt == attempts:
+                raise TransientError(f"{exc} (gave up after {attempts} attempts)") from exc.__cause__
+            delay = 0.1 * 2 ** (attempt - 1) * (1 + random.random())
+            log.warning("transient database error (attempt %d/%d), retrying in %.2f s: %s",
+                        attempt, attempts, delay, exc)
+            time.sleep(delay)
+    raise AssertionError("unreachable")  # pragma: no cover

@@ -1,0 +1,14 @@
+"""Options shared by ``env.py`` and :func:`contimg.db.migrate.schema_differences`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def migration_context_options(dialect_name: str) -> dict[str, Any]:
+    """Alembic ``context.configure`` options for a dialect."""
+    return {
+        "compare_type": True,
+        "compare_server_default": False,
+        "render_as_batch": dialect_name == "sqlite",
+    }
