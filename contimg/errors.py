@@ -48,3 +48,7 @@ class InvalidTransitionError(PermanentError):
 
 class ExternalToolError(PermanentError):
     """An external program (WSClean, a CASA task) failed."""
+
+
+class NotFoundError(PermanentError):
+    """A database record (a group, an MS, a source ...) that does not exist; the message names it."""
