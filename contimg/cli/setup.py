@@ -207,6 +207,8 @@ def _install_site_config(path: Path | None) -> tuple[Check, Path | None]:
     from contimg import casa_env
 
     try:
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
         written = casa_env.install_site_config(path)
     except (RuntimeError, OSError) as exc:
         return Check("CASA site config", "FAIL", str(exc)), None
@@ -345,7 +347,12 @@ def _probe_casatools(site_config: Path, *, home: Path, env: dict[str, str], time
 
     checks = []
     tai_utc = result["tai_minus_utc_s"]
-    if abs(tai_utc - TAI_MINUS_UTC_S) > 0.01 or not result["azel_ok"]:
+    if str(site_config) not in result["loaded"]:
+        checks.append(Check(
+            name, "FAIL",
+            f"casaconfig did not load {site_config} (loaded: {', '.join(result['loaded'])})",
+        ))
+    elif abs(tai_utc - TAI_MINUS_UTC_S) > 0.01 or not result["azel_ok"]:
         checks.append(Check(name, "FAIL", f"measures conversion wrong: TAI-UTC = {tai_utc:.3f} s, expected 37 s"))
     else:
         checks.append(Check(
