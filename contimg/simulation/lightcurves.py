@@ -35,7 +35,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["EseSpec", "LightCurveSpec", "ese_profile", "make_lightcurve", "red_noise", "red_noise_at"]
+__all__ = ["EseSpec", "LightCurveSpec", "ese_profile", "ese_shape", "make_lightcurve", "red_noise", "red_noise_at"]
 
 DEFAULT_EDGE_FRAC = 0.15
 """Width of each cosine-tapered dip edge, as a fraction of the event duration."""
@@ -91,27 +91,70 @@ def ese_profile(
         For a non-positive duration, a depth outside [0, 1), negative caustic
         parameters or an edge fraction outside (0, 1).
     """
-    if not duration_days > 0:
-        raise ValueError(f"ESE duration_days must be positive, got {duration_days}")
     if not 0 <= depth < 1:
         raise ValueError(f"ESE depth must be in [0, 1), got {depth}")
-    if caustic_amplitude < 0 or caustic_width_frac < 0:
+    shape = ese_shape(
+        np.asarray(t_days, dtype=float) - t_center,
+        duration_days=duration_days,
+        caustic_amplitude=caustic_amplitude,
+        caustic_width_frac=caustic_width_frac,
+        edge_frac=edge_frac,
+    )
+    return 1.0 + depth * shape
+
+
+def ese_shape(
+    dt_days: np.ndarray,
+    *,
+    duration_days: float | np.ndarray,
+    caustic_amplitude: float | np.ndarray = 0.3,
+    caustic_width_frac: float = 0.08,
+    edge_frac: float = DEFAULT_EDGE_FRAC,
+) -> np.ndarray:
+    """Unit-depth ESE template: ``ese_profile == 1 + depth * ese_shape``.
+
+    -1 on the flat bottom of the dip, 0 outside the event, up to
+    ``+caustic_amplitude`` on the caustic brightenings. Used by the detector
+    (:mod:`contimg.variability.ese`) as a matched-filter template, so the
+    simulation and the search share one shape. Arguments broadcast, so a bank
+    of templates can be evaluated at once.
+
+    Parameters
+    ----------
+    dt_days
+        Time from the middle of the event (days).
+    duration_days
+        Full width of the dip at half depth (days).
+    caustic_amplitude
+        Peak brightening at ingress and egress, as a fraction of the depth.
+    caustic_width_frac
+        Half-width of each caustic brightening as a fraction of the duration.
+    edge_frac
+        Width of each dip edge taper as a fraction of the duration (< 1).
+
+    Returns
+    -------
+    numpy.ndarray
+        The template, broadcast shape of the inputs.
+    """
+    if np.any(np.asarray(duration_days) <= 0):
+        raise ValueError(f"ESE duration_days must be positive, got {duration_days}")
+    if np.any(np.asarray(caustic_amplitude) < 0) or caustic_width_frac < 0:
         raise ValueError("ESE caustic_amplitude and caustic_width_frac must be >= 0")
     if not 0 < edge_frac < 1:
         raise ValueError(f"ESE edge_frac must be in (0, 1), got {edge_frac}")
-    dt = np.abs(np.asarray(t_days, dtype=float) - t_center)
-    half = 0.5 * duration_days
-    edge = edge_frac * duration_days
-    inner, outer = half - 0.5 * edge, half + 0.5 * edge
-    taper = 0.5 * (1.0 + np.cos(np.pi * np.clip((dt - inner) / edge, 0.0, 1.0)))
-    dip = np.where(dt <= inner, 1.0, np.where(dt >= outer, 0.0, taper))
-    factor = 1.0 - depth * dip
-    cw = caustic_width_frac * duration_days
-    if caustic_amplitude > 0 and cw > 0:
+    dt = np.abs(dt_days)
+    duration = np.asarray(duration_days, dtype=float)
+    edge = edge_frac * duration
+    inner = 0.5 * duration - 0.5 * edge
+    outer = inner + edge
+    dip = 0.5 * (1.0 + np.cos(np.pi * np.clip((dt - inner) / edge, 0.0, 1.0)))
+    shape = -dip
+    cw = caustic_width_frac * duration
+    if caustic_width_frac > 0:
         x = np.clip(np.abs(dt - outer) / cw, 0.0, 1.0)
-        bump = 0.5 * (1.0 + np.cos(np.pi * x))
-        factor = factor + caustic_amplitude * depth * bump
-    return factor
+        shape = shape + np.asarray(caustic_amplitude) * 0.5 * (1.0 + np.cos(np.pi * x))
+    return shape
 
 
 def red_noise_at(
