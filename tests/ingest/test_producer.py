@@ -1,0 +1,153 @@
+"""The producer library without Celery: grouping, completeness, timeouts, exactly-once."""
+
+from __future__ import annotations
+
+import os
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import h5py
+import pytest
+from sqlalchemy import select
+
+from contimg.config import IngestSettings
+from contimg.db import GroupState, init_db, session_scope
+from contimg.db.models import ObservationGroup, SubbandFile
+from contimg.ingest.files import StabilityTracker, opens_as_hdf5
+from contimg.ingest.producer import Producer
+from contimg.naming import format_subband_filename
+from contimg.pipeline import state
+
+T0 = datetime(2025, 10, 2, 10, 2, 45, tzinfo=timezone.utc)
+
+
+def _write(incoming: Path, ts: datetime, sb: int, *, age_s: float = 60.0) -> Path:
+    path = incoming / format_subband_filename(ts, sb)
+    with h5py.File(path, "w") as f:
+        f.create_group("Header").attrs["subband"] = sb
+    old = time.time() - age_s
+    os.utime(path, (old, old))
+    return path
+
+
+@pytest.fixture
+def env(tmp_path):
+    url = f"sqlite:///{tmp_path / 'db.sqlite3'}"
+    init_db(url)
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    published: list[tuple[str, str, str]] = []
+    settings = IngestSettings(stable_s=0.5, group_timeout_s=3600, min_subbands=12, tolerance_s=60)
+
+    def make(**kw) -> Producer:
+        s = settings.model_copy(update=kw)
+        return Producer(db=url, incoming=incoming, settings=s, enqueue=lambda *a: published.append(a),
+                        unpublished_grace_s=0.0)
+
+    return url, incoming, published, make
+
+
+def _groups(url):
+    with session_scope(url, readonly=True) as s:
+        return {g.group_key: (g.state, g.nsubbands, g.task_id, g.error_message)
+                for g in s.scalars(select(ObservationGroup))}
+
+
+def test_complete_group_with_jitter_is_enqueued_once(env):
+    url, incoming, published, make = env
+    for sb in range(16):
+        _write(incoming, T0 + timedelta(seconds=sb % 3), sb)  # timestamps jitter by up to 2 s
+    _write(incoming, T0 + timedelta(seconds=309), 0)  # first file of the next group
+    producer = make()
+    producer.scan()
+    report = producer.step()
+    assert report.enqueued == ["2025-10-02T10:02:45"]
+    groups = _groups(url)
+    assert groups["2025-10-02T10:02:45"][:2] == (GroupState.PENDING, 16)
+    assert groups["2025-10-02T10:07:54"][:2] == (GroupState.COLLECTING, 1)
+    assert published == [("2025-10-02T10:02:45", groups["2025-10-02T10:02:45"][2], "convert")]
+    # the same files seen again (events, rescans, a restarted producer) change nothing
+    for _ in range(2):
+        again = make()
+        again.scan()
+        again.nominate(sorted(incoming.iterdir()))
+        assert not again.step()
+    assert len(published) == 1
+    with session_scope(url, readonly=True) as s:
+        assert len(s.scalars(select(SubbandFile)).all()) == 17
+
+
+def test_incomplete_group_timeout_policy(env):
+    url, incoming, published, make = env
+    for sb in range(13):
+        _write(incoming, T0, sb)
+    for sb in range(5):
+        _write(incoming, T0 + timedelta(seconds=600), sb)
+    producer = make(group_timeout_s=1.0)
+    producer.scan()
+    assert not producer.step().enqueued  # too early: still collecting
+    time.sleep(1.1)
+    report = producer.step()
+    assert report.enqueued == ["2025-10-02T10:02:45"]
+    key = "2025-10-02T10:12:45"
+    assert list(report.failed) == [key]
+    state_, n, _, error = _groups(url)[key]
+    assert state_ is GroupState.FAILED and n == 5
+    assert "only 5 of 16 subbands" in error and "sb15" in error
+    assert [p[0] for p in published] == ["2025-10-02T10:02:45"]
+
+
+def test_crash_between_commit_and_publish_is_swept_with_same_token(env):
+    url, incoming, published, make = env
+    for sb in range(16):
+        _write(incoming, T0, sb)
+
+    def crash(*_):
+        raise ConnectionError("broker down")
+
+    producer = make()
+    producer.enqueue = crash
+    producer.scan()
+    with pytest.raises(ConnectionError):
+        producer.step()
+    st, _, token, _ = _groups(url)["2025-10-02T10:02:45"]
+    assert st is GroupState.PENDING and token
+    restarted = make()
+    restarted.scan()
+    report = restarted.step()
+    assert report.republished == ["2025-10-02T10:02:45"] and not report.enqueued
+    assert published == [("2025-10-02T10:02:45", token, "convert")]
+    assert not make().step()  # recorded as published: never again
+    # a duplicate publication is claimed only once
+    assert state.claim(url, "2025-10-02T10:02:45", token) is True
+    assert state.claim(url, "2025-10-02T10:02:45", token) is False
+
+
+def test_file_still_being_written_waits(env, tmp_path):
+    url, incoming, published, make = env
+    path = incoming / format_subband_filename(T0, 3)
+    path.write_bytes(b"partial")
+    clock = [0.0]
+    tracker = StabilityTracker(stable_s=2.0, clock=lambda: clock[0])
+    tracker.add(path)
+    assert tracker.pop_complete() == []  # fresh mtime, not HDF5
+    clock[0] = 1.0
+    with path.open("ab") as f:
+        f.write(b"more")
+    assert tracker.pop_complete() == []  # size changed
+    clock[0] = 2.5
+    assert tracker.pop_complete() == []  # stable only 1.5 s
+    clock[0] = 3.1
+    assert tracker.pop_complete() == [path]
+    assert not opens_as_hdf5(path)
+
+
+def test_unparseable_names_are_ignored(env):
+    url, incoming, published, make = env
+    (incoming / "notes.txt").write_text("x")
+    (incoming / "2025-10-02T10:02:45_sb16.hdf5").write_bytes(b"x" * 10)  # subband out of range
+    producer = make()
+    producer.scan()
+    assert not producer.step()
+    assert _groups(url) == {}
