@@ -1,0 +1,64 @@
+"""Portable INSERT ... ON CONFLICT for SQLite and PostgreSQL (both speak the same clause)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import Table
+from sqlalchemy.orm import Session
+
+from contimg.errors import ConfigError
+
+_CHUNK = 5000
+
+
+def _insert(session: Session, table: Table) -> Any:
+    name = session.get_bind().dialect.name
+    if name == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert
+    elif name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:  # pragma: no cover - get_engine only ever builds these two
+        raise ConfigError(f"unsupported database backend {name!r}: contimg supports sqlite and postgresql")
+    return insert(table)
+
+
+def insert_ignore(session: Session, table: Table, row: Mapping[str, Any], *, keys: Sequence[str]) -> bool:
+    """Insert one row unless it conflicts on ``keys``; True if it was inserted."""
+    stmt = _insert(session, table).values(dict(row)).on_conflict_do_nothing(index_elements=list(keys))
+    return session.execute(stmt).rowcount == 1
+
+
+def upsert_rows(
+    session: Session,
+    table: Table,
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    keys: Sequence[str],
+    update: Sequence[str] | None,
+) -> int:
+    """Insert ``rows``; on a conflict on ``keys`` update the columns ``update`` (None: keep the old row).
+
+    Rows are sent in chunks with ``executemany``. Every row must have the same
+    columns. Column defaults of the table apply to omitted columns on insert.
+
+    Returns
+    -------
+    int
+        Number of rows sent.
+    """
+    if not rows:
+        return 0
+    columns = list(rows[0].keys())
+    stmt = _insert(session, table)
+    if update:
+        stmt = stmt.on_conflict_do_update(
+            index_elements=list(keys), set_={c: stmt.excluded[c] for c in update}
+        )
+    else:
+        stmt = stmt.on_conflict_do_nothing(index_elements=list(keys))
+    for start in range(0, len(rows), _CHUNK):
+        chunk = rows[start:start + _CHUNK]
+        session.execute(stmt, [{c: r[c] for c in columns} for r in chunk])
+    return len(rows)

@@ -1,0 +1,177 @@
+"""Bulk reads and writes of the science tables: sources, photometry, variability, ESE candidates.
+
+Like :mod:`contimg.db.queries`, every function takes a Session and only
+flushes. Writes are bulk ``INSERT ... ON CONFLICT`` statements sent with
+``executemany`` in chunks (idempotent: re-measuring a source in an image updates
+its row), so millions of photometry rows do not pass through the ORM.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import bindparam, select
+from sqlalchemy.orm import Session
+
+from contimg.db._upsert import upsert_rows
+from contimg.db.models import (
+    OPEN_CANDIDATE_STATUSES,
+    CandidateStatus,
+    EseCandidate,
+    Photometry,
+    Source,
+    VariabilityStats,
+)
+from contimg.db.states import utcnow
+from contimg.errors import NotFoundError
+
+log = logging.getLogger(__name__)
+
+_SOURCE_FIELDS = ("ra_deg", "dec_deg", "flux_jy", "flux_err_jy", "spectral_index",
+                  "resolved", "confused", "is_calibrator", "quality")
+_PHOTOMETRY_FIELDS = ("epoch_mjd", "flux_jy", "flux_err_jy", "norm_flux_jy", "norm_flux_err_jy", "upper_limit")
+_STATS_FIELDS = ("n_epochs", "weighted_mean_jy", "chi2_nu", "eta", "v", "modulation_index", "max_vs", "max_m",
+                 "ese_score", "ese_significance", "last_photometry_id", "last_epoch_mjd")
+
+
+def _complete(rows: Iterable[Mapping[str, Any]], required: Sequence[str], optional: Mapping[str, Any],
+              what: str) -> list[dict[str, Any]]:
+    """Rows with every column present (optional ones defaulted), refusing unknown columns."""
+    allowed = set(required) | set(optional)
+    out = []
+    for i, row in enumerate(rows):
+        missing = [c for c in required if c not in row]
+        unknown = sorted(set(row) - allowed)
+        if missing or unknown:
+            raise ValueError(f"{what} row {i}: missing {missing or 'nothing'}, unknown {unknown or 'nothing'}")
+        out.append({**optional, **row})
+    return out
+
+
+def upsert_sources(session: Session, rows: Iterable[Mapping[str, Any]]) -> dict[str, int]:
+    """Insert or update catalogue sources by ``name``; returns ``{name: id}`` for the given names.
+
+    Each row needs ``name``, ``ra_deg``, ``dec_deg``; other :class:`Source`
+    columns are optional (defaults: no flux, not resolved/confused/calibrator).
+    """
+    full = _complete(rows, ["name", "ra_deg", "dec_deg"],
+                     {"flux_jy": None, "flux_err_jy": None, "spectral_index": None, "resolved": False,
+                      "confused": False, "is_calibrator": False, "quality": None}, "source")
+    upsert_rows(session, Source.__table__, full, keys=["name"], update=list(_SOURCE_FIELDS))
+    return source_ids(session, [r["name"] for r in full])
+
+
+def source_ids(session: Session, names: Sequence[str]) -> dict[str, int]:
+    """``{name: id}`` of the sources among ``names`` that exist."""
+    ids: dict[str, int] = {}
+    for start in range(0, len(names), 1000):
+        chunk = list(names[start:start + 1000])
+        ids.update(session.execute(select(Source.name, Source.id).where(Source.name.in_(chunk))).tuples())
+    return ids
+
+
+def upsert_photometry(session: Session, rows: Iterable[Mapping[str, Any]]) -> int:
+    """Insert or update photometry by (``source_id``, ``image_id``); returns the number of rows sent.
+
+    Each row needs ``source_id``, ``image_id``, ``epoch_mjd``, ``flux_jy``,
+    ``flux_err_jy``; ``norm_flux_jy``, ``norm_flux_err_jy`` and ``upper_limit``
+    are optional. A re-measured row is updated in place and keeps its id: a
+    job that scores "photometry with id > N" does not see re-measurements, so
+    re-measuring should be followed by re-scoring the sources concerned.
+    """
+    full = _complete(rows, ["source_id", "image_id", "epoch_mjd", "flux_jy", "flux_err_jy"],
+                     {"norm_flux_jy": None, "norm_flux_err_jy": None, "upper_limit": False}, "photometry")
+    return upsert_rows(session, Photometry.__table__, full, keys=["source_id", "image_id"],
+                       update=list(_PHOTOMETRY_FIELDS))
+
+
+def set_normalized_flux(session: Session, rows: Iterable[Mapping[str, Any]]) -> int:
+    """Set ``norm_flux_jy``/``norm_flux_err_jy`` of existing photometry rows given by ``id``."""
+    full = [{"id": r["id"], "norm_flux_jy": r["norm_flux_jy"], "norm_flux_err_jy": r["norm_flux_err_jy"]}
+            for r in rows]
+    if full:
+        session.execute(
+            Photometry.__table__.update()
+            .where(Photometry.__table__.c.id == bindparam("b_id"))
+            .values(norm_flux_jy=bindparam("b_nf"), norm_flux_err_jy=bindparam("b_nfe")),
+            [{"b_id": r["id"], "b_nf": r["norm_flux_jy"], "b_nfe": r["norm_flux_err_jy"]} for r in full],
+        )
+    return len(full)
+
+
+def upsert_variability_stats(session: Session, rows: Iterable[Mapping[str, Any]], *,
+                             now: datetime | None = None) -> int:
+    """Insert or replace the variability statistics of sources (one row per ``source_id``).
+
+    Each row needs ``source_id`` and ``n_epochs``; the other statistics are
+    optional (None when not computable).
+    """
+    now = now or utcnow()
+    optional: dict[str, Any] = {f: None for f in _STATS_FIELDS if f != "n_epochs"}
+    optional["updated_at"] = now
+    full = _complete(rows, ["source_id", "n_epochs"], optional, "variability")
+    return upsert_rows(session, VariabilityStats.__table__, full, keys=["source_id"],
+                       update=[*_STATS_FIELDS, "updated_at"])
+
+
+def open_candidate(session: Session, source_id: int) -> EseCandidate | None:
+    """The source's open (``new`` or ``confirmed``) ESE candidate, if any."""
+    return session.scalars(
+        select(EseCandidate)
+        .where(EseCandidate.source_id == source_id, EseCandidate.status.in_(OPEN_CANDIDATE_STATUSES))
+        .with_for_update()
+    ).one_or_none()
+
+
+def upsert_ese_candidate(
+    session: Session,
+    *,
+    source_id: int,
+    score: float,
+    significance: float,
+    detected_mjd: float,
+    first_detected_mjd: float | None = None,
+    template: Mapping[str, Any] | None = None,
+    now: datetime | None = None,
+) -> tuple[EseCandidate, bool]:
+    """Create the source's ESE candidate (status ``new``), or update its open one.
+
+    An open candidate (``new`` or ``confirmed``) keeps its status and first
+    detection; its score, significance, template and ``last_detected_mjd`` are
+    replaced. A source with only closed (rejected/ended) candidates gets a new one.
+
+    Returns
+    -------
+    (candidate, created)
+    """
+    now = now or utcnow()
+    cand = open_candidate(session, source_id)
+    created = cand is None
+    if cand is None:
+        cand = EseCandidate(source_id=source_id, status=CandidateStatus.NEW,
+                            first_detected_mjd=detected_mjd if first_detected_mjd is None else first_detected_mjd,
+                            created_at=now)
+        session.add(cand)
+    cand.last_detected_mjd = detected_mjd
+    cand.score = score
+    cand.significance = significance
+    cand.template = dict(template) if template is not None else None
+    cand.updated_at = now
+    session.flush()
+    return cand, created
+
+
+def set_candidate_status(session: Session, candidate_id: int, status: CandidateStatus | str, *,
+                         notes: str | None = None) -> EseCandidate:
+    """Change a candidate's review status (e.g. ``confirmed``, ``rejected``), with optional notes."""
+    cand = session.get(EseCandidate, candidate_id, with_for_update=True)
+    if cand is None:
+        raise NotFoundError(f"no ESE candidate with id {candidate_id}")
+    cand.status = CandidateStatus(status)
+    if notes is not None:
+        cand.notes = notes
+    session.flush()
+    return cand
