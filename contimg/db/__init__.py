@@ -18,7 +18,15 @@ Public entry points::
 Importing this package imports SQLAlchemy but not Alembic (loaded by ``init_db``).
 """
 
-from contimg.db.engine import dispose_engines, get_engine, run_transaction, safe_url, session_scope
+from contimg.db.engine import (
+    dispose_engine,
+    dispose_engines,
+    get_engine,
+    reset_after_fork,
+    run_transaction,
+    safe_url,
+    session_scope,
+)
 from contimg.db.migrate import current_revision, head_revision, init_db, schema_differences
 from contimg.db.states import ALLOWED_TRANSITIONS, GroupState, apply_transition, check_transition
 
@@ -28,10 +36,12 @@ __all__ = [
     "apply_transition",
     "check_transition",
     "current_revision",
+    "dispose_engine",
     "dispose_engines",
     "get_engine",
     "head_revision",
     "init_db",
+    "reset_after_fork",
     "run_transaction",
     "safe_url",
     "schema_differences",

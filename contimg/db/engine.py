@@ -167,6 +167,24 @@ def get_engine(target: str | URL | Settings) -> Engine:
         return engine
 
 
+def dispose_engine(target: str | URL | Settings) -> None:
+    """Close and forget this process's engine for ``target``, if there is one."""
+    key = database_url(target).render_as_string(hide_password=False)
+    with _lock:
+        engine = _engines.pop(key, None)
+    if engine is not None:
+        engine.dispose()
+
+
+def reset_after_fork() -> None:
+    """Forget (without closing) every engine inherited from a parent process.
+
+    Runs automatically in a forked child (``os.register_at_fork``); calling it
+    again, e.g. from Celery's ``worker_process_init``, is harmless.
+    """
+    _reset_after_fork()
+
+
 def dispose_engines() -> None:
     """Close every cached engine of this process (tests, orderly shutdown)."""
     with _lock:
