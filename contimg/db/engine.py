@@ -212,8 +212,8 @@ def session_scope(target: str | URL | Engine | Settings, *, readonly: bool = Fal
         URL, engine or settings naming the database.
     readonly
         On SQLite, start a deferred transaction that does not take the write
-        lock (the session must not write). Elsewhere the transaction is rolled
-        back instead of committed.
+        lock, so it never waits for writers (the session should not write: a
+        write would then fail with "database is locked" under contention).
 
     Raises
     ------
@@ -233,10 +233,8 @@ def session_scope(target: str | URL | Engine | Settings, *, readonly: bool = Fal
     session = Session(bind=bind, expire_on_commit=False)
     try:
         yield session
-        if readonly:
-            session.rollback()
-        else:
-            session.commit()
+        # Also for read-only work: a rollback would expire the loaded objects.
+        session.commit()
     except DBAPIError as exc:
         session.rollback()
         if is_transient(exc):
