@@ -217,6 +217,19 @@ def test_backing_services_are_healthchecked_and_persistent(compose):
                 assert cond.get("condition") == "service_healthy"
 
 
+def test_schema_is_migrated_before_anything_uses_it(contimg_services):
+    migrate = [n for n, svc in contimg_services.items() if svc["command"][:2] == ["db", "upgrade"]]
+    assert migrate, "no service runs 'contimg db upgrade'"
+    for name, svc in contimg_services.items():
+        if name in migrate:
+            assert svc.get("restart") == "no", f"{name}: a one-shot job must not restart"
+            continue
+        deps = svc.get("depends_on") or {}
+        assert deps.get(migrate[0], {}).get("condition") == "service_completed_successfully", (
+            f"{name} does not wait for {migrate[0]}"
+        )
+
+
 def test_compose_build_points_at_the_dockerfile(contimg_services):
     for name, svc in contimg_services.items():
         build = svc.get("build")
