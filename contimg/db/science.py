@@ -69,7 +69,7 @@ def source_ids(session: Session, names: Sequence[str]) -> dict[str, int]:
     ids: dict[str, int] = {}
     for start in range(0, len(names), 1000):
         chunk = list(names[start:start + 1000])
-        ids.update(session.execute(select(Source.name, Source.id).where(Source.name.in_(chunk))).tuples())
+        ids.update(session.execute(select(Source.name, Source.id).where(Source.name.in_(chunk))).tuples().all())
     return ids
 
 
