@@ -1,0 +1,288 @@
+"""Noise-free model visibilities of point sources for meridian drift-scan (unprojected) data.
+
+Convention (proved by ``tests/simulation/test_conventions.py``): with
+``uvw = x_ant2 - x_ant1`` in pyuvdata's unprojected (zenith, ENU-like) frame,
+
+.. math::  V_{ij}(\\nu, t) = \\sum_s S_s(\\nu)\\, A_s(\\nu, t)\\,
+           \\exp\\left(+2\\pi i\\, \\frac{\\nu}{c}\\, \\mathbf{b}_{ij}\\cdot\\hat{\\mathbf{s}}_s(t)\\right)
+
+where ``i = ant1``, ``j = ant2``, ``b_ij = x_j - x_i`` and ``s_s`` is the unit
+vector to the source's *topocentric apparent* position (what pyuvdata's
+``phase()`` computes: ERFA ``atco13``, with aberration, precession, nutation),
+``S_s(nu) = S_1.4 (nu/1.4 GHz)^alpha`` and ``A_s`` the Airy power beam at the
+source's separation from the pointing (apparent RA = LST, apparent Dec =
+``phase_center_dec``). There is no ``w(n-1)`` term: ``UVData.phase()`` treats the
+old w of unprojected data as zero and multiplies by ``exp(-2 pi i w_new nu/c)``,
+so after phasing to a source its visibilities are real and equal ``S A``.
+
+The geometric phase factorizes per antenna,
+``exp(2 pi i b_ij.s nu/c) = a_j a_i^*`` with ``a = exp(2 pi i x.s nu/c)``, so for
+each time and channel the visibility matrix of all baselines is the matrix
+product ``conj(P) diag(S A) P^T`` of the (antenna x source) phasor matrix ``P``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from astropy.coordinates import EarthLocation
+
+from contimg.beam import SPEED_OF_LIGHT, airy_power, angular_separation
+from contimg.simulation.sky import REFERENCE_FREQ_HZ, SkyCatalog
+from contimg.stations import DISH_DIAMETER_M, icrs_to_apparent
+
+__all__ = ["SkyGeometry", "baseline_pairs", "model_visibilities", "predict_uvdata", "sky_geometry"]
+
+
+def baseline_pairs(antenna_numbers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """All baselines with autocorrelations, ``ant1 <= ant2``, ordered by (ant1, ant2).
+
+    Returns the index arrays into ``antenna_numbers`` (not the numbers).
+    """
+    n = len(antenna_numbers)
+    i, j = np.triu_indices(n)
+    return i, j
+
+
+@dataclass(frozen=True)
+class SkyGeometry:
+    """Where each source is, per time and antenna, for one set of times.
+
+    Attributes
+    ----------
+    time_jd, lst_rad
+        Times (JD UTC) and apparent LSTs, shape (Ntimes,).
+    antenna_numbers
+        Antennas of the last axis of ``w_m``.
+    w_m
+        Projection of each antenna's ECEF offset on the direction to each
+        source, ``x_a . s``, shape (Nsrc, Ntimes, Nants), metres.
+    sep_rad
+        Separation of each source from the pointing, shape (Nsrc, Ntimes).
+    app_ra_rad, app_dec_rad
+        Apparent positions, shape (Nsrc, Ntimes).
+    """
+
+    time_jd: np.ndarray
+    lst_rad: np.ndarray
+    antenna_numbers: np.ndarray
+    w_m: np.ndarray
+    sep_rad: np.ndarray
+    app_ra_rad: np.ndarray
+    app_dec_rad: np.ndarray
+
+
+def sky_geometry(
+    catalog: SkyCatalog,
+    time_jd: np.ndarray,
+    *,
+    lst_rad: np.ndarray,
+    antenna_numbers: np.ndarray,
+    antenna_positions: np.ndarray,
+    pointing_dec_rad: float,
+    location: EarthLocation,
+) -> SkyGeometry:
+    """Per-antenna w and beam separations of every source at every time.
+
+    Parameters
+    ----------
+    catalog
+        Sources (ICRS).
+    time_jd, lst_rad
+        Unique times and their apparent LSTs (as in pyuvdata's ``lst_array``).
+    antenna_numbers, antenna_positions
+        Antennas and their ECEF offsets from ``location``, shape (Nants, 3).
+    pointing_dec_rad
+        Apparent declination of the meridian pointing.
+    location
+        The telescope location (``uvd.telescope.location``).
+    """
+    from pyuvdata.utils.phasing import calc_uvw
+
+    time_jd = np.asarray(time_jd, float)
+    lst = np.asarray(lst_rad, float)
+    nsrc, nt, na = catalog.Nsrc, time_jd.size, len(antenna_numbers)
+    if nsrc == 0:
+        empty = np.zeros((0, nt))
+        return SkyGeometry(time_jd, lst, np.asarray(antenna_numbers), np.zeros((0, nt, na)), empty, empty, empty)
+    app_ra, app_dec = icrs_to_apparent(
+        np.radians(catalog.ra_deg)[:, None], np.radians(catalog.dec_deg)[:, None], time_jd[None, :], location
+    )
+    # pyuvdata's own rotation (as in UVData.phase with use_ant_pos=True), applied to
+    # each antenna against a phantom antenna at the array centre: w = x_a . s.
+    pos = np.vstack([np.asarray(antenna_positions, float), np.zeros((1, 3))])
+    nums = np.arange(na + 1)
+    rows = nsrc * nt
+    uvw = calc_uvw(
+        app_ra=np.repeat(app_ra.ravel(), na),
+        app_dec=np.repeat(app_dec.ravel(), na),
+        lst_array=np.repeat(np.broadcast_to(lst[None, :], (nsrc, nt)).ravel(), na),
+        use_ant_pos=True,
+        antenna_positions=pos,
+        antenna_numbers=nums,
+        ant_1_array=np.full(rows * na, na),
+        ant_2_array=np.tile(np.arange(na), rows),
+        telescope_lat=location.lat.rad,
+        telescope_lon=location.lon.rad,
+    )
+    w = uvw[:, 2].reshape(nsrc, nt, na)
+    sep = angular_separation(lst[None, :], pointing_dec_rad, app_ra, app_dec)
+    return SkyGeometry(time_jd, lst, np.asarray(antenna_numbers), w, sep, app_ra, app_dec)
+
+
+def _apparent_flux(
+    geometry: SkyGeometry,
+    flux_jy: np.ndarray,
+    spectral_index: np.ndarray,
+    freq_hz: np.ndarray,
+    *,
+    diameter_m: float | None,
+) -> np.ndarray:
+    """S(nu) A(nu, t), shape (Nsrc, Ntimes, Nfreqs)."""
+    spec = np.asarray(flux_jy, float)[:, None] * (freq_hz[None, :] / REFERENCE_FREQ_HZ) ** np.asarray(spectral_index, float)[:, None]
+    if diameter_m is None:
+        return np.broadcast_to(spec[:, None, :], (spec.shape[0], geometry.time_jd.size, freq_hz.size))
+    beam = airy_power(geometry.sep_rad[:, :, None], freq_hz[None, None, :], diameter_m)
+    return spec[:, None, :] * beam
+
+
+def visibility_matrices(
+    geometry: SkyGeometry,
+    flux_jy: np.ndarray,
+    spectral_index: np.ndarray,
+    freq_hz: np.ndarray,
+    *,
+    time_index: int,
+    diameter_m: float | None = DISH_DIAMETER_M,
+    dtype: type = np.complex64,
+) -> np.ndarray:
+    """Model visibilities of every antenna pair at one time, shape (Nfreqs, Nants, Nants).
+
+    Element ``[f, i, j]`` is baseline (ant1 = antenna i, ant2 = antenna j).
+    ``diameter_m=None`` switches the primary beam off.
+    """
+    freq = np.asarray(freq_hz, float)
+    na = len(geometry.antenna_numbers)
+    if geometry.w_m.shape[0] == 0:
+        return np.zeros((freq.size, na, na), dtype)
+    sa = _apparent_flux(
+        SkyGeometry(geometry.time_jd[time_index:time_index + 1], geometry.lst_rad[time_index:time_index + 1],
+                    geometry.antenna_numbers, geometry.w_m[:, time_index:time_index + 1],
+                    geometry.sep_rad[:, time_index:time_index + 1], geometry.app_ra_rad[:, time_index:time_index + 1],
+                    geometry.app_dec_rad[:, time_index:time_index + 1]),
+        flux_jy, spectral_index, freq, diameter_m=diameter_m,
+    )[:, 0, :]  # (Nsrc, Nfreqs)
+    w = geometry.w_m[:, time_index, :]  # (Nsrc, Nants)
+    phase = (2 * np.pi / SPEED_OF_LIGHT) * freq[:, None, None] * w.T[None, :, :]  # (Nf, Na, Nsrc)
+    p = np.exp(1j * phase).astype(dtype)
+    b = np.conj(p) * sa.T[:, None, :].astype(dtype)
+    return b @ np.transpose(p, (0, 2, 1))
+
+
+def model_visibilities(
+    geometry: SkyGeometry,
+    flux_jy: np.ndarray,
+    spectral_index: np.ndarray,
+    freq_hz: np.ndarray,
+    *,
+    diameter_m: float | None = DISH_DIAMETER_M,
+    dtype: type = np.complex64,
+) -> np.ndarray:
+    """Noise-free, gain-free visibilities for all baselines (with autos).
+
+    Parameters
+    ----------
+    geometry
+        From :func:`sky_geometry`.
+    flux_jy, spectral_index
+        Per-source 1.4 GHz flux (already including any light-curve factor) and
+        spectral index, shape (Nsrc,).
+    freq_hz
+        Channel frequencies (any order).
+    diameter_m
+        Dish diameter of the Airy beam; None for no primary beam.
+    dtype
+        complex64 (files) or complex128 (precise comparisons).
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape (Ntimes, Nbls, Nfreqs) with baselines in :func:`baseline_pairs`
+        order; autocorrelations carry the sky power only (no system power).
+    """
+    freq = np.asarray(freq_hz, float)
+    i, j = baseline_pairs(geometry.antenna_numbers)
+    out = np.empty((geometry.time_jd.size, i.size, freq.size), dtype)
+    for t in range(geometry.time_jd.size):
+        m = visibility_matrices(geometry, flux_jy, spectral_index, freq, time_index=t, diameter_m=diameter_m, dtype=dtype)
+        out[t] = m[:, i, j].T
+    return out
+
+
+def predict_uvdata(
+    uvd: "pyuvdata.UVData",  # noqa: F821 - imported lazily
+    catalog: SkyCatalog,
+    *,
+    pointing_dec_rad: float | None = None,
+    flux_jy: np.ndarray | None = None,
+    diameter_m: float | None = DISH_DIAMETER_M,
+    dtype: type = np.complex128,
+) -> np.ndarray:
+    """Noise-free model visibilities with the layout of ``uvd.data_array``.
+
+    For any unprojected (drift-scan) UVData object (e.g. a simulated file read
+    back, after selection): every baseline-time row and channel of ``uvd`` is
+    predicted from ``catalog``; both polarizations get the same (unpolarized)
+    model; autocorrelations carry the sky power only. No gains, no noise.
+
+    Parameters
+    ----------
+    uvd
+        The data whose layout (times, baselines, frequencies, polarizations)
+        the model follows. Must be unprojected.
+    catalog
+        Sources to predict.
+    pointing_dec_rad
+        Apparent pointing declination for the beam; default the
+        ``phase_center_dec`` extra keyword.
+    flux_jy
+        Per-source 1.4 GHz flux overriding the catalogue's (e.g. a day's light-curve value).
+    diameter_m
+        Dish diameter of the Airy beam; None switches the beam off.
+    dtype
+        Output dtype.
+
+    Raises
+    ------
+    ValueError
+        If ``uvd`` is not unprojected or the pointing declination is unknown.
+    """
+    if not np.all(uvd._check_for_cat_type("unprojected")):
+        raise ValueError("predict_uvdata needs unprojected (drift-scan) data; phase it after predicting instead")
+    if pointing_dec_rad is None:
+        if "phase_center_dec" not in uvd.extra_keywords:
+            raise ValueError("no pointing declination given and no phase_center_dec extra keyword")
+        pointing_dec_rad = float(uvd.extra_keywords["phase_center_dec"])
+    tel = uvd.telescope
+    times, inverse = np.unique(uvd.time_array, return_inverse=True)
+    lsts = np.zeros(times.size)
+    lsts[inverse] = uvd.lst_array
+    used = np.union1d(uvd.ant_1_array, uvd.ant_2_array)
+    row = {int(a): k for k, a in enumerate(tel.antenna_numbers)}
+    pos = tel.antenna_positions[[row[int(a)] for a in used]]
+    geometry = sky_geometry(
+        catalog, times, lst_rad=lsts, antenna_numbers=used, antenna_positions=pos,
+        pointing_dec_rad=pointing_dec_rad, location=tel.location,
+    )
+    flux = catalog.flux_jy if flux_jy is None else np.asarray(flux_jy, float)
+    freq = np.asarray(uvd.freq_array, float).ravel()
+    idx = {int(a): k for k, a in enumerate(used)}
+    a1 = np.array([idx[int(a)] for a in uvd.ant_1_array])
+    a2 = np.array([idx[int(a)] for a in uvd.ant_2_array])
+    out = np.empty((uvd.Nblts, freq.size), dtype)
+    for t in range(times.size):
+        sel = np.flatnonzero(inverse == t)
+        m = visibility_matrices(geometry, flux, catalog.spectral_index, freq, time_index=t, diameter_m=diameter_m, dtype=dtype)
+        out[sel] = m[:, a1[sel], a2[sel]].T
+    return np.repeat(out[:, :, None], uvd.Npols, axis=2)
