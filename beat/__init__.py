@@ -1,0 +1,1 @@
+"""The beat schedule (``beat.schedule``) and the scheduled jobs (``beat.jobs``)."""

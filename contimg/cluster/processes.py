@@ -1,0 +1,286 @@
+"""Cluster processes as real subprocesses: Celery workers, the producer, beat.
+
+:class:`EmbeddedCluster` puts a private Redis, workers and the producer on one
+machine, all configured through ``CONTIMG_*`` environment variables so that
+each process reads the same settings as the parent. Processes are stopped by
+their own pid (SIGTERM, then SIGKILL after a timeout), never by name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+
+from contimg.cluster.redis_server import RedisServer
+from contimg.config import ENV_PREFIX, Settings, load_settings
+from contimg.errors import ContimgError
+
+log = logging.getLogger(__name__)
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+"""Directory holding the ``contimg``, ``workers`` and ``beat`` packages."""
+
+
+class ClusterProcessError(ContimgError):
+    """A cluster process did not start or died."""
+
+
+def subprocess_env(overrides: Mapping[str, str] | None = None, *, extra_path: Sequence[Path] = ()) -> dict[str, str]:
+    """The environment for a cluster subprocess.
+
+    The parent's environment, minus its own ``CONTIMG_*`` settings when
+    ``overrides`` replaces them, plus ``overrides``, with the repository
+    (and ``extra_path``) on ``PYTHONPATH``.
+    """
+    env = dict(os.environ)
+    if overrides is not None:
+        for key in [k for k in env if k.startswith(ENV_PREFIX) and k in overrides]:
+            del env[key]
+        env.update({k: str(v) for k, v in overrides.items()})
+    paths = [str(p) for p in (*extra_path, REPO_ROOT)]
+    if env.get("PYTHONPATH"):
+        paths.append(env["PYTHONPATH"])
+    env["PYTHONPATH"] = os.pathsep.join(paths)
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    return env
+
+
+@contextlib.contextmanager
+def _patched_environ(env: Mapping[str, str]) -> Iterator[None]:
+    saved = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def settings_for_env(env: Mapping[str, str]) -> Settings:
+    """The settings a subprocess started with ``env`` will read."""
+    with _patched_environ(env):
+        return load_settings()
+
+
+class ClusterProcess:
+    """One subprocess with its log file.
+
+    Parameters
+    ----------
+    name
+        Short name used in logs and the log file name.
+    args
+        Command line (argument list; no shell).
+    env
+        Its environment.
+    log_path
+        File receiving its stdout and stderr.
+    """
+
+    def __init__(self, name: str, args: Sequence[str], *, env: Mapping[str, str], log_path: Path,
+                 cwd: Path | None = None):
+        self.name = name
+        self.args = list(args)
+        self.env = dict(env)
+        self.log_path = Path(log_path)
+        self.cwd = cwd
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> "ClusterProcess":
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log.debug("starting %s: %s", self.name, " ".join(self.args))
+        with self.log_path.open("ab") as out:
+            self.proc = subprocess.Popen(self.args, env=self.env, cwd=self.cwd, stdin=subprocess.DEVNULL,
+                                         stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        return self
+
+    @property
+    def pid(self) -> int:
+        if self.proc is None:
+            raise ClusterProcessError(f"{self.name} was not started")
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def log_text(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def wait_for_log(self, needle: str, *, timeout_s: float = 60.0, start_offset: int = 0) -> None:
+        """Wait until ``needle`` appears in the log (after ``start_offset`` characters)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if needle in self.log_text()[start_offset:]:
+                return
+            if not self.alive():
+                raise ClusterProcessError(f"{self.name} exited (status {self.proc.returncode}) before "
+                                          f"logging {needle!r}; see {self.log_path}:\n{self.log_text()[-3000:]}")
+            time.sleep(0.1)
+        raise ClusterProcessError(f"{self.name} did not log {needle!r} within {timeout_s} s; see {self.log_path}")
+
+    def children(self) -> list[int]:
+        """Pids of the direct children (e.g. a Celery worker's pool processes)."""
+        try:
+            text = Path(f"/proc/{self.pid}/task/{self.pid}/children").read_text()
+        except (FileNotFoundError, ProcessLookupError):
+            return []
+        return [int(p) for p in text.split()]
+
+    def signal(self, sig: int) -> None:
+        if self.alive():
+            os.kill(self.pid, sig)
+
+    def stop(self, *, timeout_s: float = 20.0, sig: int = signal.SIGTERM) -> int | None:
+        """Stop it (``sig``, then SIGKILL of its process group after ``timeout_s``); idempotent."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                log.warning("%s (pid %d) did not stop within %.0f s; killing it", self.name, self.pid, timeout_s)
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout_s)
+        # reap pool children left in the process group (same session, started by us)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        return self.proc.returncode
+
+
+class EmbeddedCluster:
+    """A private single-machine cluster under one data root.
+
+    Parameters
+    ----------
+    data_root
+        The data root of every process (``CONTIMG_DATA_ROOT``).
+    env
+        Further ``CONTIMG_*`` settings for every process.
+    broker_url
+        Use this broker instead of starting a private redis-server.
+    log_dir
+        Where process logs go (default ``<data_root>/state/logs``).
+
+    Examples
+    --------
+    >>> with EmbeddedCluster(Path("contimg-data/demo")) as cluster:   # doctest: +SKIP
+    ...     cluster.start_worker()
+    ...     cluster.start_producer()
+    """
+
+    def __init__(self, data_root: Path, *, env: Mapping[str, str] | None = None, broker_url: str | None = None,
+                 log_dir: Path | None = None):
+        self.data_root = Path(data_root).absolute()
+        self.extra_env = {k: str(v) for k, v in (env or {}).items()}
+        self.log_dir = Path(log_dir or self.data_root / "state" / "logs").absolute()
+        self.redis: RedisServer | None = None
+        self._broker_url = broker_url
+        self.processes: list[ClusterProcess] = []
+
+    # ------------------------------------------------------------------ set-up
+    @property
+    def broker_url(self) -> str:
+        if self._broker_url:
+            return self._broker_url
+        if self.redis is None:
+            raise ClusterProcessError("the cluster's redis-server is not started")
+        return self.redis.url
+
+    def env(self, **more: str) -> dict[str, str]:
+        """The environment of the cluster's processes."""
+        overrides = {f"{ENV_PREFIX}DATA_ROOT": str(self.data_root), f"{ENV_PREFIX}BROKER_URL": self.broker_url,
+                     **self.extra_env, **more}
+        return subprocess_env(overrides)
+
+    def settings(self) -> Settings:
+        """The settings every process of this cluster reads."""
+        return settings_for_env(self.env())
+
+    def start(self) -> "EmbeddedCluster":
+        """Start the private redis-server (unless a broker was given) and create the schema."""
+        from contimg.db import init_db
+
+        if not self._broker_url and self.redis is None:
+            self.redis = RedisServer(self.data_root / "state" / "redis").start()
+        settings = self.settings()
+        settings.paths.ensure()
+        init_db(settings)
+        return self
+
+    def _spawn(self, name: str, args: Sequence[str], *, env: Mapping[str, str] | None = None,
+               extra_path: Sequence[Path] = ()) -> ClusterProcess:
+        base = self.env()
+        if extra_path:
+            base["PYTHONPATH"] = os.pathsep.join([*(str(p) for p in extra_path), base["PYTHONPATH"]])
+        proc = ClusterProcess(name, args, env={**base, **(env or {})}, log_path=self.log_dir / f"{name}.log",
+                              cwd=self.data_root)
+        self.processes.append(proc.start())
+        return proc
+
+    # ------------------------------------------------------------------ processes
+    def start_worker(self, name: str = "worker", *, queues: Sequence[str] | None = None, concurrency: int = 2,
+                     app: str | None = None, extra_path: Sequence[Path] = (), wait: bool = True,
+                     timeout_s: float = 90.0) -> ClusterProcess:
+        """Start a Celery worker (``contimg worker``; ``app`` selects another Celery app module)."""
+        if app is None:
+            args = [sys.executable, "-m", "contimg", "worker", "--concurrency", str(concurrency),
+                    "-n", f"{name}@%h"]
+            if queues:
+                args += ["--queues", ",".join(queues)]
+        else:
+            from workers.app import ALL_QUEUES
+
+            args = [sys.executable, "-m", "celery", "-A", app, "worker", "--concurrency", str(concurrency),
+                    "-n", f"{name}@%h", "-Q", ",".join(queues or ALL_QUEUES), "--without-gossip",
+                    "--without-mingle", "--loglevel", "INFO"]
+        proc = self._spawn(name, args, extra_path=extra_path)
+        if wait:
+            proc.wait_for_log(" ready.", timeout_s=timeout_s)
+        return proc
+
+    def start_producer(self, name: str = "producer", *, wait: bool = True) -> ClusterProcess:
+        """Start ``contimg producer``."""
+        proc = self._spawn(name, [sys.executable, "-m", "contimg", "-v", "producer"])
+        if wait:
+            proc.wait_for_log("producer started", timeout_s=60)
+        return proc
+
+    def start_beat(self, name: str = "beat", *, app: str | None = None, extra_path: Sequence[Path] = ()) -> ClusterProcess:
+        """Start ``contimg beat`` (``app`` selects another Celery app module)."""
+        if app is None:
+            args = [sys.executable, "-m", "contimg", "beat"]
+        else:
+            args = [sys.executable, "-m", "celery", "-A", app, "beat", "-S", "redbeat.RedBeatScheduler",
+                    "--loglevel", "DEBUG"]
+        return self._spawn(name, args, extra_path=extra_path)
+
+    def stop(self) -> None:
+        """Stop every process (newest first), then the redis-server."""
+        for proc in reversed(self.processes):
+            try:
+                proc.stop()
+            except Exception:  # noqa: BLE001 - keep stopping the others
+                log.exception("could not stop %s", proc.name)
+        self.processes.clear()
+        if self.redis is not None:
+            self.redis.stop()
+            self.redis = None
+
+    def __enter__(self) -> "EmbeddedCluster":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

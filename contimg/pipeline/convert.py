@@ -1,0 +1,148 @@
+"""The conversion stage for one group, by key: plan, write each subband's part, combine.
+
+Each function re-reads what it needs from the database, checks that its run is
+still the group's current one (:func:`contimg.pipeline.state.check_current`)
+and calls the conversion library. All of them are idempotent: the parts are
+written atomically under fixed names, and the Measurement Set row is keyed by
+its path.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from contimg.config import Settings
+from contimg.db import run_transaction
+from contimg.db.models import MeasurementSet, ObservationGroup, SubbandFile
+from contimg.errors import InputFileError
+from contimg.pipeline import state
+
+log = logging.getLogger(__name__)
+
+STAGE = "convert"
+
+
+def ms_path(settings: Settings, group_key: str) -> Path:
+    """Where the group's Measurement Set is written (``<ms>/<YYYY-MM-DDTHHMMSS>.ms``)."""
+    return settings.paths.ms / f"{group_key.replace(':', '')}.ms"
+
+
+def group_files(settings: Settings, group_key: str) -> list[str]:
+    """The group's registered subband files, by subband."""
+
+    def _files(session: Session) -> list[str]:
+        return list(session.scalars(
+            select(SubbandFile.path).join(ObservationGroup)
+            .where(ObservationGroup.group_key == group_key).order_by(SubbandFile.subband)))
+
+    return run_transaction(settings, _files, readonly=True)
+
+
+def plan(settings: Settings, group_key: str, token: str) -> dict[str, Any]:
+    """Start the stage and plan the conversion.
+
+    Returns
+    -------
+    dict
+        ``{"plan": ConversionPlan.to_dict(), "files": [path, ...]}``.
+
+    Raises
+    ------
+    StaleRunError
+        If ``token`` is not the group's current run.
+    InputFileError
+        If a file is missing, unreadable or inconsistent (names the file).
+    """
+    from contimg.conversion.plan import plan_group
+
+    state.stage_started(settings, group_key, token, STAGE)
+    files = group_files(settings, group_key)
+    if not files:
+        raise InputFileError(f"group {group_key}: no subband files registered")
+    missing = [f for f in files if not Path(f).exists()]
+    if missing:
+        raise InputFileError(f"group {group_key}: registered file(s) no longer exist: {', '.join(missing)}")
+    conversion_plan = plan_group(files, group_id=group_key)
+    log.info("group %s: planned conversion of %d subband(s)", group_key, len(files))
+    return {"plan": conversion_plan.to_dict(), "files": files}
+
+
+def write_part(settings: Settings, group_key: str, token: str, plan_dict: dict[str, Any], subband_file: str) -> str:
+    """Write one subband's part into the staging directory; returns its path."""
+    from contimg.conversion.subband import write_subband_part
+
+    state.check_current(settings, group_key, token)
+    staging = settings.paths.staging
+    staging.mkdir(parents=True, exist_ok=True)
+    return str(write_subband_part(plan_dict, subband_file, staging))
+
+
+def combine(settings: Settings, group_key: str, token: str, plan_dict: dict[str, Any],
+            part_paths: list[str]) -> dict[str, Any]:
+    """Combine the parts into the group's Measurement Set, record it, end the stage.
+
+    Returns
+    -------
+    dict
+        ``{"ms": path, "seconds": stage duration, ...}`` plus the conversion
+        result's own summary when it provides ``to_dict()``.
+    """
+    from contimg.conversion import combine_parts
+    from contimg.conversion.plan import ConversionPlan
+
+    state.check_current(settings, group_key, token)
+    out_ms = ms_path(settings, group_key)
+    out_ms.parent.mkdir(parents=True, exist_ok=True)
+    conversion_plan = ConversionPlan.from_dict(plan_dict)
+    result = combine_parts(conversion_plan, [Path(p) for p in part_paths], out_ms)
+    summary = _result_summary(result)
+    _record_ms(settings, group_key, out_ms, conversion_plan, summary)
+    seconds = state.stage_finished(settings, group_key, token, STAGE)
+    log.info("group %s: converted to %s in %.1f s", group_key, out_ms, seconds)
+    return {"ms": str(out_ms), "seconds": seconds, **{k: v for k, v in summary.items() if k != "ms"}}
+
+
+def _result_summary(result: Any) -> dict[str, Any]:
+    if hasattr(result, "to_dict"):
+        data = result.to_dict()
+    elif hasattr(result, "__dataclass_fields__"):
+        from dataclasses import asdict
+
+        data = asdict(result)
+    else:
+        data = {}
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in data.items()}
+
+
+def _record_ms(settings: Settings, group_key: str, out_ms: Path, plan: Any, summary: dict[str, Any]) -> None:
+    times = list(getattr(plan, "times_jd", []) or [])
+    half = getattr(plan, "integration_time", 0.0) / 2 / 86400.0
+    start_mjd = min(times) - 2400000.5 - half if times else None
+    end_mjd = max(times) - 2400000.5 + half if times else None
+    validation = summary.get("validation") if isinstance(summary.get("validation"), dict) else summary or None
+
+    def _upsert(session: Session) -> None:
+        group = session.scalar(select(ObservationGroup).where(ObservationGroup.group_key == group_key))
+        row = session.scalar(select(MeasurementSet).where(MeasurementSet.path == str(out_ms)))
+        if row is None:
+            row = MeasurementSet(path=str(out_ms))
+            session.add(row)
+        row.group_id = group.id if group is not None else None
+        row.start_mjd, row.end_mjd = start_mjd, end_mjd
+        row.stage = "converted"
+        row.validation = _jsonable(validation)
+
+    run_transaction(settings, _upsert)
+
+
+def _jsonable(value: Any) -> Any:
+    import json
+
+    if value is None:
+        return None
+    return json.loads(json.dumps(value, default=str))

@@ -1,0 +1,66 @@
+"""The canvas of one group's run, built in one place.
+
+::
+
+    start ─→ convert.plan ═(replaced by)═> chord([write_part × Nsubbands], combine) ─→ … ─→ finish
+      │                                                                    (later: calibrate, image, photometry)
+      └── link_error: record_failure (every task)
+
+The first task's id is the run token, so a second publication of the same run
+is recognisable (and refused by the claim). Stages are appended by adding an
+entry to :data:`STAGE_SIGNATURES` in the order of :data:`contimg.pipeline.stages.STAGES`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from celery import chain, chord
+from celery.canvas import Signature
+
+from contimg.pipeline.stages import STAGES, stages_from
+from workers.app import app
+
+
+def _convert(group_key: str, token: str) -> Signature:
+    return app.signature("contimg.convert.plan", kwargs={"group_key": group_key, "token": token}, immutable=True)
+
+
+STAGE_SIGNATURES: dict[str, Callable[[str, str], Signature]] = {
+    "convert": _convert,
+}
+"""Stage name → builder of the stage's (immutable) signature for one run."""
+
+assert tuple(STAGE_SIGNATURES) == STAGES, "every stage needs a signature builder"  # noqa: S101
+
+
+def run_canvas(group_key: str, token: str, *, from_stage: str | None = None) -> Signature:
+    """The whole run of a group: claim, the stages from ``from_stage`` on, finish."""
+    kw = {"group_key": group_key, "token": token}
+    steps = [app.signature("contimg.group.start", kwargs=kw, immutable=True).set(task_id=token)]
+    steps += [STAGE_SIGNATURES[stage](group_key, token) for stage in stages_from(from_stage)]
+    steps.append(app.signature("contimg.group.finish", kwargs=kw, immutable=True))
+    canvas = chain(*steps)
+    canvas.link_error(app.signature("contimg.group.record_failure", kwargs=kw))
+    return canvas
+
+
+def conversion_chord(group_key: str, token: str, plan: dict[str, Any], files: list[str]) -> Signature:
+    """Header: one part write per subband (queue ``convert``); body: combine them."""
+    kw = {"group_key": group_key, "token": token, "plan": plan}
+    header = [app.signature("contimg.convert.write_part", kwargs={**kw, "subband_file": f}, immutable=True)
+              for f in files]
+    body = app.signature("contimg.convert.combine", kwargs=kw)
+    return chord(header, body)
+
+
+def enqueue_group(group_key: str, token: str, from_stage: str) -> str:
+    """Publish a group's run (the producer's and reprocessing's ``enqueue`` callable).
+
+    Returns the run token, which is the first task's Celery id.
+    """
+    run_canvas(group_key, token, from_stage=from_stage).apply_async(
+        retry=True, retry_policy={"max_retries": 10, "interval_start": 0.5, "interval_step": 1.0,
+                                  "interval_max": 5.0})
+    return token

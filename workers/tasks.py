@@ -1,0 +1,119 @@
+"""Thin Celery tasks over :mod:`contimg.pipeline`.
+
+Every task takes ``group_key`` and ``token`` (the run token) as keyword
+arguments, re-reads what it needs, and:
+
+* retries :class:`~contimg.errors.TransientError` and connection errors with
+  exponential backoff;
+* stops quietly (``Ignore``) when its run is no longer the group's current one;
+* on any other failure marks the group ``failed`` with the error (also done by
+  the canvas's ``link_error`` callback; both are idempotent).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import Task
+from celery.exceptions import Ignore
+
+from contimg.errors import TransientError
+from contimg.pipeline import state
+from workers.app import app
+
+log = logging.getLogger(__name__)
+
+RETRY_FOR = (TransientError, ConnectionError, TimeoutError)
+
+
+def _settings():
+    return app.conf.contimg_settings
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+class GroupTask(Task):
+    """Base of every task that works for one group's run."""
+
+    autoretry_for = RETRY_FOR
+    retry_backoff = 2
+    retry_backoff_max = 300
+    retry_jitter = True
+    max_retries = 6
+    acks_late = True
+    reject_on_worker_lost = True
+
+    def on_failure(self, exc, task_id, args, kwargs, einfo):  # noqa: D102 - Celery hook
+        key, token = kwargs.get("group_key"), kwargs.get("token")
+        if key is None:
+            return
+        try:
+            state.fail(_settings(), key, f"{self.name.rsplit('.', 1)[-1]}: {_describe(exc)}", token=token)
+        except Exception:  # noqa: BLE001 - never mask the task's own failure
+            log.exception("group %s: could not record the failure of %s", key, task_id)
+
+
+def _guard(fn, *args: Any) -> Any:
+    try:
+        return fn(*args)
+    except state.StaleRunError as exc:
+        log.warning("%s", exc)
+        raise Ignore() from exc
+
+
+@app.task(name="contimg.group.start", base=GroupTask, bind=True)
+def start_group(self, *, group_key: str, token: str) -> str:
+    """Claim the group for this run (``pending → in_progress``); stops a duplicate run."""
+    if not state.claim(_settings(), group_key, token):
+        raise Ignore()
+    return group_key
+
+
+@app.task(name="contimg.convert.plan", base=GroupTask, bind=True)
+def convert_plan(self, *, group_key: str, token: str) -> None:
+    """Plan the conversion, then replace this task by the chord of subband writes."""
+    from workers.canvas import conversion_chord
+
+    planned = _guard(state_plan, group_key, token)
+    raise self.replace(conversion_chord(group_key, token, planned["plan"], planned["files"]))
+
+
+def state_plan(group_key: str, token: str) -> dict[str, Any]:
+    from contimg.pipeline.convert import plan
+
+    return plan(_settings(), group_key, token)
+
+
+@app.task(name="contimg.convert.write_part", base=GroupTask, bind=True)
+def convert_write_part(self, *, group_key: str, token: str, plan: dict[str, Any], subband_file: str) -> str:
+    """Chord header: write one subband's part (idempotent)."""
+    from contimg.pipeline.convert import write_part
+
+    return _guard(write_part, _settings(), group_key, token, plan, subband_file)
+
+
+@app.task(name="contimg.convert.combine", base=GroupTask, bind=True)
+def convert_combine(self, part_paths: list[str], *, group_key: str, token: str, plan: dict[str, Any]) -> dict:
+    """Chord body: combine the parts into the Measurement Set and end the stage."""
+    from contimg.pipeline.convert import combine
+
+    return _guard(combine, _settings(), group_key, token, plan, part_paths)
+
+
+@app.task(name="contimg.group.finish", base=GroupTask, bind=True)
+def finish_group(self, *_: Any, group_key: str, token: str) -> str:
+    """Mark the run completed (idempotent)."""
+    _guard(state.complete, _settings(), group_key, token)
+    return group_key
+
+
+@app.task(name="contimg.group.record_failure", bind=True, acks_late=True)
+def record_failure(self, request, exc, traceback, *, group_key: str, token: str) -> None:
+    """``link_error`` callback of a run: mark the group failed with the error (idempotent)."""
+    if isinstance(exc, (Ignore, state.StaleRunError)):
+        return
+    failed_task = getattr(request, "task", None) or "task"
+    state.fail(_settings(), group_key, f"{failed_task.rsplit('.', 1)[-1]}: {_describe(exc)}", token=token)
