@@ -1,0 +1,321 @@
+"""Step 2 of a conversion: assemble the subband parts into one Measurement Set.
+
+The parts (:mod:`contimg.conversion.subband`) are placed channel-wise into the
+single 768-channel spectral window of the final MS, in large row chunks,
+writing every column exactly once. Why one window rather than sixteen: CASA
+bandpass, gaincal and applycal run 2-3× faster on one window of 768 channels
+than on 16 windows (NOTES), WSClean needs no ``-reorder`` for it, and a
+calibration table's frequency axis is the same for every group.
+
+Column contents
+---------------
+``DATA``
+    phased visibilities in Jy (MS convention); zero and flagged in missing subbands.
+``CORRECTED_DATA``
+    a copy of DATA (what an uncalibrated MS is defined to hold).
+``MODEL_DATA``
+    zero: there is no model yet. A calibration that forgets to set one then
+    fails loudly instead of calibrating against an implicit 1 Jy source.
+``WEIGHT_SPECTRUM`` / ``SIGMA_SPECTRUM``
+    ``sigma = SEFD / sqrt(2 Δν τ n)`` per visibility (the radiometer noise of
+    each real and imaginary part, ``n`` the file's sample count) and
+    ``weight = 1 / sigma²``; the SEFD comes from the header keyword ``sefd_jy``
+    if present, else :data:`NOMINAL_SEFD_JY`. ``WEIGHT``/``SIGMA`` per row are
+    the mean over channels.
+``FLAG``
+    the files' flags, plus autocorrelations and missing subbands.
+
+The MS is written under a hidden temporary name next to ``out_ms``, validated,
+then renamed; an existing MS at ``out_ms`` is replaced only by a valid one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import math
+import os
+import shutil
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import h5py
+import numpy as np
+
+from contimg.conversion import msio
+from contimg.conversion.geometry import phased_uvw
+from contimg.conversion.plan import ConversionPlan
+from contimg.conversion.subband import PART_FORMAT
+from contimg.conversion.validate import ValidationReport, validate_ms
+from contimg.errors import InputFileError, TransientError
+
+log = logging.getLogger(__name__)
+
+NOMINAL_SEFD_JY = 6500.0
+"""DSA-110 system equivalent flux density assumed when the headers do not give one."""
+
+ROWS_PER_CHUNK_BYTES = 64 << 20
+"""Target size of the DATA block assembled per write (bounds the memory of step 2)."""
+
+
+@dataclass
+class ConversionResult:
+    """What a conversion produced; JSON-serialisable through :meth:`to_dict`."""
+
+    group_id: str
+    ms_path: str
+    subbands: list[int]
+    missing_subbands: list[int]
+    Nrows: int
+    Nfreqs: int
+    phase_center_ra_deg: float
+    phase_center_dec_deg: float
+    validation: dict[str, Any]
+    timings_s: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ConversionResult":
+        return cls(**d)
+
+
+def _sefd(plan: ConversionPlan) -> float:
+    return float(plan.sefd_jy) if plan.sefd_jy else NOMINAL_SEFD_JY
+
+
+class _Parts:
+    """The open parts of a group, checked against the plan and against each other."""
+
+    def __init__(self, plan: ConversionPlan, part_paths: Sequence[str | os.PathLike]):
+        self.files: dict[int, h5py.File] = {}
+        try:
+            for p in part_paths:
+                try:
+                    fh = h5py.File(p, "r")
+                except OSError as exc:
+                    raise InputFileError(f"{p}: unreadable conversion part of group {plan.group_id}: {exc}") from exc
+                attrs = fh.attrs
+                sb = int(attrs.get("subband", -1))
+                if attrs.get("format") != PART_FORMAT or attrs.get("group_id") != plan.group_id:
+                    fh.close()
+                    raise InputFileError(f"{p}: not a conversion part of group {plan.group_id}")
+                if (abs(float(attrs["phase_center_ra"]) - plan.phase_center_ra) > 1e-12
+                        or abs(float(attrs["phase_center_dec"]) - plan.phase_center_dec) > 1e-12):
+                    fh.close()
+                    raise InputFileError(f"{p}: part was phased to another phase center than group {plan.group_id}'s plan")
+                if sb in self.files:
+                    fh.close()
+                    raise InputFileError(f"{p}: second part for sb{sb:02d} of group {plan.group_id}")
+                self.files[sb] = fh
+            if not self.files:
+                raise InputFileError(f"group {plan.group_id}: no parts to combine")
+            first = self.files[min(self.files)]
+            self.ant_1_array = first["ant_1_array"][()]
+            self.ant_2_array = first["ant_2_array"][()]
+            self.time_index = first["time_index"][()]
+            for sb, fh in self.files.items():
+                if not (np.array_equal(fh["ant_1_array"][()], self.ant_1_array)
+                        and np.array_equal(fh["ant_2_array"][()], self.ant_2_array)
+                        and np.array_equal(fh["time_index"][()], self.time_index)):
+                    raise InputFileError(f"{fh.filename}: baseline-time order differs from the other parts")
+                if fh["data"].shape != (plan.Nblts, plan.Nfreqs_subband, plan.Npols):
+                    raise InputFileError(f"{fh.filename}: data shape {fh['data'].shape} does not match the plan")
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        for fh in self.files.values():
+            with contextlib.suppress(Exception):
+                fh.close()
+
+
+def _is_enospc(exc: BaseException) -> bool:
+    return getattr(exc, "errno", None) == errno.ENOSPC or "No space left" in str(exc)
+
+
+def combine_parts(
+    plan: ConversionPlan | dict,
+    part_paths: Sequence[str | os.PathLike],
+    out_ms: str | os.PathLike,
+) -> ConversionResult:
+    """Assemble the parts into the final MS, validate it, publish it, clean the parts (step 2).
+
+    Idempotent: rerunning replaces ``out_ms`` with a fresh, valid MS; if the
+    parts are gone because an earlier run finished, the existing ``out_ms`` is
+    validated against the plan and its result returned.
+
+    Parameters
+    ----------
+    plan
+        The group's plan (or its ``to_dict()``).
+    part_paths
+        The parts written by :func:`~contimg.conversion.subband.write_subband_part`
+        (any subset of the plan's subbands; missing ones are flagged).
+    out_ms
+        Path of the final Measurement Set.
+
+    Raises
+    ------
+    InputFileError
+        A part is unreadable or does not belong to the plan.
+    ValidationError
+        The assembled MS failed validation (nothing is published).
+    TransientError
+        The output file system is full.
+    """
+    if isinstance(plan, dict):
+        plan = ConversionPlan.from_dict(plan)
+    out_ms = Path(out_ms).absolute()
+    part_paths = [Path(p) for p in part_paths]
+    missing = [p for p in part_paths if not p.exists()]
+    if missing:
+        if out_ms.exists() and len(missing) == len(part_paths):
+            log.info("group %s: parts already combined into %s; revalidating", plan.group_id, out_ms)
+            report = validate_ms(out_ms, plan=plan, present_subbands=None)
+            return _result(plan, out_ms, report, {}, present=report.present_subbands)
+        raise InputFileError(f"group {plan.group_id}: missing part(s) {', '.join(str(p) for p in missing)}")
+
+    t0 = time.perf_counter()
+    out_ms.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_ms.with_name(f".{out_ms.name}.tmp-{uuid.uuid4().hex[:8]}")
+    parts = _Parts(plan, part_paths)
+    present = sorted(parts.files)
+    try:
+        try:
+            _write_ms(tmp, plan, parts)
+        except (OSError, RuntimeError) as exc:
+            if _is_enospc(exc):
+                raise TransientError(f"group {plan.group_id}: no space left writing {tmp}") from exc
+            raise
+        t_write = time.perf_counter() - t0
+        report = validate_ms(tmp, plan=plan, present_subbands=present)
+        t_valid = time.perf_counter() - t0 - t_write
+        _publish(tmp, out_ms)
+        report.ms_path = str(out_ms)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    finally:
+        parts.close()
+    for p in part_paths:
+        p.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        part_paths[0].parent.rmdir()
+    timings = {"write": round(t_write, 3), "validate": round(t_valid, 3)}
+    log.info("group %s: wrote %s (%d rows x %d channels) in %.1f s, validated in %.1f s; %s",
+             plan.group_id, out_ms, plan.Nblts, plan.Nfreqs, t_write, t_valid, report.summary())
+    return _result(plan, out_ms, report, timings, present=present)
+
+
+def _result(plan: ConversionPlan, out_ms: Path, report: ValidationReport, timings: dict, *, present: list[int]) -> ConversionResult:
+    return ConversionResult(
+        group_id=plan.group_id,
+        ms_path=str(out_ms),
+        subbands=list(present),
+        missing_subbands=[sb for sb in range(16) if sb not in present],
+        Nrows=plan.Nblts,
+        Nfreqs=plan.Nfreqs,
+        phase_center_ra_deg=math.degrees(plan.phase_center_ra),
+        phase_center_dec_deg=math.degrees(plan.phase_center_dec),
+        validation=report.to_dict(),
+        timings_s=timings,
+    )
+
+
+def _publish(tmp: Path, out_ms: Path) -> None:
+    """Rename ``tmp`` to ``out_ms``, replacing an existing MS only after the new one is in place."""
+    old = None
+    if out_ms.exists():
+        old = out_ms.with_name(f".{out_ms.name}.old-{uuid.uuid4().hex[:8]}")
+        os.replace(out_ms, old)
+    try:
+        os.replace(tmp, out_ms)
+    except OSError:
+        if old is not None:
+            os.replace(old, out_ms)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _write_ms(path: Path, plan: ConversionPlan, parts: _Parts) -> None:
+    nrows, nf, npol, nsb = plan.Nblts, plan.Nfreqs, plan.Npols, plan.Nfreqs_subband
+    times_jd = np.asarray(plan.times_jd)[parts.time_index]
+    uvw_ms = -phased_uvw(plan, times_jd=times_jd, ant_1_array=parts.ant_1_array, ant_2_array=parts.ant_2_array)
+    time_s = msio.jd_to_mjd_seconds(times_jd)
+    # per-sample noise of one real or imaginary part, Jy
+    sigma1 = _sefd(plan) / math.sqrt(2.0 * plan.channel_width * plan.integration_time)
+
+    tb = msio.create_main_table(path, nrows=nrows, Nfreqs=nf, Npols=npol)
+    try:
+        tb.putcol("UVW", uvw_ms)
+        tb.putcol("ANTENNA1", parts.ant_1_array)
+        tb.putcol("ANTENNA2", parts.ant_2_array)
+        tb.putcol("TIME", time_s)
+        tb.putcol("TIME_CENTROID", time_s)
+        tb.putcol("INTERVAL", np.full(nrows, plan.integration_time))
+        tb.putcol("EXPOSURE", np.full(nrows, plan.integration_time))
+        tb.putcol("SCAN_NUMBER", np.ones(nrows, dtype=np.int32))
+        for col in ("FIELD_ID", "DATA_DESC_ID", "ARRAY_ID", "OBSERVATION_ID", "PROCESSOR_ID",
+                    "STATE_ID", "FEED1", "FEED2"):
+            tb.putcol(col, np.zeros(nrows, dtype=np.int32))
+        tb.putcol("FLAG_ROW", parts.ant_1_array == parts.ant_2_array)
+
+        chunk = max(1, ROWS_PER_CHUNK_BYTES // (nf * npol * 8))
+        zeros = None
+        for r0 in range(0, nrows, chunk):
+            n = min(chunk, nrows - r0)
+            data = np.zeros((n, nf, npol), dtype=np.complex64)
+            flags = np.ones((n, nf, npol), dtype=bool)
+            nsamp = np.zeros((n, nf, npol), dtype=np.float32)
+            for sb, fh in parts.files.items():
+                c0 = plan.channel_offset(sb)
+                sl = slice(c0, c0 + nsb)
+                fh["data"].read_direct(data, np.s_[r0:r0 + n], np.s_[:, sl])
+                fh["flags"].read_direct(flags, np.s_[r0:r0 + n], np.s_[:, sl])
+                fh["nsamples"].read_direct(nsamp, np.s_[r0:r0 + n], np.s_[:, sl])
+            weight = nsamp * np.float32(1.0 / sigma1**2)
+            sigma = np.full_like(weight, sigma1)
+            np.divide(sigma1, np.sqrt(nsamp), out=sigma, where=nsamp > 0)
+            tb.putcol("DATA", data, r0, n)
+            tb.putcol("CORRECTED_DATA", data, r0, n)
+            if zeros is None or zeros.shape[0] != n:
+                zeros = np.zeros((n, nf, npol), dtype=np.complex64)
+            tb.putcol("MODEL_DATA", zeros, r0, n)
+            tb.putcol("FLAG", flags, r0, n)
+            tb.putcol("WEIGHT_SPECTRUM", weight, r0, n)
+            tb.putcol("SIGMA_SPECTRUM", sigma, r0, n)
+            row_w = _row_mean(weight, nsamp > 0)
+            tb.putcol("WEIGHT", row_w, r0, n)
+            row_s = np.full_like(row_w, sigma1)
+            np.divide(1.0, np.sqrt(row_w), out=row_s, where=row_w > 0)
+            tb.putcol("SIGMA", row_s, r0, n)
+    finally:
+        tb.close()
+    history = (
+        f"contimg conversion of group {plan.group_id}\n"
+        f"subbands present: {' '.join(f'sb{s:02d}' for s in sorted(parts.files))}\n"
+        f"source files: {' '.join(Path(plan.files[s]).name for s in sorted(parts.files))}\n"
+        f"phase center ICRS RA {math.degrees(plan.phase_center_ra):.6f} deg "
+        f"Dec {math.degrees(plan.phase_center_dec):.6f} deg (apparent LST at "
+        f"JD {plan.time_mid_jd:.6f}, apparent pointing Dec {math.degrees(plan.pointing_dec_apparent):.6f} deg)"
+    )
+    half = 0.5 * plan.integration_time
+    msio.write_subtables(path, plan, time_range_mjd_s=(float(time_s.min() - half), float(time_s.max() + half)),
+                         history=history)
+
+
+def _row_mean(weight: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Mean over channels of the valid weights, per row and polarization (0 if none)."""
+    n = valid.sum(axis=1)
+    total = np.where(valid, weight, 0).sum(axis=1)
+    out = np.zeros(total.shape, dtype=np.float32)
+    np.divide(total, n, out=out, where=n > 0)
+    return out

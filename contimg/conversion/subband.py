@@ -1,0 +1,205 @@
+"""Step 1 of a conversion: one UVH5 subband → one phased *part* in the staging directory.
+
+A part is a small HDF5 file (``<staging>/<group>/sbNN.part.h5``) holding the
+subband's visibilities already phased to the group's shared phase center, in
+the Measurement Set's sign convention, channel order ascending and
+polarizations in CASA order, plus flags, sample counts and the baseline-time
+index. Step 2 (:mod:`contimg.conversion.combine`) assembles the parts
+channel-wise into the single spectral window of the final MS.
+
+Why not a Measurement Set per part: an MS part would have to be read back
+through casacore and its metadata written 16 times for nothing; a contiguous
+HDF5 dataset on tmpfs is written and re-read at memory speed in row slices,
+which is what the combine step needs (measured in ``benchmarks/conversion.py``).
+
+The write is atomic: the part is written under a temporary name and renamed,
+so a rerun replaces its own part and a crash never leaves a half part under
+the final name.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import shutil
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from contimg.conversion.geometry import phase_to_ms, phased_uvw
+from contimg.conversion.plan import CASA_POL, ConversionPlan, read_header
+from contimg.errors import InputFileError, StagingFullError
+
+log = logging.getLogger(__name__)
+
+PART_FORMAT = "contimg-conversion-part-1"
+
+
+def part_path(plan: ConversionPlan, subband: int, staging_dir: str | os.PathLike) -> Path:
+    """Where :func:`write_subband_part` puts ``subband``'s part."""
+    safe = plan.group_id.replace(":", "").replace("/", "_")
+    return Path(staging_dir) / safe / f"sb{subband:02d}.part.h5"
+
+
+def _read_visibilities(path: Path, *, Nblts: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """visdata (complex64), flags, nsamples and time_array of one file."""
+    try:
+        with h5py.File(path, "r") as fh:
+            dset = fh["Data"]["visdata"]
+            if dset.shape[0] != Nblts:
+                raise InputFileError(f"{path}: Data/visdata has {dset.shape[0]} rows, header says Nblts = {Nblts}")
+            raw = dset[()]
+            flags = np.asarray(fh["Data"]["flags"][()], dtype=bool)
+            nsamples = np.asarray(fh["Data"]["nsamples"][()], dtype=np.float32)
+            times = np.asarray(fh["Header"]["time_array"][()], dtype=np.float64)
+    except OSError as exc:
+        raise InputFileError(f"{path}: cannot read visibilities (corrupt or truncated HDF5): {exc}") from exc
+    except KeyError as exc:
+        raise InputFileError(f"{path}: not a UVH5 file (missing {exc})") from exc
+    if raw.dtype.names:  # compound {r, i} as written by pyuvdata / the correlator
+        r, i = raw.dtype.names[:2]
+        if raw.dtype[r] == np.float32 and raw.dtype[i] == np.float32 and raw.dtype.itemsize == 8:
+            vis = raw.view(np.complex64).reshape(raw.shape)
+        else:
+            vis = np.empty(raw.shape, dtype=np.complex64)
+            vis.real = raw[r]
+            vis.imag = raw[i]
+    else:
+        vis = raw.astype(np.complex64, copy=False)
+    if raw.ndim == 4:  # old UVH5 with a spw axis of length 1
+        vis, flags, nsamples = vis[:, 0], flags[:, 0], nsamples[:, 0]
+    return vis, flags, nsamples, times
+
+
+def write_subband_part(
+    plan: ConversionPlan | dict,
+    subband_file: str | os.PathLike,
+    staging_dir: str | os.PathLike,
+) -> Path:
+    """Phase one subband and write it as a part in the staging directory (step 1).
+
+    Idempotent: a rerun overwrites its own part atomically.
+
+    Parameters
+    ----------
+    plan
+        The group's plan (or its ``to_dict()``).
+    subband_file
+        One of the plan's files.
+    staging_dir
+        Staging root (``settings.paths.staging``); the part goes into a
+        per-group directory below it.
+
+    Returns
+    -------
+    Path of the part.
+
+    Raises
+    ------
+    InputFileError
+        If the file is corrupt, changed since it was planned, or not part of the plan.
+    StagingFullError
+        If the staging file system has no room for the part (transient).
+    """
+    if isinstance(plan, dict):
+        plan = ConversionPlan.from_dict(plan)
+    t0 = time.perf_counter()
+    path = Path(subband_file).absolute()
+    header = read_header(path)
+    sb = header.subband
+    if plan.files.get(sb) != str(path):
+        raise InputFileError(f"{path}: not the sb{sb:02d} file of group {plan.group_id} ({plan.files.get(sb)})")
+    if header.size_bytes != plan.file_sizes[sb]:
+        raise InputFileError(
+            f"{path}: file changed since group {plan.group_id} was planned "
+            f"({header.size_bytes} bytes now, {plan.file_sizes[sb]} then)"
+        )
+    vis, flags, nsamples, times = _read_visibilities(path, Nblts=header.Nblts)
+    t_read = time.perf_counter() - t0
+
+    # ascending frequency, CASA polarization order
+    freq = header.freq_array
+    chan_order = np.argsort(freq)
+    pol_order = np.argsort([CASA_POL[p] for p in header.polarization_array])
+    if not (np.array_equal(chan_order, np.arange(freq.size)) and np.array_equal(pol_order, np.arange(pol_order.size))):
+        vis = np.ascontiguousarray(vis[:, chan_order][:, :, pol_order])
+        flags = np.ascontiguousarray(flags[:, chan_order][:, :, pol_order])
+        nsamples = np.ascontiguousarray(nsamples[:, chan_order][:, :, pol_order])
+    freq = freq[chan_order]
+    expected = plan.subband_freqs(sb)
+    if np.max(np.abs(freq - expected)) > 1.0:
+        raise InputFileError(f"{path}: frequencies do not match the plan of group {plan.group_id}")
+
+    uvw = phased_uvw(plan, times_jd=times, ant_1_array=header.ant_1_array, ant_2_array=header.ant_2_array)
+    phase_to_ms(vis, w_m=uvw[:, 2], freq_hz=freq)
+    autos = header.ant_1_array == header.ant_2_array
+    flags[autos] = True
+    time_index = np.searchsorted(header.unique_times, times).astype(np.int32)
+    t_phase = time.perf_counter() - t0 - t_read
+
+    out = part_path(plan, sb, staging_dir)
+    _write_part(
+        out,
+        plan=plan, subband=sb, source=path,
+        arrays={
+            "data": vis,
+            "flags": flags,
+            "nsamples": nsamples,
+            "time_index": time_index,
+            "ant_1_array": header.ant_1_array,
+            "ant_2_array": header.ant_2_array,
+            "freq_array": freq,
+        },
+    )
+    log.info(
+        "group %s sb%02d: part written to %s (read %.2f s, phase %.2f s, write %.2f s)",
+        plan.group_id, sb, out, t_read, t_phase, time.perf_counter() - t0 - t_read - t_phase,
+    )
+    return out
+
+
+def _write_part(out: Path, *, plan: ConversionPlan, subband: int, source: Path, arrays: dict[str, np.ndarray]) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    need = sum(a.nbytes for a in arrays.values()) + (1 << 20)
+    free = shutil.disk_usage(out.parent).free
+    if free < need:
+        raise StagingFullError(
+            f"staging {out.parent}: {free / 1e6:.0f} MB free, part sb{subband:02d} of group "
+            f"{plan.group_id} needs {need / 1e6:.0f} MB"
+        )
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    try:
+        with h5py.File(tmp, "w") as fh:
+            fh.attrs["format"] = PART_FORMAT
+            fh.attrs["group_id"] = plan.group_id
+            fh.attrs["subband"] = subband
+            fh.attrs["source"] = str(source)
+            fh.attrs["phase_center_ra"] = plan.phase_center_ra
+            fh.attrs["phase_center_dec"] = plan.phase_center_dec
+            for name, arr in arrays.items():
+                fh.create_dataset(name, data=arr)
+        os.replace(tmp, out)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        if exc.errno == errno.ENOSPC or "No space left" in str(exc) or "errno = 28" in str(exc):
+            raise StagingFullError(
+                f"staging {out.parent} is full while writing part sb{subband:02d} of group {plan.group_id}"
+            ) from exc
+        raise
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def read_part_meta(path: str | os.PathLike) -> dict:
+    """The attributes of a part (group, subband, source, phase center)."""
+    try:
+        with h5py.File(path, "r") as fh:
+            if fh.attrs.get("format") != PART_FORMAT:
+                raise InputFileError(f"{path}: not a conversion part ({PART_FORMAT})")
+            return {k: (v.item() if isinstance(v, np.generic) else v) for k, v in fh.attrs.items()}
+    except OSError as exc:
+        raise InputFileError(f"{path}: unreadable conversion part: {exc}") from exc
