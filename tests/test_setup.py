@@ -161,3 +161,109 @@ def test_format_table_aligns_columns():
     lines = table.splitlines()
     assert lines[0].startswith("check")
     assert lines[2].index("ok") == lines[3].index("FAIL") == lines[0].index("status")
+
+
+# ------------------------------------------------------------------ measures update
+def _copy_tables(src: Path, dst: Path, names: list[str]) -> None:
+    import shutil
+
+    for name in names:
+        shutil.copytree(src / name, dst / name)
+
+
+@pytest.fixture(scope="module")
+def measures_sources(tmp_path_factory):
+    """A WSRT_Measures-like tarball built from python-casacore's newer tables, and an older target."""
+    import tarfile
+
+    import casacore
+
+    from contimg import casa_env
+
+    newer = Path(casacore.__file__).parent / "data"
+    older = casa_env.casadata_dir()
+    base = tmp_path_factory.mktemp("measures")
+    unpacked = base / "WSRT_Measures"
+    (unpacked / "geodetic").mkdir(parents=True)
+    (unpacked / "ephemerides").mkdir()
+    _copy_tables(newer / "geodetic", unpacked / "geodetic", ["TAI_UTC", "IERSeop2000", "IERSpredict", "TAI_UTC.old"])
+    _copy_tables(newer / "ephemerides", unpacked / "ephemerides", ["Lines"])
+    (unpacked / "geodetic" / "Observatories").mkdir()
+    (unpacked / "geodetic" / "Observatories" / "from-tarball").write_text("must not be installed")
+    tarball = base / "WSRT_Measures.ztar"
+    with tarfile.open(tarball, "w:gz") as tar:
+        for sub in ("geodetic", "ephemerides"):
+            tar.add(unpacked / sub, arcname=sub)
+    return tarball, unpacked, older
+
+
+def _older_target(older: Path, dest: Path) -> Path:
+    (dest / "geodetic").mkdir(parents=True)
+    (dest / "ephemerides").mkdir()
+    _copy_tables(older / "geodetic", dest / "geodetic", ["TAI_UTC", "IERSeop2000", "Observatories"])
+    return dest
+
+
+def test_measures_tarball_updates_every_target(measures_sources, tmp_path):
+    from contimg.cli.setup import _table_info, update_measures
+
+    tarball, _, older = measures_sources
+    targets = [_older_target(older, tmp_path / "a"), _older_target(older, tmp_path / "b")]
+    before_obs = (targets[0] / "geodetic" / "Observatories" / "table.dat").read_bytes()
+    eop_before = _table_info(targets[0] / "geodetic" / "IERSeop2000")
+
+    checks = update_measures(tarball, targets)
+
+    assert [c.status for c in checks] == ["ok", "ok"], checks
+    for target in targets:
+        geodetic = target / "geodetic"
+        assert _table_info(geodetic / "IERSeop2000")[1] > eop_before[1]
+        assert (geodetic / "IERSpredict" / "table.dat").is_file()
+        assert (target / "ephemerides" / "Lines" / "table.dat").is_file()
+        # CASA's own Observatories table and *.old backups are left alone
+        assert (geodetic / "Observatories" / "table.dat").read_bytes() == before_obs
+        assert not (geodetic / "Observatories" / "from-tarball").exists()
+        assert not (geodetic / "TAI_UTC.old").exists()
+        assert not [p for p in geodetic.iterdir() if p.name.startswith(".")]
+    assert "4 tables" in checks[0].detail
+
+
+def test_measures_update_from_an_unpacked_directory(measures_sources, tmp_path):
+    from contimg.cli.setup import update_measures
+
+    _, unpacked, older = measures_sources
+    target = _older_target(older, tmp_path / "t")
+    assert update_measures(unpacked, [target])[0].status == "ok"
+
+
+def test_measures_update_rejects_bad_input(measures_sources, tmp_path):
+    import io
+    import tarfile
+
+    from contimg.cli.setup import update_measures
+
+    _, _, older = measures_sources
+    target = _older_target(older, tmp_path / "t")
+    before = sorted(p.name for p in (target / "geodetic").iterdir())
+
+    evil = tmp_path / "evil.tar"
+    with tarfile.open(evil, "w") as tar:
+        info = tarfile.TarInfo("../geodetic/TAI_UTC/table.dat")
+        info.size = 4
+        tar.addfile(info, io.BytesIO(b"evil"))
+    empty = tmp_path / "empty"
+    (empty / "geodetic").mkdir(parents=True)
+
+    for source, words in ((evil, "unsafe"), (empty, "TAI_UTC"), (tmp_path / "missing.ztar", "No such file")):
+        (check,) = update_measures(source, [target])
+        assert check.status == "FAIL" and words in check.detail, check
+    assert sorted(p.name for p in (target / "geodetic").iterdir()) == before
+    assert not (tmp_path / "geodetic").exists()
+
+
+def test_measures_update_reports_unwritable_target(measures_sources, tmp_path):
+    from contimg.cli.setup import update_measures
+
+    tarball, _, _ = measures_sources
+    (check,) = update_measures(tarball, [tmp_path / "not-a-measures-dir"])
+    assert check.status == "FAIL" and "no geodetic/" in check.detail

@@ -29,8 +29,10 @@ import os
 import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
@@ -119,6 +121,19 @@ def register(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--json", action="store_true", help="print the checks as JSON instead of a table")
     parser.add_argument(
+        "--measures-tarball",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="first install the measures tables of this WSRT_Measures tarball (or unpacked directory) "
+        "into the casatools and python-casacore copies (see docs/measures.md)",
+    )
+    parser.add_argument(
+        "--include-wsclean",
+        action="store_true",
+        help=f"with --measures-tarball, also update WSClean's copy in {DEBIAN_MEASURES_DIR} (needs root)",
+    )
+    parser.add_argument(
         "--timeout",
         type=float,
         default=300.0,
@@ -127,7 +142,16 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, settings) -> int:
-    checks = run_checks(
+    updates: list[Check] = []
+    if args.measures_tarball is not None:
+        targets = [p for p in (_casadata_dir(), _python_casacore_data_dir(dict(os.environ))) if p is not None]
+        if args.include_wsclean:
+            targets.append(DEBIAN_MEASURES_DIR)
+        updates = update_measures(args.measures_tarball, targets)
+    elif args.include_wsclean:
+        print("contimg setup: --include-wsclean needs --measures-tarball", file=sys.stderr)
+        return 2
+    checks = updates + run_checks(
         site_config=args.site_config,
         home=Path.home(),
         broker_configured=settings.broker_configured,
@@ -409,3 +433,111 @@ def _exec_config(text: str) -> dict[str, object]:
     namespace: dict[str, object] = {"measures_auto_update": True, "data_auto_update": True}
     exec(compile(text, "casasiteconfig.py", "exec"), namespace)  # noqa: S102 - our own file
     return namespace
+
+
+# ---------------------------------------------------------------------- measures update
+#: Tables a measures update leaves alone: CASA maintains its own Observatories
+#: table (casaconfig's measures_update skips it too) and ``*.old`` are backups.
+_KEEP_TABLES = ("Observatories",)
+
+
+def update_measures(source: Path, targets: Sequence[Path]) -> list[Check]:
+    """Install the measures tables of a ``WSRT_Measures`` tarball into measures directories.
+
+    This is what casaconfig's ``measures_update`` does after downloading, done
+    from a file copied onto the machine: the ``geodetic/`` and ``ephemerides/``
+    tables replace those of each target, one table directory at a time (each
+    swapped in by a rename), except ``Observatories`` and ``*.old`` backups.
+    Processes that already read the tables keep the old ones until restarted.
+
+    Parameters
+    ----------
+    source
+        ``WSRT_Measures.ztar`` (any tar compression) or an unpacked directory
+        holding ``geodetic/`` and ``ephemerides/``.
+    targets
+        Measures directories to update (each holds ``geodetic/``).
+
+    Returns
+    -------
+    list of Check
+        One per target; ``FAIL`` when the source is not usable or a target
+        cannot be written.
+    """
+    name = "measures update"
+    with tempfile.TemporaryDirectory(prefix="contimg-measures-") as tmp:
+        try:
+            root = _unpack_measures(source, Path(tmp))
+        except (OSError, tarfile.TarError, ValueError) as exc:
+            return [Check(name, "FAIL", f"{source}: {exc}")]
+        tai = _table_info(root / "geodetic" / "TAI_UTC")
+        eop = _table_info(root / "geodetic" / "IERSeop2000")
+        if tai is None or eop is None:
+            return [Check(name, "FAIL", f"{source}: no readable geodetic/TAI_UTC and geodetic/IERSeop2000 tables")]
+        checks = []
+        for target in targets:
+            try:
+                count = _install_tables(root, target)
+            except OSError as exc:
+                checks.append(Check(name, "FAIL", f"{target}: {exc}"))
+                continue
+            checks.append(Check(
+                name, "ok",
+                f"{count} tables from {source.name} into {target} (leap seconds dated {tai[0]}, EOP to {eop[1]})",
+            ))
+        return checks
+
+
+def _unpack_measures(source: Path, tmp: Path) -> Path:
+    """The directory holding ``geodetic/`` (unpacking a tarball into ``tmp``)."""
+    if source.is_dir():
+        base = source
+    else:
+        with tarfile.open(source) as tar:
+            members = []
+            for member in tar.getmembers():
+                parts = Path(member.name).parts
+                if member.name.startswith("/") or ".." in parts or not (member.isfile() or member.isdir()):
+                    raise ValueError(f"unsafe or unexpected tar member {member.name!r}")
+                members.append(member)
+            kwargs = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+            tar.extractall(tmp, members=members, **kwargs)  # noqa: S202 - members checked above
+        base = tmp
+    for candidate in (base, *sorted(p for p in base.iterdir() if p.is_dir())):
+        if (candidate / "geodetic").is_dir():
+            return candidate
+    raise ValueError("no geodetic/ directory: not a measures tarball")
+
+
+def _install_tables(root: Path, target: Path) -> int:
+    """Swap each table of ``root`` into ``target``; return how many were installed."""
+    if not (target / "geodetic").is_dir():
+        raise OSError("not a measures directory (no geodetic/)")
+    count = 0
+    for sub in ("geodetic", "ephemerides"):
+        if not (root / sub).is_dir():
+            continue
+        (target / sub).mkdir(exist_ok=True)
+        for table in sorted((root / sub).iterdir()):
+            if not table.is_dir() or table.name in _KEEP_TABLES or table.name.endswith(".old"):
+                continue
+            final = target / sub / table.name
+            new = target / sub / f".{table.name}.contimg-new"
+            old = target / sub / f".{table.name}.contimg-old"
+            _remove(new)
+            _remove(old)
+            shutil.copytree(table, new)
+            if final.exists() or final.is_symlink():
+                final.rename(old)
+            new.rename(final)
+            _remove(old)
+            count += 1
+    return count
+
+
+def _remove(path: Path) -> None:
+    """Remove a file, a symbolic link (not its target) or a directory tree, if present."""
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    elif path.is_dir():
+        shutil.rmtree(path)
