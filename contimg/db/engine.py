@@ -48,7 +48,7 @@ if TYPE_CHECKING:  # pragma: no cover
 log = logging.getLogger(__name__)
 
 SQLITE_BUSY_TIMEOUT_S = 30.0
-"""How long a SQLite connection waits for another process's write lock."""
+"""How long a SQLite connection waits for another process's write lock (URL ``?timeout=`` overrides)."""
 
 T = TypeVar("T")
 
@@ -105,8 +105,8 @@ def sqlite_path(url: URL) -> Path | None:
     return Path(url.database)
 
 
-def _configure_sqlite(engine: Engine) -> None:
-    busy_ms = int(SQLITE_BUSY_TIMEOUT_S * 1000)
+def _configure_sqlite(engine: Engine, timeout_s: float) -> None:
+    busy_ms = int(timeout_s * 1000)
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
@@ -158,8 +158,10 @@ def get_engine(target: str | URL | Settings) -> Engine:
             path = sqlite_path(url)
             if path is not None:
                 path.parent.mkdir(parents=True, exist_ok=True)
-            engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S})
-            _configure_sqlite(engine)
+            # A ``?timeout=`` in the URL overrides the busy timeout (seconds).
+            timeout_s = float(url.query.get("timeout", SQLITE_BUSY_TIMEOUT_S))
+            engine = create_engine(url.difference_update_query(["timeout"]), connect_args={"timeout": timeout_s})
+            _configure_sqlite(engine, timeout_s)
         else:
             engine = create_engine(url, pool_pre_ping=True, pool_recycle=3600, pool_size=5, max_overflow=5)
         _engines[key] = engine

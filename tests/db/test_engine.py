@@ -1,0 +1,174 @@
+"""Engines and sessions: SQLite set-up, UTC times, fork safety, transient errors, concurrent writers."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import sqlite3
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from sqlalchemy import select, text
+from sqlalchemy.exc import StatementError
+
+from contimg.db import dispose_engine, get_engine, init_db, run_transaction, session_scope
+from contimg.db import queries as q
+from contimg.db.models import ObservationGroup, StageTiming
+from contimg.errors import TransientError
+
+T0 = datetime(2025, 10, 2, 10, 2, 45, tzinfo=timezone.utc)
+
+
+def _sqlite_url(tmp_path, name="contimg.sqlite3", **query) -> str:
+    url = f"sqlite:///{tmp_path / 'nested' / 'state' / name}"
+    if query:
+        url += "?" + "&".join(f"{k}={v}" for k, v in query.items())
+    return url
+
+
+def test_sqlite_is_set_up_for_concurrent_processes(tmp_path):
+    url = _sqlite_url(tmp_path)
+    engine = get_engine(url)
+    assert (tmp_path / "nested" / "state").is_dir()
+    assert get_engine(url) is engine
+    with engine.connect() as conn:
+        pragmas = {p: conn.exec_driver_sql(f"PRAGMA {p}").scalar()
+                   for p in ("journal_mode", "foreign_keys", "busy_timeout", "synchronous")}
+    assert pragmas == {"journal_mode": "wal", "foreign_keys": 1, "busy_timeout": 30000, "synchronous": 1}
+    dispose_engine(url)
+    assert get_engine(url) is not engine
+    dispose_engine(url)
+
+
+def test_times_are_timezone_aware_utc(db_url):
+    init_db(db_url)
+    local = timezone(timedelta(hours=-7))
+    with session_scope(db_url) as s:
+        g, _ = q.upsert_group(s, key="k", timestamp=T0.astimezone(local))
+    with session_scope(db_url, readonly=True) as s:
+        g = q.get_group(s, "k")
+        assert g.timestamp == T0 and g.timestamp.utcoffset() == timedelta(0)
+        assert q.find_group_near(s, T0.astimezone(local), tolerance_s=1).id == g.id
+    with pytest.raises(StatementError, match="naive datetime"):
+        with session_scope(db_url) as s:
+            q.upsert_group(s, key="naive", timestamp=datetime(2025, 10, 2, 10, 2, 45))
+
+
+def _child_uses_engine(url: str, parent_engine_id: int, out) -> None:
+    from contimg.db import get_engine, session_scope
+    from contimg.db import queries as q
+
+    engine = get_engine(url)
+    with session_scope(url) as s:
+        q.upsert_group(s, key="from-child", timestamp=T0)
+    out.put((id(engine) != parent_engine_id, os.getpid()))
+
+
+def test_forked_child_gets_its_own_engine(tmp_path):
+    url = _sqlite_url(tmp_path)
+    init_db(url)
+    engine = get_engine(url)
+    with session_scope(url) as s:  # the parent has a pooled connection open
+        q.upsert_group(s, key="from-parent", timestamp=T0)
+    ctx = multiprocessing.get_context("fork")
+    out = ctx.Queue()
+    child = ctx.Process(target=_child_uses_engine, args=(url, id(engine), out))
+    child.start()
+    new_engine, pid = out.get(timeout=60)
+    child.join(timeout=60)
+    assert child.exitcode == 0 and new_engine and pid != os.getpid()
+    with session_scope(url) as s:  # the parent's pool still works after the child exited
+        q.upsert_group(s, key="parent-again", timestamp=T0 + timedelta(seconds=309))
+        keys = set(s.scalars(select(ObservationGroup.group_key)))
+    assert keys == {"from-parent", "from-child", "parent-again"}
+    assert get_engine(url) is engine
+    dispose_engine(url)
+
+
+def _hold_write_lock(path, seconds: float) -> threading.Thread:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    conn.execute("BEGIN IMMEDIATE")
+    conn.execute("INSERT INTO sources (name, ra_deg, dec_deg, resolved, confused, is_calibrator) "
+                 "VALUES ('lock', 0, 0, 0, 0, 0)")
+
+    def release():
+        time.sleep(seconds)
+        conn.execute("ROLLBACK")
+        conn.close()
+
+    thread = threading.Thread(target=release)
+    thread.start()
+    return thread
+
+
+def test_a_persistent_lock_becomes_a_transient_error(tmp_path):
+    url = _sqlite_url(tmp_path, timeout="0.2")
+    init_db(url)
+    holder = _hold_write_lock(tmp_path / "nested" / "state" / "contimg.sqlite3", 2.0)
+    try:
+        with pytest.raises(TransientError, match="database is locked") as info:
+            with session_scope(url) as s:
+                q.upsert_group(s, key="k", timestamp=T0)
+        assert "contimg.sqlite3" in str(info.value)
+        with pytest.raises(TransientError, match="gave up after 2 attempts"):
+            run_transaction(url, lambda s: q.upsert_group(s, key="k", timestamp=T0), attempts=2)
+    finally:
+        holder.join()
+    dispose_engine(url)
+
+
+def test_run_transaction_retries_until_the_lock_is_released(tmp_path):
+    url = _sqlite_url(tmp_path, timeout="0.2")
+    init_db(url)
+    holder = _hold_write_lock(tmp_path / "nested" / "state" / "contimg.sqlite3", 0.5)
+    try:
+        group_id = run_transaction(url, lambda s: q.upsert_group(s, key="k", timestamp=T0)[0].id, attempts=8)
+    finally:
+        holder.join()
+    assert group_id == 1
+    dispose_engine(url)
+
+
+def test_readonly_session_does_not_wait_for_writers(tmp_path):
+    url = _sqlite_url(tmp_path, timeout="0.2")
+    init_db(url)
+    holder = _hold_write_lock(tmp_path / "nested" / "state" / "contimg.sqlite3", 1.0)
+    try:
+        with session_scope(url, readonly=True) as s:  # WAL: readers proceed beside a writer
+            assert s.execute(text("SELECT count(*) FROM sources")).scalar() == 0
+    finally:
+        holder.join()
+    dispose_engine(url)
+
+
+@pytest.mark.parametrize("n_workers", [5])
+def test_concurrent_writer_processes(db_url, n_workers):
+    """Several spawned processes write at once: no 'database is locked', no lost update, every row."""
+    from db_concurrent_writer import SHARED_KEY, child_main
+
+    n_transactions = 100
+    with session_scope(db_url) as s:
+        q.upsert_group(s, key=SHARED_KEY, timestamp=T0 - timedelta(days=1))
+    ctx = multiprocessing.get_context("spawn")
+    barrier = ctx.Barrier(n_workers)
+    results = ctx.Queue()
+    procs = [ctx.Process(target=child_main, args=(db_url, w, n_transactions, barrier, results))
+             for w in range(n_workers)]
+    for p in procs:
+        p.start()
+    outcomes = [results.get(timeout=300) for _ in procs]
+    for p in procs:
+        p.join(timeout=60)
+    errors = [o for o in outcomes if "error" in o]
+    assert not errors, errors
+    assert [p.exitcode for p in procs] == [0] * n_workers
+    with session_scope(db_url, readonly=True) as s:
+        n_groups = s.scalar(select(text("count(*)")).select_from(ObservationGroup))
+        n_timings = s.scalar(select(text("count(*)")).select_from(StageTiming))
+        shared = q.get_group(s, SHARED_KEY)
+    total = n_workers * n_transactions
+    assert (n_groups, n_timings, shared.retry_count) == (total + 1, total, total)
+    slowest = max(o["seconds"] for o in outcomes)
+    print(f"{total} write transactions from {n_workers} processes: slowest worker {slowest:.1f} s")
