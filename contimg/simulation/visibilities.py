@@ -147,6 +147,26 @@ def _apparent_flux(
     return spec[:, None, :] * beam
 
 
+def _phasors(w_m: np.ndarray, freq_hz: np.ndarray) -> np.ndarray:
+    """``exp(2 pi i w nu / c)``, shape (Nfreqs, *w.shape), complex128.
+
+    For evenly spaced channels the phasors follow by recurrence from the first
+    channel (one complex multiply per element instead of an exponential; the
+    error after 48 steps is ~1e-14).
+    """
+    k = 2 * np.pi / SPEED_OF_LIGHT
+    nf = freq_hz.size
+    steps = np.diff(freq_hz)
+    if nf > 2 and np.allclose(steps, steps[0], rtol=1e-12, atol=0.0):
+        out = np.empty((nf,) + w_m.shape, np.complex128)
+        out[0] = np.exp(1j * k * freq_hz[0] * w_m)
+        step = np.exp(1j * k * steps[0] * w_m)
+        for f in range(1, nf):
+            np.multiply(out[f - 1], step, out=out[f])
+        return out
+    return np.exp(1j * k * freq_hz.reshape((nf,) + (1,) * w_m.ndim) * w_m[None])
+
+
 def visibility_matrices(
     geometry: SkyGeometry,
     flux_jy: np.ndarray,
@@ -174,10 +194,11 @@ def visibility_matrices(
         flux_jy, spectral_index, freq, diameter_m=diameter_m,
     )[:, 0, :]  # (Nsrc, Nfreqs)
     w = geometry.w_m[:, time_index, :]  # (Nsrc, Nants)
-    phase = (2 * np.pi / SPEED_OF_LIGHT) * freq[:, None, None] * w.T[None, :, :]  # (Nf, Na, Nsrc)
-    p = np.exp(1j * phase).astype(dtype)
-    b = np.conj(p) * sa.T[:, None, :].astype(dtype)
-    return b @ np.transpose(p, (0, 2, 1))
+    p = _phasors(w, freq).astype(dtype, copy=False)  # (Nf, Nsrc, Na)
+    b = np.conj(p) * sa.T[:, :, None].astype(dtype)
+    # (Na x Nsrc) @ (Nsrc x Na) per channel; the transposed *first* operand keeps
+    # BLAS on its fast path (a transposed second operand was 20x slower).
+    return np.matmul(b.transpose(0, 2, 1), p)
 
 
 def model_visibilities(
