@@ -1,0 +1,181 @@
+"""What a converted Measurement Set says about itself: times, antennas, frequencies, pointing.
+
+Everything the calibration stage needs to predict visibilities or choose a
+calibrator is read from the MS written by :mod:`contimg.conversion` (never from
+the UVH5 files): the integration times, the antennas with data and their
+positions, the telescope location (the non-standard ``TELESCOPE_LOCATION``
+column of OBSERVATION, as pyuvdata writes it; the mean antenna position if it
+is absent), the single spectral window's channel frequencies and the ICRS
+phase center of the FIELD table.
+
+Pointing
+--------
+A DSA-110 drift scan points at the meridian at a fixed *apparent* declination.
+The conversion places the phase center at the meridian at the group's
+midpoint: apparent RA = LST, apparent Dec = the pointing declination,
+converted to ICRS. :func:`read_ms_meta` inverts that conversion at the FIELD
+time to recover the apparent pointing declination, and the pointing at any
+time ``t`` is then (apparent RA = LST(t), that declination).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from contimg.errors import InputFileError
+
+log = logging.getLogger(__name__)
+
+__all__ = ["MsMeta", "read_ms_meta"]
+
+_MJD_JD = 2400000.5
+
+
+@dataclass(frozen=True)
+class MsMeta:
+    """Metadata of a one-field, one-window Measurement Set.
+
+    Attributes
+    ----------
+    path
+        The MS.
+    time_jd
+        Unique integration centres (UTC JD), ascending, shape (Ntimes,).
+    lst_rad
+        Apparent LST at each of ``time_jd``.
+    integration_time_s
+        Integration length (s).
+    freq_array
+        Channel frequencies (Hz), shape (Nfreqs,).
+    antenna_numbers
+        Antennas appearing in the main table (ANTENNA1 or ANTENNA2).
+    antenna_names
+        Their names (ANTENNA NAME).
+    antenna_positions
+        Their ECEF offsets from the telescope location (m), shape (Nants, 3).
+    telescope_xyz
+        Telescope location, ITRF (m).
+    phase_center_ra, phase_center_dec
+        ICRS phase center (radians).
+    pointing_dec_apparent
+        Apparent pointing declination (radians), see the module docstring.
+    Npols
+        Correlations per row.
+    """
+
+    path: Path
+    time_jd: np.ndarray
+    lst_rad: np.ndarray
+    integration_time_s: float
+    freq_array: np.ndarray
+    antenna_numbers: np.ndarray
+    antenna_names: list[str]
+    antenna_positions: np.ndarray
+    telescope_xyz: np.ndarray
+    phase_center_ra: float
+    phase_center_dec: float
+    pointing_dec_apparent: float
+    Npols: int
+
+    @property
+    def Ntimes(self) -> int:  # noqa: N802 - pyuvdata naming
+        return int(self.time_jd.size)
+
+    @property
+    def Nfreqs(self) -> int:  # noqa: N802
+        return int(self.freq_array.size)
+
+    @property
+    def Nants(self) -> int:  # noqa: N802
+        return int(self.antenna_numbers.size)
+
+    @property
+    def start_mjd(self) -> float:
+        """Start of the first integration (MJD)."""
+        return float(self.time_jd[0] - _MJD_JD - 0.5 * self.integration_time_s / 86400.0)
+
+    @property
+    def end_mjd(self) -> float:
+        """End of the last integration (MJD)."""
+        return float(self.time_jd[-1] - _MJD_JD + 0.5 * self.integration_time_s / 86400.0)
+
+    @property
+    def mid_mjd(self) -> float:
+        return 0.5 * (self.start_mjd + self.end_mjd)
+
+    @property
+    def location(self):
+        """The telescope's astropy ``EarthLocation``."""
+        import astropy.units as u
+        from astropy.coordinates import EarthLocation
+
+        x, y, z = self.telescope_xyz
+        return EarthLocation.from_geocentric(x * u.m, y * u.m, z * u.m)
+
+
+def read_ms_meta(ms_path: str | Path) -> MsMeta:
+    """Read :class:`MsMeta` from a Measurement Set written by the conversion.
+
+    Raises
+    ------
+    InputFileError
+        If the MS cannot be opened, has more than one field or spectral window,
+        or has no rows.
+    """
+    from casacore import tables
+
+    ms_path = Path(ms_path)
+    p = str(ms_path)
+    try:
+        with tables.table(p, ack=False) as tb:
+            if tb.nrows() == 0:
+                raise InputFileError(f"{ms_path}: the Measurement Set has no rows")
+            time_s = tb.getcol("TIME")
+            interval = float(np.median(tb.getcol("INTERVAL", 0, min(tb.nrows(), 1000))))
+            ant = np.union1d(tb.getcol("ANTENNA1"), tb.getcol("ANTENNA2"))
+            ddid = np.unique(tb.getcol("DATA_DESC_ID"))
+            fields = np.unique(tb.getcol("FIELD_ID"))
+            npol = int(tb.getcell("FLAG", 0).shape[1])
+        with tables.table(p + "/SPECTRAL_WINDOW", ack=False) as t:
+            if t.nrows() != 1 or ddid.size != 1:
+                raise InputFileError(f"{ms_path}: calibration needs one spectral window, found {t.nrows()}")
+            freq = np.asarray(t.getcell("CHAN_FREQ", 0), float)
+        with tables.table(p + "/FIELD", ack=False) as t:
+            if t.nrows() != 1 or fields.size != 1:
+                raise InputFileError(f"{ms_path}: calibration needs one field, found {t.nrows()}")
+            ref = t.getcolkeyword("PHASE_DIR", "MEASINFO").get("Ref", "J2000")
+            ra0, dec0 = np.asarray(t.getcell("PHASE_DIR", 0), float).reshape(-1)[:2]
+        with tables.table(p + "/ANTENNA", ack=False) as t:
+            names_all = list(t.getcol("NAME"))
+            pos_all = np.asarray(t.getcol("POSITION"), float)
+        with tables.table(p + "/OBSERVATION", ack=False) as t:
+            if "TELESCOPE_LOCATION" in t.colnames():
+                xyz = np.asarray(t.getcell("TELESCOPE_LOCATION", 0), float)
+            else:
+                xyz = pos_all[ant].mean(axis=0)
+                log.warning("%s: no TELESCOPE_LOCATION in OBSERVATION; using the mean antenna position", ms_path)
+    except RuntimeError as exc:  # casacore raises RuntimeError for unreadable tables
+        raise InputFileError(f"{ms_path}: cannot read the Measurement Set: {exc}") from exc
+    if ref not in ("ICRS", "J2000"):
+        raise InputFileError(f"{ms_path}: phase center frame {ref} is not ICRS/J2000")
+    time_jd = np.unique(time_s) / 86400.0 + _MJD_JD
+    meta = MsMeta(
+        path=ms_path, time_jd=time_jd, lst_rad=np.zeros(0), integration_time_s=interval, freq_array=freq,
+        antenna_numbers=ant.astype(int), antenna_names=[names_all[a] for a in ant],
+        antenna_positions=pos_all[ant] - xyz[None, :], telescope_xyz=xyz,
+        phase_center_ra=float(ra0), phase_center_dec=float(dec0), pointing_dec_apparent=float("nan"), Npols=npol,
+    )
+    from contimg.stations import icrs_to_apparent, lst_rad
+
+    loc = meta.location
+    lst = np.asarray(lst_rad(time_jd, loc), float)
+    t_mid = 0.5 * (time_jd[0] + time_jd[-1])
+    _, dec_app = icrs_to_apparent(np.array(ra0), np.array(dec0), np.array(t_mid), loc)
+    log.debug("%s: %d times, %d antennas, %d channels, apparent pointing Dec %.6f deg",
+              ms_path, time_jd.size, ant.size, freq.size, math.degrees(float(dec_app)))
+    return MsMeta(**{**meta.__dict__, "lst_rad": lst, "pointing_dec_apparent": float(dec_app)})
