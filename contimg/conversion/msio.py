@@ -85,9 +85,6 @@ def create_main_table(path: Path, *, nrows: int, Nfreqs: int, Npols: int):
             kw = desc[name].get("keywords", {})
             c["desc"]["keywords"] = {**kw, **c["desc"].get("keywords", {})}
         desc[name] = c["desc"]
-    desc["UVW"]["keywords"].update(QuantumUnits=np.array(["m", "m", "m"]))
-    for name in DATA_COLUMNS:
-        desc[name].setdefault("keywords", {})["QuantumUnits"] = np.array(["Jy"])
     dminfo = tables.makedminfo(desc)
     for spec in dminfo.values():
         if spec["TYPE"] != "TiledColumnStMan":
@@ -99,6 +96,12 @@ def create_main_table(path: Path, *, nrows: int, Nfreqs: int, Npols: int):
         tile = list(reversed(shape)) + [_rows_per_tile(per_row)]
         spec["SPEC"] = {"DEFAULTTILESHAPE": np.array(tile, dtype=np.int32), "MAXIMUMCACHESIZE": 0}
     tb = tables.default_ms(str(path), desc, dminfo)
+    # Column keywords are set on the table, not in the description: keywords given
+    # to default_ms for predefined MS columns (DATA ...) stick in casacore's static
+    # column definitions and leak into every later MS of the process (pyuvdata's
+    # write_ms then fails on QuantumUnits).
+    for name in DATA_COLUMNS:
+        tb.putcolkeyword(name, "QuantumUnits", np.array(["Jy"]))
     tb.addrows(nrows)
     return tb
 

@@ -371,13 +371,13 @@ def check_group(headers: Sequence[SubbandHeader]) -> None:
     """
     scalar_checks = [
         ("antenna count (Nants_data)", lambda h: h.Nants_data),
-        ("baseline count (Nbls)", lambda h: h.Nbls),
-        ("integration count (Ntimes)", lambda h: h.Ntimes),
-        ("channel count (Nfreqs)", lambda h: h.Nfreqs),
-        ("polarizations", lambda h: tuple(h.polarization_array.tolist())),
+        ("pointing declination (deg)", lambda h: round(math.degrees(h.phase_center_dec), 4)),
         ("channel width (Hz)", lambda h: round(h.channel_width, 3)),
         ("integration time (s)", lambda h: round(h.integration_time, 4)),
-        ("pointing declination (deg)", lambda h: round(math.degrees(h.phase_center_dec), 4)),
+        ("channel count (Nfreqs)", lambda h: h.Nfreqs),
+        ("baseline count (Nbls)", lambda h: h.Nbls),
+        ("integration count (Ntimes)", lambda h: h.Ntimes),
+        ("polarizations", lambda h: tuple(h.polarization_array.tolist())),
         ("antenna numbers", lambda h: tuple(h.antenna_numbers.tolist())),
     ]
     for what, key in scalar_checks:
