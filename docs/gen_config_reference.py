@@ -53,12 +53,24 @@ def default(field) -> str:
     return f"`{value}`"
 
 
+#: Meanings of settings declared without a ``description`` in contimg/config.py.
+FALLBACK_DESCRIPTIONS = {
+    "log_level": "log level of every contimg process (`-v`/`-vv` on the command line raise it)",
+    "monitoring.flower_port": "port Flower listens on",
+    "monitoring.flower_address": "address Flower listens on (`0.0.0.0` inside a container)",
+    "monitoring.flower_user": "Flower basic-auth user",
+    "monitoring.flower_password": "Flower basic-auth password: change it wherever others can reach the port",
+    "imaging.backend": "imager: WSClean (default) or CASA tclean",
+    "imaging.tier": "imaging preset",
+}
+
+
 def row(env: str, toml: str, field) -> str:
     kind = type_name(field.annotation)
     bounds = constraints(field)
     if bounds:
         kind = f"{kind} ({bounds})"
-    desc = (field.description or "").replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
+    desc = (field.description or FALLBACK_DESCRIPTIONS.get(toml, "")).replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
     return f"| `{env}` | `{toml}` | {kind} | {default(field)} | {desc} |"
 
 
