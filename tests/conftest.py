@@ -123,17 +123,20 @@ _BACKENDS = [
 def empty_db_url(request, tmp_path) -> str:
     """URL of an empty database without any schema (SQLite file in ``tmp_path`` / new PG schema)."""
     if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'state' / 'contimg.sqlite3'}"
+        return f"sqlite:///{tmp_path / 'data' / 'state' / 'contimg.sqlite3'}"
     return request.getfixturevalue("postgres_schemas")()
 
 
 @pytest.fixture(params=_BACKENDS)
 def db_url(request, tmp_path) -> Iterator[str]:
-    """URL of an empty database migrated to the newest schema, on SQLite and on PostgreSQL."""
+    """URL of an empty database migrated to the newest schema, on SQLite and on PostgreSQL.
+
+    On SQLite it is the default database of the ``settings`` fixture's data root.
+    """
     from contimg.db import dispose_engine, init_db
 
     if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'state' / 'contimg.sqlite3'}"
+        url = f"sqlite:///{tmp_path / 'data' / 'state' / 'contimg.sqlite3'}"  # = settings.database
         init_db(url)
         yield url
         dispose_engine(url)
@@ -141,3 +144,13 @@ def db_url(request, tmp_path) -> Iterator[str]:
     url = request.getfixturevalue("postgres_migrated")
     _truncate_all(url)
     yield url
+
+
+@pytest.fixture
+def db_settings(tmp_path, clean_env, db_url):
+    """The ``settings`` fixture's settings, with ``database_url`` set to ``db_url`` (both backends)."""
+    from contimg.config import load_settings
+
+    s = load_settings(data_root=tmp_path / "data", staging_dir=tmp_path / "staging", database_url=db_url)
+    s.paths.ensure()
+    return s

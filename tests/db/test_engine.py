@@ -172,3 +172,13 @@ def test_concurrent_writer_processes(db_url, n_workers):
     assert (n_groups, n_timings, shared.retry_count) == (total + 1, total, total)
     slowest = max(o["seconds"] for o in outcomes)
     print(f"{total} write transactions from {n_workers} processes: slowest worker {slowest:.1f} s")
+
+
+def test_settings_name_the_database(db_settings, db_url, settings):
+    assert db_settings.database == db_url
+    if db_url.startswith("sqlite"):
+        assert settings.database == db_url  # the default database of the data root
+    with session_scope(db_settings) as s:  # a Settings object is a valid target
+        q.upsert_group(s, key="k", timestamp=T0)
+    with session_scope(db_url, readonly=True) as s:
+        assert q.get_group(s, "k").timestamp == T0
