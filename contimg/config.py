@@ -251,8 +251,9 @@ class Settings(BaseSettings):
         return root / "tmp"
 
 
-_NON_SETTING_VARS = {CONFIG_FILE_VAR}
-"""CONTIMG_* variables that are not settings (``CONTIMG_TEST_*`` are the tests' own)."""
+_NON_SETTING_VARS = {CONFIG_FILE_VAR, "CONTIMG_CASA_LOG_DIR"}
+"""CONTIMG_* variables that are not settings (``CONTIMG_TEST_*`` are the tests' own;
+``CONTIMG_CASA_LOG_DIR`` is set by :func:`contimg.casa_env.configure_environment`)."""
 
 
 def _env_name(loc: tuple[Any, ...]) -> str:
