@@ -351,3 +351,23 @@ def test_configuration_reference_is_up_to_date():
 def test_readme_starts_with_the_two_commands():
     head = (ROOT / "README.md").read_text()[:3000]
     assert "make demo" in head and "make test" in head
+
+
+def test_documented_variables_are_real_settings():
+    from pydantic import BaseModel
+
+    from contimg.config import Settings
+
+    known = {"CONTIMG_CONFIG", "CONTIMG_CASA_LOG_DIR"}
+    for name, field in Settings.model_fields.items():
+        known.add(f"CONTIMG_{name.upper()}")
+        ann = field.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            known.update(f"CONTIMG_{name.upper()}__{key.upper()}" for key in ann.model_fields)
+    docs = [ROOT / "README.md", COMPOSE, *sorted((ROOT / "docs").glob("*.md"))]
+    unknown = {}
+    for doc in docs:
+        for var in set(re.findall(r"CONTIMG_[A-Z0-9_]*[A-Z0-9]", doc.read_text())):
+            if var not in known and not var.startswith("CONTIMG_TEST"):
+                unknown.setdefault(doc.name, []).append(var)
+    assert not unknown, f"documented variables that are not settings: {unknown}"
