@@ -118,7 +118,7 @@ def ese_shape(
     *,
     duration_days: float | np.ndarray,
     caustic_amplitude: float | np.ndarray = 0.3,
-    caustic_width_frac: float = 0.08,
+    caustic_width_frac: float | np.ndarray = 0.08,
     edge_frac: float = DEFAULT_EDGE_FRAC,
 ) -> np.ndarray:
     """Unit-depth ESE template: ``ese_profile == 1 + depth * ese_shape``.
@@ -149,7 +149,7 @@ def ese_shape(
     """
     if np.any(np.asarray(duration_days) <= 0):
         raise ValueError(f"ESE duration_days must be positive, got {duration_days}")
-    if np.any(np.asarray(caustic_amplitude) < 0) or caustic_width_frac < 0:
+    if np.any(np.asarray(caustic_amplitude) < 0) or np.any(np.asarray(caustic_width_frac) < 0):
         raise ValueError("ESE caustic_amplitude and caustic_width_frac must be >= 0")
     if not 0 < edge_frac < 1:
         raise ValueError(f"ESE edge_frac must be in (0, 1), got {edge_frac}")
@@ -159,11 +159,11 @@ def ese_shape(
     inner = 0.5 * duration - 0.5 * edge
     outer = inner + edge
     dip = 0.5 * (1.0 + np.cos(np.pi * np.clip((dt - inner) / edge, 0.0, 1.0)))
-    shape = -dip
-    cw = caustic_width_frac * duration
-    if caustic_width_frac > 0:
+    cw = np.asarray(caustic_width_frac, dtype=float) * duration
+    with np.errstate(divide="ignore", invalid="ignore"):
         x = np.clip(np.abs(dt - outer) / cw, 0.0, 1.0)
-        shape = shape + np.asarray(caustic_amplitude) * 0.5 * (1.0 + np.cos(np.pi * x))
+    bump = np.where(cw > 0, 0.5 * (1.0 + np.cos(np.pi * x)), 0.0)
+    shape = np.asarray(caustic_amplitude) * bump - dip
     return shape
 
 
@@ -410,7 +410,7 @@ def simulate_population(
     has_ese[rng.choice(n_sources, n_ese, replace=False)] = True
     log_uniform = lambda lim, n: np.exp(rng.uniform(np.log(lim[0]), np.log(lim[1]), n))  # noqa: E731
     red_amp = log_uniform(red_noise_amplitude_range, n_sources)
-    red_amp[has_ese] = log_uniform((red_noise_amplitude_range[0], red_noise_amplitude_range[1] / 3), n_ese)
+    red_amp[has_ese] = log_uniform((red_noise_amplitude_range[0], max(red_noise_amplitude_range[0], red_noise_amplitude_range[1] / 3)), n_ese)
     red_tau = log_uniform(red_noise_timescale_range_days, n_sources)
     depth = np.full(n_sources, np.nan)
     duration = np.full(n_sources, np.nan)

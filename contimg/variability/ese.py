@@ -64,7 +64,8 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from scipy import special, stats
 
-from contimg.simulation.lightcurves import ese_shape
+from contimg.simulation.lightcurves import DEFAULT_EDGE_FRAC
+from contimg.variability.kalman import whitened_products
 from contimg.variability.metrics import group_runs, to_padded
 
 log = logging.getLogger(__name__)
@@ -81,6 +82,9 @@ class EseSearch:
     refine_duration_factors: tuple[float, ...] = (0.7, 1.0, 1.4)
     refine_center_fracs: tuple[float, ...] = (-0.3, -0.15, 0.0, 0.15, 0.3)
     caustic_amplitudes: tuple[float, ...] = (0.0, 0.4)
+    coarse_caustic_width_frac: float = 0.08
+    caustic_amplitudes_fine: tuple[float, ...] = (0.0, 0.15, 0.3, 0.45, 0.6, 0.8)
+    caustic_width_fracs: tuple[float, ...] = (0.04, 0.07, 0.11)
     fine_duration_factors: tuple[float, ...] = (0.84, 0.92, 1.0, 1.09, 1.19)
     fine_center_fracs: tuple[float, ...] = (-0.1, -0.05, 0.0, 0.05, 0.1)
     n_proposals: int = 3
@@ -111,6 +115,7 @@ class EseResult:
     t_center: np.ndarray
     duration_days: np.ndarray
     caustic_amplitude: np.ndarray
+    caustic_width_frac: np.ndarray
     red_noise_amplitude: np.ndarray
     red_noise_timescale_days: np.ndarray
     prefilter_dchi2: np.ndarray
@@ -216,77 +221,16 @@ def _box_scan(y: np.ndarray, w: np.ndarray, t: np.ndarray, starts: np.ndarray, c
     return dchi2, center, span
 
 
-def _kalman(
-    t: np.ndarray,
-    r: np.ndarray,
-    counts: np.ndarray,
-    a2: np.ndarray,
-    tau: np.ndarray,
-    columns,
-    n_cols: int,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Whiten columns under white + Ornstein-Uhlenbeck noise with a Kalman filter.
-
-    Parameters
-    ----------
-    t, r
-        Padded epochs and measurement variances, shape (B, N); sources sorted by
-        ``counts`` in decreasing order (so the active sources at step ``k`` are a prefix).
-    counts
-        Epochs per source (decreasing).
-    a2, tau
-        OU variance and timescale, shape (B, G) (G noise models per source).
-    columns
-        ``columns(k, nk)`` -> array (nk, 1 or G, n_cols): the columns' values at
-        step ``k`` for the first ``nk`` sources. Column 0 is the data, column 1
-        the constant.
-    n_cols
-        Number of columns.
-
-    Returns
-    -------
-    sq, cross, logdet
-        ``sum e_j**2`` (B, G, n_cols), ``sum e_j e_ref`` for ref = data and
-        constant (B, G, n_cols, 2), and ``sum log S`` (B, G), where ``e`` are the
-        whitened (normalised innovation) sequences.
-    """
-    n_src, n_grid = a2.shape
-    P = a2.copy()
-    m = np.zeros((n_src, n_grid, n_cols))
-    tprev = t[:, :1].copy()
-    sq = np.zeros((n_src, n_grid, n_cols))
-    cross = np.zeros((n_src, n_grid, n_cols, 2))
-    logdet = np.zeros((n_src, n_grid))
-    active = np.searchsorted(-counts, -np.arange(int(counts.max()) if n_src else 0), side="left")  # count > k
-    for k, nk in enumerate(active):
-        tk = t[:nk, k : k + 1]
-        phi = np.exp(-(tk - tprev[:nk]) / tau[:nk])
-        phi2 = phi * phi
-        Pp = phi2 * P[:nk] + a2[:nk] * (1.0 - phi2)
-        S = Pp + r[:nk, k : k + 1]
-        v = columns(k, nk) - phi[..., None] * m[:nk]
-        isq = 1.0 / np.sqrt(S)
-        e = v * isq[..., None]
-        gain = Pp / S
-        m[:nk] = (phi[..., None] * m[:nk]) + gain[..., None] * v
-        P[:nk] = Pp * (1.0 - gain)
-        tprev[:nk] = tk
-        logdet[:nk] += np.log(S)
-        sq[:nk] += e * e
-        cross[:nk] += e[..., :, None] * e[..., None, :2]
-    return sq, cross, logdet
-
-
-def _gls(sq: np.ndarray, cross: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _gls(sq: np.ndarray, cd: np.ndarray, c1: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Profile the constant and each template's amplitude from whitened inner products.
 
-    Returns ``chi2_null`` (..., ), and for every template column (index 2...):
-    ``dchi2`` (dips only, else 0), amplitude ``A`` and its error, and the
-    constant ``mu`` of the fit with the template.
+    Returns ``chi2_null`` (B, G), and for every template column (index 2...)
+    ``dchi2`` (dips only, else 0) and the stacked amplitude ``A``, its error and
+    the constant ``mu`` of the fit with that template.
     """
-    dd, d1, o11 = sq[..., 0], cross[..., 0, 1], sq[..., 1]
+    dd, d1, o11 = sq[..., 0], cd[..., 1], sq[..., 1]
     chi2_null = dd - d1 * d1 / o11
-    ss, sd, s1 = sq[..., 2:], cross[..., 2:, 0], cross[..., 2:, 1]
+    ss, sd, s1 = sq[..., 2:], cd[..., 2:], c1[..., 2:]
     num = sd - s1 * (d1 / o11)[..., None]
     den = np.maximum(ss - s1 * s1 / o11[..., None], 1e-300)
     amp = num / den
@@ -346,77 +290,82 @@ def _examine(
     tmpl_d = np.broadcast_to(d0[:, :, None, None, None] * fd[None, None, :, None, None], shape).reshape(n_src, -1)
     tmpl_a = np.broadcast_to(ca[None, None, None, None, :], shape).reshape(n_src, -1)
     n_tmpl = tmpl_c.shape[1]
-    # 3. padded arrays, sources sorted by epoch count (decreasing) for the filter
-    srt = np.argsort(-new_counts, kind="stable")
-    cnt = new_counts[srt]
-    sub_starts = starts[srt]
-    rows = np.repeat(sub_starts - np.concatenate(([0], np.cumsum(cnt)[:-1])), cnt) + np.arange(cnt.sum())
-    pstarts = np.concatenate(([0], np.cumsum(cnt)[:-1]))
-    T = to_padded(t_rows[rows], pstarts, cnt, fill=0.0)
-    Y = to_padded(y_rows[rows], pstarts, cnt, fill=0.0)
-    R = to_padded(s_rows[rows] ** 2, pstarts, cnt, fill=1.0)
-    tc, td, ta = tmpl_c[srt], tmpl_d[srt], tmpl_a[srt]
-
-    def columns(bank: tuple[np.ndarray, np.ndarray, np.ndarray] | None):
-        """Column generator for the Kalman filter: data, constant, templates of ``bank``."""
-        n_t = 0 if bank is None else bank[0].shape[1]
-
-        def cols(k: int, nk: int) -> np.ndarray:
-            x = np.empty((nk, 1, 2 + n_t))
-            x[:, 0, 0] = Y[:nk, k]
-            x[:, 0, 1] = 1.0
-            if n_t:
-                c, d, a = (b[:nk] for b in bank)
-                x[:, 0, 2:] = ese_shape(T[:nk, k : k + 1] - c, duration_days=d, caustic_amplitude=a)
-            return x
-
-        return cols, 2 + n_t
-
+    # 3. padded arrays for the compiled filter
+    T = to_padded(t_rows, starts, new_counts, fill=0.0)
+    Y = to_padded(y_rows, starts, new_counts, fill=0.0)
+    R = to_padded(s_rows**2, starts, new_counts, fill=1.0)
+    tc, td, ta = tmpl_c, tmpl_d, tmpl_a
     a2_grid, tau_grid = _noise_grid(search, n_src)
     sel = np.arange(n_src)
 
+    def products(bank, a2, tau):
+        return whitened_products(T, Y, R, new_counts, a2=a2, tau=tau, bank=bank, edge_frac=DEFAULT_EDGE_FRAC)
+
     def scan(bank, a2, tau):
         """Best template of ``bank`` at fixed noise parameters (one per source)."""
-        sq, cross, logdet = _kalman(T, R, cnt, a2[:, None], tau[:, None], *columns(bank))
-        chi2_null, dchi2, par = _gls(sq, cross)
+        sq, cd, c1, logdet = products(bank, a2[:, None], tau[:, None])
+        chi2_null, dchi2, par = _gls(sq, cd, c1)
         j = np.argmax(dchi2[:, 0, :], axis=1)
         ll = -0.5 * (chi2_null[:, 0] - dchi2[sel, 0, j] + logdet[:, 0])
         return j, ll, par[:, sel, 0, j]
 
     def refit(bank):
-        """Noise parameters maximising the likelihood with a single template per source (or none)."""
-        sq, cross, logdet = _kalman(T, R, cnt, a2_grid, tau_grid, *columns(bank))
-        if bank is None:
-            ll = -0.5 * (sq[..., 0] - cross[..., 0, 1] ** 2 / sq[..., 1] + logdet)
-        else:
-            chi2_null, dchi2, _ = _gls(sq, cross)
-            ll = -0.5 * (chi2_null - dchi2[..., 0] + logdet)
+        """Noise parameters maximising the likelihood with one template per source (or none)."""
+        sq, cd, c1, logdet = products(bank, a2_grid, tau_grid)
+        chi2_null, dchi2, _ = _gls(sq, cd, c1)
+        ll = -0.5 * (chi2_null + logdet) if bank is None else -0.5 * (chi2_null - dchi2[..., 0] + logdet)
         g = np.argmax(ll, axis=1)
         return a2_grid[sel, g], tau_grid[sel, g], ll[sel, g]
 
     def pick(bank, j):
         return tuple(b[sel, j][:, None] for b in bank)
 
-    coarse = (tc, td, ta)
+    coarse = (tc, td, ta, np.full_like(ta, search.coarse_caustic_width_frac))
     # 4. null: noise parameters by maximum likelihood
     a2_0, tau_0, ll_null = refit(None)
-    # 5. coarse scan at the null noise model; refit the noise with the best dip
-    j, _, _ = scan(coarse, a2_0, tau_0)
-    a2_1, tau_1, _ = refit(pick(coarse, j))
-    # 6. coarse rescan, then a fine bank around the best template
-    j, _, _ = scan(coarse, a2_1, tau_1)
-    c1, d1, a1 = pick(coarse, j)
     gd = np.asarray(search.fine_duration_factors)
     gc = np.asarray(search.fine_center_fracs)
-    ca = np.asarray(search.caustic_amplitudes)
-    fshape = (n_src, gd.size, gc.size, ca.size)
-    fine = (
-        np.broadcast_to(c1[:, :, None, None] + gc[None, None, :, None] * d1[:, :, None, None], fshape).reshape(n_src, -1),
-        np.broadcast_to(d1[:, :, None, None] * gd[None, :, None, None], fshape).reshape(n_src, -1),
-        np.broadcast_to(ca[None, None, None, :], fshape).reshape(n_src, -1),
-    )
-    j, _, _ = scan(fine, a2_1, tau_1)
-    best = pick(fine, j)
+    amps, widths = np.meshgrid(np.asarray(search.caustic_amplitudes_fine), np.asarray(search.caustic_width_fracs), indexing="ij")
+    keep = (amps.ravel() > 0) | (widths.ravel() == widths.ravel()[0])
+    amps, widths = amps.ravel()[keep], widths.ravel()[keep]
+
+    def fine_bank(best):
+        c, d, a, w = best
+        shape = (n_src, gd.size, gc.size)
+        return (
+            np.broadcast_to(c[:, :, None] + gc[None, None, :] * d[:, :, None], shape).reshape(n_src, -1),
+            np.broadcast_to(d[:, :, None] * gd[None, :, None], shape).reshape(n_src, -1),
+            np.broadcast_to(a[:, :, None], shape).reshape(n_src, -1),
+            np.broadcast_to(w[:, :, None], shape).reshape(n_src, -1),
+        )
+
+    def shape_bank(best):
+        c, d, _, _ = best
+        n = amps.size
+        return (np.broadcast_to(c, (n_src, n)), np.broadcast_to(d, (n_src, n)),
+                np.broadcast_to(amps, (n_src, n)), np.broadcast_to(widths, (n_src, n)))
+
+    def chain(a2, tau):
+        """Coarse, fine and caustic-shape scans at fixed noise, then refit the noise."""
+        best = pick(coarse, scan(coarse, a2, tau)[0])
+        bank = fine_bank(best)
+        best = pick(bank, scan(bank, a2, tau)[0])
+        bank = shape_bank(best)
+        best = pick(bank, scan(bank, a2, tau)[0])
+        a2, tau, ll = refit(best)
+        return best, a2, tau, ll
+
+    # 5. template search from two starting noise models -- the null fit, whose
+    #    red noise may have absorbed a long deep dip, and white noise, whose
+    #    sharp likelihood pins down a bright source's dip -- keeping the likelier
+    best_n, a2_n, tau_n, ll_n = chain(a2_0, tau_0)
+    best_w, a2_w, tau_w, ll_w = chain(np.zeros(n_src), tau_0)
+    w_ = ll_w > ll_n
+    best = tuple(np.where(w_[:, None], bw, bn) for bw, bn in zip(best_w, best_n))
+    a2_1, tau_1 = np.where(w_, a2_w, a2_n), np.where(w_, tau_w, tau_n)
+    # 6. polish the position and duration at the fitted noise, refit, final fit
+    bank = fine_bank(best)
+    best = pick(bank, scan(bank, a2_1, tau_1)[0])
     a2_2, tau_2, _ = refit(best)
     _, ll_alt, (amp, amp_err, mu) = scan(best, a2_2, tau_2)
     lr = np.maximum(2.0 * (ll_alt - ll_null), 0.0)
@@ -427,13 +376,11 @@ def _examine(
         "t_center": best[0][:, 0],
         "duration_days": best[1][:, 0],
         "caustic_amplitude": best[2][:, 0],
+        "caustic_width_frac": best[3][:, 0],
         "red_noise_amplitude": np.sqrt(a2_2),
         "red_noise_timescale_days": tau_2,
-        "span": T[sel, cnt - 1] - T[:, 0],
+        "span": T[sel, new_counts - 1] - T[:, 0],
     }
-    inv = np.empty_like(srt)
-    inv[srt] = np.arange(n_src)
-    out = {k: v[inv] for k, v in out.items()}
     out["n_clipped"] = n_clipped
     return out
 
@@ -489,7 +436,8 @@ def detect_ese(
         raise ValueError("light curves must be sorted by time within each source")
     nan = np.full(n_src, np.nan)
     res = {k: nan.copy() for k in ("score", "significance", "depth", "depth_err", "t_center", "duration_days",
-                                    "caustic_amplitude", "red_noise_amplitude", "red_noise_timescale_days", "prefilter_dchi2")}
+                                    "caustic_amplitude", "caustic_width_frac", "red_noise_amplitude", "red_noise_timescale_days",
+                                    "prefilter_dchi2")}
     n_clipped = np.zeros(n_src, dtype=np.int64)
     examined = np.zeros(n_src, dtype=bool)
     usable = counts >= search.min_epochs
@@ -523,7 +471,7 @@ def detect_ese(
         rows = np.concatenate([np.arange(starts[i], starts[i] + counts[i]) for i in chunk])
         out = _examine(t[rows], y[rows], s[rows], counts[chunk], search, cadence)
         for key in ("score", "depth", "depth_err", "t_center", "duration_days", "caustic_amplitude",
-                    "red_noise_amplitude", "red_noise_timescale_days"):
+                    "caustic_width_frac", "red_noise_amplitude", "red_noise_timescale_days"):
             res[key][chunk] = out[key]
         res["significance"][chunk] = significance_from_lr(out["score"], out["span"], search=search, cadence_days=cadence)
         n_clipped[chunk] = out["n_clipped"]
