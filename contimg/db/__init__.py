@@ -19,6 +19,7 @@ Importing this package imports SQLAlchemy but not Alembic (loaded by ``init_db``
 """
 
 from contimg.db.engine import (
+    DatabaseBusyError,
     dispose_engine,
     dispose_engines,
     get_engine,
@@ -31,6 +32,7 @@ from contimg.db.migrate import current_revision, head_revision, init_db, schema_
 from contimg.db.states import ALLOWED_TRANSITIONS, GroupState, apply_transition, check_transition
 
 __all__ = [
+    "DatabaseBusyError",
     "ALLOWED_TRANSITIONS",
     "GroupState",
     "apply_transition",

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 from sqlalchemy.orm import Session
 
 from contimg.errors import ConfigError, TransientError
@@ -58,6 +58,11 @@ _pid = os.getpid()
 
 # PostgreSQL error codes worth retrying: serialization failure, deadlock.
 _PG_TRANSIENT_CODES = frozenset({"40001", "40P01"})
+SUPPORTED_BACKENDS = ("sqlite", "postgresql")
+
+
+class DatabaseBusyError(TransientError):
+    """The database was locked, unreachable, or aborted the transaction (deadlock, serialization)."""
 
 
 def _reset_after_fork() -> None:
@@ -86,7 +91,7 @@ def database_url(target: str | URL | Settings) -> URL:
         raise TypeError(f"expected a database URL or Settings, got {type(target).__name__}")
     try:
         return make_url(raw)
-    except Exception as exc:  # sqlalchemy raises ArgumentError; keep the message
+    except ArgumentError as exc:
         raise ConfigError(f"CONTIMG_DATABASE_URL={raw!r}: not a valid SQLAlchemy URL ({exc})") from exc
 
 
@@ -154,6 +159,9 @@ def get_engine(target: str | URL | Settings) -> Engine:
         if engine is not None:
             return engine
         backend = url.get_backend_name()
+        if backend not in SUPPORTED_BACKENDS:
+            raise ConfigError(f"database {safe_url(url)}: unsupported backend {backend!r} "
+                              f"(contimg supports {' and '.join(SUPPORTED_BACKENDS)})")
         if backend == "sqlite":
             path = sqlite_path(url)
             if path is not None:
@@ -219,10 +227,10 @@ def session_scope(target: str | URL | Engine | Settings, *, readonly: bool = Fal
 
     Raises
     ------
-    TransientError
-        For locks, lost connections, serialization failures and deadlocks
-        (chained to the database error); the unit of work may be retried as a
-        whole (:func:`run_transaction`). Other database errors, such as
+    DatabaseBusyError
+        A :class:`~contimg.errors.TransientError`, for locks, lost connections,
+        serialization failures and deadlocks (chained to the database error);
+        the unit of work may be retried as a whole (:func:`run_transaction`). Other database errors, such as
         :class:`~sqlalchemy.exc.IntegrityError`, propagate unchanged.
 
     Notes
@@ -240,7 +248,7 @@ def session_scope(target: str | URL | Engine | Settings, *, readonly: bool = Fal
     except DBAPIError as exc:
         session.rollback()
         if is_transient(exc):
-            raise TransientError(f"database {safe_url(engine)}: {exc.orig}") from exc
+            raise DatabaseBusyError(f"database {safe_url(engine)}: {exc.orig}") from exc
         raise
     except BaseException:
         session.rollback()
@@ -256,24 +264,25 @@ def run_transaction(
     attempts: int = 5,
     readonly: bool = False,
 ) -> T:
-    """Run ``fn(session)`` in its own transaction, retrying transient failures.
+    """Run ``fn(session)`` in its own transaction, retrying when the database is busy.
 
     ``fn`` must be safe to run again from the start (it is, if it only touches
-    the database through ``session``). Between attempts the wait grows
-    exponentially from 0.1 s, with jitter.
+    the database through ``session``). Only :class:`DatabaseBusyError` is
+    retried; between attempts the wait grows exponentially from 0.1 s, with
+    jitter. Any other exception propagates at once.
 
     Raises
     ------
-    TransientError
-        If the last attempt still failed transiently.
+    DatabaseBusyError
+        If the last attempt still failed (a :class:`~contimg.errors.TransientError`).
     """
     for attempt in range(1, attempts + 1):
         try:
             with session_scope(target, readonly=readonly) as session:
                 return fn(session)
-        except TransientError as exc:
+        except DatabaseBusyError as exc:
             if attempt == attempts:
-                raise TransientError(f"{exc} (gave up after {attempts} attempts)") from exc.__cause__
+                raise DatabaseBusyError(f"{exc} (gave up after {attempts} attempts)") from exc.__cause__
             delay = 0.1 * 2 ** (attempt - 1) * (1 + random.random())
             log.warning("transient database error (attempt %d/%d), retrying in %.2f s: %s",
                         attempt, attempts, delay, exc)

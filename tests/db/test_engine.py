@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import select, text
 from sqlalchemy.exc import StatementError
 
-from contimg.db import dispose_engine, get_engine, init_db, run_transaction, session_scope
+from contimg.db import DatabaseBusyError, dispose_engine, get_engine, init_db, run_transaction, session_scope
 from contimg.db import queries as q
 from contimg.db.models import ObservationGroup, StageTiming
 from contimg.errors import TransientError
@@ -108,11 +108,11 @@ def test_a_persistent_lock_becomes_a_transient_error(tmp_path):
     init_db(url)
     holder = _hold_write_lock(tmp_path / "nested" / "state" / "contimg.sqlite3", 2.0)
     try:
-        with pytest.raises(TransientError, match="database is locked") as info:
+        with pytest.raises(DatabaseBusyError, match="database is locked") as info:
             with session_scope(url) as s:
                 q.upsert_group(s, key="k", timestamp=T0)
         assert "contimg.sqlite3" in str(info.value)
-        with pytest.raises(TransientError, match="gave up after 2 attempts"):
+        with pytest.raises(DatabaseBusyError, match="gave up after 2 attempts"):
             run_transaction(url, lambda s: q.upsert_group(s, key="k", timestamp=T0), attempts=2)
     finally:
         holder.join()
@@ -182,3 +182,30 @@ def test_settings_name_the_database(db_settings, db_url, settings):
         q.upsert_group(s, key="k", timestamp=T0)
     with session_scope(db_url, readonly=True) as s:
         assert q.get_group(s, "k").timestamp == T0
+
+
+def test_only_database_errors_are_retried(tmp_path):
+    url = _sqlite_url(tmp_path)
+    init_db(url)
+    calls = []
+
+    def fn(session):
+        calls.append(1)
+        q.upsert_group(session, key="k", timestamp=T0)
+        raise TransientError("staging full (not a database problem)")
+
+    with pytest.raises(TransientError, match="staging full"):
+        run_transaction(url, fn, attempts=5)
+    assert len(calls) == 1
+    with session_scope(url, readonly=True) as s:  # rolled back
+        assert q.find_group(s, "k") is None
+    dispose_engine(url)
+
+
+def test_bad_database_urls_are_configuration_errors():
+    from contimg.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="CONTIMG_DATABASE_URL='not a url'"):
+        get_engine("not a url")
+    with pytest.raises(ConfigError, match="unsupported backend 'mysql'.*sqlite and postgresql"):
+        get_engine("mysql://u:pw@host/db")
