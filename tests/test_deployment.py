@@ -371,3 +371,38 @@ def test_documented_variables_are_real_settings():
             if var not in known and not var.startswith("CONTIMG_TEST"):
                 unknown.setdefault(doc.name, []).append(var)
     assert not unknown, f"documented variables that are not settings: {unknown}"
+
+
+def test_non_editable_install_ships_every_package_file():
+    """The image installs the package non-editably: every tracked file must reach the wheel.
+
+    Python modules reach it when every directory above them is a package
+    (``__init__.py``); anything else only through ``[tool.setuptools.package-data]``.
+    A data file or migration missing here works in a checkout and fails in Docker.
+    """
+    import fnmatch
+    import tomllib
+
+    if shutil.which("git") is None or not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+    tracked = subprocess.run(
+        ["git", "ls-files", "contimg", "workers", "beat"], cwd=ROOT, capture_output=True, text=True, check=True,
+    ).stdout.split()
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    package_data = config.get("package-data", {})
+    missing = []
+    for name in tracked:
+        path = Path(name)
+        if not (ROOT / path).exists():
+            continue  # deleted in the working tree
+        parents = list(reversed(path.parents[:-1]))
+        in_packages = all((ROOT / d / "__init__.py").exists() for d in parents)
+        if path.suffix == ".py" and in_packages:
+            continue
+        top = parents[0].as_posix() if parents else ""
+        rel = path.relative_to(top).as_posix() if top else name
+        # setuptools globs: `*` does not cross a directory separator
+        patterns = [fnmatch.translate(p).replace(".*", "[^/]*") for p in package_data.get(top, [])]
+        if not any(re.match(p, rel) for p in patterns):
+            missing.append(name)
+    assert not missing, f"not installed by `pip install .` (add to package-data or add __init__.py): {missing}"
