@@ -13,7 +13,9 @@ Public entry points::
 * :mod:`contimg.db.states` -- :class:`GroupState` and the allowed transitions;
 * :mod:`contimg.db.engine` -- :func:`get_engine`, :func:`session_scope`, :func:`run_transaction`;
 * :mod:`contimg.db.migrate` -- :func:`init_db` and revision helpers;
-* :mod:`contimg.db.queries` -- the reads and writes the pipeline needs, on a Session.
+* :mod:`contimg.db.queries` -- groups, subband files, transitions, stage timings, housekeeping;
+* :mod:`contimg.db.products` -- Measurement Sets, calibration tables, images;
+* :mod:`contimg.db.science` -- sources, photometry, variability statistics, ESE candidates (bulk).
 
 Importing this package imports SQLAlchemy but not Alembic (loaded by ``init_db``).
 """

@@ -9,6 +9,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from contimg.db import GroupState, session_scope
+from contimg.db import products
 from contimg.db import queries as q
 from contimg.db.models import (
     CalTableType,
@@ -286,11 +287,11 @@ def test_measurement_sets_and_images_are_recorded_once(db_url):
     gid = _new_group(db_url)
     for _ in range(2):
         with session_scope(db_url) as s:
-            ms = q.upsert_measurement_set(s, path="/ms/a.ms", group=gid, start_mjd=60950.41, end_mjd=60950.4136,
+            ms = products.upsert_measurement_set(s, path="/ms/a.ms", group=gid, start_mjd=60950.41, end_mjd=60950.4136,
                                           validation={"ok": True, "nspw": 16})
-            q.upsert_image(s, path="/img/a.fits", ms=ms, beam_major_arcsec=50.0, rms_jy=1e-3, backend="wsclean")
+            products.upsert_image(s, path="/img/a.fits", ms=ms, beam_major_arcsec=50.0, rms_jy=1e-3, backend="wsclean")
     with session_scope(db_url) as s:
-        q.upsert_measurement_set(s, path="/ms/a.ms", stage="calibrated")
+        products.upsert_measurement_set(s, path="/ms/a.ms", stage="calibrated")
     with session_scope(db_url, readonly=True) as s:
         (ms,) = s.scalars(select(MeasurementSet)).all()
         assert (ms.group_id, ms.stage, ms.validation) == (gid, "calibrated", {"ok": True, "nspw": 16})
@@ -298,29 +299,29 @@ def test_measurement_sets_and_images_are_recorded_once(db_url):
         assert img.ms_id == ms.id and img.pb_corrected is False
     with pytest.raises(TypeError, match="no column"):
         with session_scope(db_url) as s:
-            q.upsert_measurement_set(s, path="/ms/a.ms", nonsense=1)
+            products.upsert_measurement_set(s, path="/ms/a.ms", nonsense=1)
 
 
 def test_active_calibration_tables(db_url):
     with session_scope(db_url) as s:
         for name, mjd in (("cal1", 60950.0), ("cal2", 60951.0)):
-            cs = q.upsert_calibration_set(s, name=name, calibrator_name="3C286", solve_mjd=mjd)
-            q.upsert_calibration_table(s, calibration_set=cs, table_type="B", apply_order=1,
+            cs = products.upsert_calibration_set(s, name=name, calibrator_name="3C286", solve_mjd=mjd)
+            products.upsert_calibration_table(s, calibration_set=cs, table_type="B", apply_order=1,
                                        path=f"/cal/{name}.B", valid_start_mjd=mjd - 1, valid_end_mjd=mjd + 1,
                                        flagged_fraction=0.01)
-            q.upsert_calibration_table(s, calibration_set=cs, table_type=CalTableType.G, apply_order=2,
+            products.upsert_calibration_table(s, calibration_set=cs, table_type=CalTableType.G, apply_order=2,
                                        path=f"/cal/{name}.G", valid_start_mjd=mjd - 0.25, valid_end_mjd=mjd + 0.25)
-        cs = q.upsert_calibration_set(s, name="cal2")  # idempotent
-        q.upsert_calibration_table(s, calibration_set=cs, table_type="G", apply_order=2, path="/cal/cal2.G",
+        cs = products.upsert_calibration_set(s, name="cal2")  # idempotent
+        products.upsert_calibration_table(s, calibration_set=cs, table_type="G", apply_order=2, path="/cal/cal2.G",
                                    valid_start_mjd=60950.75, valid_end_mjd=60951.25)
     with session_scope(db_url, readonly=True) as s:
-        assert [t.path for t in q.active_calibration_tables(s, mjd=60950.1)] == ["/cal/cal1.B", "/cal/cal1.G"]
-        assert [t.path for t in q.active_calibration_tables(s, mjd=60950.8)] == ["/cal/cal2.B", "/cal/cal2.G"]
-        assert [t.path for t in q.active_calibration_tables(s, mjd=60950.4)] == ["/cal/cal1.B"]
-        assert [t.path for t in q.active_calibration_tables(s, mjd=60950.5)] == ["/cal/cal2.B"]  # tie: newest
-        assert q.active_calibration_tables(s, mjd=60960.0) == []
+        assert [t.path for t in products.active_calibration_tables(s, mjd=60950.1)] == ["/cal/cal1.B", "/cal/cal1.G"]
+        assert [t.path for t in products.active_calibration_tables(s, mjd=60950.8)] == ["/cal/cal2.B", "/cal/cal2.G"]
+        assert [t.path for t in products.active_calibration_tables(s, mjd=60950.4)] == ["/cal/cal1.B"]
+        assert [t.path for t in products.active_calibration_tables(s, mjd=60950.5)] == ["/cal/cal2.B"]  # tie: newest
+        assert products.active_calibration_tables(s, mjd=60960.0) == []
     with pytest.raises(IntegrityError):  # flagged fraction outside [0, 1] (CHECK)
         with session_scope(db_url) as s:
-            cs = q.upsert_calibration_set(s, name="cal3")
-            q.upsert_calibration_table(s, calibration_set=cs, table_type="K", apply_order=0, path="/cal/k",
+            cs = products.upsert_calibration_set(s, name="cal3")
+            products.upsert_calibration_table(s, calibration_set=cs, table_type="K", apply_order=0, path="/cal/k",
                                        valid_start_mjd=1.0, valid_end_mjd=2.0, flagged_fraction=1.5)

@@ -7,6 +7,7 @@ from sqlalchemy import func, inspect, select
 from sqlalchemy.exc import IntegrityError
 
 from contimg.db import get_engine, session_scope
+from contimg.db import products
 from contimg.db import queries as q
 from contimg.db import science as sci
 from contimg.db.models import CandidateStatus, EseCandidate, Photometry, VariabilityStats
@@ -17,7 +18,7 @@ def _sources_and_images(url, n_sources=3, n_images=2):
     with session_scope(url) as s:
         ids = sci.upsert_sources(s, [{"name": f"NVSS J{k:06d}", "ra_deg": 10.0 + k, "dec_deg": 35.0,
                                       "flux_jy": 0.1 * (k + 1)} for k in range(n_sources)])
-        images = [q.upsert_image(s, path=f"/img/{k}.fits", mid_mjd=60950.0 + k).id for k in range(n_images)]
+        images = [products.upsert_image(s, path=f"/img/{k}.fits", mid_mjd=60950.0 + k).id for k in range(n_images)]
     return ids, images
 
 
