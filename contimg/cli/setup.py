@@ -205,7 +205,15 @@ def run_checks(
         checks.extend(_probe_casatools(site_path, home=home, env=env_before, timeout_s=timeout_s))
     else:
         checks.append(Check("casatools offline", "FAIL", "not tried: no site config or no casadata package"))
-    checks.append(_measures_dir("python-casacore measures", _python_casacore_data_dir(env_before), required=False))
+    if "AIPSPATH" in env_before and "CASACORE_DATADIR" not in env_before:
+        checks.append(Check(
+            "python-casacore measures", "WARN",
+            f"AIPSPATH={env_before['AIPSPATH']} is set: python-casacore reads measures.directory from "
+            "the .aipsrc there instead of its bundled data; not checked",
+        ))
+    else:
+        checks.append(_measures_dir("python-casacore measures", _python_casacore_data_dir(env_before),
+                                    required=False))
 
     checks.append(_program("wsclean", ["-version"], required=True, why_optional=""))
     checks.append(_measures_dir("WSClean measures (Debian)", DEBIAN_MEASURES_DIR, required=True,
