@@ -36,7 +36,10 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:  # pragma: no cover
+    from contimg.config import Settings
 
 NAME = "setup"
 HELP = "install the offline CASA site config; check measures data, CASA, WSClean and Redis"
@@ -141,7 +144,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def run(args: argparse.Namespace, settings) -> int:
+def run(args: argparse.Namespace, settings: Settings) -> int:
     updates: list[Check] = []
     if args.measures_tarball is not None:
         targets = [p for p in (_casadata_dir(), _python_casacore_data_dir(dict(os.environ))) if p is not None]
