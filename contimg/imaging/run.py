@@ -1,0 +1,255 @@
+"""One Measurement Set to its image products: :func:`image_ms`.
+
+Steps: read and check the MS (:func:`~contimg.imaging.geometry.read_ms_info`),
+derive the geometry, optionally build a catalogue mask, run the backend
+(WSClean or tclean) in a private temporary directory inside ``out_dir``,
+primary-beam correct, measure QA, draw the thumbnail, and only then move the
+finished files to their final names. A failure at any step removes the
+temporary directory, so no partial FITS is ever left under a product's name.
+
+Products (``<name>`` defaults to the MS name without ``.ms``)::
+
+    <name>.image.fits         restored, flat noise (Jy/beam)      -- QA measured here
+    <name>.image.pbcor.fits   primary-beam corrected (NaN below pb_limit)
+    <name>.pb.fits            the time/band-averaged Airy beam
+    <name>.residual.fits, <name>.model.fits, <name>.psf.fits
+    <name>.png                thumbnail of the flat-noise image
+    <name>.<backend>.log      the imager's own log (WSClean's output)
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+from contimg.config import ImagingSettings
+from contimg.errors import ConfigError, ExternalToolError
+from contimg.imaging.geometry import ImageGeometry, derive_geometry, read_ms_info
+from contimg.imaging.qa import ImageQA, image_qa, write_thumbnail
+from contimg.imaging.tiers import tier_parameters
+
+__all__ = ["ImageProducts", "image_ms"]
+
+log = logging.getLogger(__name__)
+
+_AUX = ("residual", "model", "psf")
+DEFAULT_MASK_RADIUS_ARCSEC = 60.0
+
+
+@dataclass
+class ImageProducts:
+    """What :func:`image_ms` made (all paths absolute and complete)."""
+
+    ms_path: str
+    backend: str
+    tier: str
+    image: str
+    """Flat-noise restored image."""
+    pbcor: str
+    """Primary-beam corrected image."""
+    pb: str
+    residual: str
+    model: str
+    psf: str
+    thumbnail: str
+    log: str | None
+    qa: ImageQA
+    geometry: ImageGeometry
+    ref_freq_hz: float
+    mid_mjd: float
+    ra_deg: float
+    """Phase center (ICRS)."""
+    dec_deg: float
+    imager_s: float
+    """Wall time of the imager alone."""
+    total_s: float
+    arguments: list[str] = field(default_factory=list)
+    """The WSClean argument list (empty for tclean)."""
+
+    def to_dict(self) -> dict:
+        """JSON-ready summary."""
+        out = asdict(self)
+        out["qa"] = self.qa.to_dict()
+        out["geometry"] = self.geometry.to_dict()
+        return out
+
+
+def _threads(settings: ImagingSettings) -> int:
+    return settings.threads or os.cpu_count() or 1
+
+
+def image_ms(
+    ms_path: str | os.PathLike,
+    *,
+    settings: ImagingSettings,
+    out_dir: str | os.PathLike,
+    name: str | None = None,
+    backend: str | None = None,
+    tier: str | None = None,
+    data_column: str = "CORRECTED_DATA",
+    mask_positions_deg: Sequence[tuple[float, float]] | None = None,
+    mask_radius_arcsec: float | None = None,
+    cell_arcsec: float | None = None,
+    size: tuple[int, int] | None = None,
+    extra_wsclean_args: Sequence[str] = (),
+) -> ImageProducts:
+    """Image a calibrated Measurement Set, primary-beam correct it and measure QA.
+
+    Parameters
+    ----------
+    ms_path
+        The MS (one field, one spectral window; ``data_column`` calibrated).
+    settings
+        ``settings.imaging``: backend, tier, pb_limit, robust, threads, timeout.
+    out_dir
+        Directory of the products (created).
+    name
+        Product base name (default: the MS name without ``.ms``).
+    backend, tier
+        Override ``settings.backend`` / ``settings.tier``.
+    data_column
+        Column to image.
+    mask_positions_deg
+        Catalogue positions ``(ra, dec)`` in degrees: clean only within
+        ``mask_radius_arcsec`` (default 60, two beam major axes of the full
+        array) of those in the field, instead of auto-masking.
+    cell_arcsec, size
+        Override the derived cell and ``(nx, ny)``.
+    extra_wsclean_args
+        Extra WSClean arguments (benchmarks, experiments).
+
+    Raises
+    ------
+    InputFileError
+        The MS is missing, lacks ``data_column``, or is entirely flagged.
+    ExternalToolError
+        The imager failed or timed out.
+    ConfigError
+        Unknown backend or tier.
+    """
+    t0 = time.perf_counter()
+    backend = backend or settings.backend
+    tier_name = tier or settings.tier
+    if backend not in ("wsclean", "tclean"):
+        raise ConfigError(f"unknown imaging backend {backend!r}; known: wsclean, tclean")
+    params = tier_parameters(tier_name)
+    ms = Path(ms_path).absolute()
+    info = read_ms_info(ms, data_column=data_column)
+    geometry = derive_geometry(info, pb_limit=settings.pb_limit, cell_arcsec=cell_arcsec)
+    if size is not None:
+        geometry = ImageGeometry(geometry.cell_arcsec, int(size[0]), int(size[1]), geometry.pb_limit,
+                                 geometry.pb_radius_deg, geometry.drift_deg)
+    log.info("imaging %s with %s (%s): %dx%d pixels of %.1f arcsec, pb_limit %.2f (radius %.2f deg, drift %.2f deg)",
+             ms, backend, tier_name, geometry.nx, geometry.ny, geometry.cell_arcsec, geometry.pb_limit,
+             geometry.pb_radius_deg, geometry.drift_deg)
+    out = Path(out_dir).absolute()
+    out.mkdir(parents=True, exist_ok=True)
+    name = name or (ms.name[:-3] if ms.name.endswith(".ms") else ms.name)
+    work = Path(tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=out))
+    try:
+        prefix = work / "img"
+        arguments: list[str] = []
+        mask_file = None
+        if mask_positions_deg is not None:
+            mask_file = _write_mask(work, backend, mask_positions_deg, info=info, geometry=geometry,
+                                    radius_arcsec=mask_radius_arcsec)
+        log_file = work / f"{backend}.log"
+        if backend == "wsclean":
+            from contimg.imaging.wsclean import run_wsclean, wsclean_arguments
+
+            arguments = wsclean_arguments(ms, prefix=prefix, geometry=geometry, tier=params, robust=settings.robust,
+                                          threads=_threads(settings), data_column=data_column, fits_mask=mask_file,
+                                          temp_dir=work, extra=extra_wsclean_args)
+            imager_s = run_wsclean(arguments, ms_path=ms, timeout_s=settings.timeout_s, log_path=log_file, cwd=work)
+        else:
+            from contimg.imaging.tclean import run_tclean
+
+            imager_s = run_tclean(ms, prefix=prefix, geometry=geometry, tier=params, robust=settings.robust,
+                                  data_column=data_column, mask_region=mask_file)
+            log_file = None
+        files = {k: work / f"img-{k}.fits" for k in ("image", *_AUX)}
+        missing = [str(p) for p in files.values() if not p.exists()]
+        if missing:
+            raise ExternalToolError(f"{ms}: {backend} finished but did not write {', '.join(missing)}")
+        _check_header(files["image"], ms)
+        from contimg.imaging.pbcor import pb_correct_fits
+
+        pbcor_tmp, pb_tmp = work / "img-image.pbcor.fits", work / "img-pb.fits"
+        pb_correct_fits(files["image"], info=info, pbcor_fits=pbcor_tmp, pb_fits=pb_tmp, pb_limit=settings.pb_limit)
+        qa = image_qa(files["image"], residual_fits=files["residual"])
+        png_tmp = work / "img.png"
+        write_thumbnail(files["image"], png_tmp, rms=qa.rms_jy,
+                        title=f"{name} {backend}/{tier_name} rms {qa.rms_jy * 1e3:.2f} mJy/beam DR {qa.dynamic_range:.0f}")
+        final = {
+            "residual": out / f"{name}.residual.fits", "model": out / f"{name}.model.fits",
+            "psf": out / f"{name}.psf.fits", "pb": out / f"{name}.pb.fits", "thumbnail": out / f"{name}.png",
+            "pbcor": out / f"{name}.image.pbcor.fits", "image": out / f"{name}.image.fits",
+        }
+        sources = {**{k: files[k] for k in _AUX}, "pb": pb_tmp, "thumbnail": png_tmp, "pbcor": pbcor_tmp,
+                   "image": files["image"]}
+        final_log = None
+        if log_file is not None and log_file.exists():
+            final_log = out / f"{name}.{backend}.log"
+            os.replace(log_file, final_log)
+        for key, dest in final.items():  # the flat-noise image last: its presence means the set is complete
+            os.replace(sources[key], dest)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    shutil.rmtree(work, ignore_errors=True)
+    products = ImageProducts(
+        ms_path=str(ms), backend=backend, tier=tier_name,
+        image=str(final["image"]), pbcor=str(final["pbcor"]), pb=str(final["pb"]),
+        residual=str(final["residual"]), model=str(final["model"]), psf=str(final["psf"]),
+        thumbnail=str(final["thumbnail"]), log=str(final_log) if final_log else None,
+        qa=qa, geometry=geometry, ref_freq_hz=qa.ref_freq_hz, mid_mjd=info.mid_time_jd - 2400000.5,
+        ra_deg=math.degrees(info.phase_center_ra_rad), dec_deg=math.degrees(info.phase_center_dec_rad),
+        imager_s=round(imager_s, 2), total_s=round(time.perf_counter() - t0, 2), arguments=arguments,
+    )
+    log.info("imaged %s in %.1f s (imager %.1f s): rms %.3g Jy/beam, peak %.3g Jy/beam, beam %.1fx%.1f arcsec",
+             ms, products.total_s, imager_s, qa.rms_jy, qa.peak_jy, qa.beam_major_arcsec, qa.beam_minor_arcsec)
+    return products
+
+
+def _write_mask(work: Path, backend: str, positions: Sequence[tuple[float, float]], *, info, geometry,
+                radius_arcsec: float | None) -> Path:
+    import numpy as np
+
+    from contimg.imaging.mask import sources_in_field, write_fits_mask
+    from contimg.imaging.tclean import catalog_region
+
+    if radius_arcsec is None:
+        radius_arcsec = DEFAULT_MASK_RADIUS_ARCSEC
+    pos = np.asarray(positions, float).reshape(-1, 2)
+    keep = sources_in_field(pos[:, 0], pos[:, 1], info=info, geometry=geometry)
+    pos = pos[keep]
+    log.info("%s: catalogue mask of %d sources (radius %.0f arcsec)", info.path, len(pos), radius_arcsec)
+    if backend == "wsclean":
+        return write_fits_mask(work / "mask.fits", pos[:, 0], pos[:, 1], info=info, geometry=geometry,
+                               radius_arcsec=radius_arcsec)
+    path = work / "mask.crtf"
+    path.write_text(catalog_region([tuple(p) for p in pos], radius_arcsec))
+    return path
+
+
+def _check_header(path: Path, ms: Path) -> None:
+    """The restored image must carry a restoring beam and Jy/beam units."""
+    from astropy.io import fits
+
+    try:
+        header = fits.getheader(path)
+    except OSError as exc:
+        raise ExternalToolError(f"{ms}: imager wrote an unreadable {path.name}: {exc}") from exc
+    missing = [k for k in ("BMAJ", "BMIN", "BPA", "BUNIT") if k not in header]
+    if missing:
+        raise ExternalToolError(f"{ms}: image {path.name} lacks header keywords {', '.join(missing)}")
+    if float(header["BMAJ"]) <= 0:
+        raise ExternalToolError(f"{ms}: image {path.name} has no restoring beam (BMAJ={header['BMAJ']})")
+

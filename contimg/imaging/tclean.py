@@ -1,0 +1,123 @@
+"""The CASA ``tclean`` backend: the same image as WSClean's, through casatasks.
+
+Settings mirror :func:`contimg.imaging.wsclean.wsclean_arguments`: MFS Stokes I
+of the whole band, Briggs weighting, Hogbom CLEAN, w-projection
+(``gridder='wproject'``, ``wprojplanes=-1``: CASA picks the number of planes
+from the largest w), ``nmajor`` major cycles, ``nsigma`` threshold and
+``usemask='auto-multithresh'`` (or a user mask of circles around catalogue
+sources). The products are exported to FITS with ``exportfits`` (restoring
+beam in BMAJ/BMIN/BPA, BUNIT Jy/beam).
+
+CASA does not know the observatory ``DSA_110``: it logs a SEVERE "Unknown
+observatory" and takes the first antenna's position as the array position,
+which is harmless for imaging (the image geometry comes from the MS phase
+center and UVW). No primary-beam correction is made by CASA (``pbcor=False``);
+ours follows on the FITS output (:mod:`contimg.imaging.pbcor`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Sequence
+
+from contimg.errors import ExternalToolError
+from contimg.imaging.geometry import ImageGeometry
+from contimg.imaging.tiers import TierParameters
+
+__all__ = ["TCLEAN_PRODUCTS", "catalog_region", "run_tclean"]
+
+log = logging.getLogger(__name__)
+
+TCLEAN_PRODUCTS = {"image": "image", "residual": "residual", "model": "model", "psf": "psf"}
+"""FITS suffix -> CASA image suffix."""
+
+_DATACOLUMN = {"CORRECTED_DATA": "corrected", "DATA": "data", "MODEL_DATA": "model"}
+
+
+def catalog_region(positions_deg: Sequence[tuple[float, float]], radius_arcsec: float) -> str:
+    """A CASA region (CRTF) of circles of ``radius_arcsec`` around ``(ra, dec)`` positions (degrees)."""
+    lines = ["#CRTFv0"]
+    for ra, dec in positions_deg:
+        lines.append(f"circle[[{ra:.6f}deg, {dec:.6f}deg], {radius_arcsec:.1f}arcsec]")
+    return "\n".join(lines) + "\n"
+
+
+def run_tclean(
+    ms_path: str | os.PathLike,
+    *,
+    prefix: str | os.PathLike,
+    geometry: ImageGeometry,
+    tier: TierParameters,
+    robust: float = 0.0,
+    data_column: str = "CORRECTED_DATA",
+    mask_region: str | os.PathLike | None = None,
+) -> float:
+    """Image ``ms_path`` with tclean and export ``<prefix>-<product>.fits``; return the wall time (s).
+
+    Parameters
+    ----------
+    ms_path
+        The Measurement Set.
+    prefix
+        Output prefix; CASA images ``<prefix>.image`` ... are made next to it
+        and removed after export.
+    geometry, tier, robust, data_column
+        As for :func:`contimg.imaging.wsclean.wsclean_arguments`.
+    mask_region
+        A CRTF file (see :func:`catalog_region`) used as the clean mask
+        instead of auto-masking.
+
+    Raises
+    ------
+    ExternalToolError
+        If tclean or exportfits raise or do not produce the images; the
+        message names the MS.
+    """
+    from contimg import casa_env
+
+    tasks = casa_env.casatasks()
+    prefix = str(prefix)
+    mask_kw: dict = {"usemask": "auto-multithresh", "sidelobethreshold": 2.0,
+                     "noisethreshold": tier.auto_mask_sigma or tier.auto_threshold_sigma,
+                     "lownoisethreshold": 1.5, "minbeamfrac": 0.1}
+    if mask_region is not None:
+        mask_kw = {"usemask": "user", "mask": str(mask_region)}
+    elif tier.auto_mask_sigma is None:
+        mask_kw = {"usemask": "user", "mask": ""}
+    kwargs = dict(
+        vis=str(ms_path), imagename=prefix, datacolumn=_DATACOLUMN.get(data_column, data_column.lower()),
+        imsize=[geometry.nx, geometry.ny], cell=f"{geometry.cell_arcsec:g}arcsec", stokes="I",
+        specmode="mfs", gridder="wproject", wprojplanes=-1, deconvolver="hogbom",
+        weighting="briggs", robust=robust, niter=tier.niter, gain=tier.gain,
+        nsigma=tier.auto_threshold_sigma, nmajor=tier.major_cycles, cyclefactor=1.0,
+        minpsffraction=0.05, maxpsffraction=1 - tier.mgain, pbcor=False, pblimit=-1e-4,
+        interactive=False, restoration=True, savemodel="none", **mask_kw,
+    )
+    log.info("running tclean(%s)", ", ".join(f"{k}={v!r}" for k, v in kwargs.items()))
+    t0 = time.perf_counter()
+    try:
+        tasks.tclean(**kwargs)
+    except Exception as exc:  # noqa: BLE001 - casatasks raises bare Exception/RuntimeError
+        raise ExternalToolError(f"{ms_path}: tclean failed: {exc}") from exc
+    try:
+        for fits_suffix, casa_suffix in TCLEAN_PRODUCTS.items():
+            img = f"{prefix}.{casa_suffix}"
+            if not os.path.isdir(img):
+                raise ExternalToolError(f"{ms_path}: tclean did not write {img} (see the CASA log)")
+            tasks.exportfits(imagename=img, fitsimage=f"{prefix}-{fits_suffix}.fits", overwrite=True,
+                             velocity=False, dropdeg=False, dropstokes=False, history=False)
+    except ExternalToolError:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        raise ExternalToolError(f"{ms_path}: exportfits failed: {exc}") from exc
+    finally:
+        for path in Path(prefix).parent.glob(Path(prefix).name + ".*"):
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+    wall = time.perf_counter() - t0
+    log.info("tclean finished in %.1f s (%s)", wall, ms_path)
+    return wall

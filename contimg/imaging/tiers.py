@@ -1,0 +1,75 @@
+"""Quality tiers: how hard the imager works on a group.
+
+=========== ======= ======== ===== ============== ========= =============================================
+tier        niter   major    mgain auto-threshold auto-mask use
+                    cycles         (sigma)        (sigma)
+=========== ======= ======== ===== ============== ========= =============================================
+quicklook   2000    2        0.8   5              --        a first look minutes after the data arrive:
+                                                            brightest sources only, sidelobes remain
+standard    50000   6        0.8   3              5         the nightly product: photometry, QA, the
+                                                            database (default)
+deep        200000  12       0.7   1              3         reprocessing: clean to the noise inside a
+                                                            mask grown from 3-sigma peaks
+=========== ======= ======== ===== ============== ========= =============================================
+
+All tiers use Briggs weighting (``settings.imaging.robust``, default 0),
+Hogbom CLEAN of Stokes I over the whole band (multi-frequency synthesis into
+one image at the mean channel frequency), and w-term correction. The
+``auto-threshold`` stops minor cycles at that many times the residual rms;
+``auto-mask`` first cleans everything above that many sigma, then continues
+inside the mask of what it found down to the threshold (WSClean's
+``-auto-mask``/``-auto-threshold``; for tclean ``usemask='auto-multithresh'``
+with ``nsigma``). With a catalogue mask (``mask_catalog``), cleaning is
+restricted to circles around the known sources instead.
+
+WSClean ``-nmiter`` bounds the major cycles; tclean's equivalent is set
+through ``cycleniter`` = niter / major cycles.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from contimg.errors import ConfigError
+
+__all__ = ["TIERS", "TierParameters", "tier_parameters"]
+
+
+@dataclass(frozen=True)
+class TierParameters:
+    """Deconvolution parameters of one quality tier (see the module table)."""
+
+    name: str
+    niter: int
+    major_cycles: int
+    mgain: float
+    auto_threshold_sigma: float
+    auto_mask_sigma: float | None
+    gain: float = 0.1
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+TIERS: dict[str, TierParameters] = {
+    "quicklook": TierParameters("quicklook", niter=2000, major_cycles=2, mgain=0.8,
+                                auto_threshold_sigma=5.0, auto_mask_sigma=None),
+    "standard": TierParameters("standard", niter=50000, major_cycles=6, mgain=0.8,
+                               auto_threshold_sigma=3.0, auto_mask_sigma=5.0),
+    "deep": TierParameters("deep", niter=200000, major_cycles=12, mgain=0.7,
+                           auto_threshold_sigma=1.0, auto_mask_sigma=3.0),
+}
+
+
+def tier_parameters(name: str) -> TierParameters:
+    """The parameters of tier ``name``.
+
+    Raises
+    ------
+    ConfigError
+        If the tier is unknown.
+    """
+    try:
+        return TIERS[name]
+    except KeyError:
+        raise ConfigError(f"unknown imaging tier {name!r}; known: {', '.join(TIERS)}") from None

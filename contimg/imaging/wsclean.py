@@ -1,0 +1,176 @@
+"""The one wrapper around the ``wsclean`` program (WSClean 3.1, Debian).
+
+:func:`wsclean_arguments` builds the argument list from the image geometry and
+the tier; :func:`run_wsclean` runs it (an argument list, never a shell, with a
+timeout, the command line logged and WSClean's output kept in a log file) and
+turns every failure into an :class:`~contimg.errors.ExternalToolError` naming
+the MS and the log.
+
+Choices (see ``/work/shared/NOTES.md`` and ``benchmarks/imaging.py``):
+
+* ``-no-update-model-required``: WSClean would otherwise write its model into
+  MODEL_DATA and overwrite the calibrator model the calibration stage put
+  there.
+* ``-use-wgridder``: the w-stacking gridder of Arras et al. (2021, A&A 646,
+  A58), accurate to 1e-5 with w-terms (DSA-110 phases to the meridian at
+  Dec 35 deg, ~2 deg from zenith: |w| reaches ~100 m, 3 rad at the field edge)
+  and several times faster than the default w-stacking gridder.
+* ``-parallel-gridding`` and ``-j`` use every thread given.
+* One spectral window of ascending channels from the conversion stage: no
+  ``-reorder`` needed (WSClean reads the single SPW directly).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+import shutil
+import subprocess
+import time
+from pathlib import Path
+from typing import Sequence
+
+from contimg.errors import ExternalToolError
+from contimg.imaging.geometry import ImageGeometry
+from contimg.imaging.tiers import TierParameters
+
+__all__ = ["WSCLEAN_PRODUCTS", "run_wsclean", "wsclean_arguments", "wsclean_executable"]
+
+log = logging.getLogger(__name__)
+
+WSCLEAN_PRODUCTS = ("image", "residual", "model", "psf")
+"""Suffixes of the FITS files WSClean writes as ``<prefix>-<suffix>.fits`` (dirty image off)."""
+
+
+def wsclean_executable() -> str:
+    """Path of ``wsclean`` (``CONTIMG_WSCLEAN`` overrides), or raise if it is not installed."""
+    exe = os.environ.get("CONTIMG_WSCLEAN") or shutil.which("wsclean")
+    if not exe:
+        raise ExternalToolError("wsclean is not installed (apt-get install wsclean) or not on PATH")
+    return exe
+
+
+def wsclean_arguments(
+    ms_path: str | os.PathLike,
+    *,
+    prefix: str | os.PathLike,
+    geometry: ImageGeometry,
+    tier: TierParameters,
+    robust: float = 0.0,
+    threads: int = 1,
+    data_column: str = "CORRECTED_DATA",
+    fits_mask: str | os.PathLike | None = None,
+    temp_dir: str | os.PathLike | None = None,
+    extra: Sequence[str] = (),
+) -> list[str]:
+    """The WSClean argument list (without the executable) for one MFS Stokes-I image.
+
+    Parameters
+    ----------
+    ms_path
+        The Measurement Set (last argument).
+    prefix
+        Output name prefix (``-name``); WSClean writes ``<prefix>-image.fits`` ...
+    geometry
+        Cell and size.
+    tier
+        Deconvolution parameters.
+    robust
+        Briggs robust parameter.
+    threads
+        Threads for gridding and deconvolution.
+    data_column
+        Column to image.
+    fits_mask
+        Optional clean mask on the image grid (catalogue mask); replaces auto-masking.
+    temp_dir
+        Where WSClean keeps temporary files.
+    extra
+        Further arguments, appended before the MS (for experiments and benchmarks).
+    """
+    args = [
+        "-name", str(prefix),
+        "-data-column", data_column,
+        "-no-update-model-required",
+        "-pol", "I",
+        "-weight", "briggs", f"{robust:g}",
+        "-size", str(geometry.nx), str(geometry.ny),
+        "-scale", f"{geometry.cell_arcsec:g}asec",
+        "-use-wgridder",
+        "-niter", str(tier.niter),
+        "-nmiter", str(tier.major_cycles),
+        "-mgain", f"{tier.mgain:g}",
+        "-gain", f"{tier.gain:g}",
+        "-auto-threshold", f"{tier.auto_threshold_sigma:g}",
+        "-j", str(max(1, threads)),
+        "-parallel-gridding", str(max(1, threads)),
+        "-no-dirty",
+        "-log-time",
+    ]
+    if fits_mask is not None:
+        args += ["-fits-mask", str(fits_mask)]
+    elif tier.auto_mask_sigma is not None:
+        args += ["-auto-mask", f"{tier.auto_mask_sigma:g}"]
+    if temp_dir is not None:
+        args += ["-temp-dir", str(temp_dir)]
+    args += list(extra)
+    args.append(str(ms_path))
+    return args
+
+
+def run_wsclean(
+    args: Sequence[str],
+    *,
+    ms_path: str | os.PathLike,
+    timeout_s: float,
+    log_path: str | os.PathLike,
+    cwd: str | os.PathLike | None = None,
+) -> float:
+    """Run ``wsclean`` with ``args``; return the wall time (s).
+
+    Parameters
+    ----------
+    args
+        From :func:`wsclean_arguments`.
+    ms_path
+        The MS, for messages.
+    timeout_s
+        Kill WSClean after this many seconds.
+    log_path
+        WSClean's stdout and stderr go here.
+    cwd
+        Working directory of the process.
+
+    Raises
+    ------
+    ExternalToolError
+        If WSClean is missing, exits non-zero or times out; the message names
+        the MS, the exit status and the last lines of the log.
+    """
+    cmd = [wsclean_executable(), *args]
+    log.info("running: %s", shlex.join(cmd))
+    t0 = time.perf_counter()
+    log_path = Path(log_path)
+    with open(log_path, "w") as out:
+        try:
+            subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=cwd, timeout=timeout_s, check=True)
+        except subprocess.TimeoutExpired as exc:
+            raise ExternalToolError(f"{ms_path}: wsclean did not finish in {timeout_s:g} s (log {log_path})") from exc
+        except subprocess.CalledProcessError as exc:
+            raise ExternalToolError(
+                f"{ms_path}: wsclean failed with exit status {exc.returncode} (log {log_path}): {_tail(log_path)}"
+            ) from exc
+        except OSError as exc:
+            raise ExternalToolError(f"{ms_path}: cannot run {cmd[0]}: {exc}") from exc
+    wall = time.perf_counter() - t0
+    log.info("wsclean finished in %.1f s (%s)", wall, ms_path)
+    return wall
+
+
+def _tail(path: Path, lines: int = 5) -> str:
+    try:
+        text = path.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return ""
+    return " | ".join(text[-lines:])
