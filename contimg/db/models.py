@@ -237,6 +237,8 @@ class CalibrationSet(Base):
     solve_mjd: Mapped[float | None]
     active: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    qa: Mapped[dict[str, Any] | None]
+    """QA of the solve: reference antenna, calibrator, solution statistics, plot paths (PNG beside the tables)."""
 
     tables: Mapped[list[CalibrationTable]] = relationship(
         back_populates="calibration_set", cascade="all, delete-orphan", order_by="CalibrationTable.apply_order"

@@ -1,0 +1,262 @@
+"""Catalogues in the database: calibrators and NVSS-like sources, imported from CSV or simulator truth.
+
+Both live in the ``sources`` table (:class:`contimg.db.models.Source`);
+calibrators carry ``is_calibrator = True``. Imports are upserts by name:
+re-importing a file changes nothing, an updated file updates the rows.
+
+Calibrator CSV (``contimg catalog import-calibrators FILE``)::
+
+    name,ra_deg,dec_deg,flux_jy,spectral_index,quality
+    3C286,202.784533,30.509155,14.9,-0.46,P
+
+``name``, ``ra_deg``, ``dec_deg`` (ICRS, degrees) and ``flux_jy`` (1.4 GHz)
+are required; a calibrator with an empty or non-positive flux is refused with
+an error naming the file and line (a default flux would silently set the
+flux scale). ``spectral_index`` (S ~ nu^alpha; empty: flat, with a warning)
+and ``quality`` (free form) are optional.
+
+Source CSV (``contimg catalog import-sources FILE``), NVSS-like::
+
+    name,ra_deg,dec_deg,flux_jy,flux_err_jy,resolved,confused,spectral_index
+
+``name``, ``ra_deg``, ``dec_deg`` are required; the rest optional (flags are
+0/1/true/false). A ``calibrator`` column, as in the simulator's
+``sources.csv``, marks calibrators. Importing sources never clears the
+calibrator flag of a source imported as a calibrator.
+
+Accepted aliases: ``id`` for ``name``, ``ra``/``dec`` for the positions,
+``flux``/``s1400`` for ``flux_jy``, ``e_flux_jy``/``flux_err`` for
+``flux_err_jy``, ``alpha`` for ``spectral_index``.
+
+Simulator truth (``contimg catalog import-truth DIR``): every simulated
+source is imported under the name :func:`simulated_source_name` (``SIM-000042``),
+the simulator's calibrator as a calibrator.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from contimg.db.models import Source
+from contimg.db.science import upsert_sources
+from contimg.errors import InputFileError
+
+log = logging.getLogger(__name__)
+
+__all__ = ["ImportReport", "import_calibrators", "import_sources", "import_truth", "read_calibrator_csv",
+           "read_source_csv", "simulated_source_name"]
+
+_ALIASES = {
+    "name": ("name", "id", "source", "source_id"),
+    "ra_deg": ("ra_deg", "ra"),
+    "dec_deg": ("dec_deg", "dec"),
+    "flux_jy": ("flux_jy", "flux", "s1400", "flux_1400_jy"),
+    "flux_err_jy": ("flux_err_jy", "e_flux_jy", "flux_err"),
+    "spectral_index": ("spectral_index", "alpha"),
+    "resolved": ("resolved",),
+    "confused": ("confused",),
+    "quality": ("quality",),
+    "calibrator": ("calibrator", "is_calibrator"),
+}
+_TRUE = {"1", "true", "t", "yes", "y"}
+_FALSE = {"0", "false", "f", "no", "n", ""}
+
+
+@dataclass(frozen=True)
+class ImportReport:
+    """What an import did."""
+
+    path: str
+    n_rows: int
+    n_calibrators: int
+
+
+def simulated_source_name(source_id: int) -> str:
+    """Database name of simulated source ``source_id`` (``SIM-000042``)."""
+    return f"SIM-{int(source_id):06d}"
+
+
+def _columns(path: Path, fieldnames: list[str] | None, required: tuple[str, ...]) -> dict[str, str]:
+    present = {f.strip().lower(): f for f in (fieldnames or [])}
+    mapping: dict[str, str] = {}
+    for canon, names in _ALIASES.items():
+        for n in names:
+            if n in present:
+                mapping[canon] = present[n]
+                break
+    missing = [c for c in required if c not in mapping]
+    if missing:
+        raise InputFileError(f"{path}: missing column(s) {missing}; header is {fieldnames}")
+    return mapping
+
+
+def _float(path: Path, line: int, col: str, text: str | None, *, required: bool) -> float | None:
+    text = (text or "").strip()
+    if not text or text.lower() in ("nan", "none", "null"):
+        if required:
+            raise InputFileError(f"{path}, line {line}: {col} is empty")
+        return None
+    try:
+        value = float(text)
+    except ValueError as exc:
+        raise InputFileError(f"{path}, line {line}: {col}={text!r} is not a number") from exc
+    if not math.isfinite(value):
+        raise InputFileError(f"{path}, line {line}: {col}={text!r} is not finite")
+    return value
+
+
+def _flag(path: Path, line: int, col: str, text: str | None) -> bool:
+    t = (text or "").strip().lower()
+    if t in _TRUE:
+        return True
+    if t in _FALSE:
+        return False
+    raise InputFileError(f"{path}, line {line}: {col}={text!r} is not a flag (0/1/true/false)")
+
+
+def _position(path: Path, line: int, ra: float, dec: float) -> None:
+    if not (0.0 <= ra < 360.0) or not (-90.0 <= dec <= 90.0):
+        raise InputFileError(f"{path}, line {line}: position ra={ra}, dec={dec} deg is out of range")
+
+
+def _read(path: Path, required: tuple[str, ...]) -> tuple[dict[str, str], list[tuple[int, dict[str, str]]]]:
+    try:
+        with path.open(newline="") as fh:
+            reader = csv.DictReader(row for row in fh if not row.lstrip().startswith("#"))
+            cols = _columns(path, reader.fieldnames, required)
+            rows = [(reader.line_num, row) for row in reader]
+    except OSError as exc:
+        raise InputFileError(f"{path}: cannot read catalogue: {exc}") from exc
+    except csv.Error as exc:
+        raise InputFileError(f"{path}: not a valid CSV file: {exc}") from exc
+    return cols, rows
+
+
+def read_calibrator_csv(path: str | Path) -> list[dict[str, Any]]:
+    """Calibrator rows (Source columns) from a CSV file; see the module docstring.
+
+    Raises
+    ------
+    InputFileError
+        Naming the file and line of a missing or bad value, in particular a
+        calibrator without a (positive) flux.
+    """
+    path = Path(path)
+    cols, rows = _read(path, ("name", "ra_deg", "dec_deg", "flux_jy"))
+    out, seen = [], {}
+    for line, row in rows:
+        name = (row[cols["name"]] or "").strip()
+        if not name:
+            raise InputFileError(f"{path}, line {line}: calibrator without a name")
+        if name in seen:
+            raise InputFileError(f"{path}, line {line}: calibrator {name} already on line {seen[name]}")
+        seen[name] = line
+        flux = _float(path, line, f"flux_jy of calibrator {name}", row.get(cols["flux_jy"]), required=True)
+        if flux <= 0:
+            raise InputFileError(f"{path}, line {line}: calibrator {name} has flux {flux} Jy; it must be positive")
+        ra = _float(path, line, "ra_deg", row[cols["ra_deg"]], required=True)
+        dec = _float(path, line, "dec_deg", row[cols["dec_deg"]], required=True)
+        _position(path, line, ra, dec)
+        alpha = _float(path, line, "spectral_index", row.get(cols.get("spectral_index", ""), ""), required=False)
+        if alpha is None:
+            log.warning("%s, line %d: calibrator %s has no spectral index; it is modelled flat", path, line, name)
+        out.append({
+            "name": name, "ra_deg": ra, "dec_deg": dec, "flux_jy": flux, "spectral_index": alpha,
+            "quality": (row.get(cols.get("quality", ""), "") or "").strip() or None, "is_calibrator": True,
+        })
+    return out
+
+
+def read_source_csv(path: str | Path) -> list[dict[str, Any]]:
+    """Source rows (Source columns) from an NVSS-like CSV file; see the module docstring.
+
+    Raises
+    ------
+    InputFileError
+        Naming the file and line of a missing or bad value.
+    """
+    path = Path(path)
+    cols, rows = _read(path, ("name", "ra_deg", "dec_deg"))
+    out, seen = [], {}
+    for line, row in rows:
+        name = (row[cols["name"]] or "").strip()
+        if not name:
+            raise InputFileError(f"{path}, line {line}: source without a name")
+        if name in seen:
+            raise InputFileError(f"{path}, line {line}: source {name} already on line {seen[name]}")
+        seen[name] = line
+        ra = _float(path, line, "ra_deg", row[cols["ra_deg"]], required=True)
+        dec = _float(path, line, "dec_deg", row[cols["dec_deg"]], required=True)
+        _position(path, line, ra, dec)
+        rec: dict[str, Any] = {"name": name, "ra_deg": ra, "dec_deg": dec}
+        for c in ("flux_jy", "flux_err_jy", "spectral_index"):
+            rec[c] = _float(path, line, c, row.get(cols[c], ""), required=False) if c in cols else None
+        for c in ("resolved", "confused"):
+            rec[c] = _flag(path, line, c, row.get(cols[c])) if c in cols else False
+        rec["quality"] = None
+        if "quality" in cols:
+            rec["quality"] = (row.get(cols["quality"]) or "").strip() or None
+        rec["is_calibrator"] = _flag(path, line, "calibrator", row.get(cols["calibrator"])) if "calibrator" in cols else False
+        if rec["is_calibrator"] and (rec["flux_jy"] is None or rec["flux_jy"] <= 0):
+            raise InputFileError(f"{path}, line {line}: calibrator {name} has no positive flux_jy")
+        out.append(rec)
+    return out
+
+
+def _keep_calibrator_flags(session: Session, rows: list[dict[str, Any]]) -> None:
+    names = [r["name"] for r in rows if not r["is_calibrator"]]
+    flagged: set[str] = set()
+    for start in range(0, len(names), 1000):
+        chunk = names[start:start + 1000]
+        flagged.update(session.scalars(select(Source.name).where(Source.name.in_(chunk), Source.is_calibrator)))
+    for r in rows:
+        if r["name"] in flagged:
+            r["is_calibrator"] = True
+
+
+def import_calibrators(session: Session, path: str | Path) -> ImportReport:
+    """Upsert the calibrators of a CSV file (see :func:`read_calibrator_csv`)."""
+    rows = read_calibrator_csv(path)
+    upsert_sources(session, rows)
+    log.info("%s: %d calibrators imported", path, len(rows))
+    return ImportReport(str(path), len(rows), len(rows))
+
+
+def import_sources(session: Session, path: str | Path) -> ImportReport:
+    """Upsert the sources of a CSV file (see :func:`read_source_csv`)."""
+    rows = read_source_csv(path)
+    _keep_calibrator_flags(session, rows)
+    upsert_sources(session, rows)
+    ncal = sum(r["is_calibrator"] for r in rows)
+    log.info("%s: %d sources imported (%d calibrators)", path, len(rows), ncal)
+    return ImportReport(str(path), len(rows), ncal)
+
+
+def import_truth(session: Session, path: str | Path) -> ImportReport:
+    """Upsert every source of a simulation (its directory or ``truth.json``).
+
+    Names are :func:`simulated_source_name`; fluxes are the catalogue's
+    1.4 GHz values; the simulator's calibrator becomes a calibrator.
+    """
+    from contimg.simulation import load_truth
+
+    truth = load_truth(path)
+    cat = truth.catalog
+    rows = [{
+        "name": simulated_source_name(cat.source_id[k]), "ra_deg": float(cat.ra_deg[k]),
+        "dec_deg": float(cat.dec_deg[k]), "flux_jy": float(cat.flux_jy[k]),
+        "spectral_index": float(cat.spectral_index[k]), "is_calibrator": bool(cat.calibrator[k]),
+        "quality": "simulated",
+    } for k in range(cat.Nsrc)]
+    upsert_sources(session, rows)
+    ncal = int(cat.calibrator.sum())
+    log.info("%s: %d simulated sources imported (%d calibrators)", truth.path, len(rows), ncal)
+    return ImportReport(str(truth.path), len(rows), ncal)

@@ -1,0 +1,156 @@
+"""Which catalogue sources a group sees, and which calibrator (if any) it can be calibrated on.
+
+A drift-scan group sees the strip of sky that transits the fixed-elevation
+beam during its ~309 s. For every catalogue calibrator near that strip we
+compute the Airy primary-beam response (4.65 m dish, at 1.4 GHz) at each
+integration; a calibrator is *usable* when its best response during the group
+reaches ``min_beam_response`` and its apparent flux (catalogue flux x that
+response) reaches ``min_calibrator_flux_jy``. Among usable calibrators the one
+with the highest apparent flux (beam response x flux) is chosen. A group
+without a usable calibrator is a science group.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from sqlalchemy import and_, or_, select
+from sqlalchemy.orm import Session
+
+from contimg.calibration.model import REFERENCE_FREQ_HZ, PointSources, apparent_flux
+from contimg.calibration.msmeta import MsMeta
+from contimg.db.models import Source
+
+log = logging.getLogger(__name__)
+
+__all__ = ["CalibratorChoice", "MODEL_RADIUS_DEG", "choose_calibrator", "sources_near_track"]
+
+MODEL_RADIUS_DEG = 6.0
+"""Sources within this distance of the pointing track enter the sky model: beyond the Airy
+pattern's second null (5.6 deg at 1.31 GHz) the response is below 0.5%."""
+
+
+@dataclass(frozen=True)
+class CalibratorChoice:
+    """The calibrator chosen for a group."""
+
+    name: str
+    flux_jy: float
+    """Catalogue flux at 1.4 GHz."""
+    beam_response: float
+    """Best primary-beam response at 1.4 GHz during the group."""
+    apparent_flux_jy: float
+    """``flux_jy * beam_response``."""
+    peak_mjd: float
+    """Time (MJD) of the best response (the transit, if it happens during the group)."""
+    transits_in_group: bool
+    """True if the best response is not at the first or last integration."""
+
+
+def _track_icrs(meta: MsMeta) -> tuple[np.ndarray, float]:
+    """ICRS RA of the meridian at each integration (approximation: phase center RA + LST offset), and Dec."""
+    lst = np.unwrap(meta.lst_rad)
+    mid = 0.5 * (lst[0] + lst[-1])
+    return meta.phase_center_ra + (lst - mid), meta.phase_center_dec
+
+
+def sources_near_track(
+    session: Session,
+    meta: MsMeta,
+    *,
+    radius_deg: float = MODEL_RADIUS_DEG,
+    calibrators_only: bool = False,
+) -> PointSources:
+    """Catalogue sources with a flux within ``radius_deg`` of the group's pointing track.
+
+    Sources without a flux cannot be modelled and are left out (with a log line).
+    A missing spectral index is taken as flat.
+    """
+    from contimg.beam import angular_separation
+
+    ra_track, dec0 = _track_icrs(meta)
+    rad = math.radians(radius_deg)
+    dec_lo, dec_hi = math.degrees(dec0 - rad), math.degrees(dec0 + rad)
+    cosd = max(math.cos(min(abs(dec0) + rad, math.pi / 2 - 1e-6)), 1e-6)
+    pad = min(180.0, math.degrees(rad / cosd))
+    ra_lo = (math.degrees(ra_track.min()) - pad) % 360.0
+    ra_hi = (math.degrees(ra_track.max()) + pad) % 360.0
+    if pad >= 180.0:
+        ra_cond = Source.ra_deg >= 0
+    elif ra_lo <= ra_hi:
+        ra_cond = and_(Source.ra_deg >= ra_lo, Source.ra_deg <= ra_hi)
+    else:
+        ra_cond = or_(Source.ra_deg >= ra_lo, Source.ra_deg <= ra_hi)
+    stmt = select(Source).where(Source.dec_deg >= dec_lo, Source.dec_deg <= dec_hi, ra_cond)
+    if calibrators_only:
+        stmt = stmt.where(Source.is_calibrator.is_(True))
+    rows = session.scalars(stmt.order_by(Source.name)).all()
+    if not rows:
+        return PointSources.empty()
+    ra = np.radians([r.ra_deg for r in rows])
+    dec = np.radians([r.dec_deg for r in rows])
+    sep = angular_separation(ra_track[None, :], dec0, ra[:, None], dec[:, None]).min(axis=1)
+    keep = [k for k, r in enumerate(rows) if sep[k] <= rad]
+    no_flux = [rows[k].name for k in keep if rows[k].flux_jy is None]
+    if no_flux:
+        log.info("%s: %d catalogue sources near the track have no flux and are not modelled (e.g. %s)",
+                 meta.path, len(no_flux), ", ".join(no_flux[:3]))
+    keep = [k for k in keep if rows[k].flux_jy is not None]
+    return PointSources(
+        name=[rows[k].name for k in keep],
+        ra_deg=np.array([rows[k].ra_deg for k in keep], float),
+        dec_deg=np.array([rows[k].dec_deg for k in keep], float),
+        flux_jy=np.array([rows[k].flux_jy for k in keep], float),
+        spectral_index=np.array([rows[k].spectral_index if rows[k].spectral_index is not None else 0.0
+                                 for k in keep], float),
+    )
+
+
+def choose_calibrator(
+    session: Session,
+    meta: MsMeta,
+    *,
+    min_beam_response: float,
+    min_calibrator_flux_jy: float,
+) -> CalibratorChoice | None:
+    """The best usable calibrator for the group of ``meta``, or None for a science group.
+
+    Parameters
+    ----------
+    session
+        Database session (the calibrator catalogue).
+    meta
+        The group's Measurement Set metadata.
+    min_beam_response, min_calibrator_flux_jy
+        ``settings.calibration`` thresholds (see the module docstring).
+    """
+    cals = sources_near_track(session, meta, calibrators_only=True)
+    if cals.Nsrc == 0:
+        log.info("%s: no catalogue calibrator near the pointing track", meta.path)
+        return None
+    unit = PointSources(cals.name, cals.ra_deg, cals.dec_deg, np.ones(cals.Nsrc), np.zeros(cals.Nsrc))
+    response = apparent_flux(unit, meta, freq_hz=np.array([REFERENCE_FREQ_HZ]))[:, :, 0]  # (Ncal, Ntimes)
+    best_t = response.argmax(axis=1)
+    best = response[np.arange(cals.Nsrc), best_t]
+    app = best * cals.flux_jy
+    ok = (best >= min_beam_response) & (app >= min_calibrator_flux_jy)
+    for k in range(cals.Nsrc):
+        log.debug("%s: calibrator %s response %.3f apparent %.2f Jy%s", meta.path, cals.name[k], best[k], app[k],
+                  "" if ok[k] else " (not usable)")
+    if not ok.any():
+        log.info("%s: no usable calibrator (best: %s at response %.3f, %.2f Jy apparent)", meta.path,
+                 cals.name[int(app.argmax())], best[int(app.argmax())], app.max())
+        return None
+    k = int(np.flatnonzero(ok)[np.argmax(app[ok])])
+    t = int(best_t[k])
+    choice = CalibratorChoice(
+        name=cals.name[k], flux_jy=float(cals.flux_jy[k]), beam_response=float(best[k]),
+        apparent_flux_jy=float(app[k]), peak_mjd=float(meta.time_jd[t] - 2400000.5),
+        transits_in_group=0 < t < meta.Ntimes - 1,
+    )
+    log.info("%s: calibrator %s (%.2f Jy, beam response %.3f)", meta.path, choice.name, choice.flux_jy,
+             choice.beam_response)
+    return choice
