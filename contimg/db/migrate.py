@@ -18,6 +18,7 @@ from contimg.db.engine import database_url, get_engine, safe_url, session_scope
 
 if TYPE_CHECKING:  # pragma: no cover
     from alembic.config import Config
+    from sqlalchemy import MetaData
 
     from contimg.config import Settings
 
@@ -85,11 +86,13 @@ def current_revision(target: str | URL | Settings) -> str | None:
         return MigrationContext.configure(conn).get_current_revision()
 
 
-def schema_differences(target: str | URL | Settings) -> list[Any]:
+def schema_differences(target: str | URL | Settings, *, metadata: MetaData | None = None) -> list[Any]:
     """Differences between the models and the database's schema (empty when they agree).
 
     The equivalent of ``alembic check``: run on a database upgraded to head, an
-    empty list proves that the migrations create exactly what the models describe.
+    empty list proves that the migrations create exactly what the models describe
+    (tables, columns and their types and nullability, indexes, unique, foreign-key
+    and CHECK constraints). ``metadata`` replaces the models' (for tests).
     """
     from alembic.autogenerate import compare_metadata
     from alembic.runtime.migration import MigrationContext
@@ -100,4 +103,4 @@ def schema_differences(target: str | URL | Settings) -> list[Any]:
     with session_scope(target, readonly=True) as session:
         conn = session.connection()
         ctx = MigrationContext.configure(conn, opts=migration_context_options(conn.dialect.name))
-        return list(compare_metadata(ctx, Base.metadata))
+        return list(compare_metadata(ctx, Base.metadata if metadata is None else metadata))

@@ -108,3 +108,21 @@ def test_bigint_key_autoincrements(empty_db_url, table):
         conn.execute(text(f"INSERT INTO {table} (source_id, image_id, epoch_mjd, flux_jy, flux_err_jy, "
                           "upper_limit) VALUES (1, 1, 1.0, 1.0, 0.1, false)"))
         assert conn.execute(text(f"SELECT id FROM {table}")).scalar() == 1
+
+
+def test_check_constraints_are_compared(empty_db_url):
+    """A CHECK constraint in the models but not in the database is reported (and the reverse)."""
+    from sqlalchemy import CheckConstraint, MetaData
+
+    init_db(empty_db_url)
+    changed = MetaData(naming_convention=Base.metadata.naming_convention)
+    for table in Base.metadata.sorted_tables:
+        table.to_metadata(changed)
+    changed.tables["images"].append_constraint(CheckConstraint("rms_jy > 0", name="rms_positive"))
+    diffs = schema_differences(empty_db_url, metadata=changed)
+    assert [(d[0], d[1].name) for d in diffs] == [("add_constraint", "ck_images_rms_positive")]
+    ck = changed.tables["subband_files"].constraints
+    ck.remove(next(c for c in ck if c.name == "ck_subband_files_subband_range"))
+    diffs = schema_differences(empty_db_url, metadata=changed)
+    assert sorted((d[0], d[1].name) for d in diffs) == [("add_constraint", "ck_images_rms_positive"),
+                                                        ("remove_constraint", "ck_subband_files_subband_range")]
