@@ -23,7 +23,8 @@ Column contents
     if present, else :data:`NOMINAL_SEFD_JY`. ``WEIGHT``/``SIGMA`` per row are
     the mean over channels.
 ``FLAG``
-    the files' flags, plus autocorrelations and missing subbands.
+    the files' flags, plus autocorrelations, missing subbands and non-finite
+    values (counted in the result).
 
 The MS is written under a hidden temporary name next to ``out_ms``, validated,
 then renamed; an existing MS at ``out_ms`` is replaced only by a valid one.
@@ -43,13 +44,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-import h5py
 import numpy as np
 
 from contimg.conversion import msio
 from contimg.conversion.geometry import phased_uvw
 from contimg.conversion.plan import ConversionPlan
-from contimg.conversion.subband import PART_FORMAT
+from contimg.conversion.subband import read_part
 from contimg.conversion.validate import ValidationReport, validate_ms
 from contimg.errors import InputFileError, TransientError
 
@@ -75,6 +75,8 @@ class ConversionResult:
     phase_center_ra_deg: float
     phase_center_dec_deg: float
     validation: dict[str, Any]
+    Nflagged_nonfinite: int = 0
+    """Visibilities that were NaN or infinite in the files (flagged and zeroed)."""
     timings_s: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -90,50 +92,41 @@ def _sefd(plan: ConversionPlan) -> float:
 
 
 class _Parts:
-    """The open parts of a group, checked against the plan and against each other."""
+    """The parts of a group (memory-mapped), checked against the plan and against each other."""
 
     def __init__(self, plan: ConversionPlan, part_paths: Sequence[str | os.PathLike]):
-        self.files: dict[int, h5py.File] = {}
-        try:
-            for p in part_paths:
-                try:
-                    fh = h5py.File(p, "r")
-                except OSError as exc:
-                    raise InputFileError(f"{p}: unreadable conversion part of group {plan.group_id}: {exc}") from exc
-                attrs = fh.attrs
-                sb = int(attrs.get("subband", -1))
-                if attrs.get("format") != PART_FORMAT or attrs.get("group_id") != plan.group_id:
-                    fh.close()
-                    raise InputFileError(f"{p}: not a conversion part of group {plan.group_id}")
-                if (abs(float(attrs["phase_center_ra"]) - plan.phase_center_ra) > 1e-12
-                        or abs(float(attrs["phase_center_dec"]) - plan.phase_center_dec) > 1e-12):
-                    fh.close()
-                    raise InputFileError(f"{p}: part was phased to another phase center than group {plan.group_id}'s plan")
-                if sb in self.files:
-                    fh.close()
-                    raise InputFileError(f"{p}: second part for sb{sb:02d} of group {plan.group_id}")
-                self.files[sb] = fh
-            if not self.files:
-                raise InputFileError(f"group {plan.group_id}: no parts to combine")
-            first = self.files[min(self.files)]
-            self.ant_1_array = first["ant_1_array"][()]
-            self.ant_2_array = first["ant_2_array"][()]
-            self.time_index = first["time_index"][()]
-            for sb, fh in self.files.items():
-                if not (np.array_equal(fh["ant_1_array"][()], self.ant_1_array)
-                        and np.array_equal(fh["ant_2_array"][()], self.ant_2_array)
-                        and np.array_equal(fh["time_index"][()], self.time_index)):
-                    raise InputFileError(f"{fh.filename}: baseline-time order differs from the other parts")
-                if fh["data"].shape != (plan.Nblts, plan.Nfreqs_subband, plan.Npols):
-                    raise InputFileError(f"{fh.filename}: data shape {fh['data'].shape} does not match the plan")
-        except BaseException:
-            self.close()
-            raise
+        self.arrays: dict[int, dict[str, np.ndarray]] = {}
+        for p in part_paths:
+            meta, arrays = read_part(p)
+            sb = int(meta["subband"])
+            if meta["group_id"] != plan.group_id:
+                raise InputFileError(f"{p}: part of group {meta['group_id']}, not {plan.group_id}")
+            if (abs(float(meta["phase_center_ra"]) - plan.phase_center_ra) > 1e-12
+                    or abs(float(meta["phase_center_dec"]) - plan.phase_center_dec) > 1e-12):
+                raise InputFileError(f"{p}: part was phased to another phase center than group {plan.group_id}'s plan")
+            if sb in self.arrays:
+                raise InputFileError(f"{p}: second part for sb{sb:02d} of group {plan.group_id}")
+            if arrays["data"].shape != (plan.Nblts, plan.Nfreqs_subband, plan.Npols):
+                raise InputFileError(f"{p}: data shape {arrays['data'].shape} does not match the plan")
+            self.arrays[sb] = arrays
+        if not self.arrays:
+            raise InputFileError(f"group {plan.group_id}: no parts to combine")
+        first = self.arrays[min(self.arrays)]
+        self.ant_1_array = np.array(first["ant_1_array"])
+        self.ant_2_array = np.array(first["ant_2_array"])
+        self.time_index = np.array(first["time_index"])
+        for sb, arrays in self.arrays.items():
+            if not (np.array_equal(arrays["ant_1_array"], self.ant_1_array)
+                    and np.array_equal(arrays["ant_2_array"], self.ant_2_array)
+                    and np.array_equal(arrays["time_index"], self.time_index)):
+                raise InputFileError(f"part sb{sb:02d} of group {plan.group_id}: baseline-time order differs from the other parts")
+
+    @property
+    def subbands(self) -> list[int]:
+        return sorted(self.arrays)
 
     def close(self) -> None:
-        for fh in self.files.values():
-            with contextlib.suppress(Exception):
-                fh.close()
+        self.arrays.clear()
 
 
 def _is_enospc(exc: BaseException) -> bool:
@@ -186,10 +179,10 @@ def combine_parts(
     out_ms.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_ms.with_name(f".{out_ms.name}.tmp-{uuid.uuid4().hex[:8]}")
     parts = _Parts(plan, part_paths)
-    present = sorted(parts.files)
+    present = parts.subbands
     try:
         try:
-            _write_ms(tmp, plan, parts)
+            nonfinite = _write_ms(tmp, plan, parts)
         except (OSError, RuntimeError) as exc:
             if _is_enospc(exc):
                 raise TransientError(f"group {plan.group_id}: no space left writing {tmp}") from exc
@@ -205,13 +198,17 @@ def combine_parts(
     finally:
         parts.close()
     for p in part_paths:
-        p.unlink(missing_ok=True)
+        shutil.rmtree(p, ignore_errors=True)
     with contextlib.suppress(OSError):
         part_paths[0].parent.rmdir()
+    if nonfinite:
+        log.warning("group %s: flagged %d non-finite visibilities", plan.group_id, nonfinite)
     timings = {"write": round(t_write, 3), "validate": round(t_valid, 3)}
     log.info("group %s: wrote %s (%d rows x %d channels) in %.1f s, validated in %.1f s; %s",
              plan.group_id, out_ms, plan.Nblts, plan.Nfreqs, t_write, t_valid, report.summary())
-    return _result(plan, out_ms, report, timings, present=present)
+    result = _result(plan, out_ms, report, timings, present=present)
+    result.Nflagged_nonfinite = nonfinite
+    return result
 
 
 def _result(plan: ConversionPlan, out_ms: Path, report: ValidationReport, timings: dict, *, present: list[int]) -> ConversionResult:
@@ -245,7 +242,8 @@ def _publish(tmp: Path, out_ms: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def _write_ms(path: Path, plan: ConversionPlan, parts: _Parts) -> None:
+def _write_ms(path: Path, plan: ConversionPlan, parts: _Parts) -> int:
+    """Write the MS; return the number of non-finite visibilities that were flagged."""
     nrows, nf, npol, nsb = plan.Nblts, plan.Nfreqs, plan.Npols, plan.Nfreqs_subband
     times_jd = np.asarray(plan.times_jd)[parts.time_index]
     uvw_ms = -phased_uvw(plan, times_jd=times_jd, ant_1_array=parts.ant_1_array, ant_2_array=parts.ant_2_array)
@@ -270,17 +268,24 @@ def _write_ms(path: Path, plan: ConversionPlan, parts: _Parts) -> None:
 
         chunk = max(1, ROWS_PER_CHUNK_BYTES // (nf * npol * 8))
         zeros = None
+        nonfinite = 0
         for r0 in range(0, nrows, chunk):
             n = min(chunk, nrows - r0)
             data = np.zeros((n, nf, npol), dtype=np.complex64)
             flags = np.ones((n, nf, npol), dtype=bool)
             nsamp = np.zeros((n, nf, npol), dtype=np.float32)
-            for sb, fh in parts.files.items():
+            for sb, arrays in parts.arrays.items():
                 c0 = plan.channel_offset(sb)
                 sl = slice(c0, c0 + nsb)
-                fh["data"].read_direct(data, np.s_[r0:r0 + n], np.s_[:, sl])
-                fh["flags"].read_direct(flags, np.s_[r0:r0 + n], np.s_[:, sl])
-                fh["nsamples"].read_direct(nsamp, np.s_[r0:r0 + n], np.s_[:, sl])
+                data[:, sl] = arrays["data"][r0:r0 + n]
+                flags[:, sl] = arrays["flags"][r0:r0 + n]
+                nsamp[:, sl] = arrays["nsamples"][r0:r0 + n]
+            bad = ~np.isfinite(data)
+            if bad.any():
+                nonfinite += int(bad.sum())
+                data[bad] = 0
+                flags |= bad
+                nsamp[bad] = 0
             weight = nsamp * np.float32(1.0 / sigma1**2)
             sigma = np.full_like(weight, sigma1)
             np.divide(sigma1, np.sqrt(nsamp), out=sigma, where=nsamp > 0)
@@ -301,8 +306,8 @@ def _write_ms(path: Path, plan: ConversionPlan, parts: _Parts) -> None:
         tb.close()
     history = (
         f"contimg conversion of group {plan.group_id}\n"
-        f"subbands present: {' '.join(f'sb{s:02d}' for s in sorted(parts.files))}\n"
-        f"source files: {' '.join(Path(plan.files[s]).name for s in sorted(parts.files))}\n"
+        f"subbands present: {' '.join(f'sb{s:02d}' for s in parts.subbands)}\n"
+        f"source files: {' '.join(Path(plan.files[s]).name for s in parts.subbands)}\n"
         f"phase center ICRS RA {math.degrees(plan.phase_center_ra):.6f} deg "
         f"Dec {math.degrees(plan.phase_center_dec):.6f} deg (apparent LST at "
         f"JD {plan.time_mid_jd:.6f}, apparent pointing Dec {math.degrees(plan.pointing_dec_apparent):.6f} deg)"
@@ -310,6 +315,7 @@ def _write_ms(path: Path, plan: ConversionPlan, parts: _Parts) -> None:
     half = 0.5 * plan.integration_time
     msio.write_subtables(path, plan, time_range_mjd_s=(float(time_s.min() - half), float(time_s.max() + half)),
                          history=history)
+    return nonfinite
 
 
 def _row_mean(weight: np.ndarray, valid: np.ndarray) -> np.ndarray:

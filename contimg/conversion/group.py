@@ -75,10 +75,15 @@ def convert_group(
         t_parts = time.perf_counter() - t0 - t_plan
         result = combine_parts(plan, parts, out_ms)
     except BaseException:
+        import contextlib
+        import shutil
+
         from contimg.conversion.subband import part_path
 
         for sb in plan.subbands:
-            part_path(plan, sb, staging_dir).unlink(missing_ok=True)
+            shutil.rmtree(part_path(plan, sb, staging_dir), ignore_errors=True)
+        with contextlib.suppress(OSError):
+            part_path(plan, 0, staging_dir).parent.rmdir()
         raise
     result.timings_s.update(plan=round(t_plan, 3), parts=round(t_parts, 3),
                             total=round(time.perf_counter() - t0, 3))

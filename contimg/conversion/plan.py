@@ -503,9 +503,11 @@ def plan_group(files: Sequence[str | os.PathLike], *, group_id: str | None = Non
     group_id = group_id or default_group_id(headers)
     freq_start = _frequency_grid(headers)
     ref = headers[0]
-    times = np.mean([h.unique_times for h in headers], axis=0)
-    mids = [0.5 * (h.unique_times[0] + h.unique_times[-1]) for h in headers]
-    time_mid = float(np.mean(mids))
+    # averages relative to one epoch: a JD carries only ~20 us of float64 resolution
+    t0 = float(ref.unique_times[0])
+    times = t0 + np.mean([h.unique_times - t0 for h in headers], axis=0)
+    mids = [0.5 * ((h.unique_times[0] - t0) + (h.unique_times[-1] - t0)) for h in headers]
+    time_mid = t0 + float(np.mean(mids))
     ra, dec, lst = phase_center_icrs(time_mid, ref.phase_center_dec, ref.telescope_lla)
     diam = ref.antenna_diameters if ref.antenna_diameters is not None else np.full(ref.antenna_numbers.size, 4.65)
     plan = ConversionPlan(

@@ -1,25 +1,29 @@
 """Step 1 of a conversion: one UVH5 subband → one phased *part* in the staging directory.
 
-A part is a small HDF5 file (``<staging>/<group>/sbNN.part.h5``) holding the
-subband's visibilities already phased to the group's shared phase center, in
+A part is a directory (``<staging>/<group>/sbNN.part``) of ``.npy`` arrays
+and a ``meta.json``, holding the subband's visibilities already phased to the group's shared phase center, in
 the Measurement Set's sign convention, channel order ascending and
 polarizations in CASA order, plus flags, sample counts and the baseline-time
 index. Step 2 (:mod:`contimg.conversion.combine`) assembles the parts
 channel-wise into the single spectral window of the final MS.
 
 Why not a Measurement Set per part: an MS part would have to be read back
-through casacore and its metadata written 16 times for nothing; a contiguous
-HDF5 dataset on tmpfs is written and re-read at memory speed in row slices,
-which is what the combine step needs (measured in ``benchmarks/conversion.py``).
+through casacore and its metadata written 16 times for nothing. Why not HDF5:
+h5py reports a full disk only while closing, where the error is swallowed
+(measured: a part on a full tmpfs was "written" without an exception). Plain
+``.npy`` files are written with ordinary file writes (ENOSPC raises) and are
+memory-mapped by the combine step, which reads them in row slices at memory
+speed.
 
-The write is atomic: the part is written under a temporary name and renamed,
-so a rerun replaces its own part and a crash never leaves a half part under
-the final name.
+The write is atomic: the part is written into a temporary directory and
+renamed, so a rerun replaces its own part and a crash never leaves a half part
+under the final name (``meta.json`` is written last and checked on reading).
 """
 
 from __future__ import annotations
 
 import errno
+import json
 import logging
 import os
 import shutil
@@ -41,7 +45,7 @@ PART_FORMAT = "contimg-conversion-part-1"
 def part_path(plan: ConversionPlan, subband: int, staging_dir: str | os.PathLike) -> Path:
     """Where :func:`write_subband_part` puts ``subband``'s part."""
     safe = plan.group_id.replace(":", "").replace("/", "_")
-    return Path(staging_dir) / safe / f"sb{subband:02d}.part.h5"
+    return Path(staging_dir) / safe / f"sb{subband:02d}.part"
 
 
 def _read_visibilities(path: Path, *, Nblts: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -171,35 +175,57 @@ def _write_part(out: Path, *, plan: ConversionPlan, subband: int, source: Path, 
             f"{plan.group_id} needs {need / 1e6:.0f} MB"
         )
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    meta = {
+        "format": PART_FORMAT,
+        "group_id": plan.group_id,
+        "subband": subband,
+        "source": str(source),
+        "phase_center_ra": plan.phase_center_ra,
+        "phase_center_dec": plan.phase_center_dec,
+        "arrays": {name: [list(a.shape), a.dtype.str] for name, a in arrays.items()},
+    }
     try:
-        with h5py.File(tmp, "w") as fh:
-            fh.attrs["format"] = PART_FORMAT
-            fh.attrs["group_id"] = plan.group_id
-            fh.attrs["subband"] = subband
-            fh.attrs["source"] = str(source)
-            fh.attrs["phase_center_ra"] = plan.phase_center_ra
-            fh.attrs["phase_center_dec"] = plan.phase_center_dec
-            for name, arr in arrays.items():
-                fh.create_dataset(name, data=arr)
+        tmp.mkdir()
+        for name, arr in arrays.items():
+            np.save(tmp / f"{name}.npy", arr, allow_pickle=False)
+        (tmp / "meta.json").write_text(json.dumps(meta))
+        old = None
+        if out.exists():
+            old = out.with_name(f".{out.name}.old-{os.getpid()}")
+            os.replace(out, old)
         os.replace(tmp, out)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        if exc.errno == errno.ENOSPC or "No space left" in str(exc) or "errno = 28" in str(exc):
+        shutil.rmtree(tmp, ignore_errors=True)
+        if exc.errno == errno.ENOSPC:
             raise StagingFullError(
                 f"staging {out.parent} is full while writing part sb{subband:02d} of group {plan.group_id}"
             ) from exc
         raise
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        shutil.rmtree(tmp, ignore_errors=True)
         raise
 
 
-def read_part_meta(path: str | os.PathLike) -> dict:
-    """The attributes of a part (group, subband, source, phase center)."""
+def read_part(path: str | os.PathLike) -> tuple[dict, dict[str, np.ndarray]]:
+    """The metadata and memory-mapped arrays of a part.
+
+    Raises
+    ------
+    InputFileError
+        If ``path`` is not a complete part.
+    """
+    path = Path(path)
     try:
-        with h5py.File(path, "r") as fh:
-            if fh.attrs.get("format") != PART_FORMAT:
-                raise InputFileError(f"{path}: not a conversion part ({PART_FORMAT})")
-            return {k: (v.item() if isinstance(v, np.generic) else v) for k, v in fh.attrs.items()}
-    except OSError as exc:
+        meta = json.loads((path / "meta.json").read_text())
+        if meta.get("format") != PART_FORMAT:
+            raise InputFileError(f"{path}: not a conversion part ({PART_FORMAT})")
+        arrays = {name: np.load(path / f"{name}.npy", mmap_mode="r", allow_pickle=False) for name in meta["arrays"]}
+    except (OSError, ValueError, KeyError) as exc:
         raise InputFileError(f"{path}: unreadable conversion part: {exc}") from exc
+    for name, (shape, dtype) in meta["arrays"].items():
+        if list(arrays[name].shape) != shape or arrays[name].dtype.str != dtype:
+            raise InputFileError(f"{path}: part array {name} is damaged ({arrays[name].shape}, expected {shape})")
+    return meta, arrays
