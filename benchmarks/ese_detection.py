@@ -37,11 +37,11 @@ from contimg.simulation.lightcurves import simulate_population  # noqa: E402
 from contimg.variability.ese import EseSearch, detect_ese, significance_from_lr  # noqa: E402
 
 
-def evaluate(n_sources: int, *, seed: int, threshold: float, search: EseSearch = EseSearch()) -> dict:
-    """Simulate, detect and score; returns the figures (see the module docstring)."""
+def evaluate(n_sources: int, *, seed: int, threshold: float, search: EseSearch = EseSearch(), red_noise_max: float = 0.06) -> tuple[dict, object, object]:
+    """Simulate, detect and score; returns the figures (see the module docstring), the results and the population."""
     rng = np.random.default_rng(seed)
     t0 = time.perf_counter()
-    pop = simulate_population(n_sources, rng=rng)
+    pop = simulate_population(n_sources, rng=rng, red_noise_amplitude_range=(0.003, red_noise_max))
     t1 = time.perf_counter()
     res = detect_ese(pop.source_idx, pop.t_days, pop.flux, pop.flux_err, search=search)
     t2 = time.perf_counter()
@@ -58,6 +58,8 @@ def evaluate(n_sources: int, *, seed: int, threshold: float, search: EseSearch =
     dur_ratio = res.duration_days[found] / pop.true_duration_days[found]
     return {
         "sources": n_sources,
+        "seed": seed,
+        "red_noise_max": red_noise_max,
         "rows": int(pop.flux.size),
         "ese_injected": int(ese.sum()),
         "ese_deep": int(deep.sum()),
@@ -78,29 +80,50 @@ def evaluate(n_sources: int, *, seed: int, threshold: float, search: EseSearch =
 
 
 def calibrate(n_sources: int, *, seed: int) -> dict:
-    """Fit ``trials_per_window`` on a population without ESEs (every source examined)."""
+    """Fit ``trials_per_window`` and ``lr_scale`` on a population without ESEs.
+
+    Every source is examined (no gate). The model's log tail probability is
+    fitted to the empirical survival function of the top 10 % of the null
+    likelihood ratios (least squares in log p over a grid of ``lr_scale``,
+    ``trials_per_window`` in closed form).
+    """
     search = EseSearch(prefilter_min_dchi2=0.0)
     pop = simulate_population(n_sources, rng=np.random.default_rng(seed), ese_fraction=0.0)
     res = detect_ese(pop.source_idx, pop.t_days, pop.flux, pop.flux_err, search=search)
-    lr = res.score[res.examined]
-    span = np.array([np.ptp(pop.t_days[pop.source_idx == i]) for i in np.flatnonzero(res.examined)])
-    # p(LR > x) under the null for the tail quantiles; pick the factor that matches them
-    qs = np.array([0.9, 0.95, 0.98, 0.99, 0.995])
-    x = np.quantile(lr, qs)
-    unit = replace(search, trials_per_window=1.0)
-    factors = []
-    for xi, q in zip(x, qs):
-        # p_model = min(1, k * N0 * sf/2): solve k from the median span
-        sig = significance_from_lr(np.array([xi]), np.array([np.median(span)]), search=unit)
+    ok = res.examined
+    lr = res.score[ok]
+    starts = np.searchsorted(pop.source_idx, res.source_id[ok])
+    ends = np.searchsorted(pop.source_idx, res.source_id[ok], side="right") - 1
+    span = pop.t_days[ends] - pop.t_days[starts]
+    order = np.argsort(-lr)
+    lr_sorted, span_sorted = lr[order], span[order]
+    n = lr.size
+    top = np.arange(max(int(0.1 * n), 10))
+    log_surv = np.log((top + 1) / n)
+    best = None
+    for scale in np.arange(1.0, 2.51, 0.02):
+        unit = replace(search, trials_per_window=1.0, lr_scale=float(scale))
+        sig = significance_from_lr(lr_sorted[top], span_sorted[top], search=unit)
         from scipy import stats
-        p1 = stats.norm.sf(sig[0])
-        factors.append((1 - q) / p1)
+
+        log_p1 = stats.norm.logsf(sig)
+        log_k = float(np.mean(log_surv - log_p1))
+        resid = float(np.mean((log_surv - log_p1 - log_k) ** 2))
+        if best is None or resid < best[0]:
+            best = (resid, float(scale), float(np.exp(log_k)))
+    resid, scale, k = best
+    fitted = replace(search, trials_per_window=k, lr_scale=scale)
+    sig = significance_from_lr(lr, span, search=fitted)
     return {
-        "null_sources": int(lr.size),
-        "lr_quantiles": dict(zip([str(q) for q in qs], np.round(x, 2).tolist())),
-        "trials_per_window_by_quantile": np.round(factors, 2).tolist(),
-        "trials_per_window": float(np.round(np.max(factors), 2)),
-        "lr_max": float(lr.max()),
+        "null_sources": int(n),
+        "lr_quantiles": {q: round(float(np.quantile(lr, float(q))), 2) for q in ("0.5", "0.9", "0.99", "0.999")},
+        "lr_max": round(float(lr.max()), 2),
+        "lr_scale": round(scale, 3),
+        "trials_per_window": round(k, 3),
+        "rms_log_residual": round(resid**0.5, 3),
+        "null_fraction_above_3sigma": float((sig >= 3).mean()),
+        "expected_above_3sigma": 1.35e-3,
+        "null_max_sigma": round(float(sig.max()), 2),
     }
 
 
@@ -109,6 +132,7 @@ def main() -> int:
     p.add_argument("--sources", type=int, default=1000)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--threshold", type=float, default=None, help="sigma (default: settings.variability.ese_threshold)")
+    p.add_argument("--red-noise-max", type=float, default=0.06, help="largest intrinsic red-noise amplitude of the population")
     p.add_argument("--calibrate", action="store_true", help="fit trials_per_window on a null population")
     args = p.parse_args()
     if args.calibrate:
@@ -120,7 +144,7 @@ def main() -> int:
         from contimg.config import load_settings
 
         threshold = load_settings().variability.ese_threshold
-    out, res, pop = evaluate(args.sources, seed=args.seed, threshold=threshold)
+    out, res, pop = evaluate(args.sources, seed=args.seed, threshold=threshold, red_noise_max=args.red_noise_max)
     print(f"{out['sources']} sources, {out['rows']} measurements, {out['ese_injected']} ESEs ({out['ese_deep']} >= 20 % deep)")
     print(f"threshold {threshold} sigma: recall (>= 20 %) {out['recall_deep']:.3f}, recall (all) {out['recall_all']:.3f}, "
           f"false positives {out['false_positives']} (rate {out['false_positive_rate']:.4f})")

@@ -96,8 +96,10 @@ class EseSearch:
     min_epochs: int = 20
     min_duration_days: float = 7.0
     chunk_sources: int = 512
-    trials_per_window: float = 1.0
-    """Calibrated effective trials per (duration, position) cell; see the module docstring."""
+    trials_per_window: float = 2.78
+    """Calibrated effective trials per (width, position) cell; see :func:`significance_from_lr`."""
+    lr_scale: float = 1.46
+    """Calibrated stretch of the null LR distribution relative to chi^2_1 (>= 1: a heavier tail)."""
 
 
 @dataclass(frozen=True)
@@ -135,6 +137,12 @@ class EseResult:
 def significance_from_lr(lr: np.ndarray, span_days: np.ndarray, *, search: EseSearch = EseSearch(), cadence_days: float = 1.0) -> np.ndarray:
     """Gaussian-equivalent significance of likelihood ratios, with the trials factor.
 
+    ``p = min(1/2, N_eff * P(chi2_1 > LR / lr_scale) / 2)`` with
+    ``N_eff = trials_per_window * sum_w max(1, span / (w * cadence))`` over the
+    pre-scan widths ``w``; ``trials_per_window`` and ``lr_scale`` are the
+    calibrated constants of :class:`EseSearch`. The result is the one-sided
+    normal deviate with tail probability ``p``.
+
     Parameters
     ----------
     lr
@@ -142,20 +150,20 @@ def significance_from_lr(lr: np.ndarray, span_days: np.ndarray, *, search: EseSe
     span_days
         Time span of each light curve (sets the number of independent positions).
     search
-        The search parameters (box widths, calibrated trials per window).
+        The search parameters (box widths, calibrated constants).
     cadence_days
         Typical epoch spacing, to turn box widths into durations.
 
     Returns
     -------
     numpy.ndarray
-        One-sided sigma (0 where the p-value is 1).
+        One-sided sigma (0 where the p-value is 1/2 or more).
     """
     lr = np.maximum(np.asarray(lr, dtype=float), 0.0)
     widths = np.asarray(search.box_widths, dtype=float) * cadence_days
     span = np.asarray(span_days, dtype=float)
     n_eff = search.trials_per_window * np.maximum(span[..., None] / widths, 1.0).sum(axis=-1)
-    logp = np.log(n_eff) + np.log(0.5) + stats.chi2.logsf(lr, 1)
+    logp = np.log(n_eff) + np.log(0.5) + stats.chi2.logsf(lr / search.lr_scale, 1)
     logp = np.minimum(logp, np.log(0.5))
     return np.maximum(-special.ndtri_exp(logp), 0.0)
 
