@@ -63,6 +63,7 @@ __all__ = [
     "icrs_to_apparent",
     "lst_rad",
     "load_stations",
+    "meridian_icrs",
     "offline_iers",
     "select_antennas",
 ]
@@ -284,3 +285,15 @@ def apparent_to_icrs(
             time_array=t.ravel(), app_ra=ra.ravel(), app_dec=dec.ravel(), telescope_loc=(DSA110_LOCATION if location is None else location)
         )
     return np.asarray(icrs_ra).reshape(ra.shape), np.asarray(icrs_dec).reshape(ra.shape)
+
+
+def meridian_icrs(
+    time_jd: np.ndarray | float, pointing_dec_rad: float, location: EarthLocation | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """ICRS RA/Dec (radians) of the drift-scan pointing (meridian, apparent Dec) at ``time_jd``.
+
+    ``pointing_dec_rad`` is the ``phase_center_dec`` header keyword (apparent
+    declination); the pointing's apparent RA is the apparent LST.
+    """
+    t = np.atleast_1d(np.asarray(time_jd, float))
+    return apparent_to_icrs(lst_rad(t, location), np.full(t.shape, float(pointing_dec_rad)), t, location)

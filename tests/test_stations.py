@@ -92,3 +92,13 @@ def test_apparent_icrs_round_trip_and_frame_offset():
     # precession since J2000 moves the meridian by ~0.3 deg in 2025
     off = np.degrees(np.hypot(np.angle(np.exp(1j * (ra - lst))) * math.cos(dec_app), dec - dec_app))
     assert np.all((off > 0.1) & (off < 0.45))
+
+
+def test_meridian_icrs_is_on_the_meridian():
+    from contimg.stations import meridian_icrs
+
+    t = np.array([2460828.0, 2460828.1])
+    ra, dec = meridian_icrs(t, math.radians(35.0))
+    app_ra, app_dec = icrs_to_apparent(ra, dec, t)
+    np.testing.assert_allclose(np.angle(np.exp(1j * (app_ra - lst_rad(t)))), 0, atol=1e-9)
+    np.testing.assert_allclose(app_dec, math.radians(35.0), atol=1e-9)

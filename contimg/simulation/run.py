@@ -191,11 +191,12 @@ def _subband_data(job: _GroupJob, subband: int) -> np.ndarray:
     if cfg.noise:
         ss = np.random.SeedSequence([cfg.seed, 1729, job.group_index, subband])
         rng = np.random.default_rng(ss)
-        noise = rng.standard_normal((nt, nbl, nf, 2, 2), dtype=np.float32)
+        # (re, im) pairs of float32 viewed as complex64: no complex temporaries
+        noise = rng.standard_normal((nt, nbl, nf, 2, 2), dtype=np.float32).view(np.complex64)[..., 0]
         noise *= np.float32(job.noise_sigma)
-        noise[:, autos, :, :, 0] *= np.float32(job.auto_noise_sigma / job.noise_sigma)
-        noise[:, autos, :, :, 1] = 0.0
-        data += noise[..., 0] + 1j * noise[..., 1]
+        # autocorrelations: real, rms SEFD / sqrt(dnu tau) (= sqrt(2) x the cross-correlation's per part)
+        noise[:, autos] = noise[:, autos].real * np.float32(job.auto_noise_sigma / job.noise_sigma)
+        data += noise
         del noise
     if cfg.gains:
         g = job.gain_model.evaluate(freq, job.geometry.time_jd, antenna_numbers=ant)  # (Na, 2, Nt, Nf)
