@@ -406,3 +406,25 @@ def test_non_editable_install_ships_every_package_file():
         if not any(re.match(p, rel) for p in patterns):
             missing.append(name)
     assert not missing, f"not installed by `pip install .` (add to package-data or add __init__.py): {missing}"
+
+
+def test_dockerfile_build_environment_is_valid(monkeypatch):
+    """ARG and ENV names reach RUN steps (and `contimg setup`) as environment variables:
+    a CONTIMG_* one that is not a setting would stop the build."""
+    names = {}
+    for op, rest in _dockerfile_instructions():
+        if op == "ARG":
+            key, _, value = rest.partition("=")
+            names[key.strip()] = value.strip().strip('"')
+        elif op == "ENV":
+            for item in shlex.split(rest):
+                key, _, value = item.partition("=")
+                names[key] = value
+    for key in list(os.environ):
+        if key.startswith("CONTIMG_"):
+            monkeypatch.delenv(key)
+    for key, value in names.items():
+        if key.startswith("CONTIMG_"):
+            monkeypatch.setenv(key, value)
+    settings = load_settings()
+    assert str(settings.paths.root) == "/data"
