@@ -22,21 +22,51 @@ Modules: :mod:`.config` (options, frequency/time layout), :mod:`.sky`
 :mod:`.uvh5` (file writing), :mod:`.truth`, :mod:`.run` (:func:`simulate`).
 """
 
-from contimg.simulation.config import (
-    EseInjection,
-    SimulationConfig,
-    subband_frequencies,
-)
-from contimg.simulation.gains import GainModel
-from contimg.simulation.run import SimulatedGroup, SimulationResult, simulate
-from contimg.simulation.sky import SkyCatalog
-from contimg.simulation.truth import Truth, load_truth
-from contimg.simulation.visibilities import (
-    baseline_pairs,
-    model_visibilities,
-    predict_uvdata,
-    sky_geometry,
-)
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+# Names are imported lazily (PEP 562) so that ``import contimg.simulation.lightcurves``
+# or the CLI's argument parser do not pull in pyuvdata, astropy and scipy.
+_EXPORTS = {
+    "EseInjection": "config",
+    "SimulationConfig": "config",
+    "subband_frequencies": "config",
+    "GainModel": "gains",
+    "SimulatedGroup": "run",
+    "SimulationResult": "run",
+    "simulate": "run",
+    "SkyCatalog": "sky",
+    "Truth": "truth",
+    "load_truth": "truth",
+    "baseline_pairs": "visibilities",
+    "model_visibilities": "visibilities",
+    "predict_uvdata": "visibilities",
+    "sky_geometry": "visibilities",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + list(_EXPORTS))
+
+
+if TYPE_CHECKING:  # pragma: no cover
+    from contimg.simulation.config import EseInjection, SimulationConfig, subband_frequencies
+    from contimg.simulation.gains import GainModel
+    from contimg.simulation.run import SimulatedGroup, SimulationResult, simulate
+    from contimg.simulation.sky import SkyCatalog
+    from contimg.simulation.truth import Truth, load_truth
+    from contimg.simulation.visibilities import baseline_pairs, model_visibilities, predict_uvdata, sky_geometry
 
 __all__ = [
     "EseInjection",
