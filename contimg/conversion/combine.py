@@ -49,7 +49,7 @@ import numpy as np
 from contimg.conversion import msio
 from contimg.conversion.geometry import phased_uvw
 from contimg.conversion.plan import ConversionPlan
-from contimg.conversion.subband import read_part
+from contimg.conversion.subband import read_part, remove_part
 from contimg.conversion.validate import ValidationReport, validate_ms
 from contimg.errors import InputFileError, TransientError
 
@@ -198,7 +198,7 @@ def combine_parts(
     finally:
         parts.close()
     for p in part_paths:
-        shutil.rmtree(p, ignore_errors=True)
+        remove_part(p)
     with contextlib.suppress(OSError):
         part_paths[0].parent.rmdir()
     if nonfinite:

@@ -76,12 +76,11 @@ def convert_group(
         result = combine_parts(plan, parts, out_ms)
     except BaseException:
         import contextlib
-        import shutil
 
-        from contimg.conversion.subband import part_path
+        from contimg.conversion.subband import part_path, remove_part
 
         for sb in plan.subbands:
-            shutil.rmtree(part_path(plan, sb, staging_dir), ignore_errors=True)
+            remove_part(part_path(plan, sb, staging_dir))
         with contextlib.suppress(OSError):
             part_path(plan, 0, staging_dir).parent.rmdir()
         raise

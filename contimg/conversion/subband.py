@@ -196,7 +196,7 @@ def _write_part(out: Path, *, plan: ConversionPlan, subband: int, source: Path, 
             os.replace(out, old)
         os.replace(tmp, out)
         if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+            _remove(old)
     except OSError as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         if exc.errno == errno.ENOSPC:
@@ -207,6 +207,19 @@ def _write_part(out: Path, *, plan: ConversionPlan, subband: int, source: Path, 
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _remove(path: Path) -> None:
+    """Remove a part (directory) or whatever debris sits under its name."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def remove_part(path: str | os.PathLike) -> None:
+    """Delete a part written by :func:`write_subband_part` (no error if absent)."""
+    _remove(Path(path))
 
 
 def read_part(path: str | os.PathLike) -> tuple[dict, dict[str, np.ndarray]]:
