@@ -62,7 +62,7 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
-from scipy import special, stats
+from scipy import special
 
 from contimg.simulation.lightcurves import DEFAULT_EDGE_FRAC
 from contimg.variability.kalman import whitened_products
@@ -163,7 +163,8 @@ def significance_from_lr(lr: np.ndarray, span_days: np.ndarray, *, search: EseSe
     widths = np.asarray(search.box_widths, dtype=float) * cadence_days
     span = np.asarray(span_days, dtype=float)
     n_eff = search.trials_per_window * np.maximum(span[..., None] / widths, 1.0).sum(axis=-1)
-    logp = np.log(n_eff) + np.log(0.5) + stats.chi2.logsf(lr / search.lr_scale, 1)
+    # P(chi2_1 > x) = 2 Phi(-sqrt(x)); log_ndtr stays finite far into the tail
+    logp = np.log(n_eff) + special.log_ndtr(-np.sqrt(lr / search.lr_scale))
     logp = np.minimum(logp, np.log(0.5))
     return np.maximum(-special.ndtri_exp(logp), 0.0)
 
