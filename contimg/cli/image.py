@@ -1,0 +1,55 @@
+"""``contimg image MS``: image one calibrated Measurement Set on this node."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+NAME = "image"
+HELP = "image a calibrated Measurement Set (WSClean or tclean), primary-beam correct it and report QA"
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("ms", help="the Measurement Set")
+    parser.add_argument("--out-dir", default=None, help="directory of the products (default: settings.paths.images)")
+    parser.add_argument("--name", default=None, help="product base name (default: the MS name without .ms)")
+    parser.add_argument("--backend", choices=("wsclean", "tclean"), default=None,
+                        help="imager (default CONTIMG_IMAGING__BACKEND, wsclean)")
+    parser.add_argument("--tier", choices=("quicklook", "standard", "deep"), default=None,
+                        help="quality tier (default CONTIMG_IMAGING__TIER, standard)")
+    parser.add_argument("--data-column", default="CORRECTED_DATA", help="column to image (default CORRECTED_DATA)")
+    parser.add_argument("--mask-catalog", default=None, metavar="CSV",
+                        help="clean only around the sources of this catalogue (id,ra_deg,dec_deg,flux_jy,... CSV)")
+    parser.add_argument("--cell", type=float, default=None, metavar="ARCSEC", help="override the derived cell")
+    parser.add_argument("--size", type=int, nargs=2, default=None, metavar=("NX", "NY"),
+                        help="override the derived image size")
+    parser.add_argument("--json", action="store_true", help="print the products and QA as JSON")
+
+
+def run(args: argparse.Namespace, settings) -> int:
+    from contimg.imaging import image_ms
+
+    positions = None
+    if args.mask_catalog:
+        from contimg.simulation.sky import SkyCatalog
+
+        cat = SkyCatalog.read_csv(args.mask_catalog)
+        positions = list(zip(cat.ra_deg.tolist(), cat.dec_deg.tolist()))
+    out_dir = args.out_dir or settings.paths.images
+    products = image_ms(
+        args.ms, settings=settings.imaging, out_dir=out_dir, name=args.name, backend=args.backend, tier=args.tier,
+        data_column=args.data_column, mask_positions_deg=positions, cell_arcsec=args.cell,
+        size=tuple(args.size) if args.size else None,
+    )
+    if args.json:
+        print(json.dumps(products.to_dict(), indent=1, default=str))
+    else:
+        qa = products.qa
+        print(f"image:  {products.image}")
+        print(f"pbcor:  {products.pbcor}")
+        print(f"thumb:  {products.thumbnail}")
+        print(f"{products.backend}/{products.tier}: {qa.nx}x{qa.ny} x {qa.cell_arcsec:.1f} arcsec, "
+              f"beam {qa.beam_major_arcsec:.1f}x{qa.beam_minor_arcsec:.1f} arcsec PA {qa.beam_pa_deg:.0f}, "
+              f"rms {qa.rms_jy * 1e3:.3f} mJy/beam, peak {qa.peak_jy:.4g} Jy/beam, DR {qa.dynamic_range:.0f}, "
+              f"{products.total_s:.1f} s (imager {products.imager_s:.1f} s)")
+    return 0
