@@ -19,9 +19,6 @@ import pytest
 from contimg.cli import build_parser
 from contimg.cli.setup import Check, _exec_config, _severe_messages, format_table
 
-pytestmark = pytest.mark.integration
-
-
 def _run_setup(home: Path, site_config: Path, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CONTIMG_", "CASA"))}
     env.pop("AIPSPATH", None)
@@ -49,6 +46,7 @@ def fresh_home_run(tmp_path_factory):
     return proc, home, site, base
 
 
+@pytest.mark.integration
 def test_fresh_home_succeeds(fresh_home_run):
     proc, home, site, _ = fresh_home_run
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -63,6 +61,7 @@ def test_fresh_home_succeeds(fresh_home_run):
     assert not (home / ".casa" / "config.py").exists()
 
 
+@pytest.mark.integration
 def test_site_config_keeps_auto_updates_off(fresh_home_run):
     _, _, site, _ = fresh_home_run
     values = _exec_config(site.read_text())
@@ -73,11 +72,13 @@ def test_site_config_keeps_auto_updates_off(fresh_home_run):
     assert values["measurespath"] == str(casa_env.casadata_dir())
 
 
+@pytest.mark.integration
 def test_setup_leaves_no_casa_logs_in_cwd(fresh_home_run):
     _, _, _, cwd = fresh_home_run
     assert not list(cwd.glob("casa-*.log"))
 
 
+@pytest.mark.integration
 def test_rerun_is_idempotent(fresh_home_run, tmp_path):
     _, home, site, _ = fresh_home_run
     before = site.read_bytes()
@@ -87,6 +88,7 @@ def test_rerun_is_idempotent(fresh_home_run, tmp_path):
     assert site.read_bytes() == before
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize(
     "user_text, expect_warning",
     [
@@ -123,6 +125,7 @@ def test_user_config_is_never_changed(tmp_path, user_text, expect_warning):
         assert "left unchanged" in row["detail"]
 
 
+@pytest.mark.integration
 def test_foreign_site_config_is_not_overwritten(tmp_path):
     home = tmp_path / "home"
     home.mkdir()
