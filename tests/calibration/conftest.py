@@ -1,0 +1,105 @@
+"""Simulated groups and converted Measurement Sets for the calibration tests, built once per session.
+
+* ``noisefree``: 16 antennas, 4 channels per subband (64 in the MS), 40 random
+  sources and a 10 Jy calibrator, no noise, no gains: DATA is exactly the sky.
+* ``gained``: 20 antennas, 8 channels per subband (128), 40 sources, a 10 Jy
+  calibrator transiting group 0, thermal noise (SEFD 6500 Jy) and random gains
+  (10% amplitude rms, 2 ns delays, 3% ripples) *without* the slow phase drift,
+  3 consecutive groups: group 0 is the calibrator group, group 2 (10 min
+  later, calibrator at beam response 0.37) serves as a science group.
+
+Tests that change an MS work on a private copy (``ms_copy``).
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+NOISEFREE = dict(n_antennas=16, channels_per_subband=4, seed=3, noise=False, gains=False,
+                 calibrator_flux_jy=10.0, n_sources=40)
+GAINED = dict(n_antennas=20, channels_per_subband=8, seed=5, calibrator_flux_jy=10.0, n_sources=40, n_groups=3,
+              gain_phase_drift_deg=0.0)
+
+
+def _simulate_and_convert(out: Path, kw: dict, groups: tuple[int, ...]):
+    from contimg.conversion import convert_group
+    from contimg.simulation import SimulationConfig, load_truth, simulate
+
+    res = simulate(out / "sim", SimulationConfig(**kw))
+    paths = {}
+    for k in groups:
+        ms = out / f"g{k}.ms"
+        convert_group(res.groups[k].paths, ms, staging_dir=out / "staging", processes=1)
+        paths[k] = ms
+    return load_truth(res.truth_path), paths
+
+
+@pytest.fixture(scope="session")
+def noisefree(tmp_path_factory):
+    """(truth, ms_path) of the noise-free, gain-free group."""
+    truth, paths = _simulate_and_convert(tmp_path_factory.mktemp("cal_noisefree"), NOISEFREE, (0,))
+    return truth, paths[0]
+
+
+@pytest.fixture(scope="session")
+def gained(tmp_path_factory):
+    """(truth, {0: calibrator MS, 2: science MS}) of the noisy group sequence with gains."""
+    return _simulate_and_convert(tmp_path_factory.mktemp("cal_gained"), GAINED, (0, 2))
+
+
+@pytest.fixture
+def ms_copy(tmp_path):
+    """Copy an MS into this test's directory: ``ms_copy(path) -> new path``."""
+
+    def make(path: Path, name: str | None = None) -> Path:
+        dest = tmp_path / (name or Path(path).name)
+        shutil.copytree(path, dest)
+        return dest
+
+    return make
+
+
+def truth_sources(truth, *, day: int = 0):
+    """The simulated sky as :class:`~contimg.calibration.model.PointSources` (the fluxes put into the data)."""
+    from contimg.calibration.catalog import simulated_source_name
+    from contimg.calibration.model import PointSources
+
+    cat = truth.catalog_for_epoch(day)
+    return PointSources([simulated_source_name(i) for i in cat.source_id], np.asarray(cat.ra_deg, float),
+                        np.asarray(cat.dec_deg, float), np.asarray(cat.flux_jy, float),
+                        np.asarray(cat.spectral_index, float))
+
+
+def gain_errors(truth, tables: dict[str, str], ms_path: Path, refant: str) -> tuple[np.ndarray, np.ndarray]:
+    """Per-antenna |amplitude error| (fraction) and |phase error| (deg), medians over channels and feeds.
+
+    The CASA solution ``G * B`` (solved without K) is compared with the complex conjugate of
+    the simulator's gains (UVCal convention, NOTES) at the MS's mid time, after
+    removing the reference antenna's phase per channel and feed.
+    """
+    from casacore import tables as ct
+
+    from contimg.calibration.msmeta import read_ms_meta
+
+    meta = read_ms_meta(ms_path)
+    total = np.ones((meta.Nants, 2, meta.Nfreqs), complex)
+    for kind in ("B", "G"):
+        with ct.table(tables[kind], ack=False) as t:
+            ant = t.getcol("ANTENNA1")
+            val = t.getcol("CPARAM")  # (rows, channels, feeds)
+        row = {int(a): r for r, a in enumerate(ant)}
+        for k, a in enumerate(meta.antenna_numbers):
+            total[k] *= val[row[int(a)]].T  # G's single channel broadcasts over frequency
+    t_mid = 0.5 * (meta.time_jd[0] + meta.time_jd[-1])
+    true = truth.gains(meta.antenna_numbers, meta.freq_array, t_mid)[:, :, 0, :]
+    ratio = total / np.conj(true)
+    iref = meta.antenna_names.index(refant)
+    ratio *= np.exp(-1j * np.angle(ratio[iref]))[None]
+    amp = np.median(np.abs(np.abs(ratio) - 1.0), axis=(1, 2))
+    phase = np.degrees(np.median(np.abs(np.angle(ratio)), axis=(1, 2)))
+    keep = np.arange(meta.Nants) != iref
+    return amp[keep], phase[keep]
