@@ -28,7 +28,7 @@ from contimg.simulation.sky import SkyCatalog, random_field
 from contimg.simulation.truth import GroupTruth, Truth, write_truth
 from contimg.simulation.uvh5 import make_group_template, write_subband
 from contimg.simulation.visibilities import SkyGeometry, baseline_pairs, model_visibilities, sky_geometry
-from contimg.stations import DSA110_LOCATION, apparent_to_icrs, load_stations, lst_rad
+from contimg.stations import DSA110_LOCATION, apparent_to_icrs, load_stations, lst_rad, offline_iers
 
 log = logging.getLogger(__name__)
 
@@ -247,10 +247,24 @@ def simulate(
     SimulationResult
         The groups with their paths, and the truth path.
     """
-    global _JOB
     config = config or SimulationConfig()
-    outdir = Path(outdir)
+    with offline_iers():
+        return _simulate(Path(outdir), config, catalog=catalog, progress=progress)
+
+
+def _simulate(
+    outdir: Path,
+    config: SimulationConfig,
+    *,
+    catalog: SkyCatalog | None,
+    progress: Callable[[str], None] | None,
+) -> SimulationResult:
+    global _JOB
     outdir.mkdir(parents=True, exist_ok=True)
+    stale = sorted(outdir.glob("*_sb[0-9][0-9].hdf5"))
+    if stale:
+        log.warning("%s already holds %d subband file(s) (e.g. %s); they are kept, and files of the same "
+                    "name are overwritten", outdir, len(stale), stale[0].name)
     seeds = dict(zip(_STREAMS, np.random.SeedSequence(config.seed).spawn(len(_STREAMS))))
     rngs = {k: np.random.default_rng(v) for k, v in seeds.items()}
 
