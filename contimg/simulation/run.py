@@ -20,6 +20,7 @@ from typing import Any, Callable
 import numpy as np
 from astropy.time import Time
 
+from contimg.errors import ConfigError
 from contimg.naming import format_subband_filename
 from contimg.simulation.config import EseInjection, SimulationConfig, subband_frequencies
 from contimg.simulation.gains import GainModel
@@ -153,8 +154,6 @@ def _lightcurves(
             )
     for ev in config.events:
         if ev.source_id not in set(catalog.source_id.tolist()):
-            from contimg.errors import ConfigError
-
             raise ConfigError(f"ESE injection for source {ev.source_id}, which is not in the catalogue")
         events[ev.source_id] = ev
     flux = np.empty((catalog.Nsrc, epoch_days.size))
