@@ -16,6 +16,31 @@ Example
 >>> truth.gains([0, 20], freq_hz=1.4e9, time_jd=truth.groups[0].time_jd).shape  # doctest: +SKIP
 (2, 2, 24, 1)
 
+Conventions (each proved by a test in ``tests/simulation``)
+------------------------------------------------------------
+* Visibilities of baseline (ant1 = i, ant2 = j), unprojected drift scan with
+  ``uvw = x_j - x_i``: ``V = g_i g_j^* [sum_s S_s(nu) A_s(nu, t)
+  exp(+2 pi i (u l + v m + w n) nu / c) + noise]`` with no ``w(n-1)`` term;
+  after ``UVData.phase()`` to a lone source its visibilities are real and equal
+  ``S A`` (``test_conventions.py``).
+* ``phase_center_dec`` (header, radians) is the *apparent* declination of the
+  meridian pointing; ``ha_phase_center`` is 0. The ICRS equivalent at each
+  group's midpoint is in the truth (``pointing_dec_icrs_rad``);
+  :func:`contimg.stations.meridian_icrs` converts with pyuvdata's ERFA path
+  (topocentric; it differs from astropy's geocentric TETE by ~0.3'').
+* Sources are unpolarized: XX = YY = I (before gains). Autocorrelations hold
+  ``|g|^2 (SEFD + sky)``, real, with noise rms ``SEFD / sqrt(dnu tau)``;
+  cross-correlations get complex noise of rms ``SEFD / sqrt(2 dnu tau)`` per
+  part, both *before* the gains (calibrated noise follows the radiometer
+  equation).
+* Gains follow pyuvdata/UVCal's convention; CASA's solutions are their
+  complex conjugates. ``vis_units`` is ``uncalib`` with gains, ``Jy`` without.
+* Light curves are evaluated once per epoch (day); ``flux_scale_error``
+  multiplies every non-calibrator flux of an epoch (the calibrator keeps its
+  catalogue flux, so calibration does not remove the error).
+* All 16 files of a group share their ``time_array``; only the file-name
+  timestamps jitter. Sort a group's files by subband, not by name.
+
 Modules: :mod:`.config` (options, frequency/time layout), :mod:`.sky`
 (catalogues, CSV), :mod:`.lightcurves` (ESE profile, red noise), :mod:`.gains`,
 :mod:`.visibilities` (the measurement equation, :func:`predict_uvdata`),
