@@ -1,0 +1,287 @@
+"""The nightly variability job: score every source with new photometry, in bulk.
+
+:func:`score_sources` finds the sources whose photometry has rows newer than
+their last scoring (``variability_stats.last_photometry_id``), reads their
+whole light curves in chunks of source ids (plain ``SELECT`` into numpy, no
+ORM objects), computes the variability statistics
+(:mod:`contimg.variability.metrics`) and runs the ESE search
+(:mod:`contimg.variability.ese`) on every chunk at once, then writes:
+
+* one ``variability_stats`` row per scored source (bulk upsert);
+* an ESE candidate (status ``new``) for every source at or above the
+  significance threshold, or -- if the source already has an open (``new`` or
+  ``confirmed``) candidate -- an update of that candidate's score,
+  significance, template and ``last_detected_mjd``: candidates are never
+  duplicated. Open candidates whose source fell below the threshold are left
+  for review.
+
+Fluxes: a source whose rows all carry a differentially normalised flux is
+scored on it (:mod:`contimg.photometry.normalize`), otherwise on the measured
+flux; rows with a non-finite flux or a non-positive error are ignored.
+
+Given an :class:`~sqlalchemy.engine.Engine` (or URL/settings), reads run in a
+read-only transaction and the writes in one short write transaction, so the
+job never holds SQLite's write lock while it computes. Given a
+:class:`~sqlalchemy.orm.Session`, everything happens in it and it is only
+flushed (the caller commits).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Engine, func, select
+from sqlalchemy.orm import Session
+
+from contimg.db import science
+from contimg.db.engine import session_scope
+from contimg.db.models import Photometry, Source, VariabilityStats
+from contimg.variability.ese import EseResult, EseSearch, detect_ese
+from contimg.variability.metrics import VariabilityMetrics, variability_metrics
+
+log = logging.getLogger(__name__)
+
+__all__ = ["NightlySummary", "score_sources", "sources_to_score"]
+
+_COLUMNS = (
+    Photometry.source_id, Photometry.id, Photometry.epoch_mjd, Photometry.flux_jy, Photometry.flux_err_jy,
+    Photometry.norm_flux_jy, Photometry.norm_flux_err_jy,
+)
+
+
+@dataclass
+class NightlySummary:
+    """What a nightly run did."""
+
+    sources_scored: int = 0
+    rows_read: int = 0
+    candidates_created: int = 0
+    candidates_updated: int = 0
+    examined: int = 0
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "sources_scored": self.sources_scored, "rows_read": self.rows_read,
+            "candidates_created": self.candidates_created, "candidates_updated": self.candidates_updated,
+            "examined": self.examined, "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
+        }
+
+
+def sources_to_score(session: Session, *, rescore_all: bool = False) -> np.ndarray:
+    """Ids of the sources with photometry newer than their last scoring (sorted).
+
+    Two index-friendly queries: sources never scored that have photometry
+    (one index probe per catalogue source), and sources with rows whose id is
+    above their ``last_photometry_id`` -- a primary-key range scan from the
+    lowest such watermark, so a night's query touches about a night's rows.
+
+    Parameters
+    ----------
+    session
+        An open session.
+    rescore_all
+        Every source with photometry (e.g. after re-measuring old images,
+        which updates rows in place and keeps their ids).
+    """
+    p, v, src = Photometry.__table__.c, VariabilityStats.__table__.c, Source.__table__.c
+    if rescore_all:
+        stmt = select(p.source_id).distinct()
+        return np.sort(np.fromiter((r[0] for r in session.execute(stmt)), dtype=np.int64))
+    never = (
+        select(src.id)
+        .where(~select(v.source_id).where(v.source_id == src.id).exists())
+        .where(select(p.id).where(p.source_id == src.id).exists())
+    )
+    ids = [r[0] for r in session.execute(never)]
+    watermark = session.scalar(select(func.min(v.last_photometry_id)))
+    if watermark is not None:
+        newer = (
+            select(p.source_id)
+            .join(VariabilityStats.__table__, v.source_id == p.source_id)
+            .where(p.id > watermark, p.id > v.last_photometry_id)
+            .distinct()
+        )
+        ids.extend(r[0] for r in session.execute(newer))
+    return np.unique(np.asarray(ids, dtype=np.int64))
+
+
+def _read_chunk(session: Session, lo: int, hi: int) -> np.ndarray:
+    """Photometry rows of sources ``lo..hi`` as a (rows, 7) float array (NaN for NULL)."""
+    p = Photometry.__table__.c
+    stmt = select(*(p[c.key] for c in _COLUMNS)).where(p.source_id >= lo, p.source_id <= hi)
+    rows = session.execute(stmt).all()
+    if not rows:
+        return np.zeros((0, len(_COLUMNS)))
+    flat = np.fromiter(
+        (np.nan if x is None else x for row in rows for x in row), dtype=np.float64, count=len(rows) * len(_COLUMNS)
+    )
+    return flat.reshape(len(rows), len(_COLUMNS))
+
+
+@dataclass(frozen=True)
+class _Scored:
+    metrics: VariabilityMetrics
+    ese: EseResult
+    last_id: np.ndarray
+    last_mjd: np.ndarray
+
+
+def _score_rows(data: np.ndarray, wanted: np.ndarray, search: EseSearch) -> _Scored | None:
+    """Statistics and ESE search for the light curves of the ``wanted`` sources in ``data``."""
+    data = data[np.isin(data[:, 0].astype(np.int64), wanted)]
+    if data.size == 0:
+        return None
+    src = data[:, 0].astype(np.int64)
+    order = np.lexsort((data[:, 2], src))
+    data, src = data[order], src[order]
+    change = np.flatnonzero(np.diff(src)) + 1
+    starts = np.concatenate(([0], change))
+    counts = np.diff(np.concatenate((starts, [src.size])))
+    # per source: normalised fluxes if every row has them, else measured fluxes
+    has_norm = np.isfinite(data[:, 5]) & np.isfinite(data[:, 6]) & (data[:, 6] > 0)
+    all_norm = np.logical_and.reduceat(has_norm, starts)
+    use_norm = np.repeat(all_norm, counts)
+    flux = np.where(use_norm, data[:, 5], data[:, 3])
+    err = np.where(use_norm, data[:, 6], data[:, 4])
+    last_id = np.maximum.reduceat(data[:, 1], starts).astype(np.int64)
+    last_mjd = np.maximum.reduceat(data[:, 2], starts)
+    ids = src[starts]
+    ok = np.isfinite(flux) & np.isfinite(err) & (err > 0) & np.isfinite(data[:, 2])
+    if not ok.all():
+        src, flux, err, t = src[ok], flux[ok], err[ok], data[ok, 2]
+    else:
+        t = data[:, 2]
+    metrics = variability_metrics(src, flux, err)
+    ese = detect_ese(src, t, flux, err, search=search)
+    # sources whose every row was unusable still get a (zero-epoch) stats row
+    keep = np.isin(ids, metrics.source_id)
+    return _Scored(metrics, ese, last_id[keep], last_mjd[keep])
+
+
+def _none(x: float) -> float | None:
+    return None if not np.isfinite(x) else float(x)
+
+
+def _stats_rows(s: _Scored) -> list[dict[str, Any]]:
+    m, e = s.metrics, s.ese
+    cols = [m.source_id, m.n_epochs, m.weighted_mean, m.chi2_nu, m.eta, m.v, m.m_debiased, m.vs_max, m.m_max,
+            e.score, e.significance, s.last_id, s.last_mjd]
+    out = []
+    for sid, n, wm, chi, eta, v, mod, vs, mm, score, sig, lid, lmjd in zip(*(c.tolist() for c in cols)):
+        out.append({
+            "source_id": sid, "n_epochs": n, "weighted_mean_jy": _none(wm), "chi2_nu": _none(chi), "eta": _none(eta),
+            "v": _none(v), "modulation_index": _none(mod), "max_vs": _none(vs), "max_m": _none(mm),
+            "ese_score": _none(score), "ese_significance": _none(sig), "last_photometry_id": lid,
+            "last_epoch_mjd": _none(lmjd),
+        })
+    return out
+
+
+def _template(e: EseResult, i: int) -> dict[str, Any]:
+    return {
+        "t_center_mjd": _none(e.t_center[i]), "duration_days": _none(e.duration_days[i]),
+        "depth": _none(e.depth[i]), "depth_err": _none(e.depth_err[i]),
+        "caustic_amplitude": _none(e.caustic_amplitude[i]), "caustic_width_frac": _none(e.caustic_width_frac[i]),
+        "red_noise_amplitude": _none(e.red_noise_amplitude[i]),
+        "red_noise_timescale_days": _none(e.red_noise_timescale_days[i]),
+        "n_epochs": int(e.n_epochs[i]), "n_clipped": int(e.n_clipped[i]),
+    }
+
+
+def _write(session: Session, scored: list[_Scored], threshold: float, summary: NightlySummary) -> None:
+    rows = [r for s in scored for r in _stats_rows(s)]
+    for start in range(0, len(rows), 20000):
+        science.upsert_variability_stats(session, rows[start:start + 20000])
+    for s in scored:
+        e = s.ese
+        for i in e.candidates(threshold):
+            detected = float(s.last_mjd[i]) if np.isfinite(s.last_mjd[i]) else 0.0
+            _, created = science.upsert_ese_candidate(
+                session, source_id=int(e.source_id[i]), score=float(e.score[i]),
+                significance=float(e.significance[i]), detected_mjd=detected, template=_template(e, i),
+            )
+            if created:
+                summary.candidates_created += 1
+            else:
+                summary.candidates_updated += 1
+    session.flush()
+
+
+def score_sources(
+    session_or_engine: Session | Engine | Any,
+    *,
+    threshold: float = 5.0,
+    search: EseSearch = EseSearch(),
+    chunk_sources: int = 5000,
+    rescore_all: bool = False,
+) -> NightlySummary:
+    """Score every source with new photometry and record statistics and ESE candidates.
+
+    Parameters
+    ----------
+    session_or_engine
+        A :class:`~sqlalchemy.orm.Session` (flushed, not committed), or an
+        engine, URL or settings (own transactions: a read-only one for the
+        reads, one write transaction at the end).
+    threshold
+        ESE significance (sigma) at which a source becomes a candidate
+        (``settings.variability.ese_threshold``).
+    search
+        ESE search parameters.
+    chunk_sources
+        Sources read and scored together (bounds the memory: ~rows per source
+        x this x 56 bytes).
+    rescore_all
+        Score every source, not only those with new rows.
+
+    Returns
+    -------
+    NightlySummary
+    """
+    summary = NightlySummary()
+    t0 = time.perf_counter()
+    if isinstance(session_or_engine, Session):
+        scored = _compute(session_or_engine, threshold, search, chunk_sources, rescore_all, summary)
+        t1 = time.perf_counter()
+        _write(session_or_engine, scored, threshold, summary)
+    else:
+        with session_scope(session_or_engine, readonly=True) as session:
+            scored = _compute(session, threshold, search, chunk_sources, rescore_all, summary)
+        t1 = time.perf_counter()
+        with session_scope(session_or_engine) as session:
+            _write(session, scored, threshold, summary)
+    summary.seconds["write"] = time.perf_counter() - t1
+    summary.seconds["total"] = time.perf_counter() - t0
+    log.info("nightly scoring: %s", summary.as_dict())
+    return summary
+
+
+def _compute(session: Session, threshold: float, search: EseSearch, chunk_sources: int, rescore_all: bool,
+             summary: NightlySummary) -> list[_Scored]:
+    t = time.perf_counter()
+    wanted = sources_to_score(session, rescore_all=rescore_all)
+    summary.seconds["select"] = time.perf_counter() - t
+    summary.seconds.setdefault("read", 0.0)
+    summary.seconds.setdefault("score", 0.0)
+    scored = []
+    for start in range(0, wanted.size, chunk_sources):
+        chunk = wanted[start:start + chunk_sources]
+        t = time.perf_counter()
+        data = _read_chunk(session, int(chunk[0]), int(chunk[-1]))
+        summary.seconds["read"] += time.perf_counter() - t
+        t = time.perf_counter()
+        s = _score_rows(data, chunk, search)
+        summary.seconds["score"] += time.perf_counter() - t
+        if s is None:
+            continue
+        summary.rows_read += int(data.shape[0])
+        summary.sources_scored += len(s.metrics)
+        summary.examined += int(s.ese.examined.sum())
+        scored.append(s)
+        log.debug("scored sources %d..%d (%d rows)", chunk[0], chunk[-1], data.shape[0])
+    return scored

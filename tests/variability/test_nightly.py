@@ -1,0 +1,113 @@
+"""The nightly scoring job against a real database (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sqlalchemy import func, select
+
+from contimg.db import session_scope
+from contimg.db import products
+from contimg.db import science as sci
+from contimg.db.models import CandidateStatus, EseCandidate, Photometry, VariabilityStats
+from contimg.simulation.lightcurves import simulate_population
+from contimg.variability.metrics import variability_metrics
+from contimg.variability.nightly import score_sources, sources_to_score
+
+T0 = 61000.0
+
+
+@pytest.fixture(scope="module")
+def population():
+    return simulate_population(40, rng=np.random.default_rng(5), ese_fraction=0.15, depth_range=(0.3, 0.5),
+                               duration_range_days=(20.0, 60.0))
+
+
+def _load(url, pop, *, before: float | None = None, after: float | None = None) -> dict[int, int]:
+    """Insert the population's photometry in [after, before) (sources and images created as needed)."""
+    with session_scope(url) as s:
+        ids = sci.upsert_sources(s, [{"name": f"SRC{i:04d}", "ra_deg": float(i), "dec_deg": 35.0}
+                                     for i in range(pop.true_flux_jy.size)])
+        days = np.unique(np.floor(pop.t_days - T0).astype(int))
+        images = {d: products.upsert_image(s, path=f"/img/{d}.fits", mid_mjd=float(T0 + d + 0.5)).id
+                  for d in days.tolist()}
+        sel = np.ones(pop.flux.size, dtype=bool)
+        if before is not None:
+            sel &= pop.t_days < before
+        if after is not None:
+            sel &= pop.t_days >= after
+        rows = [
+            {"source_id": ids[f"SRC{i:04d}"], "image_id": images[int(np.floor(t - T0))], "epoch_mjd": float(t),
+             "flux_jy": float(f), "flux_err_jy": float(e)}
+            for i, t, f, e in zip(pop.source_idx[sel], pop.t_days[sel], pop.flux[sel], pop.flux_err[sel])
+        ]
+        sci.upsert_photometry(s, rows)
+    return {i: ids[f"SRC{i:04d}"] for i in range(pop.true_flux_jy.size)}
+
+
+def test_nightly_scores_new_data_and_upserts_candidates(db_url, population):
+    pop = population
+    cut = T0 + 250
+    index = _load(db_url, pop, before=cut)
+    # night 1
+    summary = score_sources(db_url, threshold=5.0)
+    assert summary.sources_scored == 40 and summary.rows_read == int((pop.t_days < cut).sum())
+    with session_scope(db_url, readonly=True) as s:
+        stats = {r.source_id: r for r in s.scalars(select(VariabilityStats))}
+        cands = s.scalars(select(EseCandidate)).all()
+    assert len(stats) == 40
+    # the statistics are those of the library on the same light curves
+    sel = pop.t_days < cut
+    m = variability_metrics(pop.source_idx[sel], pop.flux[sel], pop.flux_err[sel])
+    for i in range(40):
+        row = stats[index[i]]
+        assert row.n_epochs == m.n_epochs[i]
+        assert row.chi2_nu == pytest.approx(m.chi2_nu[i], rel=1e-9)
+        assert row.max_vs == pytest.approx(m.vs_max[i], rel=1e-9)
+        assert row.last_epoch_mjd == pytest.approx(pop.t_days[sel & (pop.source_idx == i)].max())
+    # every injected event that ended before the cut is a candidate, and nothing else
+    done = pop.true_has_ese & (pop.true_t_center + pop.true_duration_days / 2 < cut)
+    assert done.sum() >= 2
+    flagged = {c.source_id for c in cands}
+    assert {index[i] for i in np.flatnonzero(done)} <= flagged
+    assert flagged <= {index[i] for i in np.flatnonzero(pop.true_has_ese)}
+    assert all(c.status == CandidateStatus.NEW for c in cands)
+    assert summary.candidates_created == len(cands)
+    first = {c.source_id: (c.id, c.last_detected_mjd) for c in cands}
+
+    # night 2: the rest of the year; candidates are updated, not duplicated
+    _load(db_url, pop, after=cut)
+    with session_scope(db_url, readonly=True) as s:
+        assert sources_to_score(s).size == 40
+    summary = score_sources(db_url, threshold=5.0)
+    assert summary.sources_scored == 40 and summary.rows_read == pop.flux.size
+    with session_scope(db_url, readonly=True) as s:
+        cands = s.scalars(select(EseCandidate)).all()
+        n_per_source = s.execute(select(EseCandidate.source_id, func.count()).group_by(EseCandidate.source_id)).all()
+    assert all(n == 1 for _, n in n_per_source)
+    assert summary.candidates_updated == len(first)
+    for c in cands:
+        if c.source_id in first:
+            assert c.id == first[c.source_id][0] and c.last_detected_mjd > first[c.source_id][1]
+    assert {index[i] for i in np.flatnonzero(pop.true_has_ese)} == {c.source_id for c in cands}
+    template = cands[0].template
+    assert 0.2 < template["depth"] < 0.6 and template["duration_days"] > 10
+
+    # night 3: nothing new, nothing scored
+    summary = score_sources(db_url, threshold=5.0)
+    assert summary.sources_scored == 0 and summary.rows_read == 0
+
+
+def test_nightly_in_a_callers_session_uses_normalised_fluxes(db_url, population):
+    pop = population
+    index = _load(db_url, pop, before=T0 + 100)
+    with session_scope(db_url) as s:
+        ids = s.execute(select(Photometry.id, Photometry.flux_jy, Photometry.flux_err_jy)).all()
+        sci.set_normalized_flux(s, [{"id": i, "norm_flux_jy": 2 * f, "norm_flux_err_jy": 2 * e} for i, f, e in ids])
+    with session_scope(db_url) as s:
+        summary = score_sources(s, threshold=50.0)
+        assert summary.sources_scored == 40
+        row = s.get(VariabilityStats, index[0])
+    sel = (pop.source_idx == 0) & (pop.t_days < T0 + 100)
+    w = 1 / pop.flux_err[sel] ** 2
+    assert row.weighted_mean_jy == pytest.approx(2 * np.sum(w * pop.flux[sel]) / np.sum(w), rel=1e-9)
