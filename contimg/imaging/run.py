@@ -179,6 +179,8 @@ def image_ms(
         if missing:
             raise ExternalToolError(f"{ms}: {backend} finished but did not write {', '.join(missing)}")
         _check_header(files["image"], ms)
+        for path in files.values():
+            _finish_header(path, backend=backend, tier=tier_name, ms=ms)
         from contimg.imaging.pbcor import pb_correct_fits
 
         pbcor_tmp, pb_tmp = work / "img-image.pbcor.fits", work / "img-pb.fits"
@@ -253,3 +255,30 @@ def _check_header(path: Path, ms: Path) -> None:
     if float(header["BMAJ"]) <= 0:
         raise ExternalToolError(f"{ms}: image {path.name} has no restoring beam (BMAJ={header['BMAJ']})")
 
+
+
+def _finish_header(path: Path, *, backend: str, tier: str, ms: Path) -> None:
+    """Normalise what the imagers write differently: RA in [0, 360), the frame, the observing date, provenance.
+
+    WSClean writes CRVAL1 in (-180, 180] and EQUINOX 2000 without RADESYS:
+    it converts our ICRS phase center to FK5 J2000 through casacore (the
+    ~20 mas frame bias is visible in CRVAL), so we say FK5 explicitly; CASA
+    writes the MS frame (ICRS) itself.
+    """
+    import warnings
+
+    from astropy.io import fits
+    from astropy.time import Time
+
+    with fits.open(path, mode="update") as hdul:
+        h = hdul[0].header
+        h["CRVAL1"] = float(h["CRVAL1"]) % 360.0
+        if "RADESYS" not in h:
+            h["RADESYS"] = "FK5" if float(h.get("EQUINOX", 2000.0)) == 2000.0 else "FK4"
+        if "DATE-OBS" in h and "MJD-OBS" not in h:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # ERFA "dubious year" beyond the leap-second table
+                h["MJD-OBS"] = (Time(h["DATE-OBS"], scale="utc").mjd, "start of the observation")
+        h["CIMGBACK"] = (backend, "contimg imaging backend")
+        h["CIMGTIER"] = (tier, "contimg imaging tier")
+        h["CIMGMS"] = (ms.name[-68:], "Measurement Set imaged")

@@ -74,3 +74,40 @@ def imaging_settings():
     from contimg.config import ImagingSettings
 
     return ImagingSettings(threads=2)
+
+
+def _source_errors(pbcor_fits: str, truth, ref_freq_hz: float) -> list[dict]:
+    """Per truth source: fitted/true flux ratio at the image reference frequency and position offset (arcsec).
+
+    True flux = S_1.4GHz (nu_ref / 1.4 GHz)^alpha, the intrinsic flux at the
+    image's reference frequency (CRVAL3, the mean channel frequency).
+    """
+    from astropy.io import fits
+
+    from contimg.imaging.qa import fit_point_source
+
+    data = fits.getdata(pbcor_fits)
+    header = fits.getheader(pbcor_fits)
+    cat = truth.catalog
+    out = []
+    for k in range(cat.Nsrc):
+        true = cat.flux_jy[k] * (ref_freq_hz / 1.4e9) ** cat.spectral_index[k]
+        fit = fit_point_source(data, header, float(cat.ra_deg[k]), float(cat.dec_deg[k]))
+        out.append({"id": int(cat.source_id[k]), "ratio": fit.flux_jy / true, "offset_arcsec": fit.offset_arcsec,
+                    "peak_pixel_ratio": fit.peak_pixel_jy / true, "ok": fit.ok})
+    return out
+
+
+def _median_abs_error(errors: list[dict]) -> float:
+    return float(np.median([abs(e["ratio"] - 1) for e in errors if e["ok"]]))
+
+
+@pytest.fixture(scope="session")
+def source_errors():
+    """``source_errors(pbcor_fits, truth, ref_freq_hz)`` -> per source: flux ratio to truth and offset."""
+    return _source_errors
+
+
+@pytest.fixture(scope="session")
+def cell_arcsec() -> float:
+    return CELL_ARCSEC

@@ -1,0 +1,132 @@
+"""WSClean end to end on the small simulated group: products, headers, accuracy against truth, safety."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from astropy.io import fits
+
+from contimg.imaging import image_ms, read_ms_info
+from contimg.imaging.geometry import ImageGeometry
+from contimg.imaging.tiers import tier_parameters
+from contimg.imaging.wsclean import wsclean_arguments
+
+CELL_ARCSEC = 15.0  # as in conftest: the core array's beam is ~45 x 90 arcsec
+
+pytestmark = pytest.mark.integration
+
+
+def _model_data_max(ms) -> float:
+    from casacore.tables import table
+
+    with table(str(ms), ack=False) as t:
+        return float(np.abs(t.getcol("MODEL_DATA")).max())
+
+
+@pytest.fixture(scope="module")
+def wsclean_products(sim_group, imaging_settings, tmp_path_factory):
+    before = _model_data_max(sim_group["ms"])
+    out = tmp_path_factory.mktemp("wsclean_images")
+    products = image_ms(sim_group["ms"], settings=imaging_settings, out_dir=out, cell_arcsec=CELL_ARCSEC)
+    return {"products": products, "out": out, "model_before": before}
+
+
+def test_arguments_protect_model_data():
+    geom = ImageGeometry(cell_arcsec=5.0, nx=100, ny=80, pb_limit=0.2, pb_radius_deg=2.0, drift_deg=1.0)
+    args = wsclean_arguments("x.ms", prefix="p", geometry=geom, tier=tier_parameters("standard"), threads=2)
+    assert "-no-update-model-required" in args
+    assert args[args.index("-size") + 1:args.index("-size") + 3] == ["100", "80"]
+    assert args[args.index("-weight") + 1:args.index("-weight") + 3] == ["briggs", "0"]
+    assert args[-1] == "x.ms" and "-auto-mask" in args
+    masked = wsclean_arguments("x.ms", prefix="p", geometry=geom, tier=tier_parameters("standard"), fits_mask="m.fits")
+    assert "-fits-mask" in masked and "-auto-mask" not in masked
+
+
+def test_products_complete_and_atomic(wsclean_products):
+    p, out = wsclean_products["products"], wsclean_products["out"]
+    for path in (p.image, p.pbcor, p.pb, p.residual, p.model, p.psf, p.thumbnail, p.log):
+        assert path is not None and (out / path.split("/")[-1]).exists(), path
+    assert not [x for x in out.iterdir() if x.name.startswith(".")], "temporary files left behind"
+    assert "-no-update-model-required" in p.arguments
+
+
+def test_headers(wsclean_products, sim_group):
+    p = wsclean_products["products"]
+    info = read_ms_info(sim_group["ms"])
+    for path in (p.image, p.pbcor):
+        h = fits.getheader(path)
+        assert h["CTYPE1"] == "RA---SIN" and h["CTYPE2"] == "DEC--SIN"
+        # WSClean writes FK5 J2000: the ICRS phase center moves by the ~20 mas frame bias
+        assert h["RADESYS"] == "FK5"
+        assert h["CRVAL1"] == pytest.approx(np.degrees(info.phase_center_ra_rad), abs=2e-5)
+        assert h["CRVAL2"] == pytest.approx(np.degrees(info.phase_center_dec_rad), abs=2e-5)
+        assert abs(h["CDELT2"]) * 3600 == pytest.approx(CELL_ARCSEC)
+        assert h["BUNIT"].upper() == "JY/BEAM"
+        assert 20 < h["BMIN"] * 3600 <= h["BMAJ"] * 3600 < 200
+        assert "BPA" in h
+        assert h["CRVAL3"] == pytest.approx(info.mean_freq_hz, rel=1e-6)
+    assert fits.getheader(p.pbcor)["PBCOR"] is True
+    pbc = fits.getdata(p.pbcor)
+    pb = fits.getdata(p.pb)
+    assert np.isnan(pbc[pb < 0.2]).all() and np.isfinite(pbc[pb >= 0.2]).all()
+
+
+def test_model_data_not_overwritten(wsclean_products, sim_group):
+    assert _model_data_max(sim_group["ms"]) == wsclean_products["model_before"]
+
+
+def test_flux_and_position_against_truth(wsclean_products, sim_group, source_errors):
+    """Every source (SNR > 300 here) within 2 % of its intrinsic flux after PB correction, within 0.1 beam."""
+    p = wsclean_products["products"]
+    errors = source_errors(p.pbcor, sim_group["truth"], p.ref_freq_hz)
+    bmin = p.qa.beam_minor_arcsec
+    for e in errors:
+        assert e["ok"], e
+        assert abs(e["ratio"] - 1) < 0.02, e
+        assert e["offset_arcsec"] < 0.1 * bmin, e
+
+
+def test_qa(wsclean_products):
+    qa = wsclean_products["products"].qa
+    assert qa.rms_jy > 0 and qa.peak_jy > 1.0
+    assert qa.dynamic_range == pytest.approx(qa.peak_jy / qa.rms_jy)
+    assert qa.dynamic_range > 100
+
+
+def test_record_images(wsclean_products, tmp_path):
+    from contimg.db import init_db, session_scope
+    from contimg.db.models import Image
+    from contimg.imaging import record_images
+
+    url = f"sqlite:///{tmp_path / 'db.sqlite3'}"
+    init_db(url)
+    p = wsclean_products["products"]
+    with session_scope(url) as s:
+        record_images(s, p)
+        record_images(s, p)  # idempotent: keyed by path
+    with session_scope(url, readonly=True) as s:
+        rows = {r.path: r for r in s.query(Image).all()}
+    assert set(rows) == {p.image, p.pbcor}
+    assert rows[p.pbcor].pb_corrected and not rows[p.image].pb_corrected
+    assert rows[p.image].rms_jy == pytest.approx(p.qa.rms_jy)
+    assert rows[p.image].beam_major_arcsec == pytest.approx(p.qa.beam_major_arcsec)
+    assert rows[p.image].tier == "standard" and rows[p.image].backend == "wsclean"
+
+
+def test_catalog_mask_and_cli(sim_group, tmp_path, clean_env, capsys, source_errors):
+    """``contimg image MS`` with a catalogue mask and the quicklook tier."""
+    from contimg.cli import main
+
+    clean_env.setenv("CONTIMG_DATA_ROOT", str(tmp_path / "data"))
+    clean_env.setenv("CONTIMG_IMAGING__THREADS", "2")
+    csv = sim_group["truth"].path / "sources.csv"
+    rc = main(["image", str(sim_group["ms"]), "--out-dir", str(tmp_path / "img"), "--tier", "quicklook",
+               "--mask-catalog", str(csv), "--cell", str(CELL_ARCSEC), "--json"])
+    assert rc == 0
+    products = json.loads(capsys.readouterr().out)
+    assert products["tier"] == "quicklook"
+    assert "-fits-mask" in products["arguments"]
+    errors = source_errors(products["pbcor"], sim_group["truth"], products["ref_freq_hz"])
+    assert max(abs(e["ratio"] - 1) for e in errors) < 0.05
