@@ -74,7 +74,7 @@ def source_ids(session: Session, names: Sequence[str]) -> dict[str, int]:
 
 
 def upsert_photometry(session: Session, rows: Iterable[Mapping[str, Any]]) -> int:
-    """Insert or update photometry by (``source_id``, ``image_id``); returns the number of rows sent.
+    """Insert or update photometry by (``source_id``, ``image_id``); returns the number of rows written.
 
     Each row needs ``source_id``, ``image_id``, ``epoch_mjd``, ``flux_jy``,
     ``flux_err_jy``; ``norm_flux_jy``, ``norm_flux_err_jy`` and ``upper_limit``
