@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import multiprocessing
-import os
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 from datetime import datetime, timedelta, timezone
@@ -56,35 +58,51 @@ def test_times_are_timezone_aware_utc(db_url):
             q.upsert_group(s, key="naive", timestamp=datetime(2025, 10, 2, 10, 2, 45))
 
 
-def _child_uses_engine(url: str, parent_engine_id: int, out) -> None:
-    from contimg.db import get_engine, session_scope
-    from contimg.db import queries as q
+_FORK_SCRIPT = """
+import json, multiprocessing, os, sys
+from datetime import datetime, timezone
+from sqlalchemy import select
+from contimg.db import get_engine, init_db, session_scope
+from contimg.db import queries as q
+from contimg.db.models import ObservationGroup
 
+T0 = datetime(2025, 10, 2, 10, 2, 45, tzinfo=timezone.utc)
+url = sys.argv[1]
+
+
+def child(parent_engine_id, out):
     engine = get_engine(url)
     with session_scope(url) as s:
         q.upsert_group(s, key="from-child", timestamp=T0)
-    out.put((id(engine) != parent_engine_id, os.getpid()))
+    out.put(id(engine) != parent_engine_id)
+
+
+init_db(url)
+engine = get_engine(url)
+with session_scope(url) as s:  # the parent holds a pooled connection
+    q.upsert_group(s, key="from-parent", timestamp=T0)
+ctx = multiprocessing.get_context("fork")
+out = ctx.Queue()
+proc = ctx.Process(target=child, args=(id(engine), out))
+proc.start()
+new_engine = out.get(timeout=60)
+proc.join(timeout=60)
+with session_scope(url) as s:  # the parent's pool still works after the child exited
+    q.upsert_group(s, key="parent-again", timestamp=T0.replace(minute=8))
+    keys = sorted(s.scalars(select(ObservationGroup.group_key)))
+print(json.dumps({"child_exit": proc.exitcode, "child_new_engine": new_engine, "keys": keys,
+                  "same_parent_engine": get_engine(url) is engine}))
+"""
 
 
 def test_forked_child_gets_its_own_engine(tmp_path):
+    """Run in a fresh interpreter: this pytest process may have imported casatools (unsafe to fork)."""
     url = _sqlite_url(tmp_path)
-    init_db(url)
-    engine = get_engine(url)
-    with session_scope(url) as s:  # the parent has a pooled connection open
-        q.upsert_group(s, key="from-parent", timestamp=T0)
-    ctx = multiprocessing.get_context("fork")
-    out = ctx.Queue()
-    child = ctx.Process(target=_child_uses_engine, args=(url, id(engine), out))
-    child.start()
-    new_engine, pid = out.get(timeout=60)
-    child.join(timeout=60)
-    assert child.exitcode == 0 and new_engine and pid != os.getpid()
-    with session_scope(url) as s:  # the parent's pool still works after the child exited
-        q.upsert_group(s, key="parent-again", timestamp=T0 + timedelta(seconds=309))
-        keys = set(s.scalars(select(ObservationGroup.group_key)))
-    assert keys == {"from-parent", "from-child", "parent-again"}
-    assert get_engine(url) is engine
-    dispose_engine(url)
+    proc = subprocess.run([sys.executable, "-c", _FORK_SCRIPT, url], capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result == {"child_exit": 0, "child_new_engine": True, "same_parent_engine": True,
+                      "keys": ["from-child", "from-parent", "parent-again"]}
 
 
 def _hold_write_lock(path, seconds: float) -> threading.Thread:
