@@ -48,7 +48,7 @@ def shape_scalar(dt: float, duration: float, caustic_amp: float, caustic_width: 
     return caustic_amp * bump - dip
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True, parallel=True, nogil=True)
 def _products(t, y, r, counts, a2, tau, bc, bd, ba, bw, edge_frac, sq, cd, c1, logdet):  # pragma: no cover - compiled
     n_src = t.shape[0]
     n_grid = a2.shape[1]

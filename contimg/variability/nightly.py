@@ -28,6 +28,7 @@ flushed (the caller commits).
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from dataclasses import dataclass, field
@@ -46,11 +47,6 @@ from contimg.variability.metrics import VariabilityMetrics, variability_metrics
 log = logging.getLogger(__name__)
 
 __all__ = ["NightlySummary", "score_sources", "sources_to_score"]
-
-_COLUMNS = (
-    Photometry.source_id, Photometry.id, Photometry.epoch_mjd, Photometry.flux_jy, Photometry.flux_err_jy,
-    Photometry.norm_flux_jy, Photometry.norm_flux_err_jy,
-)
 
 
 @dataclass
@@ -110,17 +106,54 @@ def sources_to_score(session: Session, *, rescore_all: bool = False) -> np.ndarr
     return np.unique(np.asarray(ids, dtype=np.int64))
 
 
+_SELECT = (
+    "SELECT source_id, id, epoch_mjd, "
+    "CASE WHEN norm_flux_err_jy > 0 THEN norm_flux_jy ELSE flux_jy END, "
+    "CASE WHEN norm_flux_err_jy > 0 THEN norm_flux_err_jy ELSE flux_err_jy END, "
+    "CASE WHEN norm_flux_err_jy > 0 THEN 1 ELSE 0 END "
+    "FROM photometry WHERE source_id >= {lo:d} AND source_id <= {hi:d}"
+)
+_SELECT_RAW = "SELECT id, flux_jy, flux_err_jy FROM photometry WHERE source_id IN ({ids})"
+_N_COLS = 6
+
+
+def _fetch(session: Session, sql: str, n_cols: int) -> np.ndarray:
+    """Rows of a numeric query as a float array, through the DBAPI cursor (no Row objects)."""
+    cursor = session.connection().connection.cursor()
+    try:
+        cursor.execute(sql)
+        rows = cursor.fetchall()
+    finally:
+        cursor.close()
+    flat = np.fromiter(itertools.chain.from_iterable(rows), dtype=np.float64, count=len(rows) * n_cols)
+    return flat.reshape(len(rows), n_cols)
+
+
 def _read_chunk(session: Session, lo: int, hi: int) -> np.ndarray:
-    """Photometry rows of sources ``lo..hi`` as a (rows, 7) float array (NaN for NULL)."""
-    p = Photometry.__table__.c
-    stmt = select(*(p[c.key] for c in _COLUMNS)).where(p.source_id >= lo, p.source_id <= hi)
-    rows = session.execute(stmt).all()
-    if not rows:
-        return np.zeros((0, len(_COLUMNS)))
-    flat = np.fromiter(
-        (np.nan if x is None else x for row in rows for x in row), dtype=np.float64, count=len(rows) * len(_COLUMNS)
-    )
-    return flat.reshape(len(rows), len(_COLUMNS))
+    """Photometry of sources ``lo..hi``: (rows, 6) array of source id, row id, epoch, flux, error, normalised.
+
+    A source is scored on its normalised fluxes only if all its rows have one;
+    for the (rare) sources with only some rows normalised, the measured fluxes
+    are read again. NULL fluxes come back as NaN.
+    """
+    data = _fetch(session, _SELECT.format(lo=int(lo), hi=int(hi)), _N_COLS)
+    if data.size == 0:
+        return data
+    src = data[:, 0].astype(np.int64)
+    norm = data[:, 5] > 0
+    n_rows = np.bincount(src - int(lo), minlength=int(hi) - int(lo) + 1)
+    n_norm = np.bincount(src - int(lo), weights=norm, minlength=int(hi) - int(lo) + 1)
+    mixed = np.flatnonzero((n_norm > 0) & (n_norm < n_rows)) + int(lo)
+    for start in range(0, mixed.size, 500):
+        ids = ", ".join(str(int(i)) for i in mixed[start:start + 500])
+        raw = _fetch(session, _SELECT_RAW.format(ids=ids), 3)
+        pos = np.searchsorted(data[:, 1], raw[:, 0]) if np.all(np.diff(data[:, 1]) > 0) else None
+        if pos is None:
+            order = np.argsort(data[:, 1])
+            pos = order[np.searchsorted(data[order, 1], raw[:, 0])]
+        data[pos, 3:5] = raw[:, 1:3]
+        data[pos, 5] = 0.0
+    return data
 
 
 @dataclass(frozen=True)
@@ -142,12 +175,7 @@ def _score_rows(data: np.ndarray, wanted: np.ndarray, search: EseSearch) -> _Sco
     change = np.flatnonzero(np.diff(src)) + 1
     starts = np.concatenate(([0], change))
     counts = np.diff(np.concatenate((starts, [src.size])))
-    # per source: normalised fluxes if every row has them, else measured fluxes
-    has_norm = np.isfinite(data[:, 5]) & np.isfinite(data[:, 6]) & (data[:, 6] > 0)
-    all_norm = np.logical_and.reduceat(has_norm, starts)
-    use_norm = np.repeat(all_norm, counts)
-    flux = np.where(use_norm, data[:, 5], data[:, 3])
-    err = np.where(use_norm, data[:, 6], data[:, 4])
+    flux, err = data[:, 3], data[:, 4]
     last_id = np.maximum.reduceat(data[:, 1], starts).astype(np.int64)
     last_mjd = np.maximum.reduceat(data[:, 2], starts)
     ids = src[starts]

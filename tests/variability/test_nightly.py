@@ -102,12 +102,17 @@ def test_nightly_in_a_callers_session_uses_normalised_fluxes(db_url, population)
     pop = population
     index = _load(db_url, pop, before=T0 + 100)
     with session_scope(db_url) as s:
-        ids = s.execute(select(Photometry.id, Photometry.flux_jy, Photometry.flux_err_jy)).all()
-        sci.set_normalized_flux(s, [{"id": i, "norm_flux_jy": 2 * f, "norm_flux_err_jy": 2 * e} for i, f, e in ids])
+        rows = s.execute(select(Photometry.id, Photometry.source_id, Photometry.flux_jy, Photometry.flux_err_jy)
+                         .order_by(Photometry.id)).all()
+        # every row of every source normalised (x2), except one row of source 1
+        skip = next(r.id for r in rows if r.source_id == index[1])
+        sci.set_normalized_flux(s, [{"id": r.id, "norm_flux_jy": 2 * r.flux_jy, "norm_flux_err_jy": 2 * r.flux_err_jy}
+                                    for r in rows if r.id != skip])
     with session_scope(db_url) as s:
         summary = score_sources(s, threshold=50.0)
         assert summary.sources_scored == 40
-        row = s.get(VariabilityStats, index[0])
-    sel = (pop.source_idx == 0) & (pop.t_days < T0 + 100)
-    w = 1 / pop.flux_err[sel] ** 2
-    assert row.weighted_mean_jy == pytest.approx(2 * np.sum(w * pop.flux[sel]) / np.sum(w), rel=1e-9)
+        normalised, mixed = s.get(VariabilityStats, index[0]), s.get(VariabilityStats, index[1])
+    for i, stats, factor in ((0, normalised, 2.0), (1, mixed, 1.0)):  # a partly normalised source uses raw fluxes
+        sel = (pop.source_idx == i) & (pop.t_days < T0 + 100)
+        w = 1 / pop.flux_err[sel] ** 2
+        assert stats.weighted_mean_jy == pytest.approx(factor * np.sum(w * pop.flux[sel]) / np.sum(w), rel=1e-9)
