@@ -1,10 +1,14 @@
 """SQLAlchemy 2.0 typed models of the whole pipeline.
 
 The models only describe tables; the code that reads and writes them takes a
-:class:`~sqlalchemy.orm.Session` and lives in :mod:`contimg.db.queries`. The
-schema itself is created and evolved by the Alembic migrations in
-``contimg/db/migrations`` (:func:`contimg.db.init_db`), never by ``create_all``;
-``tests/db/test_migrations.py`` checks that models and migrations agree.
+:class:`~sqlalchemy.orm.Session` and lives in :mod:`contimg.db.queries`,
+:mod:`contimg.db.products` and :mod:`contimg.db.science`. The schema itself is
+created and evolved by the Alembic migrations in ``contimg/db/migrations``
+(:func:`contimg.db.init_db`), never by ``create_all``. To change it: edit this
+module, generate a revision (``alembic -c contimg/db/alembic.ini -x url=... revision
+--autogenerate -m "..."``, see ``contimg/db/alembic.ini``), review it by hand, and
+run ``tests/db/test_migrations.py``, which checks on SQLite and PostgreSQL that
+models and migrations agree.
 
 Conventions: only portable column types (SQLite and PostgreSQL); times are
 timezone-aware UTC (:class:`~contimg.db.types.UTCDateTime`); astronomical epochs
