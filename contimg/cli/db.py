@@ -27,6 +27,9 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("action", choices=["upgrade", "current", "check"], help="what to do")
     parser.add_argument("--url", help="database URL (default: the configured one)")
     parser.add_argument("--json", action="store_true", help="print one JSON document")
+    parser.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
+                        help="wait up to this long for the database server to accept connections "
+                             "(e.g. a PostgreSQL container that is still starting)")
 
 
 def run(args: argparse.Namespace, settings) -> int:
@@ -37,6 +40,7 @@ def run(args: argparse.Namespace, settings) -> int:
     target = args.url or settings
     url = safe_url(target)
     head = head_revision()
+    _wait_for_server(target, args.wait)
     if args.action == "upgrade":
         before = current_revision(target)
         after = init_db(target)
@@ -63,6 +67,36 @@ def run(args: argparse.Namespace, settings) -> int:
         text = f"database {url}: schema check FAILED\n  " + "\n  ".join(problems)
         return _emit(args, report, text, 1, stream=sys.stderr)
     return _emit(args, report, f"database {url}: revision {head} (head), schema matches the models", 0)
+
+
+def _wait_for_server(target, timeout_s: float) -> None:
+    """Return once the database accepts a connection; retry for up to ``timeout_s``."""
+    import time
+
+    from sqlalchemy import text
+    from sqlalchemy.exc import OperationalError
+
+    from contimg.db import get_engine, safe_url
+    from contimg.errors import TransientError
+
+    deadline = time.monotonic() + timeout_s
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            with get_engine(target).connect() as conn:
+                conn.execute(text("SELECT 1"))
+            return
+        except OperationalError as exc:
+            reason = str(exc.orig).strip().splitlines()[0]
+            if time.monotonic() >= deadline:
+                waited = f" within {timeout_s:.0f} s" if timeout_s > 0 else ""
+                raise TransientError(
+                    f"database {safe_url(target)} did not accept connections{waited}: {reason}") from exc
+            if attempt == 1:
+                logging.getLogger(__name__).info("waiting up to %.0f s for database %s: %s",
+                                                 timeout_s, safe_url(target), reason)
+            time.sleep(1.0)
 
 
 def _describe(diff) -> str:

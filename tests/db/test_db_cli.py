@@ -48,3 +48,16 @@ def test_safe_url_hides_the_password():
     from contimg.db import safe_url
 
     assert "s3cret" not in safe_url(url) and "***" in safe_url(url)
+
+
+def test_unreachable_server_is_a_clean_error(clean_env, capsys):
+    import socket
+
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = f"postgresql+psycopg2://postgres@127.0.0.1:{port}/test"
+    status, _, err = _run(capsys, "db", "current", "--url", url, "--wait", "1")
+    assert status == 1
+    assert f"127.0.0.1:{port}/test did not accept connections within 1 s" in err
+    assert "Traceback" not in err
