@@ -20,7 +20,7 @@ Column contents
     ``sigma = SEFD / sqrt(2 Δν τ n)`` per visibility (the radiometer noise of
     each real and imaginary part, ``n`` the file's sample count) and
     ``weight = 1 / sigma²``; the SEFD comes from the header keyword ``sefd_jy``
-    if present, else :data:`NOMINAL_SEFD_JY`. ``WEIGHT``/``SIGMA`` per row are
+    if present, else :data:`~contimg.conversion.subband.NOMINAL_SEFD_JY`. ``WEIGHT``/``SIGMA`` per row are
     the mean over channels.
 ``FLAG``
     the files' flags, plus autocorrelations, missing subbands and non-finite
@@ -49,14 +49,11 @@ import numpy as np
 from contimg.conversion import msio
 from contimg.conversion.geometry import phased_uvw
 from contimg.conversion.plan import ConversionPlan
-from contimg.conversion.subband import read_part, remove_part
+from contimg.conversion.subband import read_part, remove_part, sigma_per_sample
 from contimg.conversion.validate import ValidationReport, validate_ms
 from contimg.errors import InputFileError, TransientError
 
 log = logging.getLogger(__name__)
-
-NOMINAL_SEFD_JY = 6500.0
-"""DSA-110 system equivalent flux density assumed when the headers do not give one."""
 
 ROWS_PER_CHUNK_BYTES = 64 << 20
 """Target size of the DATA block assembled per write (bounds the memory of step 2)."""
@@ -87,15 +84,21 @@ class ConversionResult:
         return cls(**d)
 
 
-def _sefd(plan: ConversionPlan) -> float:
-    return float(plan.sefd_jy) if plan.sefd_jy else NOMINAL_SEFD_JY
-
-
 class _Parts:
-    """The parts of a group (memory-mapped), checked against the plan and against each other."""
+    """The parts of a group, checked against the plan and against each other.
+
+    Small arrays are read at once; the big ones (data, flags, weight) are read
+    per row chunk with plain file reads into a reused buffer, so the combine's
+    memory stays at one chunk whatever the group size.
+    """
+
+    BIG = ("data", "flags", "weight")
 
     def __init__(self, plan: ConversionPlan, part_paths: Sequence[str | os.PathLike]):
-        self.arrays: dict[int, dict[str, np.ndarray]] = {}
+        self.plan = plan
+        self.meta: dict[int, dict] = {}
+        self.paths: dict[int, Path] = {}
+        self.small: dict[int, dict[str, np.ndarray]] = {}
         for p in part_paths:
             meta, arrays = read_part(p)
             sb = int(meta["subband"])
@@ -104,29 +107,59 @@ class _Parts:
             if (abs(float(meta["phase_center_ra"]) - plan.phase_center_ra) > 1e-12
                     or abs(float(meta["phase_center_dec"]) - plan.phase_center_dec) > 1e-12):
                 raise InputFileError(f"{p}: part was phased to another phase center than group {plan.group_id}'s plan")
-            if sb in self.arrays:
+            if sb in self.meta:
                 raise InputFileError(f"{p}: second part for sb{sb:02d} of group {plan.group_id}")
             if arrays["data"].shape != (plan.Nblts, plan.Nfreqs_subband, plan.Npols):
                 raise InputFileError(f"{p}: data shape {arrays['data'].shape} does not match the plan")
-            self.arrays[sb] = arrays
-        if not self.arrays:
+            self.meta[sb] = meta
+            self.paths[sb] = Path(p)
+            self.small[sb] = {k: np.array(v) for k, v in arrays.items() if k not in self.BIG}
+            del arrays
+        if not self.meta:
             raise InputFileError(f"group {plan.group_id}: no parts to combine")
-        first = self.arrays[min(self.arrays)]
-        self.ant_1_array = np.array(first["ant_1_array"])
-        self.ant_2_array = np.array(first["ant_2_array"])
-        self.time_index = np.array(first["time_index"])
-        for sb, arrays in self.arrays.items():
+        first = self.small[min(self.small)]
+        self.ant_1_array = first["ant_1_array"]
+        self.ant_2_array = first["ant_2_array"]
+        self.time_index = first["time_index"]
+        for sb, arrays in self.small.items():
             if not (np.array_equal(arrays["ant_1_array"], self.ant_1_array)
                     and np.array_equal(arrays["ant_2_array"], self.ant_2_array)
                     and np.array_equal(arrays["time_index"], self.time_index)):
                 raise InputFileError(f"part sb{sb:02d} of group {plan.group_id}: baseline-time order differs from the other parts")
+        self.nonfinite = sum(int(m.get("nonfinite", 0)) for m in self.meta.values())
+        self._files: dict[tuple[int, str], tuple[Any, int]] = {}
 
     @property
     def subbands(self) -> list[int]:
-        return sorted(self.arrays)
+        return sorted(self.meta)
+
+    def channel_slice(self, sb: int) -> tuple[slice, slice]:
+        """(destination channels in the window, source channel order within the part)."""
+        c0 = self.plan.channel_offset(sb)
+        freq = self.small[sb]["freq_array"]
+        src = slice(None, None, -1) if freq.size > 1 and freq[0] > freq[-1] else slice(None)
+        return slice(c0, c0 + freq.size), src
+
+    def read_rows(self, sb: int, name: str, r0: int, buf: np.ndarray) -> np.ndarray:
+        """Rows ``r0 : r0 + len(buf)`` of a part's big array, read into ``buf``."""
+        key = (sb, name)
+        if key not in self._files:
+            fh = open(self.paths[sb] / f"{name}.npy", "rb")  # noqa: SIM115 - closed in close()
+            np.lib.format.read_magic(fh)
+            np.lib.format.read_array_header_1_0(fh)
+            self._files[key] = (fh, fh.tell())
+        fh, offset = self._files[key]
+        row_bytes = buf[0].nbytes
+        fh.seek(offset + r0 * row_bytes)
+        if fh.readinto(memoryview(buf).cast("B")) != buf.nbytes:
+            raise InputFileError(f"{self.paths[sb]}/{name}.npy: part is truncated")
+        return buf
 
     def close(self) -> None:
-        self.arrays.clear()
+        for fh, _ in self._files.values():
+            with contextlib.suppress(OSError):
+                fh.close()
+        self._files.clear()
 
 
 def _is_enospc(exc: BaseException) -> bool:
@@ -248,8 +281,15 @@ def _write_ms(path: Path, plan: ConversionPlan, parts: _Parts) -> int:
     times_jd = np.asarray(plan.times_jd)[parts.time_index]
     uvw_ms = -phased_uvw(plan, times_jd=times_jd, ant_1_array=parts.ant_1_array, ant_2_array=parts.ant_2_array)
     time_s = msio.jd_to_mjd_seconds(times_jd)
-    # per-sample noise of one real or imaginary part, Jy
-    sigma1 = _sefd(plan) / math.sqrt(2.0 * plan.channel_width * plan.integration_time)
+    sigma1 = np.float32(sigma_per_sample(plan))
+
+    # row WEIGHT: mean of WEIGHT_SPECTRUM over the channels with data (sums come with the parts)
+    wsum = sum(parts.small[sb]["weight_sum"] for sb in parts.subbands)
+    wcount = sum(parts.small[sb]["weight_count"] for sb in parts.subbands)
+    row_weight = np.zeros(wsum.shape, dtype=np.float32)
+    np.divide(wsum, wcount, out=row_weight, where=wcount > 0, casting="unsafe")
+    row_sigma = np.full(row_weight.shape, sigma1, dtype=np.float32)
+    np.divide(1.0, np.sqrt(row_weight), out=row_sigma, where=row_weight > 0)
 
     tb = msio.create_main_table(path, nrows=nrows, Nfreqs=nf, Npols=npol)
     try:
@@ -265,43 +305,41 @@ def _write_ms(path: Path, plan: ConversionPlan, parts: _Parts) -> int:
                     "STATE_ID", "FEED1", "FEED2"):
             tb.putcol(col, np.zeros(nrows, dtype=np.int32))
         tb.putcol("FLAG_ROW", parts.ant_1_array == parts.ant_2_array)
+        tb.putcol("WEIGHT", row_weight)
+        tb.putcol("SIGMA", row_sigma)
 
-        chunk = max(1, ROWS_PER_CHUNK_BYTES // (nf * npol * 8))
-        zeros = None
-        nonfinite = 0
+        chunk = max(1, min(nrows, ROWS_PER_CHUNK_BYTES // (nf * npol * 8)))
+        data = np.empty((chunk, nf, npol), dtype=np.complex64)
+        flags = np.empty((chunk, nf, npol), dtype=bool)
+        weight = np.empty((chunk, nf, npol), dtype=np.float32)
+        sigma = np.empty((chunk, nf, npol), dtype=np.float32)
+        model = np.zeros((chunk, nf, npol), dtype=np.complex64)
+        bufs = {"data": np.empty((chunk, nsb, npol), np.complex64), "flags": np.empty((chunk, nsb, npol), bool),
+                "weight": np.empty((chunk, nsb, npol), np.float32)}
+        missing = [sb for sb in range(16) if sb not in parts.meta]
         for r0 in range(0, nrows, chunk):
             n = min(chunk, nrows - r0)
-            data = np.zeros((n, nf, npol), dtype=np.complex64)
-            flags = np.ones((n, nf, npol), dtype=bool)
-            nsamp = np.zeros((n, nf, npol), dtype=np.float32)
-            for sb, arrays in parts.arrays.items():
-                c0 = plan.channel_offset(sb)
-                sl = slice(c0, c0 + nsb)
-                data[:, sl] = arrays["data"][r0:r0 + n]
-                flags[:, sl] = arrays["flags"][r0:r0 + n]
-                nsamp[:, sl] = arrays["nsamples"][r0:r0 + n]
-            bad = ~np.isfinite(data)
-            if bad.any():
-                nonfinite += int(bad.sum())
-                data[bad] = 0
-                flags |= bad
-                nsamp[bad] = 0
-            weight = nsamp * np.float32(1.0 / sigma1**2)
-            sigma = np.full_like(weight, sigma1)
-            np.divide(sigma1, np.sqrt(nsamp), out=sigma, where=nsamp > 0)
-            tb.putcol("DATA", data, r0, n)
-            tb.putcol("CORRECTED_DATA", data, r0, n)
-            if zeros is None or zeros.shape[0] != n:
-                zeros = np.zeros((n, nf, npol), dtype=np.complex64)
-            tb.putcol("MODEL_DATA", zeros, r0, n)
-            tb.putcol("FLAG", flags, r0, n)
-            tb.putcol("WEIGHT_SPECTRUM", weight, r0, n)
-            tb.putcol("SIGMA_SPECTRUM", sigma, r0, n)
-            row_w = _row_mean(weight, nsamp > 0)
-            tb.putcol("WEIGHT", row_w, r0, n)
-            row_s = np.full_like(row_w, sigma1)
-            np.divide(1.0, np.sqrt(row_w), out=row_s, where=row_w > 0)
-            tb.putcol("SIGMA", row_s, r0, n)
+            d, f, w, sg = data[:n], flags[:n], weight[:n], sigma[:n]
+            for sb in missing:
+                dst = slice(plan.channel_offset(sb), plan.channel_offset(sb) + nsb)
+                d[:, dst] = 0
+                f[:, dst] = True
+                w[:, dst] = 0
+            for sb in parts.subbands:
+                dst, src = parts.channel_slice(sb)
+                d[:, dst] = parts.read_rows(sb, "data", r0, bufs["data"][:n])[:, src]
+                f[:, dst] = parts.read_rows(sb, "flags", r0, bufs["flags"][:n])[:, src]
+                w[:, dst] = parts.read_rows(sb, "weight", r0, bufs["weight"][:n])[:, src]
+            # sigma = 1/sqrt(weight); the nominal sigma where there is no data
+            np.sqrt(w, out=sg)
+            np.divide(1.0, sg, out=sg, where=w > 0)
+            sg[w <= 0] = sigma1
+            tb.putcol("DATA", d, r0, n)
+            tb.putcol("CORRECTED_DATA", d, r0, n)
+            tb.putcol("MODEL_DATA", model[:n], r0, n)
+            tb.putcol("FLAG", f, r0, n)
+            tb.putcol("WEIGHT_SPECTRUM", w, r0, n)
+            tb.putcol("SIGMA_SPECTRUM", sg, r0, n)
     finally:
         tb.close()
     history = (
@@ -315,13 +353,4 @@ def _write_ms(path: Path, plan: ConversionPlan, parts: _Parts) -> int:
     half = 0.5 * plan.integration_time
     msio.write_subtables(path, plan, time_range_mjd_s=(float(time_s.min() - half), float(time_s.max() + half)),
                          history=history)
-    return nonfinite
-
-
-def _row_mean(weight: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """Mean over channels of the valid weights, per row and polarization (0 if none)."""
-    n = valid.sum(axis=1)
-    total = np.where(valid, weight, 0).sum(axis=1)
-    out = np.zeros(total.shape, dtype=np.float32)
-    np.divide(total, n, out=out, where=n > 0)
-    return out
+    return parts.nonfinite

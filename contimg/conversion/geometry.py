@@ -150,13 +150,21 @@ def phase_to_ms(
     -------
     The same array ``vis``.
     """
-    # float64 phase (w/λ reaches ~1e4 turns), complex64 result
-    turns = np.multiply.outer(np.asarray(w_m, dtype=np.float64) / C_M_S, np.asarray(freq_hz, dtype=np.float64))
-    turns -= np.round(turns)
-    angle = (2.0 * np.pi) * turns
-    rot = np.empty(angle.shape, dtype=np.complex64)
-    rot.real = np.cos(angle)
-    rot.imag = np.sin(angle)
+    w = np.asarray(w_m, dtype=np.float64) * (1.0 / C_M_S)
+    freq = np.asarray(freq_hz, dtype=np.float64)
+    nf = freq.size
+    df = freq[1] - freq[0] if nf > 1 else 0.0
+    if nf > 2 and np.max(np.abs(np.diff(freq) - df)) < 1e-3:
+        # evenly spaced channels: exp(iφ_k) = exp(iφ_0) exp(iΔφ)^k, products in complex128
+        # (w/λ reaches ~1e4 turns; the recurrence loses ~k ulp, far below float32)
+        rot = np.empty((nf, w.size), dtype=np.complex128)
+        rot[0] = np.exp((2j * np.pi * freq[0]) * w)
+        step = np.exp((2j * np.pi * df) * w)
+        for k in range(1, nf):
+            np.multiply(rot[k - 1], step, out=rot[k])
+        rot64 = rot.T.astype(np.complex64)
+    else:
+        rot64 = np.exp((2j * np.pi) * np.multiply.outer(w, freq)).astype(np.complex64)
     np.conjugate(vis, out=vis)
-    vis *= rot[:, :, None]
+    vis *= rot64[:, :, None]
     return vis

@@ -25,6 +25,7 @@ from __future__ import annotations
 import errno
 import json
 import logging
+import math
 import os
 import shutil
 import time
@@ -39,7 +40,10 @@ from contimg.errors import InputFileError, StagingFullError
 
 log = logging.getLogger(__name__)
 
-PART_FORMAT = "contimg-conversion-part-1"
+PART_FORMAT = "contimg-conversion-part-2"
+
+NOMINAL_SEFD_JY = 6500.0
+"""DSA-110 system equivalent flux density assumed when the headers do not give one."""
 
 
 def part_path(plan: ConversionPlan, subband: int, staging_dir: str | os.PathLike) -> Path:
@@ -124,34 +128,44 @@ def write_subband_part(
     vis, flags, nsamples, times = _read_visibilities(path, Nblts=header.Nblts)
     t_read = time.perf_counter() - t0
 
-    # ascending frequency, CASA polarization order
+    # frequencies stay in file order (combine places them), polarizations in CASA order
     freq = header.freq_array
-    chan_order = np.argsort(freq)
-    pol_order = np.argsort([CASA_POL[p] for p in header.polarization_array])
-    if not (np.array_equal(chan_order, np.arange(freq.size)) and np.array_equal(pol_order, np.arange(pol_order.size))):
-        vis = np.ascontiguousarray(vis[:, chan_order][:, :, pol_order])
-        flags = np.ascontiguousarray(flags[:, chan_order][:, :, pol_order])
-        nsamples = np.ascontiguousarray(nsamples[:, chan_order][:, :, pol_order])
-    freq = freq[chan_order]
-    expected = plan.subband_freqs(sb)
-    if np.max(np.abs(freq - expected)) > 1.0:
+    if np.max(np.abs(np.sort(freq) - plan.subband_freqs(sb))) > 1.0:
         raise InputFileError(f"{path}: frequencies do not match the plan of group {plan.group_id}")
+    pol_order = np.argsort([CASA_POL[p] for p in header.polarization_array])
+    if not np.array_equal(pol_order, np.arange(pol_order.size)):
+        vis = np.ascontiguousarray(vis[:, :, pol_order])
+        flags = np.ascontiguousarray(flags[:, :, pol_order])
+        nsamples = np.ascontiguousarray(nsamples[:, :, pol_order])
 
     uvw = phased_uvw(plan, times_jd=times, ant_1_array=header.ant_1_array, ant_2_array=header.ant_2_array)
     phase_to_ms(vis, w_m=uvw[:, 2], freq_hz=freq)
-    autos = header.ant_1_array == header.ant_2_array
-    flags[autos] = True
+    flags[header.ant_1_array == header.ant_2_array] = True
+    bad = ~np.isfinite(vis)
+    nonfinite = int(np.count_nonzero(bad))
+    if nonfinite:
+        log.warning("%s: %d non-finite visibilities flagged", path, nonfinite)
+        vis[bad] = 0
+        flags |= bad
+        nsamples[bad] = 0
+    del bad
+    weight = nsamples
+    weight *= np.float32(1.0 / sigma_per_sample(plan) ** 2)
+    weight_sum = np.add.reduce(weight, axis=1, dtype=np.float64)
+    weight_count = np.add.reduce(weight > 0, axis=1, dtype=np.int32)
     time_index = np.searchsorted(header.unique_times, times).astype(np.int32)
     t_phase = time.perf_counter() - t0 - t_read
 
     out = part_path(plan, sb, staging_dir)
     _write_part(
         out,
-        plan=plan, subband=sb, source=path,
+        plan=plan, subband=sb, source=path, extra={"nonfinite": nonfinite},
         arrays={
             "data": vis,
             "flags": flags,
-            "nsamples": nsamples,
+            "weight": weight,
+            "weight_sum": weight_sum,
+            "weight_count": weight_count,
             "time_index": time_index,
             "ant_1_array": header.ant_1_array,
             "ant_2_array": header.ant_2_array,
@@ -165,7 +179,18 @@ def write_subband_part(
     return out
 
 
-def _write_part(out: Path, *, plan: ConversionPlan, subband: int, source: Path, arrays: dict[str, np.ndarray]) -> None:
+def sigma_per_sample(plan: ConversionPlan) -> float:
+    """Radiometer noise (Jy) of the real or imaginary part of one visibility sample.
+
+    ``SEFD / sqrt(2 Δν τ)``, with the SEFD from the headers (``sefd_jy``) or
+    :data:`NOMINAL_SEFD_JY`; this is how the simulator adds its noise.
+    """
+    sefd = plan.sefd_jy or NOMINAL_SEFD_JY
+    return sefd / math.sqrt(2.0 * plan.channel_width * plan.integration_time)
+
+
+def _write_part(out: Path, *, plan: ConversionPlan, subband: int, source: Path, arrays: dict[str, np.ndarray],
+                extra: dict) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     need = sum(a.nbytes for a in arrays.values()) + (1 << 20)
     free = shutil.disk_usage(out.parent).free
@@ -184,6 +209,7 @@ def _write_part(out: Path, *, plan: ConversionPlan, subband: int, source: Path, 
         "phase_center_ra": plan.phase_center_ra,
         "phase_center_dec": plan.phase_center_dec,
         "arrays": {name: [list(a.shape), a.dtype.str] for name, a in arrays.items()},
+        **extra,
     }
     try:
         tmp.mkdir()
