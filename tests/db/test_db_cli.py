@@ -50,14 +50,19 @@ def test_safe_url_hides_the_password():
     assert "s3cret" not in safe_url(url) and "***" in safe_url(url)
 
 
-def test_unreachable_server_is_a_clean_error(clean_env, capsys):
+def test_unreachable_server_is_a_clean_error(tmp_path):
+    import os
     import socket
+    import subprocess
+    import sys
 
     with socket.socket() as sock:  # a port nobody listens on
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     url = f"postgresql+psycopg2://postgres@127.0.0.1:{port}/test"
-    status, _, err = _run(capsys, "db", "current", "--url", url, "--wait", "1")
-    assert status == 1
-    assert f"127.0.0.1:{port}/test did not accept connections within 1 s" in err
-    assert "Traceback" not in err
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONTIMG_")}
+    proc = subprocess.run([sys.executable, "-m", "contimg", "db", "current", "--url", url, "--wait", "1"],
+                          env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1
+    assert f"127.0.0.1:{port}/test did not accept connections within 1 s" in proc.stderr
+    assert "Traceback" not in proc.stderr
