@@ -88,7 +88,8 @@ class EseSearch:
     fine_duration_factors: tuple[float, ...] = (0.84, 0.92, 1.0, 1.09, 1.19)
     fine_center_fracs: tuple[float, ...] = (-0.1, -0.05, 0.0, 0.05, 0.1)
     n_proposals: int = 3
-    prefilter_min_dchi2: float = 16.0
+    prefilter_min_dchi2: float = 36.0
+    """Sources whose pre-scan Delta-chi^2 (every other box width, deflated by chi2_nu) is lower are not examined."""
     red_noise_amplitudes: tuple[float, ...] = (0.0, 0.004, 0.008, 0.016, 0.03, 0.06, 0.12, 0.24)
     red_noise_timescales_days: tuple[float, ...] = (0.5, 4.0, 15.0, 50.0, 150.0)
     clip_sigma: float = 5.0
@@ -190,10 +191,20 @@ def _running_clip(y: np.ndarray, s: np.ndarray, counts: np.ndarray, *, window: i
     return valid & ~(np.abs(resid) > nsigma * scale)
 
 
-def _box_scan(y: np.ndarray, w: np.ndarray, t: np.ndarray, starts: np.ndarray, counts: np.ndarray, widths: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _box_scan(
+    y: np.ndarray,
+    w: np.ndarray,
+    t: np.ndarray,
+    starts: np.ndarray,
+    counts: np.ndarray,
+    widths: tuple[int, ...],
+    *,
+    locate: bool = True,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Best negative box of each width for long-format light curves (white noise).
 
-    Returns ``dchi2`` (sources x widths), and the window's centre and span (days).
+    Returns ``dchi2`` (sources x widths), and (if ``locate``) the best
+    window's centre and span (days), else NaN.
     """
     n_src = starts.size
     n_rows = y.size
@@ -221,10 +232,12 @@ def _box_scan(y: np.ndarray, w: np.ndarray, t: np.ndarray, starts: np.ndarray, c
         ok = (n_in >= max(3, width // 2)) & (counts[seg] - n_in >= 5) & (num < 0)
         d = np.where(ok, d, 0.0)
         best = np.maximum.reduceat(d, starts) if n_rows else np.zeros(0)
-        at = np.minimum.reduceat(np.where(d == best[seg], idx, n_rows), starts)
         good = best > 0
-        a = at[good]
         dchi2[good, j] = best[good]
+        if not locate:
+            continue
+        at = np.minimum.reduceat(np.where(d == best[seg], idx, n_rows), starts)
+        a = at[good]
         center[good, j] = 0.5 * (t[lo[a]] + t[hi[a] - 1])
         span[good, j] = t[hi[a] - 1] - t[lo[a]]
     return dchi2, center, span
@@ -465,7 +478,7 @@ def detect_ese(
     ucounts = counts[u]
     ustarts = np.concatenate(([0], np.cumsum(ucounts)[:-1]))
     w = 1.0 / s[urows] ** 2
-    dchi2, _, _ = _box_scan(y[urows], w, t[urows], ustarts, ucounts, search.box_widths)
+    dchi2, _, _ = _box_scan(y[urows], w, t[urows], ustarts, ucounts, search.box_widths[::2], locate=False)
     useg = _segments(ustarts, ucounts)
     wsum = np.add.reduceat(w, ustarts)
     ybar = np.add.reduceat(w * y[urows], ustarts) / wsum
