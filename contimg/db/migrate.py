@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.engine import URL
 
 from contimg.db.engine import database_url, get_engine, safe_url, session_scope
+from contimg.errors import PermanentError
 
 if TYPE_CHECKING:  # pragma: no cover
     from alembic.config import Config
@@ -65,14 +66,26 @@ def init_db(target: str | URL | Settings) -> str:
     -------
     str
         The revision the database is at (the head).
+
+    Raises
+    ------
+    PermanentError
+        If the database carries a revision these migrations do not know (it
+        was upgraded by a newer contimg).
+    sqlalchemy.exc.OperationalError
+        If the server cannot be reached (``contimg db upgrade --wait`` retries).
     """
     from alembic import command
+    from alembic.util.exc import CommandError
 
     engine = get_engine(target)
     cfg = alembic_config(target)
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "head")
+    try:
+        with engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+    except CommandError as exc:  # e.g. a revision written by a newer contimg
+        raise PermanentError(f"database {safe_url(engine)}: cannot upgrade the schema: {exc}") from exc
     rev = current_revision(target)
     log.info("database %s at revision %s", safe_url(engine), rev)
     return rev or ""

@@ -126,3 +126,13 @@ def test_check_constraints_are_compared(empty_db_url):
     diffs = schema_differences(empty_db_url, metadata=changed)
     assert sorted((d[0], d[1].name) for d in diffs) == [("add_constraint", "ck_images_rms_positive"),
                                                         ("remove_constraint", "ck_subband_files_subband_range")]
+
+
+def test_unknown_revision_is_a_clear_error(empty_db_url):
+    from contimg.errors import PermanentError
+
+    init_db(empty_db_url)
+    with get_engine(empty_db_url).begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = 'ffff_from_the_future'"))
+    with pytest.raises(PermanentError, match="cannot upgrade the schema.*ffff_from_the_future"):
+        init_db(empty_db_url)
