@@ -127,6 +127,28 @@ class Truth:
         return SkyCatalog(self.catalog.source_id, self.catalog.ra_deg, self.catalog.dec_deg, flux,
                           self.catalog.spectral_index, self.catalog.calibrator)
 
+    def apparent_flux(self, source_id: int, freq_hz: np.ndarray, *, group: int = 0, observed: bool = True) -> np.ndarray:
+        """What the data hold for one source: ``S(nu) A(nu, t)`` (Jy), shape (Ntimes, Nfreqs).
+
+        The source's flux of the group's epoch (``observed``: including the
+        flux-scale error), its spectrum and the Airy beam at its separation
+        from the pointing at every integration of ``group``, exactly as the
+        simulator computed them (before gains and noise).
+        """
+        from contimg.simulation.visibilities import apparent_flux
+        from contimg.beam import angular_separation
+        from contimg.stations import icrs_to_apparent, offline_iers
+
+        g = self.groups[group]
+        k = self.catalog.index_of(source_id)
+        cat = self.catalog_for_epoch(g.epoch, observed=observed)
+        t = np.asarray(g.time_jd)
+        with offline_iers():
+            app_ra, app_dec = icrs_to_apparent(np.radians(cat.ra_deg[k]), np.radians(cat.dec_deg[k]), t)
+        sep = angular_separation(np.asarray(g.lst_rad), self.pointing_dec_rad, app_ra, app_dec)
+        return apparent_flux(sep[None, :], cat.flux_jy[k:k + 1], cat.spectral_index[k:k + 1],
+                             np.atleast_1d(np.asarray(freq_hz, float)))[0]
+
     @property
     def ese_source_ids(self) -> list[int]:
         return sorted({int(ev["source_id"]) for ev in self.events})

@@ -32,7 +32,7 @@ from contimg.beam import SPEED_OF_LIGHT, airy_power, angular_separation
 from contimg.simulation.sky import REFERENCE_FREQ_HZ, SkyCatalog
 from contimg.stations import DISH_DIAMETER_M, icrs_to_apparent
 
-__all__ = ["SkyGeometry", "baseline_pairs", "model_visibilities", "predict_uvdata", "sky_geometry"]
+__all__ = ["SkyGeometry", "apparent_flux", "baseline_pairs", "model_visibilities", "predict_uvdata", "sky_geometry"]
 
 
 def baseline_pairs(antenna_numbers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -131,20 +131,37 @@ def sky_geometry(
     return SkyGeometry(time_jd, lst, np.asarray(antenna_numbers), w, sep, app_ra, app_dec)
 
 
-def _apparent_flux(
-    geometry: SkyGeometry,
+def apparent_flux(
+    sep_rad: np.ndarray,
     flux_jy: np.ndarray,
     spectral_index: np.ndarray,
     freq_hz: np.ndarray,
     *,
-    diameter_m: float | None,
+    diameter_m: float | None = DISH_DIAMETER_M,
 ) -> np.ndarray:
-    """S(nu) A(nu, t), shape (Nsrc, Ntimes, Nfreqs)."""
-    spec = np.asarray(flux_jy, float)[:, None] * (freq_hz[None, :] / REFERENCE_FREQ_HZ) ** np.asarray(spectral_index, float)[:, None]
+    """``S(nu) A(nu)``: power-law flux times the Airy beam, shape ``sep.shape + (Nfreqs,)``.
+
+    Parameters
+    ----------
+    sep_rad
+        Separations from the pointing, first axis over sources, e.g. (Nsrc,)
+        or (Nsrc, Ntimes).
+    flux_jy, spectral_index
+        Per source, shape (Nsrc,): flux at 1.4 GHz and spectral index.
+    freq_hz
+        Frequencies.
+    diameter_m
+        Dish diameter; None for no primary beam (A = 1).
+    """
+    sep = np.asarray(sep_rad, float)
+    freq = np.asarray(freq_hz, float)
+    extra = (None,) * (sep.ndim - 1)
+    ratio = freq / REFERENCE_FREQ_HZ
+    spec = (np.asarray(flux_jy, float)[(...,) + extra + (None,)]
+            * ratio ** np.asarray(spectral_index, float)[(...,) + extra + (None,)])
     if diameter_m is None:
-        return np.broadcast_to(spec[:, None, :], (spec.shape[0], geometry.time_jd.size, freq_hz.size))
-    beam = airy_power(geometry.sep_rad[:, :, None], freq_hz[None, None, :], diameter_m)
-    return spec[:, None, :] * beam
+        return np.broadcast_to(spec, sep.shape + freq.shape).copy()
+    return spec * airy_power(sep[..., None], freq, diameter_m)
 
 
 def _phasors(w_m: np.ndarray, freq_hz: np.ndarray) -> np.ndarray:
@@ -186,13 +203,7 @@ def visibility_matrices(
     na = len(geometry.antenna_numbers)
     if geometry.w_m.shape[0] == 0:
         return np.zeros((freq.size, na, na), dtype)
-    sa = _apparent_flux(
-        SkyGeometry(geometry.time_jd[time_index:time_index + 1], geometry.lst_rad[time_index:time_index + 1],
-                    geometry.antenna_numbers, geometry.w_m[:, time_index:time_index + 1],
-                    geometry.sep_rad[:, time_index:time_index + 1], geometry.app_ra_rad[:, time_index:time_index + 1],
-                    geometry.app_dec_rad[:, time_index:time_index + 1]),
-        flux_jy, spectral_index, freq, diameter_m=diameter_m,
-    )[:, 0, :]  # (Nsrc, Nfreqs)
+    sa = apparent_flux(geometry.sep_rad[:, time_index], flux_jy, spectral_index, freq, diameter_m=diameter_m)
     w = geometry.w_m[:, time_index, :]  # (Nsrc, Nants)
     p = _phasors(w, freq).astype(dtype, copy=False)  # (Nf, Nsrc, Na)
     b = np.conj(p) * sa.T[:, :, None].astype(dtype)

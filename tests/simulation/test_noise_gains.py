@@ -137,3 +137,27 @@ def test_parallel_subbands_give_identical_files(tmp_path):
     assert names1 == names2
     for a, b in zip(data1, data2):
         np.testing.assert_array_equal(a, b)
+
+
+def test_truth_apparent_flux_is_what_the_data_hold(calibrator_with_gains):
+    uvd, truth = calibrator_with_gains
+    freq = uvd.freq_array
+    expected = truth.apparent_flux(truth.calibrator_id, freq)
+    assert expected.shape == (uvd.Ntimes, uvd.Nfreqs)
+    # mid-group the calibrator is at the pointing centre: A = 1 there, the spectrum alone
+    mid = uvd.Ntimes // 2
+    spec = 10.0 * (freq / 1.4e9) ** truth.config.calibrator_spectral_index
+    np.testing.assert_allclose(expected[mid - 1:mid + 1].max(axis=0), spec, rtol=5e-4)  # half an integration off
+    assert np.all(expected[0] < expected[mid]) and np.all(expected[-1] < expected[mid])
+
+
+def test_apparent_flux_shapes_and_no_beam():
+    from contimg.simulation.visibilities import apparent_flux
+
+    freq = np.array([1.3e9, 1.4e9, 1.5e9])
+    sa = apparent_flux(np.zeros((2, 5)), np.array([1.0, 2.0]), np.array([0.0, -1.0]), freq, diameter_m=None)
+    assert sa.shape == (2, 5, 3)
+    np.testing.assert_allclose(sa[0], 1.0)
+    np.testing.assert_allclose(sa[1, 0], 2.0 * (freq / 1.4e9) ** -1.0)
+    off = apparent_flux(np.full(2, np.radians(1.0)), np.ones(2), np.zeros(2), freq)
+    assert off.shape == (2, 3) and np.all(off < 1) and np.all(np.diff(off[0]) < 0)
