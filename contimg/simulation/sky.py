@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from contimg.beam import angular_separation
 from contimg.errors import InputFileError
 
 __all__ = ["CSV_COLUMNS", "REFERENCE_FREQ_HZ", "SkyCatalog", "power_law_fluxes", "random_field"]
@@ -188,8 +189,6 @@ def random_field(
         ra = rng.uniform(ra0 - pad, ra1 + pad, m)
         dec = np.arcsin(rng.uniform(np.sin(lo), np.sin(hi), m))
         ra_near = np.clip(ra, ra0, ra1)  # closest track point in RA (good for small radius)
-        from contimg.beam import angular_separation
-
         sep = angular_separation(np.radians(ra_near), dec_r, np.radians(ra), dec)
         keep = sep <= rad
         ras.extend(ra[keep].tolist())
