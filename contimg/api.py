@@ -80,9 +80,9 @@ class GroupHandle:
     @property
     def async_result(self) -> Any:
         """The Celery ``AsyncResult`` of the run's first task."""
-        from workers.app import app
+        from workers.canvas import app_for
 
-        return app.AsyncResult(self.token)
+        return app_for(self.settings).AsyncResult(self.token)
 
 
 def _parse_time(value: str | datetime, what: str) -> datetime:
@@ -168,7 +168,11 @@ def reprocess(
         if not keys:
             raise ReprocessError("empty list of group ids")
     if enqueue is None:
-        from workers.canvas import enqueue_group as enqueue
+        from functools import partial
+
+        from workers.canvas import enqueue_group
+
+        enqueue = partial(enqueue_group, settings=settings)
     published = state.request_reprocess(settings, keys, from_stage=from_stage)
     handles = []
     for item in published:

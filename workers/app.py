@@ -92,6 +92,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "broker_connection_max_retries": None,
         "result_expires": c.result_expires_s,
         "result_extended": True,
+        "result_backend_always_retry": True,
+        "result_backend_max_retries": 30,
+        "result_backend_base_sleep_between_retries_ms": 200,
+        "result_backend_max_sleep_between_retries_ms": 5000,
         "result_chord_join_timeout": 30.0,
         "result_chord_retry_interval": 1.0,
         "redis_backend_health_check_interval": 10,
@@ -99,6 +103,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_queues": [Queue(name) for name in ALL_QUEUES],
         "task_routes": TASK_ROUTES,
         "task_create_missing_queues": False,
+        # a failing subband write reports to the run's error callback at once
+        "task_allow_error_cb_on_chord_header": True,
         # redbeat: one lock in Redis so a second beat never fires the same job
         "redbeat_redis_url": settings.broker_url,
         "redbeat_key_prefix": "contimg:redbeat",
@@ -128,8 +134,16 @@ def _setup_logging(loglevel=None, **_: Any) -> None:
 
 @worker_process_init.connect
 def _worker_process_init(**_: Any) -> None:
-    """Per-child set-up after fork: fresh DB engine, CASA logs out of the cwd."""
+    """Per-child set-up after fork: fresh DB engine, CASA logs out of the cwd, offline astropy.
+
+    astropy would try to download IERS-A tables on first use of a time frame
+    (seconds of timeout on an offline node): workers use the bundled tables.
+    """
+    from astropy.utils import iers
+
     from contimg import casa_env
+
+    iers.conf.auto_download = False
 
     settings = app.conf.contimg_settings
     casa_env.configure_environment(settings.paths.state / "casa-logs")

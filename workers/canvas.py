@@ -16,18 +16,32 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from celery import chain, chord
+from celery import Celery, chain, chord
 from celery.canvas import Signature
 
+from contimg.config import Settings
 from contimg.pipeline.stages import STAGES, stages_from
-from workers.app import app
+from workers.app import app, create_app
+
+_apps: dict[str, Celery] = {}
 
 
-def _convert(group_key: str, token: str) -> Signature:
+def app_for(settings: Settings | None) -> Celery:
+    """The Celery app publishing to ``settings``' broker (the module app when it is the same)."""
+    if settings is None or (settings.broker_url == app.conf.broker_url
+                            and settings.result_backend_url == app.conf.result_backend):
+        return app
+    key = f"{settings.broker_url} {settings.result_backend_url}"
+    if key not in _apps:
+        _apps[key] = create_app(settings)
+    return _apps[key]
+
+
+def _convert(group_key: str, token: str, *, app: Celery = app) -> Signature:
     return app.signature("contimg.convert.plan", kwargs={"group_key": group_key, "token": token}, immutable=True)
 
 
-STAGE_SIGNATURES: dict[str, Callable[[str, str], Signature]] = {
+STAGE_SIGNATURES: dict[str, Callable[..., Signature]] = {
     "convert": _convert,
 }
 """Stage name → builder of the stage's (immutable) signature for one run."""
@@ -35,13 +49,13 @@ STAGE_SIGNATURES: dict[str, Callable[[str, str], Signature]] = {
 assert tuple(STAGE_SIGNATURES) == STAGES, "every stage needs a signature builder"  # noqa: S101
 
 
-def run_canvas(group_key: str, token: str, *, from_stage: str | None = None) -> Signature:
+def run_canvas(group_key: str, token: str, *, from_stage: str | None = None, app: Celery = app) -> Signature:
     """The whole run of a group: claim, the stages from ``from_stage`` on, finish."""
     kw = {"group_key": group_key, "token": token}
     steps = [app.signature("contimg.group.start", kwargs=kw, immutable=True).set(task_id=token)]
-    steps += [STAGE_SIGNATURES[stage](group_key, token) for stage in stages_from(from_stage)]
+    steps += [STAGE_SIGNATURES[stage](group_key, token, app=app) for stage in stages_from(from_stage)]
     steps.append(app.signature("contimg.group.finish", kwargs=kw, immutable=True))
-    canvas = chain(*steps)
+    canvas = chain(*steps, app=app)
     canvas.link_error(app.signature("contimg.group.record_failure", kwargs=kw))
     return canvas
 
@@ -52,15 +66,20 @@ def conversion_chord(group_key: str, token: str, plan: dict[str, Any], files: li
     header = [app.signature("contimg.convert.write_part", kwargs={**kw, "subband_file": f}, immutable=True)
               for f in files]
     body = app.signature("contimg.convert.combine", kwargs=kw)
-    return chord(header, body)
+    return chord(header, body, app=app)
 
 
-def enqueue_group(group_key: str, token: str, from_stage: str) -> str:
+def enqueue_group(group_key: str, token: str, from_stage: str, *, settings: Settings | None = None) -> str:
     """Publish a group's run (the producer's and reprocessing's ``enqueue`` callable).
+
+    Parameters
+    ----------
+    settings
+        Publish to these settings' broker (default: the app's, from the environment).
 
     Returns the run token, which is the first task's Celery id.
     """
-    run_canvas(group_key, token, from_stage=from_stage).apply_async(
+    run_canvas(group_key, token, from_stage=from_stage, app=app_for(settings)).apply_async(
         retry=True, retry_policy={"max_retries": 10, "interval_start": 0.5, "interval_step": 1.0,
                                   "interval_max": 5.0})
     return token

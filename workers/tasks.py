@@ -110,9 +110,13 @@ def finish_group(self, *_: Any, group_key: str, token: str) -> str:
     return group_key
 
 
-@app.task(name="contimg.group.record_failure", bind=True, acks_late=True)
-def record_failure(self, request, exc, traceback, *, group_key: str, token: str) -> None:
-    """``link_error`` callback of a run: mark the group failed with the error (idempotent)."""
+@app.task(name="contimg.group.record_failure", acks_late=True)
+def record_failure(request, exc, traceback, *, group_key: str, token: str) -> None:
+    """``link_error`` callback of a run: mark the group failed with the error (idempotent).
+
+    Not a bound task: Celery calls unbound errbacks taking ``(request, exc,
+    traceback)`` directly in the failing worker, with the exception itself.
+    """
     if isinstance(exc, (Ignore, state.StaleRunError)):
         return
     failed_task = getattr(request, "task", None) or "task"

@@ -137,7 +137,7 @@ class ClusterProcess:
             return []
         return [int(p) for p in text.split()]
 
-    def signal(self, sig: int) -> None:
+    def send_signal(self, sig: int) -> None:
         if self.alive():
             os.kill(self.pid, sig)
 

@@ -2,7 +2,9 @@
 
 Grouping: a file belongs to the existing group whose timestamp (its earliest
 file time) is nearest to the file's own, if within ``tolerance_s``; otherwise it
-starts a new group keyed by its timestamp. A group is *due* when it has all 16
+starts a new group. A group's key is the earliest file time among its files
+(it follows earlier arrivals while the group is collecting, and is frozen once
+the group is enqueued). A group is *due* when it has all 16
 subbands, or when it has waited ``group_timeout_s`` since its first file was
 registered: then it is promoted to ``pending`` if it has at least
 ``min_subbands`` files, and failed with the reason otherwise.
@@ -96,6 +98,10 @@ def register_file(session: Session, path: Path, *, tolerance_s: float) -> Regist
     group.nsubbands = (group.nsubbands or 0) + 1
     if name.timestamp < group.timestamp:
         group.timestamp = name.timestamp
+        if group.state is GroupState.COLLECTING:
+            # the key is the earliest file time (as conversion's default group id), whatever the arrival order
+            old_key, group.group_key = group.group_key, name.timestamp.strftime(TIMESTAMP_FORMAT)
+            log.debug("group %s renamed %s (earlier file %s)", old_key, group.group_key, path.name)
     if group.state is not GroupState.COLLECTING:
         log.warning("%s arrived after group %s was enqueued (state %s); it is recorded but not processed "
                     "with this run (reprocess the group to include it)", path, group.group_key, group.state.value)

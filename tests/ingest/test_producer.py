@@ -151,3 +151,25 @@ def test_unparseable_names_are_ignored(env):
     producer.scan()
     assert not producer.step()
     assert _groups(url) == {}
+
+
+def test_group_key_is_the_earliest_file_time_whatever_the_arrival_order(env):
+    url, incoming, published, make = env
+    producer = make()
+    for sb, dt in ((5, 2), (9, 1), (0, 0)):
+        producer.nominate([_write(incoming, T0 + timedelta(seconds=dt), sb)])
+        producer.step()
+    assert list(_groups(url)) == ["2025-10-02T10:02:45"]
+
+
+def test_reprocess_refuses_groups_that_are_not_finished(env):
+    from contimg.errors import InvalidTransitionError
+
+    url, incoming, published, make = env
+    producer = make()
+    producer.nominate([_write(incoming, T0, 0)])
+    producer.step()
+    with pytest.raises(InvalidTransitionError, match="2025-10-02T10:02:45: cannot reprocess a group that is collecting"):
+        state.request_reprocess(url, ["2025-10-02T10:02:45"])
+    with pytest.raises(state.UnknownGroupError, match="2000-01-01T00:00:00"):
+        state.request_reprocess(url, ["2000-01-01T00:00:00"])

@@ -1,0 +1,91 @@
+"""Helpers shared by the cluster tests (imported as ``cluster_helpers``)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import selectinload
+
+from contimg.cluster import EmbeddedCluster
+from contimg.db import session_scope
+from contimg.db.models import ObservationGroup
+from contimg.naming import format_subband_filename, parse_subband_filename
+
+HERE = Path(__file__).resolve().parent
+
+CLUSTER_ENV = {
+    "CONTIMG_INGEST__STABLE_S": "0.3",
+    "CONTIMG_INGEST__POLL_INTERVAL_S": "0.5",
+    "CONTIMG_INGEST__GROUP_TIMEOUT_S": "6",
+    "CONTIMG_INGEST__MIN_SUBBANDS": "12",
+    "CONTIMG_LOG_LEVEL": "INFO",
+}
+
+
+def drop_group(incoming: Path, paths: list[Path], start: datetime, *, subbands: set[int] | None = None,
+               corrupt: int | None = None) -> str:
+    """Copy a simulated group into ``incoming`` under new names starting at ``start``.
+
+    Each file keeps its jitter relative to the group's first file; files
+    appear atomically (hidden name, then rename) as the real writer's do.
+    ``corrupt`` truncates that subband's copy to a third. Returns the group key.
+    """
+    stamps = {p: parse_subband_filename(p) for p in paths}
+    if subbands is not None:
+        stamps = {p: s for p, s in stamps.items() if s.subband in subbands}
+    t0 = min(s.timestamp for s in stamps.values())
+    for path, name in stamps.items():
+        new = incoming / format_subband_filename(start + (name.timestamp - t0), name.subband)
+        tmp = incoming / f".{new.name}.partial"
+        shutil.copyfile(path, tmp)
+        if corrupt == name.subband:
+            size = tmp.stat().st_size
+            with tmp.open("r+b") as f:
+                f.truncate(size // 3)
+        os.replace(tmp, new)
+    return start.strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def wait_for(predicate: Callable[[], object], *, timeout_s: float, what: str, poll_s: float = 0.3):
+    """Poll ``predicate`` until it returns something truthy; fail after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout_s} s waiting for {what}")
+        time.sleep(poll_s)
+
+
+def groups(settings) -> dict[str, ObservationGroup]:
+    """Every group, with its files, timings and MSs loaded."""
+    with session_scope(settings, readonly=True) as s:
+        rows = s.scalars(select(ObservationGroup).options(
+            selectinload(ObservationGroup.stage_timings), selectinload(ObservationGroup.measurement_sets),
+            selectinload(ObservationGroup.subband_files))).all()
+        return {g.group_key: g for g in rows}
+
+
+def finished(settings, keys: list[str]) -> dict[str, ObservationGroup] | None:
+    """The groups if all of ``keys`` are completed or failed, else None."""
+    g = groups(settings)
+    if all(k in g and g[k].state.value in ("completed", "failed") for k in keys):
+        return g
+    return None
+
+
+def timestamp(day: int, minute: int = 0) -> datetime:
+    """Distinct group start times for distinct tests (groups are ~309 s apart)."""
+    return datetime(2025, 7, day, 10, 0, 0, tzinfo=timezone.utc) + timedelta(minutes=minute)
+
+
+def dump_logs(cluster: EmbeddedCluster) -> str:
+    return "\n".join(f"===== {p.name}\n{p.log_text()[-4000:]}" for p in cluster.processes)
