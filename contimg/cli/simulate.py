@@ -61,22 +61,18 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--processes", type=int, default=1, help="parallel subband writers (default 1)")
 
 
-def run(args: argparse.Namespace, settings) -> int:
-    from contimg.errors import ConfigError
+def run(args: argparse.Namespace, settings: object) -> int:
     from contimg.simulation import EseInjection, SimulationConfig, simulate
 
-    try:
-        config = SimulationConfig(
-            start=args.start, n_groups=args.groups, n_days=args.days, dec_deg=args.dec,
-            n_antennas=args.antennas, channels_per_subband=args.channels_per_subband, seed=args.seed,
-            calibrator_flux_jy=args.calibrator_flux, noise=not args.no_noise, gains=not args.no_gains,
-            sefd_jy=args.sefd, jitter_s=args.jitter_s, n_sources=args.n_sources, field_radius_deg=args.field_radius,
-            ese_fraction=args.ese_fraction,
-            events=tuple(EseInjection(source_id=s, t_center_days=c, duration_days=d, depth=p) for s, c, d, p in args.ese),
-            red_noise_amplitude=args.red_noise, flux_scale_error=args.flux_scale_error, processes=args.processes,
-        )
-    except ConfigError:
-        raise
+    config = SimulationConfig(  # invalid options raise ConfigError: exit status 1 with the message
+        start=args.start, n_groups=args.groups, n_days=args.days, dec_deg=args.dec,
+        n_antennas=args.antennas, channels_per_subband=args.channels_per_subband, seed=args.seed,
+        calibrator_flux_jy=args.calibrator_flux, noise=not args.no_noise, gains=not args.no_gains,
+        sefd_jy=args.sefd, jitter_s=args.jitter_s, n_sources=args.n_sources, field_radius_deg=args.field_radius,
+        ese_fraction=args.ese_fraction,
+        events=tuple(EseInjection(source_id=s, t_center_days=c, duration_days=d, depth=p) for s, c, d, p in args.ese),
+        red_noise_amplitude=args.red_noise, flux_scale_error=args.flux_scale_error, processes=args.processes,
+    )
     ngroups = config.n_groups * config.n_days
     total = ngroups * len(config.subbands)
     done = [0]
