@@ -46,7 +46,7 @@ from contimg.variability.metrics import VariabilityMetrics, variability_metrics
 
 log = logging.getLogger(__name__)
 
-__all__ = ["NightlySummary", "score_sources", "sources_to_score"]
+__all__ = ["NightlySummary", "run_nightly", "score_sources", "sources_to_score"]
 
 
 @dataclass
@@ -313,3 +313,18 @@ def _compute(session: Session, threshold: float, search: EseSearch, chunk_source
         scored.append(s)
         log.debug("scored sources %d..%d (%d rows)", chunk[0], chunk[-1], data.shape[0])
     return scored
+
+
+def run_nightly(settings: Any) -> dict[str, Any]:
+    """The scheduled job's entry point: :func:`score_sources` on the configured database.
+
+    Called by :func:`contimg.pipeline.housekeeping.nightly_variability` (beat
+    task ``contimg.variability.nightly``) with the application settings; the
+    candidate threshold is ``settings.variability.ese_threshold``.
+
+    Returns
+    -------
+    dict
+        :meth:`NightlySummary.as_dict`.
+    """
+    return score_sources(settings, threshold=settings.variability.ese_threshold).as_dict()

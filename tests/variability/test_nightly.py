@@ -7,46 +7,16 @@ import pytest
 from sqlalchemy import func, select
 
 from contimg.db import session_scope
-from contimg.db import products
 from contimg.db import science as sci
 from contimg.db.models import CandidateStatus, EseCandidate, Photometry, VariabilityStats
-from contimg.simulation.lightcurves import simulate_population
 from contimg.variability.metrics import variability_metrics
 from contimg.variability.nightly import score_sources, sources_to_score
 
-T0 = 61000.0
+T0 = 61000.0  # first day of simulate_population
 
 
-@pytest.fixture(scope="module")
-def population():
-    return simulate_population(40, rng=np.random.default_rng(5), ese_fraction=0.15, depth_range=(0.3, 0.5),
-                               duration_range_days=(20.0, 60.0))
-
-
-def _load(url, pop, *, before: float | None = None, after: float | None = None) -> dict[int, int]:
-    """Insert the population's photometry in [after, before) (sources and images created as needed)."""
-    with session_scope(url) as s:
-        ids = sci.upsert_sources(s, [{"name": f"SRC{i:04d}", "ra_deg": float(i), "dec_deg": 35.0}
-                                     for i in range(pop.true_flux_jy.size)])
-        days = np.unique(np.floor(pop.t_days - T0).astype(int))
-        images = {d: products.upsert_image(s, path=f"/img/{d}.fits", mid_mjd=float(T0 + d + 0.5)).id
-                  for d in days.tolist()}
-        sel = np.ones(pop.flux.size, dtype=bool)
-        if before is not None:
-            sel &= pop.t_days < before
-        if after is not None:
-            sel &= pop.t_days >= after
-        rows = [
-            {"source_id": ids[f"SRC{i:04d}"], "image_id": images[int(np.floor(t - T0))], "epoch_mjd": float(t),
-             "flux_jy": float(f), "flux_err_jy": float(e)}
-            for i, t, f, e in zip(pop.source_idx[sel], pop.t_days[sel], pop.flux[sel], pop.flux_err[sel])
-        ]
-        sci.upsert_photometry(s, rows)
-    return {i: ids[f"SRC{i:04d}"] for i in range(pop.true_flux_jy.size)}
-
-
-def test_nightly_scores_new_data_and_upserts_candidates(db_url, population):
-    pop = population
+def test_nightly_scores_new_data_and_upserts_candidates(db_url, population, load_photometry):
+    pop, _load = population, load_photometry
     cut = T0 + 250
     index = _load(db_url, pop, before=cut)
     # night 1
@@ -98,8 +68,8 @@ def test_nightly_scores_new_data_and_upserts_candidates(db_url, population):
     assert summary.sources_scored == 0 and summary.rows_read == 0
 
 
-def test_nightly_in_a_callers_session_uses_normalised_fluxes(db_url, population):
-    pop = population
+def test_nightly_in_a_callers_session_uses_normalised_fluxes(db_url, population, load_photometry):
+    pop, _load = population, load_photometry
     index = _load(db_url, pop, before=T0 + 100)
     with session_scope(db_url) as s:
         rows = s.execute(select(Photometry.id, Photometry.source_id, Photometry.flux_jy, Photometry.flux_err_jy)

@@ -1,0 +1,74 @@
+"""``contimg candidates``: list and review ESE candidates; optionally score the sources first."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+NAME = "candidates"
+HELP = "list ESE candidates (optionally run the variability scoring first) and set their review status"
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--status", action="append", choices=["new", "confirmed", "rejected", "ended"],
+                        help="only candidates with this status (repeatable; default: new and confirmed)")
+    parser.add_argument("--min-sigma", type=float, default=0.0, help="only candidates at least this significant")
+    parser.add_argument("--score", action="store_true", help="score sources with new photometry first (the nightly job)")
+    parser.add_argument("--rescore-all", action="store_true", help="with --score: score every source")
+    parser.add_argument("--set-status", nargs=2, metavar=("ID", "STATUS"),
+                        help="set candidate ID's review status (new, confirmed, rejected, ended) and exit")
+    parser.add_argument("--notes", help="with --set-status: reviewer's notes")
+    parser.add_argument("--json", action="store_true", help="print one JSON document")
+
+
+def run(args: argparse.Namespace, settings) -> int:
+    from sqlalchemy import select
+
+    from contimg.db import session_scope
+    from contimg.db import science
+    from contimg.db.models import CandidateStatus, EseCandidate, Source
+
+    if args.set_status:
+        cand_id, status = args.set_status
+        with session_scope(settings) as s:
+            cand = science.set_candidate_status(s, int(cand_id), CandidateStatus(status), notes=args.notes)
+            print(f"candidate {cand.id}: {cand.status.value}")
+        return 0
+    if args.score:
+        from contimg.variability.nightly import score_sources
+
+        summary = score_sources(settings, threshold=settings.variability.ese_threshold, rescore_all=args.rescore_all)
+        if not args.json:
+            d = summary.as_dict()
+            print(f"scored {d['sources_scored']} sources ({d['rows_read']} measurements): "
+                  f"{d['candidates_created']} new, {d['candidates_updated']} updated candidates")
+    statuses = [CandidateStatus(s) for s in (args.status or ["new", "confirmed"])]
+    with session_scope(settings, readonly=True) as s:
+        rows = s.execute(
+            select(EseCandidate, Source.name)
+            .join(Source, Source.id == EseCandidate.source_id)
+            .where(EseCandidate.status.in_(statuses), EseCandidate.significance >= args.min_sigma)
+            .order_by(EseCandidate.significance.desc())
+        ).all()
+    out = []
+    for cand, name in rows:
+        tpl = cand.template or {}
+        out.append({
+            "id": cand.id, "source": name, "source_id": cand.source_id, "status": cand.status.value,
+            "significance": round(cand.significance, 2), "score": round(cand.score, 1),
+            "depth": tpl.get("depth"), "duration_days": tpl.get("duration_days"), "t_center_mjd": tpl.get("t_center_mjd"),
+            "first_detected_mjd": cand.first_detected_mjd, "last_detected_mjd": cand.last_detected_mjd,
+        })
+    if args.json:
+        print(json.dumps(out))
+        return 0
+    if not out:
+        print("no ESE candidates")
+        return 0
+    print(f"{'id':>6} {'source':<24} {'status':<10} {'sigma':>6} {'depth':>6} {'days':>6} {'centre MJD':>11}")
+    for c in out:
+        depth = f"{c['depth']:.2f}" if c["depth"] is not None else "-"
+        days = f"{c['duration_days']:.0f}" if c["duration_days"] is not None else "-"
+        centre = f"{c['t_center_mjd']:.1f}" if c["t_center_mjd"] is not None else "-"
+        print(f"{c['id']:>6} {c['source']:<24} {c['status']:<10} {c['significance']:>6.1f} {depth:>6} {days:>6} {centre:>11}")
+    return 0

@@ -1,0 +1,97 @@
+"""``contimg lightcurve``: one source's photometry and variability statistics (table, JSON or plot)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+NAME = "lightcurve"
+HELP = "show a source's light curve and variability statistics (or plot it)"
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("source", help="source name, or numeric source id")
+    parser.add_argument("--json", action="store_true", help="print one JSON document")
+    parser.add_argument("--plot", metavar="PNG", help="write a plot of the light curve (and any ESE fit) to PNG")
+
+
+def run(args: argparse.Namespace, settings) -> int:
+    from sqlalchemy import select
+
+    from contimg.db import session_scope
+    from contimg.db.models import EseCandidate, Photometry, Source, VariabilityStats
+    from contimg.errors import NotFoundError
+
+    with session_scope(settings, readonly=True) as s:
+        where = Source.id == int(args.source) if args.source.isdigit() else Source.name == args.source
+        src = s.scalars(select(Source).where(where)).one_or_none()
+        if src is None:
+            raise NotFoundError(f"no source {args.source!r} in the database")
+        phot = s.execute(
+            select(Photometry.epoch_mjd, Photometry.flux_jy, Photometry.flux_err_jy, Photometry.norm_flux_jy,
+                   Photometry.norm_flux_err_jy)
+            .where(Photometry.source_id == src.id).order_by(Photometry.epoch_mjd)
+        ).all()
+        stats = s.get(VariabilityStats, src.id)
+        cands = s.scalars(select(EseCandidate).where(EseCandidate.source_id == src.id)
+                          .order_by(EseCandidate.id)).all()
+    stat_cols = ("n_epochs", "weighted_mean_jy", "chi2_nu", "eta", "v", "modulation_index", "max_vs", "max_m",
+                 "ese_score", "ese_significance", "last_epoch_mjd")
+    doc = {
+        "source": src.name, "source_id": src.id, "ra_deg": src.ra_deg, "dec_deg": src.dec_deg,
+        "statistics": {c: getattr(stats, c) for c in stat_cols} if stats else None,
+        "candidates": [{"id": c.id, "status": c.status.value, "significance": c.significance, "template": c.template}
+                       for c in cands],
+        "photometry": [{"mjd": r[0], "flux_jy": r[1], "flux_err_jy": r[2], "norm_flux_jy": r[3],
+                        "norm_flux_err_jy": r[4]} for r in phot],
+    }
+    if args.plot:
+        _plot(doc, args.plot)
+    if args.json:
+        print(json.dumps(doc))
+        return 0
+    print(f"{src.name} (id {src.id}) RA {src.ra_deg:.5f} Dec {src.dec_deg:.5f}: {len(phot)} measurements")
+    if stats:
+        print("  " + ", ".join(f"{c}={getattr(stats, c):.4g}" for c in stat_cols if getattr(stats, c) is not None))
+    for c in doc["candidates"]:
+        print(f"  ESE candidate {c['id']} ({c['status']}, {c['significance']:.1f} sigma): {c['template']}")
+    if not args.plot:
+        for r in doc["photometry"]:
+            norm = f"{r['norm_flux_jy']:.5f} +- {r['norm_flux_err_jy']:.5f}" if r["norm_flux_jy"] is not None else "-"
+            print(f"  {r['mjd']:.4f} {r['flux_jy']:.5f} +- {r['flux_err_jy']:.5f}   norm {norm}")
+    return 0
+
+
+def _plot(doc: dict, path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from contimg.simulation.lightcurves import ese_profile
+
+    p = doc["photometry"]
+    t = np.array([r["mjd"] for r in p])
+    use_norm = bool(p) and all(r["norm_flux_jy"] is not None for r in p)
+    f = np.array([r["norm_flux_jy" if use_norm else "flux_jy"] for r in p], dtype=float)
+    e = np.array([r["norm_flux_err_jy" if use_norm else "flux_err_jy"] for r in p], dtype=float)
+    fig, ax = plt.subplots(figsize=(10, 4))
+    ax.errorbar(t, f, e, fmt=".", ms=3, lw=0.5, color="k", label="normalised flux" if use_norm else "flux")
+    open_cands = [c for c in doc["candidates"] if c["template"]]
+    if open_cands and t.size:
+        tpl = open_cands[-1]["template"]
+        base = np.median(f)
+        grid = np.linspace(t.min(), t.max(), 2000)
+        model = base * ese_profile(grid, t_center=tpl["t_center_mjd"], duration_days=tpl["duration_days"],
+                                   depth=min(max(tpl["depth"], 0.0), 0.99),
+                                   caustic_amplitude=tpl.get("caustic_amplitude") or 0.0,
+                                   caustic_width_frac=tpl.get("caustic_width_frac") or 0.08)
+        ax.plot(grid, model, color="C3", label=f"ESE fit ({open_cands[-1]['significance']:.1f} sigma)")
+    ax.set_xlabel("MJD")
+    ax.set_ylabel("flux density (Jy)")
+    ax.set_title(doc["source"])
+    ax.legend(loc="best")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

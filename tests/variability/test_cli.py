@@ -1,0 +1,46 @@
+"""``contimg candidates`` and ``contimg lightcurve`` on a database with simulated photometry."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from contimg.cli import main
+
+
+def _run(capsys, *argv: str) -> tuple[int, str]:
+    status = main(list(argv))
+    return status, capsys.readouterr().out
+
+
+def test_candidates_and_lightcurve(db_url, clean_env, tmp_path, capsys, population, load_photometry):
+    clean_env.setenv("CONTIMG_DATABASE_URL", db_url)
+    clean_env.setenv("CONTIMG_DATA_ROOT", str(tmp_path / "data"))
+    index = load_photometry(db_url, population)
+    status, out = _run(capsys, "candidates", "--score", "--json")
+    assert status == 0
+    cands = json.loads(out)
+    ese = {f"SRC{i:04d}" for i in np.flatnonzero(population.true_has_ese)}
+    assert {c["source"] for c in cands} == ese
+    assert all(c["status"] == "new" and c["significance"] >= 5.0 for c in cands)
+    status, out = _run(capsys, "candidates")
+    assert status == 0 and cands[0]["source"] in out
+    status, out = _run(capsys, "candidates", "--set-status", str(cands[0]["id"]), "rejected", "--notes", "RFI")
+    assert status == 0 and "rejected" in out
+    status, out = _run(capsys, "candidates", "--json")
+    assert cands[0]["id"] not in {c["id"] for c in json.loads(out)}
+
+    name = cands[1]["source"]
+    png = tmp_path / "lc.png"
+    status, out = _run(capsys, "lightcurve", name, "--json", "--plot", str(png))
+    doc = json.loads(out)
+    assert status == 0 and doc["source"] == name and png.stat().st_size > 10_000
+    i = int(name[3:])
+    assert len(doc["photometry"]) == int((population.source_idx == i).sum())
+    assert doc["statistics"]["ese_significance"] >= 5.0
+    assert doc["source_id"] == index[i]
+    status, out = _run(capsys, "lightcurve", str(index[i]))
+    assert status == 0 and "ESE candidate" in out
+    status = main(["lightcurve", "NO-SUCH-SOURCE"])
+    assert status != 0
