@@ -162,11 +162,15 @@ def image_ms(
                                     radius_arcsec=mask_radius_arcsec)
         log_file = work / f"{backend}.log"
         if backend == "wsclean":
-            from contimg.imaging.wsclean import run_wsclean, wsclean_arguments
+            from contimg.imaging.wsclean import baseline_averaging_wavelengths, run_wsclean, wsclean_arguments
 
+            bda = None
+            if params.max_smearing_loss is not None:
+                edge = math.radians(geometry.pb_radius_deg + geometry.drift_deg / 2)
+                bda = baseline_averaging_wavelengths(edge, params.max_smearing_loss)
             arguments = wsclean_arguments(ms, prefix=prefix, geometry=geometry, tier=params, robust=settings.robust,
                                           threads=_threads(settings), data_column=data_column, fits_mask=mask_file,
-                                          temp_dir=work, extra=extra_wsclean_args)
+                                          temp_dir=work, baseline_averaging=bda, extra=extra_wsclean_args)
             imager_s = run_wsclean(arguments, ms_path=ms, timeout_s=settings.timeout_s, log_path=log_file, cwd=work)
         else:
             from contimg.imaging.tclean import run_tclean

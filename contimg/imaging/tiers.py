@@ -1,16 +1,17 @@
 """Quality tiers: how hard the imager works on a group.
 
-=========== ======= ======== ===== ============== ========= =============================================
-tier        niter   major    mgain auto-threshold auto-mask use
-                    cycles         (sigma)        (sigma)
-=========== ======= ======== ===== ============== ========= =============================================
-quicklook   2000    2        0.8   5              --        a first look minutes after the data arrive:
-                                                            brightest sources only, sidelobes remain
-standard    50000   6        0.8   3              5         the nightly product: photometry, QA, the
-                                                            database (default)
-deep        200000  12       0.7   1              3         reprocessing: clean to the noise inside a
-                                                            mask grown from 3-sigma peaks
-=========== ======= ======== ===== ============== ========= =============================================
+=========== ======= ======== ===== ============== ========= ========= =====================================
+tier        niter   major    mgain auto-threshold auto-mask smearing  use
+                    cycles         (sigma)        (sigma)   at edge
+=========== ======= ======== ===== ============== ========= ========= =====================================
+quicklook   2000    2        0.8   5              --        2 %       a first look minutes after the data
+                                                                      arrive: brightest sources only
+standard    50000   6        0.8   3              5         1 %       the nightly product: photometry,
+                                                                      QA, the database (default)
+deep        200000  12       0.7   1              3         none      reprocessing: clean to the noise
+                                                                      inside a mask grown from 3-sigma
+                                                                      peaks, no averaging
+=========== ======= ======== ===== ============== ========= ========= =====================================
 
 All tiers use Briggs weighting (``settings.imaging.robust``, default 0),
 Hogbom CLEAN of Stokes I over the whole band (multi-frequency synthesis into
@@ -21,6 +22,13 @@ inside the mask of what it found down to the threshold (WSClean's
 ``-auto-mask``/``-auto-threshold``; for tclean ``usemask='auto-multithresh'``
 with ``nsigma``). With a catalogue mask (``mask_catalog``), cleaning is
 restricted to circles around the known sources instead.
+
+"Smearing at edge" is the largest loss of peak flux that WSClean's
+baseline-dependent time averaging may cause at the edge of the field (see
+:func:`contimg.imaging.wsclean.baseline_averaging_wavelengths`); short
+baselines, whose uv tracks move slowly, are averaged over several
+integrations, the longest not at all. tclean has no equivalent and always
+grids every visibility.
 
 WSClean ``-nmiter`` bounds the major cycles; tclean's equivalent is set
 through ``cycleniter`` = niter / major cycles.
@@ -45,6 +53,9 @@ class TierParameters:
     mgain: float
     auto_threshold_sigma: float
     auto_mask_sigma: float | None
+    max_smearing_loss: float | None = None
+    """Baseline-dependent time averaging (WSClean only) may lower a point source's peak by at most this
+    fraction at the edge of the field (the ``pb_limit`` radius); None: no averaging."""
     gain: float = 0.1
 
     def to_dict(self) -> dict:
@@ -53,9 +64,9 @@ class TierParameters:
 
 TIERS: dict[str, TierParameters] = {
     "quicklook": TierParameters("quicklook", niter=2000, major_cycles=2, mgain=0.8,
-                                auto_threshold_sigma=5.0, auto_mask_sigma=None),
+                                auto_threshold_sigma=5.0, auto_mask_sigma=None, max_smearing_loss=0.02),
     "standard": TierParameters("standard", niter=50000, major_cycles=6, mgain=0.8,
-                               auto_threshold_sigma=3.0, auto_mask_sigma=5.0),
+                               auto_threshold_sigma=3.0, auto_mask_sigma=5.0, max_smearing_loss=0.01),
     "deep": TierParameters("deep", niter=200000, major_cycles=12, mgain=0.7,
                            auto_threshold_sigma=1.0, auto_mask_sigma=3.0),
 }

@@ -44,12 +44,28 @@ def test_arguments_protect_model_data():
     assert "-fits-mask" in masked and "-auto-mask" not in masked
 
 
+def test_baseline_averaging_bound():
+    """The averaging size gives exactly the allowed peak loss for a linear phase ramp at the edge radius."""
+    import math
+
+    from contimg.imaging.wsclean import baseline_averaging_wavelengths
+
+    radius = math.radians(2.6)
+    size = baseline_averaging_wavelengths(radius, 0.01)
+    assert size == pytest.approx(1.70, abs=0.01)
+    phase = np.linspace(-1, 1, 20001) * math.pi * size * radius  # fringe phase across the averaging interval
+    assert 1 - abs(np.mean(np.exp(1j * phase))) == pytest.approx(0.01, rel=0.01)
+    with pytest.raises(ValueError):
+        baseline_averaging_wavelengths(0.0, 0.01)
+
+
 def test_products_complete_and_atomic(wsclean_products):
     p, out = wsclean_products["products"], wsclean_products["out"]
     for path in (p.image, p.pbcor, p.pb, p.residual, p.model, p.psf, p.thumbnail, p.log):
         assert path is not None and (out / path.split("/")[-1]).exists(), path
     assert not [x for x in out.iterdir() if x.name.startswith(".")], "temporary files left behind"
     assert "-no-update-model-required" in p.arguments
+    assert "-baseline-averaging" in p.arguments  # standard tier: 1 % smearing budget at the field edge
 
 
 def test_headers(wsclean_products, sim_group):
