@@ -62,7 +62,7 @@ def baseline_averaging_wavelengths(radius_rad: float, max_loss: float) -> float:
     a ramp of total width ``Delta`` is ``sinc(Delta / 2)``, so the peak loss
     is ``1 - sin(x)/x ~ x^2 / 6`` with ``x = pi L theta``
     (Bridle & Schwab 1999, ASP Conf. Ser. 180, 371). Hence
-    ``L = sqrt(6 max_loss) / (pi theta)``: 1.7 wavelengths for 1 % at 2.6 deg.
+    ``L = sqrt(6 max_loss) / (pi theta)``: 1.72 wavelengths for 1 % at 2.6 deg.
     WSClean averages a baseline of ``b`` wavelengths over ``L / (b omega_E)``
     seconds, i.e. only baselines shorter than ~``L / (omega_E dt)`` (1800
     wavelengths, 390 m, for 12.9 s integrations) are averaged at all.
