@@ -79,6 +79,7 @@ class CalibrationSettings(_Section):
     max_flagged_fraction: float = Field(0.2, ge=0, le=1, description="a solve with more flagged solutions than this fails")
     bandpass_validity_h: float = Field(24.0, gt=0, description="a bandpass table is valid this long on each side of its solve")
     gain_validity_h: float = Field(6.0, gt=0, description="a gain table is valid this long on each side of its solve")
+    model_min_flux_jy: float = Field(0.005, ge=0, description="catalogue sources fainter than this (apparent, at their best beam response in the group) are left out of MODEL_DATA")
 
 
 class ImagingSettings(_Section):

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from contimg.calibration.apply import apply_tables
-from contimg.calibration.model import write_model_data
+from contimg.calibration.model import brighter_than, write_model_data
 from contimg.calibration.msmeta import read_ms_meta
 from contimg.calibration.qa import plot_solutions
 from contimg.calibration.registry import (
@@ -151,6 +151,7 @@ def calibrate_ms(
     if choice is not None:
         name = set_name or ms_path.name.removesuffix(".ms")
         t1 = time.perf_counter()
+        sources = brighter_than(sources, meta, calibration.model_min_flux_jy, keep=(choice.name,))
         model = write_model_data(ms_path, sources, meta=meta)
         timings["model"] = round(time.perf_counter() - t1, 3)
         t1 = time.perf_counter()

@@ -59,8 +59,8 @@ from contimg.stations import DISH_DIAMETER_M, icrs_to_apparent
 
 log = logging.getLogger(__name__)
 
-__all__ = ["PointSources", "REFERENCE_FREQ_HZ", "ModelReport", "antenna_delay_m", "predict_matrices",
-           "apparent_flux", "write_model_data"]
+__all__ = ["PointSources", "REFERENCE_FREQ_HZ", "ModelReport", "antenna_delay_m", "apparent_flux", "brighter_than",
+           "predict_matrices", "write_model_data"]
 
 REFERENCE_FREQ_HZ = 1.4e9
 """Frequency of catalogue fluxes."""
@@ -112,7 +112,7 @@ class ModelReport:
     sources: list[str] = field(default_factory=list)
     seconds: float = 0.0
     total_apparent_flux_jy: float = 0.0
-    """Sum over sources of the largest apparent (beam-attenuated) flux at 1.4 GHz."""
+    """Sum over sources of their largest apparent (beam-attenuated) flux over times and channels."""
 
 
 def _unit_vectors(app_ra: np.ndarray, app_dec: np.ndarray, lst: np.ndarray, lon: float) -> np.ndarray:
@@ -159,6 +159,25 @@ def apparent_flux(sources: PointSources, meta: MsMeta, *, freq_hz: np.ndarray | 
     return spec[:, None, :] * airy_power(sep[:, :, None], freq[None, None, :], diameter_m)
 
 
+def brighter_than(sources: PointSources, meta: MsMeta, min_flux_jy: float, *,
+                  keep: tuple[str, ...] = ()) -> PointSources:
+    """The sources whose apparent flux reaches ``min_flux_jy`` at some time and band edge, plus ``keep``.
+
+    Faint sources cost as much to predict as bright ones; one of 5 mJy beside a
+    10 Jy calibrator changes the gains by less than 0.05%.
+    """
+    if sources.Nsrc == 0 or min_flux_jy <= 0:
+        return sources
+    edges = np.array([meta.freq_array.min(), meta.freq_array.max()])
+    peak = apparent_flux(sources, meta, freq_hz=edges).max(axis=(1, 2))
+    mask = (peak >= min_flux_jy) | np.isin(np.asarray(sources.name, dtype=object), list(keep))
+    if not mask.all():
+        log.info("%s: %d of %d catalogue sources near the track are below %.3g Jy apparent (%.3f Jy in total) "
+                 "and left out of the model", meta.path, int((~mask).sum()), sources.Nsrc, min_flux_jy,
+                 float(peak[~mask].sum()))
+    return sources.select(mask)
+
+
 def predict_matrices(delay_m: np.ndarray, flux: np.ndarray, freq_hz: np.ndarray,
                      dtype: type = np.complex64) -> np.ndarray:
     """Model visibilities of all antenna pairs at one integration, shape (Nfreqs, Nants, Nants).
@@ -182,9 +201,14 @@ def predict_matrices(delay_m: np.ndarray, flux: np.ndarray, freq_hz: np.ndarray,
     if nsrc == 0:
         return np.zeros((freq.size, na, na), dtype)
     turns = (freq[:, None, None] / SPEED_OF_LIGHT) * delay_m[None, :, :]  # (Nf, Nsrc, Na), float64
-    turns -= np.round(turns)
-    q = np.exp(-2j * np.pi * turns).astype(dtype)
-    left = np.conj(q) * flux.T[:, :, None].astype(dtype)  # (Nf, Nsrc, Na)
+    turns -= np.round(turns)  # the fraction of a turn is exact in float64; float32 keeps 1e-7 turn after this
+    angle = turns.astype(np.float32 if dtype == np.complex64 else np.float64)
+    angle *= -2.0 * np.pi
+    q = np.empty(angle.shape, dtype)
+    np.cos(angle, out=q.real)
+    np.sin(angle, out=q.imag)
+    left = np.conj(q)
+    left *= flux.T[:, :, None]  # (Nf, Nsrc, Na)
     # (Na x Nsrc) @ (Nsrc x Na) per channel; a transposed first operand keeps BLAS on its fast path
     return np.matmul(left.transpose(0, 2, 1), q)
 

@@ -18,7 +18,7 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-__all__ = ["plot_solutions"]
+__all__ = ["plot_solutions", "solution_errors"]
 
 _FEEDS = ("X", "Y")
 
@@ -112,3 +112,46 @@ def plot_solutions(tables: dict[str, str], *, refant: str | None = None,
             continue
         out[kind] = str(png)
     return out
+
+
+def solution_errors(tables: dict[str, str], *, antenna_numbers: np.ndarray, true_gains: np.ndarray,
+                    refant_index: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-antenna errors of B x G solutions against known gains (simulations, QA of the method).
+
+    Parameters
+    ----------
+    tables
+        ``{'B': path, 'G': path}`` solved without K.
+    antenna_numbers
+        Antennas to compare, shape (Nants,).
+    true_gains
+        Their true gains in the pyuvdata/UVCal convention (visibility = ``g_i g_j^* V``),
+        shape (Nants, 2 feeds, Nfreqs) on the table's channel grid. CASA's
+        solutions are the complex conjugates of these (NOTES).
+    refant_index
+        Row of the reference antenna in ``antenna_numbers``: its phase is
+        removed from every antenna per channel and feed, and it is left out.
+
+    Returns
+    -------
+    amplitude, phase
+        Median over channels and feeds of ``| |g_casa / conj(g_true)| - 1 |``
+        (fraction) and of the absolute phase error (degrees), per antenna,
+        shape (Nants - 1,).
+    """
+    from casacore import tables as ct
+
+    total = np.ones(true_gains.shape, complex)
+    for kind in ("B", "G"):
+        with ct.table(str(tables[kind]), ack=False) as t:
+            ant = t.getcol("ANTENNA1")
+            val = t.getcol("CPARAM")  # (rows, channels, feeds)
+        row = {int(a): r for r, a in enumerate(ant)}
+        for k, a in enumerate(antenna_numbers):
+            total[k] *= val[row[int(a)]].T  # G's single channel broadcasts over frequency
+    ratio = total / np.conj(true_gains)
+    ratio *= np.exp(-1j * np.angle(ratio[refant_index]))[None]
+    amp = np.median(np.abs(np.abs(ratio) - 1.0), axis=(1, 2))
+    phase = np.degrees(np.median(np.abs(np.angle(ratio)), axis=(1, 2)))
+    keep = np.arange(len(antenna_numbers)) != refant_index
+    return amp[keep], phase[keep]

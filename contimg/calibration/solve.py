@@ -6,7 +6,7 @@ CASA ``bandpass`` + ``gaincal`` on a full-resolution group (111,744 rows x
 768 channels) take longer than the 309 s cadence (NOTES). A calibrator group
 is solved for one K, one B and one G per antenna and feed anyway
 (``solint='inf'``), so we first average DATA *and* MODEL_DATA over the whole
-group with ``mstransform`` (one row per baseline, every channel kept), and
+group (:func:`average_for_solve`: one row per baseline, every channel kept), and
 solve on that 24x smaller copy. This is exact for the solutions we want:
 with gains constant over the group, ``<g_i g_j^* M_ij> = g_i g_j^* <M_ij>``,
 so averaging the model exactly as the data (same rows, same weights) keeps
@@ -36,6 +36,7 @@ from __future__ import annotations
 import logging
 import shutil
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -46,7 +47,8 @@ from contimg.errors import ExternalToolError, InputFileError, ValidationError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["APPLY_ORDER", "SolveError", "SolveResult", "TableStats", "average_for_solve", "choose_refant",
+__all__ = ["APPLY_ORDER", "SolveError", "SolveResult", "TableStats", "average_for_solve", "average_with_mstransform",
+           "choose_refant",
            "solve_calibrator", "table_stats"]
 
 APPLY_ORDER = {"K": 0, "B": 1, "G": 2}
@@ -108,10 +110,99 @@ def _run_task(name: str, ms: Path, **kwargs) -> None:
 
 
 def average_for_solve(ms_path: str | Path, out_path: str | Path, *, meta: MsMeta | None = None) -> Path:
-    """Average DATA, MODEL_DATA and weights of ``ms_path`` over the whole group into ``out_path``.
+    """Average DATA and MODEL_DATA of ``ms_path`` over the whole group into a new MS ``out_path``.
 
-    Every channel is kept; one row per baseline remains. Replaces ``out_path``.
+    One row per baseline remains, every channel is kept. Each visibility is
+    the weighted mean (WEIGHT_SPECTRUM, flagged samples excluded) of its
+    unflagged samples, of DATA and MODEL_DATA alike; the new weight is the sum
+    of the weights, a channel with no unflagged sample is flagged; UVW and TIME
+    are the means. The subtables are copied unchanged. Written with
+    python-casacore (2-3x less I/O than ``mstransform``, which also averages
+    CORRECTED_DATA and SIGMA_SPECTRUM). Replaces ``out_path``.
     """
+    from casacore import tables
+
+    ms_path, out_path = Path(ms_path), Path(out_path)
+    meta = meta or read_ms_meta(ms_path)
+    shutil.rmtree(out_path, ignore_errors=True)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        tb = tables.table(str(ms_path), ack=False)
+    except RuntimeError as exc:
+        raise InputFileError(f"{ms_path}: cannot open for averaging: {exc}") from exc
+    try:
+        time_s = tb.getcol("TIME")
+        a1, a2 = tb.getcol("ANTENNA1"), tb.getcol("ANTENNA2")
+        key = a1.astype(np.int64) * 65536 + a2
+        ukey, first, bl = np.unique(key, return_index=True, return_inverse=True)
+        nbl, nrows = ukey.size, tb.nrows()
+        shape = (nbl, meta.Nfreqs, meta.Npols)
+        sum_wd = np.zeros(shape, np.complex128)
+        sum_wm = np.zeros(shape, np.complex128)
+        sum_w = np.zeros(shape, np.float64)
+        sum_uvw = np.zeros((nbl, 3))
+        count = np.zeros(nbl)
+        step = max(nbl, 20000 // max(nbl, 1) * nbl)
+        for r0 in range(0, nrows, step):
+            n = min(step, nrows - r0)
+            w = tb.getcol("WEIGHT_SPECTRUM", r0, n).astype(np.float64)
+            w[tb.getcol("FLAG", r0, n)] = 0.0
+            d = tb.getcol("DATA", r0, n)
+            m = tb.getcol("MODEL_DATA", r0, n)
+            uvw = tb.getcol("UVW", r0, n)
+            b = bl[r0:r0 + n]
+            # rows of one chunk may repeat a baseline (several integrations): add per integration
+            for t in np.unique(time_s[r0:r0 + n]):
+                rows = np.flatnonzero(time_s[r0:r0 + n] == t)
+                bb = b[rows]
+                if np.unique(bb).size != bb.size:
+                    raise InputFileError(f"{ms_path}: a baseline appears twice in one integration")
+                sum_wd[bb] += w[rows] * d[rows]
+                sum_wm[bb] += w[rows] * m[rows]
+                sum_w[bb] += w[rows]
+                sum_uvw[bb] += uvw[rows]
+                count[bb] += 1
+        sel = tb.selectrows(np.sort(first))
+        try:
+            sel.copy(str(out_path), deep=True, valuecopy=True).close()
+        finally:
+            sel.close()
+    finally:
+        tb.close()
+    order = np.argsort(first)  # the copy holds the first row of each baseline, in row order
+    good = sum_w > 0
+    inv = np.divide(1.0, sum_w, out=np.zeros_like(sum_w), where=good)
+    data = (sum_wd * inv)[order].astype(np.complex64)
+    model = (sum_wm * inv)[order].astype(np.complex64)
+    weight = sum_w[order].astype(np.float32)
+    flag = ~good[order]
+    sigma = np.divide(1.0, np.sqrt(weight), out=np.zeros_like(weight), where=weight > 0)
+    nvalid = (~flag).sum(axis=1)
+    row_w = np.divide(np.where(flag, 0, weight).sum(axis=1), nvalid, out=np.zeros((nbl, meta.Npols), np.float32),
+                      where=nvalid > 0)
+    row_s = np.divide(1.0, np.sqrt(row_w), out=np.zeros_like(row_w), where=row_w > 0)
+    span_s = (meta.end_mjd - meta.start_mjd) * 86400.0
+    mid_s = (meta.mid_mjd + 0.0) * 86400.0
+    with tables.table(str(out_path), readonly=False, ack=False) as out:
+        out.putcol("DATA", data)
+        out.putcol("CORRECTED_DATA", data)
+        out.putcol("MODEL_DATA", model)
+        out.putcol("WEIGHT_SPECTRUM", weight)
+        out.putcol("SIGMA_SPECTRUM", sigma.astype(np.float32))
+        out.putcol("FLAG", flag)
+        out.putcol("FLAG_ROW", flag.all(axis=(1, 2)))
+        out.putcol("WEIGHT", row_w)
+        out.putcol("SIGMA", row_s.astype(np.float32))
+        out.putcol("UVW", (sum_uvw / np.maximum(count, 1)[:, None])[order])
+        out.putcol("TIME", np.full(nbl, mid_s))
+        out.putcol("TIME_CENTROID", np.full(nbl, mid_s))
+        out.putcol("INTERVAL", np.full(nbl, span_s))
+        out.putcol("EXPOSURE", np.full(nbl, span_s))
+    return out_path
+
+
+def average_with_mstransform(ms_path: str | Path, out_path: str | Path, *, meta: MsMeta | None = None) -> Path:
+    """The same average with CASA ``mstransform`` (kept for comparison and as a cross-check in the tests)."""
     ms_path, out_path = Path(ms_path), Path(out_path)
     meta = meta or read_ms_meta(ms_path)
     shutil.rmtree(out_path, ignore_errors=True)
@@ -142,10 +233,11 @@ def _antenna_quality(ms_path: Path, meta: MsMeta) -> tuple[np.ndarray, np.ndarra
     a1, a2 = a1[cross], a2[cross]
     good = ~flag & (np.abs(model) > 0) & (np.abs(data) > 0)
     ratio = np.where(good, np.log(np.abs(data) + 1e-30) - np.log(np.abs(model) + 1e-30), np.nan)
-    with np.errstate(all="ignore"):
+    with warnings.catch_warnings():  # fully flagged baselines give NaN, which is what we want
+        warnings.simplefilter("ignore", RuntimeWarning)
         med = np.nanmedian(ratio, axis=1, keepdims=True)
         mad = np.nanmedian(np.abs(ratio - med), axis=1)  # (Nrows, Npols)
-    bl_scatter = np.nanmean(mad, axis=1)
+        bl_scatter = np.nanmean(mad, axis=1)
     nant = meta.Nants
     frac = np.zeros(nant)
     scatter = np.full(nant, np.inf)

@@ -81,25 +81,11 @@ def gain_errors(truth, tables: dict[str, str], ms_path: Path, refant: str) -> tu
     the simulator's gains (UVCal convention, NOTES) at the MS's mid time, after
     removing the reference antenna's phase per channel and feed.
     """
-    from casacore import tables as ct
-
     from contimg.calibration.msmeta import read_ms_meta
+    from contimg.calibration.qa import solution_errors
 
     meta = read_ms_meta(ms_path)
-    total = np.ones((meta.Nants, 2, meta.Nfreqs), complex)
-    for kind in ("B", "G"):
-        with ct.table(tables[kind], ack=False) as t:
-            ant = t.getcol("ANTENNA1")
-            val = t.getcol("CPARAM")  # (rows, channels, feeds)
-        row = {int(a): r for r, a in enumerate(ant)}
-        for k, a in enumerate(meta.antenna_numbers):
-            total[k] *= val[row[int(a)]].T  # G's single channel broadcasts over frequency
     t_mid = 0.5 * (meta.time_jd[0] + meta.time_jd[-1])
     true = truth.gains(meta.antenna_numbers, meta.freq_array, t_mid)[:, :, 0, :]
-    ratio = total / np.conj(true)
-    iref = meta.antenna_names.index(refant)
-    ratio *= np.exp(-1j * np.angle(ratio[iref]))[None]
-    amp = np.median(np.abs(np.abs(ratio) - 1.0), axis=(1, 2))
-    phase = np.degrees(np.median(np.abs(np.angle(ratio)), axis=(1, 2)))
-    keep = np.arange(meta.Nants) != iref
-    return amp[keep], phase[keep]
+    return solution_errors(tables, antenna_numbers=meta.antenna_numbers, true_gains=true,
+                           refant_index=meta.antenna_names.index(refant))

@@ -1,0 +1,74 @@
+"""Finding the calibrator in the beam, and the catalogue sources of the sky model."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from contimg.calibration.catalog import import_truth, simulated_source_name
+from contimg.calibration.msmeta import read_ms_meta
+from contimg.calibration.select import choose_calibrator, sources_near_track
+from contimg.db import session_scope
+from contimg.db.science import upsert_sources
+
+
+@pytest.fixture
+def catalogue(db_url, gained):
+    truth, ms = gained
+    with session_scope(db_url) as s:
+        import_truth(s, truth.path)
+    return db_url, truth, {k: read_ms_meta(p) for k, p in ms.items()}
+
+
+def test_calibrator_transiting_the_group_is_chosen(catalogue):
+    url, truth, meta = catalogue
+    with session_scope(url, readonly=True) as s:
+        choice = choose_calibrator(s, meta[0], min_beam_response=0.3, min_calibrator_flux_jy=1.0)
+    assert choice.name == simulated_source_name(truth.calibrator_id)
+    assert choice.beam_response > 0.99 and choice.transits_in_group
+    assert choice.apparent_flux_jy == pytest.approx(10.0 * choice.beam_response)
+    assert meta[0].start_mjd < choice.peak_mjd < meta[0].end_mjd
+
+
+def test_thresholds_make_a_science_group(catalogue):
+    url, truth, meta = catalogue
+    with session_scope(url, readonly=True) as s:
+        late = choose_calibrator(s, meta[2], min_beam_response=0.3, min_calibrator_flux_jy=1.0)
+        assert 0.3 < late.beam_response < 0.5 and not late.transits_in_group  # 10 min after transit
+        assert choose_calibrator(s, meta[2], min_beam_response=0.5, min_calibrator_flux_jy=1.0) is None
+        assert choose_calibrator(s, meta[0], min_beam_response=0.3, min_calibrator_flux_jy=20.0) is None
+
+
+def test_brighter_apparent_calibrator_wins(catalogue):
+    url, truth, meta = catalogue
+    m = meta[0]
+    ra0, dec0 = math.degrees(m.phase_center_ra), math.degrees(m.phase_center_dec)
+    with session_scope(url) as s:
+        upsert_sources(s, [
+            # 30 Jy but 2 deg north: beam response ~0.2, apparent ~6 Jy < 10 Jy: loses, and is below 0.3 anyway
+            {"name": "north", "ra_deg": ra0, "dec_deg": dec0 + 2.0, "flux_jy": 30.0, "is_calibrator": True},
+            # 15 Jy at 0.3 deg: response ~0.95, apparent ~14 Jy: wins
+            {"name": "near", "ra_deg": ra0, "dec_deg": dec0 + 0.3, "flux_jy": 15.0, "is_calibrator": True},
+        ])
+    with session_scope(url, readonly=True) as s:
+        assert choose_calibrator(s, m, min_beam_response=0.3, min_calibrator_flux_jy=1.0).name == "near"
+
+
+def test_sources_near_track(catalogue):
+    url, truth, meta = catalogue
+    m = meta[0]
+    ra0, dec0 = math.degrees(m.phase_center_ra), math.degrees(m.phase_center_dec)
+    with session_scope(url) as s:
+        upsert_sources(s, [
+            {"name": "far", "ra_deg": ra0, "dec_deg": dec0 + 10.0, "flux_jy": 5.0},
+            {"name": "noflux", "ra_deg": ra0, "dec_deg": dec0 + 0.5},
+            {"name": "wrap", "ra_deg": (ra0 + 180.0) % 360.0, "dec_deg": dec0, "flux_jy": 5.0},
+        ])
+    with session_scope(url, readonly=True) as s:
+        model = sources_near_track(s, m)
+        cals = sources_near_track(s, m, calibrators_only=True)
+    assert "far" not in model.name and "noflux" not in model.name and "wrap" not in model.name
+    assert simulated_source_name(truth.calibrator_id) in model.name
+    assert cals.name == [simulated_source_name(truth.calibrator_id)]
+    assert 5 < model.Nsrc <= truth.catalog.Nsrc

@@ -1,0 +1,93 @@
+"""Solves: delays, solution-count checks that fail loudly, reference-antenna choice."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from casacore import tables
+
+from contimg.calibration.apply import apply_tables
+from contimg.calibration.model import write_model_data
+from contimg.calibration.msmeta import read_ms_meta
+from contimg.calibration.solve import SolveError, choose_refant, solve_calibrator, table_stats
+
+from .conftest import truth_sources
+
+pytestmark = pytest.mark.integration
+
+FLAGGED_ANTENNAS = 6
+"""Of 20: 30% of the solutions cannot be found, more than the default 20% allowed."""
+
+
+def _flag_antennas(ms, names):
+    meta = read_ms_meta(ms)
+    numbers = [int(meta.antenna_numbers[meta.antenna_names.index(n)]) for n in names]
+    with tables.table(str(ms), readonly=False, ack=False) as tb:
+        a1, a2 = tb.getcol("ANTENNA1"), tb.getcol("ANTENNA2")
+        flag = tb.getcol("FLAG")
+        flag[np.isin(a1, numbers) | np.isin(a2, numbers)] = True
+        tb.putcol("FLAG", flag)
+
+
+@pytest.fixture
+def modelled(gained, ms_copy):
+    """A private copy of the calibrator group with MODEL_DATA of the true sky."""
+    truth, ms = gained
+    ms = ms_copy(ms[0])
+    write_model_data(ms, truth_sources(truth))
+    return truth, ms
+
+
+def test_delay_bandpass_gain_solve_calibrates_the_data(modelled, tmp_path):
+    """With K: every table has its expected solutions and CORRECTED_DATA equals the model within noise."""
+    truth, ms = modelled
+    sol = solve_calibrator(ms, out_dir=tmp_path / "cal", prefix="k", scratch_dir=tmp_path / "s", do_k=True)
+    assert list(sol.tables) == ["K", "B", "G"]
+    assert {k: (s.n_solutions, s.n_expected) for k, s in sol.stats.items()} == {
+        "K": (40, 40), "B": (20 * 128 * 2, 20 * 128 * 2), "G": (40, 40)}
+    assert not (tmp_path / "s" / "k.avg.ms").exists()  # the averaged copy is removed
+    apply_tables(ms, list(sol.tables.items()))
+    with tables.table(str(ms), ack=False) as tb:
+        cross = tb.getcol("ANTENNA1") != tb.getcol("ANTENNA2")
+        c, m = tb.getcol("CORRECTED_DATA")[cross], tb.getcol("MODEL_DATA")[cross]
+    chi2 = np.mean(np.abs(c - m) ** 2) / (2 * truth.noise_sigma_jy**2)
+    assert chi2 == pytest.approx(1.0, abs=0.03)
+
+
+def test_refant_avoids_flagged_antennas(modelled):
+    _, ms = modelled
+    meta = read_ms_meta(ms)
+    first = choose_refant(ms)
+    _flag_antennas(ms, [first])
+    second = choose_refant(ms)
+    assert second != first and second in meta.antenna_names
+
+
+def test_too_many_flagged_solutions_fail_the_solve(modelled, tmp_path):
+    _, ms = modelled
+    meta = read_ms_meta(ms)
+    dead = meta.antenna_names[:FLAGGED_ANTENNAS]
+    _flag_antennas(ms, dead)
+    with pytest.raises(SolveError, match=r"B solve flagged 30\.0% of 5120 solutions .* more than the allowed 20\.0%"):
+        solve_calibrator(ms, out_dir=tmp_path / "cal", prefix="bad", scratch_dir=tmp_path / "s")
+    # allowed when the threshold says so, and the statistics name the dead antennas
+    sol = solve_calibrator(ms, out_dir=tmp_path / "cal", prefix="ok", scratch_dir=tmp_path / "s",
+                           max_flagged_fraction=0.35)
+    assert sol.stats["B"].flagged_fraction == pytest.approx(0.3)
+    assert set(sol.stats["G"].flagged_by_antenna) == set(dead)
+
+
+def test_table_stats_counts_against_channels_with_data(modelled, tmp_path):
+    """Channels flagged in every baseline (a missing subband) are not expected to have solutions."""
+    _, ms = modelled
+    with tables.table(str(ms), readonly=False, ack=False) as tb:
+        flag = tb.getcol("FLAG")
+        flag[:, :8, :] = True  # the lowest subband is missing
+        tb.putcol("FLAG", flag)
+    sol = solve_calibrator(ms, out_dir=tmp_path / "cal", prefix="m", scratch_dir=tmp_path / "s")
+    assert sol.stats["B"].n_expected == 20 * 120 * 2
+    assert sol.stats["B"].flagged_fraction == 0.0
+    meta = read_ms_meta(ms)
+    chans = np.ones((128, 2), bool)
+    again = table_stats(sol.tables["B"], "B", meta=meta, channels_with_data=chans)
+    assert again.flagged_fraction == pytest.approx(8 / 128)
