@@ -57,9 +57,10 @@ def test_single_outlier_and_gap_do_not_make_a_candidate(rng):
     flux = 0.2 * (1 + 0.02 * rng.standard_normal(t.size))
     flux[150] *= 0.5  # one bad night
     err = np.full(t.size, 0.004)
-    res = detect_ese(np.zeros(t.size, dtype=int), t, flux, err)
-    assert res.n_clipped[0] >= 1
+    res = detect_ese(np.zeros(t.size, dtype=int), t, flux, err, search=EseSearch(prefilter_min_dchi2=0.0))
+    assert res.examined[0] and res.n_clipped[0] >= 1
     assert res.significance[0] < 3.0
+    assert detect_ese(np.zeros(t.size, dtype=int), t, flux, err).candidates(3.0).size == 0
 
 
 def test_a_clear_event_is_found_and_measured(rng):
