@@ -293,6 +293,10 @@ def load_settings(**overrides: Any) -> Settings:
         lines = []
         for err in exc.errors():
             name = _env_name(err["loc"]) if err["loc"] else ENV_PREFIX + "*"
+            if err["loc"] and os.environ.get(CONFIG_FILE_VAR) and name not in os.environ:
+                # The value did not come from the environment: name the file's key too.
+                key = ".".join(str(p) for p in err["loc"])
+                name = f"{name} (or {key!r} in {os.environ[CONFIG_FILE_VAR]})"
             if err["type"] == "extra_forbidden":
                 lines.append(f"{name}: unknown setting")
             else:

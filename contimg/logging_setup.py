@@ -7,7 +7,7 @@ import logging
 _FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
 # Libraries that are chatty at INFO level.
-_QUIET = ("casacore", "pyuvdata", "matplotlib", "PIL", "urllib3", "numba", "watchdog")
+_QUIET = ("casacore", "pyuvdata", "matplotlib", "PIL", "urllib3", "numba", "watchdog", "alembic")
 
 
 def configure_logging(level: str = "INFO") -> None:
