@@ -9,8 +9,10 @@ For one converted group (one MS):
    time-averaged copy (:mod:`.solve`), plot the solutions (:mod:`.qa`) and
    register the tables as the calibration set ``<MS name>`` with validity
    windows (:mod:`.registry`);
-   *science group*: look up the valid set closest in time (none: the MS
-   cannot be calibrated, :class:`~contimg.calibration.registry.NoValidCalibration`);
+   *science group* (or a calibrator group whose solve failed its checks, the
+   reason kept in ``solve_error``): look up the valid set closest in time
+   (none: the MS cannot be calibrated,
+   :class:`~contimg.calibration.registry.NoValidCalibration`);
 3. apply the set (:mod:`.apply`): CORRECTED_DATA, and record on the MS's row
    which set was applied (``stage = 'calibrated'``).
 
@@ -50,7 +52,7 @@ from contimg.calibration.registry import (
     register_solution,
 )
 from contimg.calibration.select import choose_calibrator, sources_near_track
-from contimg.calibration.solve import solve_calibrator
+from contimg.calibration.solve import SolveError, solve_calibrator
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +78,8 @@ class CalibrationOutcome:
     data_flagged_fraction: float = 0.0
     """Fraction of cross-correlations flagged after the apply."""
     plots: dict[str, str] = field(default_factory=dict)
+    solve_error: str | None = None
+    """Why a calibrator group's solve failed (the registry's valid set was applied instead)."""
     timings_s: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -92,6 +96,46 @@ def _record_ms(database, ms_path: Path, **fields: Any) -> int:
             ms.group.calibrator_name = fields["calibrator_name"]
             ms.group.calibrator_beam_response = fields.get("calibrator_beam_response")
         return ms.id
+
+
+def _solve_and_register(ms_path: Path, *, meta, choice, sources, ms_id: int, database, calibration, caltable_dir,
+                        scratch_dir, name: str, timings: dict[str, float]) -> tuple[ValidSet, dict[str, Any]]:
+    """Model, solve, plot and register; returns the new set and the outcome's solve fields."""
+    from contimg.db import session_scope
+
+    t1 = time.perf_counter()
+    sources = brighter_than(sources, meta, calibration.model_min_flux_jy, keep=(choice.name,))
+    model = write_model_data(ms_path, sources, meta=meta)
+    timings["model"] = round(time.perf_counter() - t1, 3)
+    t1 = time.perf_counter()
+    solution = solve_calibrator(
+        ms_path, out_dir=caltable_dir, prefix=name, scratch_dir=scratch_dir, do_k=calibration.do_k,
+        refant=calibration.refant, max_flagged_fraction=calibration.max_flagged_fraction, meta=meta,
+    )
+    timings["solve"] = round(time.perf_counter() - t1, 3)
+    t1 = time.perf_counter()
+    plots = plot_solutions(solution.tables, refant=solution.refant, freq_hz=meta.freq_array)
+    timings["qa"] = round(time.perf_counter() - t1, 3)
+    qa = {
+        "ms": str(ms_path), "refant": solution.refant, "calibrator": choice.name,
+        "calibrator_flux_jy": choice.flux_jy, "beam_response": choice.beam_response,
+        "model_sources": model.n_sources, "model_apparent_flux_jy": model.total_apparent_flux_jy,
+        "stats": {k: asdict(v) for k, v in solution.stats.items()}, "plots": plots,
+        "timings_s": solution.timings_s,
+    }
+    with session_scope(database) as s:
+        calset = register_solution(
+            s, name=name, solution=solution, calibrator_name=choice.name, solve_mjd=meta.mid_mjd,
+            bandpass_validity_h=calibration.bandpass_validity_h, gain_validity_h=calibration.gain_validity_h,
+            source_ms_id=ms_id, qa=qa,
+        )
+        own = ValidSet(id=calset.id, name=calset.name, calibrator_name=calset.calibrator_name,
+                       solve_mjd=calset.solve_mjd,
+                       tables=[(t.table_type.value, t.path, t.valid_start_mjd, t.valid_end_mjd)
+                               for t in sorted(calset.tables, key=lambda t: t.apply_order)])
+    extra = dict(refant=solution.refant, n_model_sources=model.n_sources, plots=plots,
+                 flagged_fraction={k: v.flagged_fraction for k, v in solution.stats.items()})
+    return own, extra
 
 
 def calibrate_ms(
@@ -127,9 +171,8 @@ def calibrate_ms(
     Raises
     ------
     NoValidCalibration
-        A science group with no valid calibration set.
-    contimg.calibration.solve.SolveError
-        A calibrator group whose solve flagged too many solutions.
+        A science group, or a calibrator group whose solve failed (too many
+        flagged solutions), with no valid calibration set.
     contimg.errors.InputFileError, contimg.errors.ExternalToolError
         An unreadable MS or a failing CASA task.
     """
@@ -148,50 +191,28 @@ def calibrate_ms(
                        calibrator_beam_response=choice.beam_response if choice else None)
     timings["select"] = round(time.perf_counter() - t0, 3)
 
+    chosen, mode, extra = None, "applied", {}
     if choice is not None:
-        name = set_name or ms_path.name.removesuffix(".ms")
-        t1 = time.perf_counter()
-        sources = brighter_than(sources, meta, calibration.model_min_flux_jy, keep=(choice.name,))
-        model = write_model_data(ms_path, sources, meta=meta)
-        timings["model"] = round(time.perf_counter() - t1, 3)
-        t1 = time.perf_counter()
-        solution = solve_calibrator(
-            ms_path, out_dir=caltable_dir, prefix=name, scratch_dir=scratch_dir, do_k=calibration.do_k,
-            refant=calibration.refant, max_flagged_fraction=calibration.max_flagged_fraction, meta=meta,
-        )
-        timings["solve"] = round(time.perf_counter() - t1, 3)
-        t1 = time.perf_counter()
-        plots = plot_solutions(solution.tables, refant=solution.refant, freq_hz=meta.freq_array)
-        timings["qa"] = round(time.perf_counter() - t1, 3)
-        qa = {
-            "ms": str(ms_path), "refant": solution.refant, "calibrator": choice.name,
-            "calibrator_flux_jy": choice.flux_jy, "beam_response": choice.beam_response,
-            "model_sources": model.n_sources, "model_apparent_flux_jy": model.total_apparent_flux_jy,
-            "stats": {k: asdict(v) for k, v in solution.stats.items()}, "plots": plots,
-            "timings_s": solution.timings_s,
-        }
-        with session_scope(database) as s:
-            calset = register_solution(
-                s, name=name, solution=solution, calibrator_name=choice.name, solve_mjd=meta.mid_mjd,
-                bandpass_validity_h=calibration.bandpass_validity_h, gain_validity_h=calibration.gain_validity_h,
-                source_ms_id=ms_id, qa=qa,
+        try:
+            chosen, extra = _solve_and_register(
+                ms_path, meta=meta, choice=choice, sources=sources, ms_id=ms_id, database=database,
+                calibration=calibration, caltable_dir=caltable_dir, scratch_dir=scratch_dir,
+                name=set_name or ms_path.name.removesuffix(".ms"), timings=timings,
             )
-            own = ValidSet(id=calset.id, name=calset.name, calibrator_name=calset.calibrator_name,
-                           solve_mjd=calset.solve_mjd,
-                           tables=[(t.table_type.value, t.path, t.valid_start_mjd, t.valid_end_mjd)
-                                   for t in sorted(calset.tables, key=lambda t: t.apply_order)])
-        chosen, mode = own, "solved"
-        extra = dict(refant=solution.refant, n_model_sources=model.n_sources, plots=plots,
-                     flagged_fraction={k: v.flagged_fraction for k, v in solution.stats.items()})
-    else:
+            mode = "solved"
+        except SolveError as exc:
+            # a failed solve (e.g. too many flagged solutions) leaves the group a science group
+            log.warning("%s: %s; applying the registry's valid set instead", ms_path, exc)
+            extra = {"solve_error": str(exc)}
+    if chosen is None:
         with session_scope(database, readonly=True) as s:
             chosen = find_valid_set(s, start_mjd=meta.start_mjd, end_mjd=meta.end_mjd)
         if chosen is None:
+            reason = extra.get("solve_error") or "no calibrator in the beam"
             raise NoValidCalibration(
-                f"{ms_path}: no calibrator in the beam and no valid calibration set for MJD "
+                f"{ms_path}: {reason} and no valid calibration set for MJD "
                 f"{meta.start_mjd:.5f}-{meta.end_mjd:.5f}"
             )
-        mode, extra = "applied", {}
 
     check_window(chosen, start_mjd=meta.start_mjd, end_mjd=meta.end_mjd, ms_path=str(ms_path))
     t1 = time.perf_counter()

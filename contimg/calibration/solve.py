@@ -54,6 +54,9 @@ __all__ = ["APPLY_ORDER", "SolveError", "SolveResult", "TableStats", "average_fo
 APPLY_ORDER = {"K": 0, "B": 1, "G": 2}
 """Order in which tables are solved and applied."""
 
+INTERP_SOLVE = {"K": "nearest", "B": "nearest,linear"}
+"""Interpolation of earlier tables applied on the fly during a solve."""
+
 MIN_SNR = 3.0
 MIN_BASELINES_PER_ANTENNA = 4
 
@@ -402,6 +405,7 @@ def solve_calibrator(
     t0 = time.perf_counter()
     work = ms_path
     avg_path = scratch_dir / f"{prefix}.avg.ms"
+    partial: dict[str, Path] = {}
     try:
         if average:
             work = average_for_solve(ms_path, avg_path, meta=meta)
@@ -415,36 +419,42 @@ def solve_calibrator(
             timings["refant"] = round(time.perf_counter() - t1, 3)
         elif refant not in meta.antenna_names:
             raise InputFileError(f"{ms_path}: reference antenna {refant!r} has no data in this MS")
-        tables_: dict[str, str] = {}
         stats: dict[str, TableStats] = {}
         common = dict(vis=str(work), refant=refant, solint="inf", minsnr=MIN_SNR, minblperant=MIN_BASELINES_PER_ANTENNA)
         steps = (["K"] if do_k else []) + ["B", "G"]
         for kind in steps:
-            path = out_dir / f"{prefix}.{kind}"
+            # solved under a temporary name: a failing rerun never damages registered tables
+            path = out_dir / f".{prefix}.{kind}.partial"
             shutil.rmtree(path, ignore_errors=True)
-            prior = [tables_[k] for k in ("K", "B") if k in tables_]
+            partial[kind] = path
+            prior = [(k, str(partial[k])) for k in ("K", "B") if k in stats]
+            gaintable, interp = [p for _, p in prior], [INTERP_SOLVE[k] for k, _ in prior]
             t1 = time.perf_counter()
             if kind == "K":
                 _run_task("gaincal", ms_path, caltable=str(path), gaintype="K", combine="scan", **common)
             elif kind == "B":
                 _run_task("bandpass", ms_path, caltable=str(path), bandtype="B", combine="scan", solnorm=True,
-                          gaintable=prior, interp=["nearest"] * len(prior), **common)
+                          gaintable=gaintable, interp=interp, **common)
             else:
                 _run_task("gaincal", ms_path, caltable=str(path), gaintype="G", calmode="ap", combine="scan",
-                          gaintable=prior, interp=_interp(prior), **common)
+                          gaintable=gaintable, interp=interp, **common)
             timings[kind] = round(time.perf_counter() - t1, 3)
             if not path.exists():
                 raise SolveError(f"{ms_path}: CASA wrote no {kind} table ({path})")
             st = table_stats(path, kind, meta=meta, channels_with_data=chans)
             _check(st, ms_path, max_flagged_fraction)
-            tables_[kind] = str(path)
             stats[kind] = st
+        tables_: dict[str, str] = {}
+        for kind, path in partial.items():
+            final = out_dir / f"{prefix}.{kind}"
+            shutil.rmtree(final, ignore_errors=True)
+            path.rename(final)
+            tables_[kind] = stats[kind].path = str(final)
+        partial.clear()
     finally:
         if average:
             shutil.rmtree(avg_path, ignore_errors=True)
+        for path in partial.values():
+            shutil.rmtree(path, ignore_errors=True)
     timings["total"] = round(time.perf_counter() - t0, 3)
     return SolveResult(ms_path=str(ms_path), refant=refant, tables=tables_, stats=stats, timings_s=timings)
-
-
-def _interp(prior: list[str]) -> list[str]:
-    return ["nearest,linear" if p.endswith(".B") else "nearest" for p in prior]

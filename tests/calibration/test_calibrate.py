@@ -123,7 +123,8 @@ def test_rerun_is_idempotent(calibrated):
     assert again.tables == calibrated["solved"].tables
     with session_scope(url, readonly=True) as s:
         assert s.scalar(select(func.count()).select_from(CalibrationSet)) == 1
-        assert s.scalar(select(func.count()).select_from(MeasurementSet)) == 2
+        rows = select(func.count()).select_from(MeasurementSet).where(MeasurementSet.path == str(cal_ms))
+        assert s.scalar(rows) == 1
     with tables.table(str(cal_ms), ack=False) as tb:
         np.testing.assert_allclose(tb.getcol("CORRECTED_DATA"), before, atol=1e-4)
 
@@ -188,3 +189,16 @@ def test_full_scale_gain_accuracy(tmp_path):
     amp, phase = gain_errors(truth, dict(zip(("B", "G"), out.tables)), ms, out.refant)
     assert np.median(amp) <= 0.01 and np.median(phase) <= 1.0
     dispose_engine(url)
+
+
+def test_failed_solve_falls_back_to_the_valid_set(calibrated, ms_copy):
+    """A calibrator group whose solve fails its checks is calibrated with the registry's set, and says why."""
+    from .test_solve import FLAGGED_ANTENNAS, _flag_antennas
+    from contimg.calibration.msmeta import read_ms_meta
+
+    ms = ms_copy(calibrated["cal_ms"], "g0_damaged.ms")
+    _flag_antennas(ms, read_ms_meta(ms).antenna_names[:FLAGGED_ANTENNAS])
+    out = calibrate_ms(ms, database=calibrated["url"], calibration=CalibrationSettings(), **calibrated["dirs"])
+    assert out.mode == "applied" and out.calibration_set == calibrated["solved"].calibration_set
+    assert "B solve flagged 30.0%" in out.solve_error
+    assert not list(Path(calibrated["dirs"]["caltable_dir"]).glob("*g0_damaged*"))  # nothing half-written kept
