@@ -33,8 +33,9 @@ Method
    column with a Kalman filter on the irregular epochs
    (:mod:`contimg.variability.kalman`), which whitens the data and every
    template at once; ``mu`` and ``A`` are profiled analytically (generalised
-   least squares). ``(a, tau)`` are fitted on a grid by maximum likelihood,
-   separately under the null (no dip) and the alternative.
+   least squares). ``(a, tau)`` and a factor by which the quoted errors are
+   underestimated (``error_scales``, >= 1) are fitted on grids by maximum
+   likelihood, separately under the null (no dip) and the alternative.
 4. *Template search.* The best boxes of the ``n_proposals`` strongest widths
    of a full box pre-scan seed a coarse bank (durations x
    ``refine_duration_factors``, centres shifted by ``refine_center_fracs`` x
@@ -101,7 +102,9 @@ class EseSearch:
     prefilter_min_dchi2: float = 36.0
     """Sources whose pre-scan Delta-chi^2 (every other box width, deflated by chi2_nu) is lower are not examined."""
     red_noise_amplitudes: tuple[float, ...] = (0.0, 0.004, 0.008, 0.016, 0.03, 0.06, 0.12, 0.24)
-    red_noise_timescales_days: tuple[float, ...] = (0.5, 4.0, 15.0, 50.0, 150.0)
+    red_noise_timescales_days: tuple[float, ...] = (4.0, 15.0, 50.0, 150.0)
+    error_scales: tuple[float, ...] = (1.0, 1.2, 1.45, 1.75, 2.1, 2.5, 3.0)
+    """Factors by which the quoted errors may be underestimated (fitted per source, never below 1)."""
     clip_sigma: float = 5.0
     clip_window: int = 7
     min_epochs: int = 20
@@ -131,6 +134,7 @@ class EseResult:
     caustic_width_frac: np.ndarray
     red_noise_amplitude: np.ndarray
     red_noise_timescale_days: np.ndarray
+    error_scale: np.ndarray
     prefilter_dchi2: np.ndarray
 
     def __len__(self) -> int:
@@ -328,33 +332,49 @@ def _examine(
     R = to_padded(s_rows**2, starts, new_counts, fill=1.0)
     tc, td, ta = tmpl_c, tmpl_d, tmpl_a
     a2_grid, tau_grid = _noise_grid(search, n_src)
+    scales2 = np.asarray(search.error_scales, dtype=float) ** 2
     sel = np.arange(n_src)
 
-    def products(bank, a2, tau):
-        return whitened_products(T, Y, R, new_counts, a2=a2, tau=tau, bank=bank, edge_frac=DEFAULT_EDGE_FRAC)
+    def products(bank, a2, tau, rs):
+        return whitened_products(T, Y, R, new_counts, a2=a2, tau=tau, rscale=rs, bank=bank, edge_frac=DEFAULT_EDGE_FRAC)
 
-    def scan(bank, a2, tau):
-        """Best template of ``bank`` at fixed noise parameters (one per source)."""
-        sq, cd, c1, logdet = products(bank, a2[:, None], tau[:, None])
+    def scan(bank, nm):
+        """Best template of ``bank`` at fixed noise parameters ``nm = (a2, tau, error scale**2)``."""
+        sq, cd, c1, logdet = products(bank, *(x[:, None] for x in nm))
         chi2_null, dchi2, par = _gls(sq, cd, c1)
         j = np.argmax(dchi2[:, 0, :], axis=1)
         ll = -0.5 * (chi2_null[:, 0] - dchi2[sel, 0, j] + logdet[:, 0])
         return j, ll, par[:, sel, 0, j]
 
-    def refit(bank):
-        """Noise parameters maximising the likelihood with one template per source (or none)."""
-        sq, cd, c1, logdet = products(bank, a2_grid, tau_grid)
+    def best_of(bank, a2, tau, rs):
+        sq, cd, c1, logdet = products(bank, a2, tau, rs)
         chi2_null, dchi2, _ = _gls(sq, cd, c1)
         ll = -0.5 * (chi2_null + logdet) if bank is None else -0.5 * (chi2_null - dchi2[..., 0] + logdet)
         g = np.argmax(ll, axis=1)
-        return a2_grid[sel, g], tau_grid[sel, g], ll[sel, g]
+        return a2[sel, g], tau[sel, g], rs[sel, g], ll[sel, g]
+
+    def refit(bank):
+        """Noise parameters maximising the likelihood with one template per source (or none).
+
+        Coordinate ascent: the error scale without red noise (an upper bound,
+        as it absorbs any red noise), the OU grid at that scale, the error
+        scale at that OU model, the OU grid again.
+        """
+        shape = (n_src, scales2.size)
+        zeros, ones = np.zeros(shape), np.ones(shape)
+        _, _, rs, _ = best_of(bank, zeros, ones, np.broadcast_to(scales2, shape))
+        a2, tau, _, _ = best_of(bank, a2_grid, tau_grid, np.broadcast_to(rs[:, None], a2_grid.shape))
+        _, _, rs, _ = best_of(bank, np.broadcast_to(a2[:, None], shape), np.broadcast_to(tau[:, None], shape),
+                              np.broadcast_to(scales2, shape))
+        a2, tau, rs, ll = best_of(bank, a2_grid, tau_grid, np.broadcast_to(rs[:, None], a2_grid.shape))
+        return (a2, tau, rs), ll
 
     def pick(bank, j):
         return tuple(b[sel, j][:, None] for b in bank)
 
     coarse = (tc, td, ta, np.full_like(ta, search.coarse_caustic_width_frac))
     # 4. null: noise parameters by maximum likelihood
-    a2_0, tau_0, ll_null = refit(None)
+    nm_0, ll_null = refit(None)
     gd = np.asarray(search.fine_duration_factors)
     gc = np.asarray(search.fine_center_fracs)
     amps, widths = np.meshgrid(np.asarray(search.caustic_amplitudes_fine), np.asarray(search.caustic_width_fracs), indexing="ij")
@@ -377,29 +397,29 @@ def _examine(
         return (np.broadcast_to(c, (n_src, n)), np.broadcast_to(d, (n_src, n)),
                 np.broadcast_to(amps, (n_src, n)), np.broadcast_to(widths, (n_src, n)))
 
-    def chain(a2, tau):
+    def chain(nm):
         """Coarse, fine and caustic-shape scans at fixed noise, then refit the noise."""
-        best = pick(coarse, scan(coarse, a2, tau)[0])
+        best = pick(coarse, scan(coarse, nm)[0])
         bank = fine_bank(best)
-        best = pick(bank, scan(bank, a2, tau)[0])
+        best = pick(bank, scan(bank, nm)[0])
         bank = shape_bank(best)
-        best = pick(bank, scan(bank, a2, tau)[0])
-        a2, tau, ll = refit(best)
-        return best, a2, tau, ll
+        best = pick(bank, scan(bank, nm)[0])
+        nm, ll = refit(best)
+        return best, nm, ll
 
     # 5. template search from two starting noise models -- the null fit, whose
-    #    red noise may have absorbed a long deep dip, and white noise, whose
-    #    sharp likelihood pins down a bright source's dip -- keeping the likelier
-    best_n, a2_n, tau_n, ll_n = chain(a2_0, tau_0)
-    best_w, a2_w, tau_w, ll_w = chain(np.zeros(n_src), tau_0)
+    #    red noise may have absorbed a long deep dip, and white noise at the
+    #    quoted errors, whose sharp likelihood pins down a bright source's dip
+    best_n, nm_n, ll_n = chain(nm_0)
+    best_w, nm_w, ll_w = chain((np.zeros(n_src), nm_0[1], np.ones(n_src)))
     w_ = ll_w > ll_n
     best = tuple(np.where(w_[:, None], bw, bn) for bw, bn in zip(best_w, best_n))
-    a2_1, tau_1 = np.where(w_, a2_w, a2_n), np.where(w_, tau_w, tau_n)
+    nm_1 = tuple(np.where(w_, xw, xn) for xw, xn in zip(nm_w, nm_n))
     # 6. polish the position and duration at the fitted noise, refit, final fit
     bank = fine_bank(best)
-    best = pick(bank, scan(bank, a2_1, tau_1)[0])
-    a2_2, tau_2, _ = refit(best)
-    _, ll_alt, (amp, amp_err, mu) = scan(best, a2_2, tau_2)
+    best = pick(bank, scan(bank, nm_1)[0])
+    nm_2, _ = refit(best)
+    _, ll_alt, (amp, amp_err, mu) = scan(best, nm_2)
     lr = np.maximum(2.0 * (ll_alt - ll_null), 0.0)
     out = {
         "score": lr,
@@ -409,8 +429,9 @@ def _examine(
         "duration_days": best[1][:, 0],
         "caustic_amplitude": best[2][:, 0],
         "caustic_width_frac": best[3][:, 0],
-        "red_noise_amplitude": np.sqrt(a2_2),
-        "red_noise_timescale_days": tau_2,
+        "red_noise_amplitude": np.sqrt(nm_2[0]),
+        "red_noise_timescale_days": nm_2[1],
+        "error_scale": np.sqrt(nm_2[2]),
         "span": T[sel, new_counts - 1] - T[:, 0],
     }
     out["n_clipped"] = n_clipped
@@ -469,7 +490,7 @@ def detect_ese(
     nan = np.full(n_src, np.nan)
     res = {k: nan.copy() for k in ("score", "significance", "depth", "depth_err", "t_center", "duration_days",
                                     "caustic_amplitude", "caustic_width_frac", "red_noise_amplitude", "red_noise_timescale_days",
-                                    "prefilter_dchi2")}
+                                    "error_scale", "prefilter_dchi2")}
     n_clipped = np.zeros(n_src, dtype=np.int64)
     examined = np.zeros(n_src, dtype=bool)
     usable = counts >= search.min_epochs
@@ -503,7 +524,7 @@ def detect_ese(
         rows = np.concatenate([np.arange(starts[i], starts[i] + counts[i]) for i in chunk])
         out = _examine(t[rows], y[rows], s[rows], counts[chunk], search, cadence)
         for key in ("score", "depth", "depth_err", "t_center", "duration_days", "caustic_amplitude",
-                    "caustic_width_frac", "red_noise_amplitude", "red_noise_timescale_days"):
+                    "caustic_width_frac", "red_noise_amplitude", "red_noise_timescale_days", "error_scale"):
             res[key][chunk] = out[key]
         res["significance"][chunk] = significance_from_lr(out["score"], out["span"], search=search, cadence_days=cadence)
         n_clipped[chunk] = out["n_clipped"]

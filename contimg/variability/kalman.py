@@ -1,6 +1,6 @@
 """Exact Gaussian likelihood of light curves under white + Ornstein-Uhlenbeck noise.
 
-A light curve ``y_k`` at epochs ``t_k`` with measurement variances ``r_k`` and
+A light curve ``y_k`` at epochs ``t_k`` with measurement variances ``r_k`` (optionally scaled) and
 intrinsic red noise modelled as a stationary Ornstein-Uhlenbeck (OU) process
 of variance ``a2`` and correlation time ``tau`` (a damped random walk; Kelly,
 Bechtold & Siemiginowska 2009, ApJ 698, 895) has the covariance
@@ -49,7 +49,7 @@ def shape_scalar(dt: float, duration: float, caustic_amp: float, caustic_width: 
 
 
 @numba.njit(cache=True, parallel=True, nogil=True)
-def _products(t, y, r, counts, a2, tau, bc, bd, ba, bw, edge_frac, sq, cd, c1, logdet):  # pragma: no cover - compiled
+def _products(t, y, r, counts, a2, tau, rscale, bc, bd, ba, bw, edge_frac, sq, cd, c1, logdet):  # pragma: no cover - compiled
     n_src = t.shape[0]
     n_grid = a2.shape[1]
     n_tmpl = bc.shape[1]
@@ -61,6 +61,7 @@ def _products(t, y, r, counts, a2, tau, bc, bd, ba, bw, edge_frac, sq, cd, c1, l
         for g in range(n_grid):
             var = a2[b, g]
             ts = tau[b, g]
+            rs = rscale[b, g]
             P = var
             for j in range(n_cols):
                 m[j] = 0.0
@@ -71,7 +72,7 @@ def _products(t, y, r, counts, a2, tau, bc, bd, ba, bw, edge_frac, sq, cd, c1, l
                 phi = math.exp(-(tk - tprev) / ts)
                 phi2 = phi * phi
                 Pp = phi2 * P + var * (1.0 - phi2)
-                S = Pp + r[b, k]
+                S = Pp + rs * r[b, k]
                 isq = 1.0 / math.sqrt(S)
                 gain = Pp / S
                 x[0] = y[b, k]
@@ -103,6 +104,7 @@ def whitened_products(
     *,
     a2: np.ndarray,
     tau: np.ndarray,
+    rscale: np.ndarray | None = None,
     bank: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None,
     edge_frac: float,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -117,6 +119,9 @@ def whitened_products(
         Epochs per source.
     a2, tau
         OU variance and correlation time, shape (B, G): G noise models per source.
+    rscale
+        Factor applied to the measurement variances ``r`` (the square of an
+        error scale), shape (B, G); default 1.
     bank
         Templates per source ``(centre, duration, caustic amplitude, caustic
         width fraction)``, each (B, T); None for no template.
@@ -132,6 +137,8 @@ def whitened_products(
     """
     n_src = t.shape[0]
     n_grid = a2.shape[1]
+    if rscale is None:
+        rscale = np.ones_like(a2)
     if bank is None:
         empty = np.zeros((n_src, 0))
         bank = (empty, empty, empty, empty)
@@ -145,6 +152,6 @@ def whitened_products(
         np.ascontiguousarray(t, dtype=np.float64), np.ascontiguousarray(y, dtype=np.float64),
         np.ascontiguousarray(r, dtype=np.float64), np.ascontiguousarray(counts, dtype=np.int64),
         np.ascontiguousarray(a2, dtype=np.float64), np.ascontiguousarray(tau, dtype=np.float64),
-        bc, bd, ba, bw, float(edge_frac), sq, cd, c1, logdet,
+        np.ascontiguousarray(np.broadcast_to(rscale, a2.shape), dtype=np.float64), bc, bd, ba, bw, float(edge_frac), sq, cd, c1, logdet,
     )
     return sq, cd, c1, logdet

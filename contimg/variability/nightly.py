@@ -107,14 +107,16 @@ def sources_to_score(session: Session, *, rescore_all: bool = False) -> np.ndarr
 
 
 _SELECT = (
-    "SELECT source_id, id, epoch_mjd, "
+    "SELECT source_id, epoch_mjd, "
     "CASE WHEN norm_flux_err_jy > 0 THEN norm_flux_jy ELSE flux_jy END, "
-    "CASE WHEN norm_flux_err_jy > 0 THEN norm_flux_err_jy ELSE flux_err_jy END, "
-    "CASE WHEN norm_flux_err_jy > 0 THEN 1 ELSE 0 END "
+    "CASE WHEN norm_flux_err_jy > 0 THEN norm_flux_err_jy ELSE flux_err_jy END "
     "FROM photometry WHERE source_id >= {lo:d} AND source_id <= {hi:d}"
 )
-_SELECT_RAW = "SELECT id, flux_jy, flux_err_jy FROM photometry WHERE source_id IN ({ids})"
-_N_COLS = 6
+_SELECT_SUMMARY = (
+    "SELECT source_id, MAX(id), COUNT(*), SUM(CASE WHEN norm_flux_err_jy > 0 THEN 1 ELSE 0 END) "
+    "FROM photometry WHERE source_id >= {lo:d} AND source_id <= {hi:d} GROUP BY source_id"
+)
+_SELECT_RAW = "SELECT source_id, epoch_mjd, flux_jy, flux_err_jy FROM photometry WHERE source_id IN ({ids})"
 
 
 def _fetch(session: Session, sql: str, n_cols: int) -> np.ndarray:
@@ -129,31 +131,28 @@ def _fetch(session: Session, sql: str, n_cols: int) -> np.ndarray:
     return flat.reshape(len(rows), n_cols)
 
 
-def _read_chunk(session: Session, lo: int, hi: int) -> np.ndarray:
-    """Photometry of sources ``lo..hi``: (rows, 6) array of source id, row id, epoch, flux, error, normalised.
+def _read_chunk(session: Session, lo: int, hi: int) -> tuple[np.ndarray, dict[int, int]]:
+    """Photometry of sources ``lo..hi``.
 
-    A source is scored on its normalised fluxes only if all its rows have one;
-    for the (rare) sources with only some rows normalised, the measured fluxes
-    are read again. NULL fluxes come back as NaN.
+    Returns a (rows, 4) array of source id, epoch, flux and error, and the
+    highest photometry id of every source. A source is scored on its
+    normalised fluxes only if all its rows have one; the (rare) sources with
+    only some rows normalised are read again with their measured fluxes.
+    Four numeric columns, with the per-source summary aggregated in SQL: the
+    cost of a bulk read is the Python objects the driver creates per value.
     """
-    data = _fetch(session, _SELECT.format(lo=int(lo), hi=int(hi)), _N_COLS)
-    if data.size == 0:
-        return data
-    src = data[:, 0].astype(np.int64)
-    norm = data[:, 5] > 0
-    n_rows = np.bincount(src - int(lo), minlength=int(hi) - int(lo) + 1)
-    n_norm = np.bincount(src - int(lo), weights=norm, minlength=int(hi) - int(lo) + 1)
-    mixed = np.flatnonzero((n_norm > 0) & (n_norm < n_rows)) + int(lo)
-    for start in range(0, mixed.size, 500):
-        ids = ", ".join(str(int(i)) for i in mixed[start:start + 500])
-        raw = _fetch(session, _SELECT_RAW.format(ids=ids), 3)
-        pos = np.searchsorted(data[:, 1], raw[:, 0]) if np.all(np.diff(data[:, 1]) > 0) else None
-        if pos is None:
-            order = np.argsort(data[:, 1])
-            pos = order[np.searchsorted(data[order, 1], raw[:, 0])]
-        data[pos, 3:5] = raw[:, 1:3]
-        data[pos, 5] = 0.0
-    return data
+    summary = _fetch(session, _SELECT_SUMMARY.format(lo=int(lo), hi=int(hi)), 4)
+    last_id = dict(zip(summary[:, 0].astype(np.int64).tolist(), summary[:, 1].astype(np.int64).tolist()))
+    data = _fetch(session, _SELECT.format(lo=int(lo), hi=int(hi)), 4)
+    mixed = summary[(summary[:, 3] > 0) & (summary[:, 3] < summary[:, 2]), 0].astype(np.int64)
+    if mixed.size:
+        data = data[~np.isin(data[:, 0].astype(np.int64), mixed)]
+        parts = [data]
+        for start in range(0, mixed.size, 500):
+            ids = ", ".join(str(i) for i in mixed[start:start + 500].tolist())
+            parts.append(_fetch(session, _SELECT_RAW.format(ids=ids), 4))
+        data = np.concatenate(parts)
+    return data, last_id
 
 
 @dataclass(frozen=True)
@@ -164,31 +163,27 @@ class _Scored:
     last_mjd: np.ndarray
 
 
-def _score_rows(data: np.ndarray, wanted: np.ndarray, search: EseSearch) -> _Scored | None:
-    """Statistics and ESE search for the light curves of the ``wanted`` sources in ``data``."""
+def _score_rows(data: np.ndarray, last_ids: dict[int, int], wanted: np.ndarray, search: EseSearch) -> _Scored | None:
+    """Statistics and ESE search for the light curves of the ``wanted`` sources in ``data`` (see ``_read_chunk``)."""
     data = data[np.isin(data[:, 0].astype(np.int64), wanted)]
     if data.size == 0:
         return None
     src = data[:, 0].astype(np.int64)
-    order = np.lexsort((data[:, 2], src))
+    order = np.lexsort((data[:, 1], src))
     data, src = data[order], src[order]
     change = np.flatnonzero(np.diff(src)) + 1
     starts = np.concatenate(([0], change))
-    counts = np.diff(np.concatenate((starts, [src.size])))
-    flux, err = data[:, 3], data[:, 4]
-    last_id = np.maximum.reduceat(data[:, 1], starts).astype(np.int64)
-    last_mjd = np.maximum.reduceat(data[:, 2], starts)
+    t, flux, err = data[:, 1], data[:, 2], data[:, 3]
+    last_mjd = np.maximum.reduceat(t, starts)
     ids = src[starts]
-    ok = np.isfinite(flux) & np.isfinite(err) & (err > 0) & np.isfinite(data[:, 2])
+    ok = np.isfinite(flux) & np.isfinite(err) & (err > 0) & np.isfinite(t)
     if not ok.all():
-        src, flux, err, t = src[ok], flux[ok], err[ok], data[ok, 2]
-    else:
-        t = data[:, 2]
+        src, t, flux, err = src[ok], t[ok], flux[ok], err[ok]
     metrics = variability_metrics(src, flux, err)
     ese = detect_ese(src, t, flux, err, search=search)
-    # sources whose every row was unusable still get a (zero-epoch) stats row
-    keep = np.isin(ids, metrics.source_id)
-    return _Scored(metrics, ese, last_id[keep], last_mjd[keep])
+    keep = np.isin(ids, metrics.source_id)  # sources without a usable row are skipped
+    last_id = np.array([last_ids[i] for i in ids[keep].tolist()], dtype=np.int64)
+    return _Scored(metrics, ese, last_id, last_mjd[keep])
 
 
 def _none(x: float) -> float | None:
@@ -217,6 +212,7 @@ def _template(e: EseResult, i: int) -> dict[str, Any]:
         "caustic_amplitude": _none(e.caustic_amplitude[i]), "caustic_width_frac": _none(e.caustic_width_frac[i]),
         "red_noise_amplitude": _none(e.red_noise_amplitude[i]),
         "red_noise_timescale_days": _none(e.red_noise_timescale_days[i]),
+        "error_scale": _none(e.error_scale[i]),
         "n_epochs": int(e.n_epochs[i]), "n_clipped": int(e.n_clipped[i]),
     }
 
@@ -300,10 +296,10 @@ def _compute(session: Session, threshold: float, search: EseSearch, chunk_source
     for start in range(0, wanted.size, chunk_sources):
         chunk = wanted[start:start + chunk_sources]
         t = time.perf_counter()
-        data = _read_chunk(session, int(chunk[0]), int(chunk[-1]))
+        data, last_ids = _read_chunk(session, int(chunk[0]), int(chunk[-1]))
         summary.seconds["read"] += time.perf_counter() - t
         t = time.perf_counter()
-        s = _score_rows(data, chunk, search)
+        s = _score_rows(data, last_ids, chunk, search)
         summary.seconds["score"] += time.perf_counter() - t
         if s is None:
             continue
