@@ -36,6 +36,7 @@ import contextlib
 import errno
 import logging
 import math
+import mmap
 import os
 import shutil
 import time
@@ -87,12 +88,12 @@ class ConversionResult:
 class _Parts:
     """The parts of a group, checked against the plan and against each other.
 
-    Small arrays are read at once; the big ones (data, flags, weight) are read
-    per row chunk with plain file reads into a reused buffer, so the combine's
-    memory stays at one chunk whatever the group size.
+    Small arrays are read at once; the big ones (data, flags, weight, sigma)
+    are memory-mapped and copied per row chunk, their pages dropped after each
+    chunk, so the combine's memory stays at one chunk whatever the group size.
     """
 
-    BIG = ("data", "flags", "weight")
+    BIG = ("data", "flags", "weight", "sigma")
 
     def __init__(self, plan: ConversionPlan, part_paths: Sequence[str | os.PathLike]):
         self.plan = plan
@@ -127,39 +128,44 @@ class _Parts:
                     and np.array_equal(arrays["time_index"], self.time_index)):
                 raise InputFileError(f"part sb{sb:02d} of group {plan.group_id}: baseline-time order differs from the other parts")
         self.nonfinite = sum(int(m.get("nonfinite", 0)) for m in self.meta.values())
-        self._files: dict[tuple[int, str], tuple[Any, int]] = {}
+        self._files: dict[tuple[int, str], tuple[mmap.mmap, np.ndarray, int]] = {}
 
     @property
     def subbands(self) -> list[int]:
         return sorted(self.meta)
 
-    def channel_slice(self, sb: int) -> tuple[slice, slice]:
-        """(destination channels in the window, source channel order within the part)."""
+    def channels(self, sb: int) -> slice:
+        """Where ``sb``'s channels (stored ascending in its part) go in the window."""
         c0 = self.plan.channel_offset(sb)
-        freq = self.small[sb]["freq_array"]
-        src = slice(None, None, -1) if freq.size > 1 and freq[0] > freq[-1] else slice(None)
-        return slice(c0, c0 + freq.size), src
+        return slice(c0, c0 + self.plan.Nfreqs_subband)
 
-    def read_rows(self, sb: int, name: str, r0: int, buf: np.ndarray) -> np.ndarray:
-        """Rows ``r0 : r0 + len(buf)`` of a part's big array, read into ``buf``."""
+    def rows(self, sb: int, name: str, r0: int, n: int) -> np.ndarray:
+        """Rows ``r0 : r0 + n`` of a part's big array (a view into a private memory map).
+
+        Call :meth:`release` after copying them: the pages are then dropped
+        from this process, so its resident memory stays at one chunk.
+        """
         key = (sb, name)
         if key not in self._files:
-            fh = open(self.paths[sb] / f"{name}.npy", "rb")  # noqa: SIM115 - closed in close()
-            np.lib.format.read_magic(fh)
-            np.lib.format.read_array_header_1_0(fh)
-            self._files[key] = (fh, fh.tell())
-        fh, offset = self._files[key]
-        row_bytes = buf[0].nbytes
-        fh.seek(offset + r0 * row_bytes)
-        if fh.readinto(memoryview(buf).cast("B")) != buf.nbytes:
-            raise InputFileError(f"{self.paths[sb]}/{name}.npy: part is truncated")
-        return buf
+            path = self.paths[sb] / f"{name}.npy"
+            header = np.load(path, mmap_mode="r")  # only for the layout of the .npy file
+            shape, dtype, offset = header.shape, header.dtype, header.offset
+            del header
+            with open(path, "rb") as fh:
+                mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+            arr = np.frombuffer(mm, dtype=dtype, count=int(np.prod(shape)), offset=offset).reshape(shape)
+            self._files[key] = (mm, arr, offset)
+        mm, arr, offset = self._files[key]
+        return arr[r0:r0 + n]
+
+    def release(self) -> None:
+        """Drop the mapped pages read so far (they stay in the staging file system)."""
+        for mm, _, _ in self._files.values():
+            with contextlib.suppress(OSError, ValueError):
+                mm.madvise(mmap.MADV_DONTNEED)
 
     def close(self) -> None:
-        for fh, _ in self._files.values():
-            with contextlib.suppress(OSError):
-                fh.close()
-        self._files.clear()
+        self._files.clear()  # the maps close when their arrays are gone
 
 
 def _is_enospc(exc: BaseException) -> bool:
@@ -309,31 +315,22 @@ def _write_ms(path: Path, plan: ConversionPlan, parts: _Parts) -> int:
         tb.putcol("SIGMA", row_sigma)
 
         chunk = max(1, min(nrows, ROWS_PER_CHUNK_BYTES // (nf * npol * 8)))
-        data = np.empty((chunk, nf, npol), dtype=np.complex64)
-        flags = np.empty((chunk, nf, npol), dtype=bool)
-        weight = np.empty((chunk, nf, npol), dtype=np.float32)
-        sigma = np.empty((chunk, nf, npol), dtype=np.float32)
+        data = np.zeros((chunk, nf, npol), dtype=np.complex64)
+        flags = np.ones((chunk, nf, npol), dtype=bool)
+        weight = np.zeros((chunk, nf, npol), dtype=np.float32)
+        sigma = np.full((chunk, nf, npol), sigma1, dtype=np.float32)
         model = np.zeros((chunk, nf, npol), dtype=np.complex64)
-        bufs = {"data": np.empty((chunk, nsb, npol), np.complex64), "flags": np.empty((chunk, nsb, npol), bool),
-                "weight": np.empty((chunk, nsb, npol), np.float32)}
-        missing = [sb for sb in range(16) if sb not in parts.meta]
+        # missing subbands keep the initial values: zero data and weight, flagged, nominal sigma
         for r0 in range(0, nrows, chunk):
             n = min(chunk, nrows - r0)
             d, f, w, sg = data[:n], flags[:n], weight[:n], sigma[:n]
-            for sb in missing:
-                dst = slice(plan.channel_offset(sb), plan.channel_offset(sb) + nsb)
-                d[:, dst] = 0
-                f[:, dst] = True
-                w[:, dst] = 0
             for sb in parts.subbands:
-                dst, src = parts.channel_slice(sb)
-                d[:, dst] = parts.read_rows(sb, "data", r0, bufs["data"][:n])[:, src]
-                f[:, dst] = parts.read_rows(sb, "flags", r0, bufs["flags"][:n])[:, src]
-                w[:, dst] = parts.read_rows(sb, "weight", r0, bufs["weight"][:n])[:, src]
-            # sigma = 1/sqrt(weight); the nominal sigma where there is no data
-            np.sqrt(w, out=sg)
-            np.divide(1.0, sg, out=sg, where=w > 0)
-            sg[w <= 0] = sigma1
+                dst = parts.channels(sb)
+                d[:, dst] = parts.rows(sb, "data", r0, n)
+                f[:, dst] = parts.rows(sb, "flags", r0, n)
+                w[:, dst] = parts.rows(sb, "weight", r0, n)
+                sg[:, dst] = parts.rows(sb, "sigma", r0, n)
+            parts.release()
             tb.putcol("DATA", d, r0, n)
             tb.putcol("CORRECTED_DATA", d, r0, n)
             tb.putcol("MODEL_DATA", model[:n], r0, n)

@@ -132,23 +132,23 @@ def phase_to_ms(
     w_m: np.ndarray,
     freq_hz: np.ndarray,
 ) -> np.ndarray:
-    """Phase unprojected visibilities and convert them to the MS convention, in place.
+    """Phase unprojected visibilities and convert them to the MS convention.
 
     Computes ``conj(V · exp(-2πi w ν / c)) = conj(V) · exp(+2πi w ν / c)``.
 
     Parameters
     ----------
     vis
-        Visibilities (pyuvdata convention), complex64, shape (Nblts, Nfreqs, Npols);
-        overwritten with the result.
+        Visibilities (pyuvdata convention), shape (Nblts, Nfreqs, Npols); may be
+        a strided view (e.g. channels reversed).
     w_m
         w toward the new phase center (m, pyuvdata convention), shape (Nblts,).
     freq_hz
-        Channel frequencies, shape (Nfreqs,).
+        Channel frequencies of ``vis``'s channel axis, shape (Nfreqs,).
 
     Returns
     -------
-    The same array ``vis``.
+    A new contiguous complex64 array of the shape of ``vis``.
     """
     w = np.asarray(w_m, dtype=np.float64) * (1.0 / C_M_S)
     freq = np.asarray(freq_hz, dtype=np.float64)
@@ -165,6 +165,7 @@ def phase_to_ms(
         rot64 = rot.T.astype(np.complex64)
     else:
         rot64 = np.exp((2j * np.pi) * np.multiply.outer(w, freq)).astype(np.complex64)
-    np.conjugate(vis, out=vis)
-    vis *= rot64[:, :, None]
-    return vis
+    out = np.empty(vis.shape, dtype=np.complex64)
+    np.conjugate(vis, out=out)
+    out *= rot64[:, :, None]
+    return out

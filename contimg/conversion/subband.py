@@ -128,18 +128,21 @@ def write_subband_part(
     vis, flags, nsamples, times = _read_visibilities(path, Nblts=header.Nblts)
     t_read = time.perf_counter() - t0
 
-    # frequencies stay in file order (combine places them), polarizations in CASA order
+    # polarizations in CASA order; channels ascending (done here, in parallel, not in the combine)
     freq = header.freq_array
     if np.max(np.abs(np.sort(freq) - plan.subband_freqs(sb))) > 1.0:
         raise InputFileError(f"{path}: frequencies do not match the plan of group {plan.group_id}")
     pol_order = np.argsort([CASA_POL[p] for p in header.polarization_array])
     if not np.array_equal(pol_order, np.arange(pol_order.size)):
-        vis = np.ascontiguousarray(vis[:, :, pol_order])
-        flags = np.ascontiguousarray(flags[:, :, pol_order])
-        nsamples = np.ascontiguousarray(nsamples[:, :, pol_order])
+        vis, flags, nsamples = (np.ascontiguousarray(a[:, :, pol_order]) for a in (vis, flags, nsamples))
+    chan = np.argsort(freq)
+    if np.array_equal(chan, np.arange(freq.size)[::-1]):
+        chan = slice(None, None, -1)  # the usual case: a view, no fancy-index copy
+    vis, flags, nsamples, freq = vis[:, chan], flags[:, chan], nsamples[:, chan], freq[chan]
 
     uvw = phased_uvw(plan, times_jd=times, ant_1_array=header.ant_1_array, ant_2_array=header.ant_2_array)
-    phase_to_ms(vis, w_m=uvw[:, 2], freq_hz=freq)
+    vis = phase_to_ms(vis, w_m=uvw[:, 2], freq_hz=freq)  # a new, contiguous array
+    flags = np.ascontiguousarray(flags)
     flags[header.ant_1_array == header.ant_2_array] = True
     bad = ~np.isfinite(vis)
     nonfinite = int(np.count_nonzero(bad))
@@ -147,12 +150,17 @@ def write_subband_part(
         log.warning("%s: %d non-finite visibilities flagged", path, nonfinite)
         vis[bad] = 0
         flags |= bad
-        nsamples[bad] = 0
+        nsamples = np.where(bad, np.float32(0), nsamples)
     del bad
-    weight = nsamples
-    weight *= np.float32(1.0 / sigma_per_sample(plan) ** 2)
-    weight_sum = np.add.reduce(weight, axis=1, dtype=np.float64)
-    weight_count = np.add.reduce(weight > 0, axis=1, dtype=np.int32)
+    sigma1 = np.float32(sigma_per_sample(plan))
+    weight = np.multiply(nsamples, np.float32(1.0 / sigma1**2), dtype=np.float32)  # contiguous
+    sigma = np.full(weight.shape, sigma1, dtype=np.float32)
+    if not np.all(nsamples == 1):
+        np.divide(sigma1, np.sqrt(nsamples), out=sigma, where=nsamples > 0)
+    # per-row sums for the row WEIGHT (mean over channels with data)
+    wt = weight.transpose(0, 2, 1)
+    weight_sum = np.matmul(wt, np.ones(wt.shape[-1], dtype=np.float32)).astype(np.float64)
+    weight_count = np.matmul((wt > 0).astype(np.float32), np.ones(wt.shape[-1], dtype=np.float32)).astype(np.int32)
     time_index = np.searchsorted(header.unique_times, times).astype(np.int32)
     t_phase = time.perf_counter() - t0 - t_read
 
@@ -164,6 +172,7 @@ def write_subband_part(
             "data": vis,
             "flags": flags,
             "weight": weight,
+            "sigma": sigma,
             "weight_sum": weight_sum,
             "weight_count": weight_count,
             "time_index": time_index,
