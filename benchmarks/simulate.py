@@ -7,7 +7,8 @@ sources), prints per-phase figures and ends with one JSON line::
     {"benchmark": "simulate", "seconds": ..., "seconds_per_subband": ..., "mb_per_file": ...,
      "group_gb": ..., "peak_rss_mb_parent": ..., "peak_rss_mb_worker": ..., ...}
 
-Timings on a shared 2-core machine are noisy; run it when the machine is quiet.
+Wall times on a shared 2-core machine are noisy; ``cpu_seconds`` (all processes)
+is the steadier figure. Run it when the machine is quiet.
 
 Usage::
 
@@ -50,6 +51,8 @@ def main(argv: list[str] | None = None) -> int:
         seed=args.seed, n_sources=args.n_sources, calibrator_flux_jy=10.0, processes=args.processes,
     )
     times: list[float] = []
+    ru0 = resource.getrusage(resource.RUSAGE_SELF)
+    cpu0 = ru0.ru_utime + ru0.ru_stime  # imports excluded
     t0 = time.perf_counter()
     try:
         res = simulate(outdir, cfg, progress=lambda msg: times.append(time.perf_counter()))
@@ -59,8 +62,11 @@ def main(argv: list[str] | None = None) -> int:
         if not args.keep:
             shutil.rmtree(outdir, ignore_errors=True)
     setup = times[0] - t0 if times else float("nan")
-    parent = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    self_ru = resource.getrusage(resource.RUSAGE_SELF)
+    child_ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    parent = self_ru.ru_maxrss / 1024
+    children = child_ru.ru_maxrss / 1024
+    cpu = self_ru.ru_utime + self_ru.ru_stime + child_ru.ru_utime + child_ru.ru_stime - cpu0
     nsb = len(sizes)
     figures = {
         "benchmark": "simulate",
@@ -71,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
         "processes": args.processes,
         "seconds": round(total, 2),
         "seconds_to_first_file": round(setup, 2),
+        "cpu_seconds": round(cpu, 1),
+        "cpu_seconds_per_group_extrapolated": round(cpu * 16 / nsb, 1),
         "seconds_per_subband": round(total / nsb, 2),
         "seconds_per_group_extrapolated": round(total * 16 / nsb, 1),
         "mb_per_file": round(sum(sizes) / nsb / 1e6, 1),
@@ -81,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"one group, {args.antennas} antennas, {nsb} subbands x {args.channels} channels, "
           f"{args.n_sources + 1} sources, {args.processes} process(es)")
     print(f"  wall time       {total:8.1f} s  ({total / nsb:.2f} s a subband; first file after {setup:.1f} s)")
+    print(f"  CPU time        {cpu:8.1f} s  (all processes; less sensitive to a busy machine than wall time)")
     print(f"  file size       {figures['mb_per_file']:8.1f} MB a file, {figures['group_gb']:.2f} GB a group")
     print(f"  peak RSS        {parent:8.0f} MB parent, {children:.0f} MB largest worker")
     print(json.dumps(figures))

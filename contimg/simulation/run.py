@@ -206,10 +206,13 @@ def _subband_data(job: _GroupJob, subband: int) -> np.ndarray:
 
 
 def _write_one(subband: int) -> Path:
+    from threadpoolctl import threadpool_limits
+
     job = _JOB
     assert job is not None  # noqa: S101 - set before the pool forks
     cfg = job.config
-    data = _subband_data(job, subband)
+    with threadpool_limits(limits=cfg.blas_threads, user_api="blas"):
+        data = _subband_data(job, subband)
     return write_subband(
         job.template, job.paths[subband],
         freq_hz=subband_frequencies(subband, cfg.channels_per_subband),
@@ -246,8 +249,10 @@ def simulate(
     SimulationResult
         The groups with their paths, and the truth path.
     """
+    from threadpoolctl import threadpool_limits
+
     config = config or SimulationConfig()
-    with offline_iers():
+    with offline_iers(), threadpool_limits(limits=config.blas_threads, user_api="blas"):
         return _simulate(Path(outdir), config, catalog=catalog, progress=progress)
 
 
