@@ -57,6 +57,9 @@ APPLY_ORDER = {"K": 0, "B": 1, "G": 2}
 INTERP_SOLVE = {"K": "nearest", "B": "nearest,linear"}
 """Interpolation of earlier tables applied on the fly during a solve."""
 
+AVERAGE_CHUNK_BYTES = 64 << 20
+"""DATA read per step of the time average (the working set is about 6x this)."""
+
 MIN_SNR = 3.0
 MIN_BASELINES_PER_ANTENNA = 4
 
@@ -145,7 +148,8 @@ def average_for_solve(ms_path: str | Path, out_path: str | Path, *, meta: MsMeta
         sum_w = np.zeros(shape, np.float64)
         sum_uvw = np.zeros((nbl, 3))
         count = np.zeros(nbl)
-        step = max(nbl, 20000 // max(nbl, 1) * nbl)
+        rows_per_chunk = max(1, AVERAGE_CHUNK_BYTES // (meta.Nfreqs * meta.Npols * 8))
+        step = max(1, rows_per_chunk // nbl) * nbl if rows_per_chunk >= nbl else rows_per_chunk
         for r0 in range(0, nrows, step):
             n = min(step, nrows - r0)
             w = tb.getcol("WEIGHT_SPECTRUM", r0, n).astype(np.float64)
