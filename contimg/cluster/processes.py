@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -93,6 +94,8 @@ class ClusterProcess:
         self.log_path = Path(log_path)
         self.cwd = cwd
         self.proc: subprocess.Popen | None = None
+        self.restarts = 0
+        self.supervised = False
 
     def start(self) -> "ClusterProcess":
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -189,6 +192,8 @@ class EmbeddedCluster:
         self.redis: RedisServer | None = None
         self._broker_url = broker_url
         self.processes: list[ClusterProcess] = []
+        self._stopping = threading.Event()
+        self._supervisor: threading.Thread | None = None
 
     # ------------------------------------------------------------------ set-up
     @property
@@ -247,9 +252,34 @@ class EmbeddedCluster:
                     "-n", f"{name}@%h", "-Q", ",".join(queues or ALL_QUEUES), "--without-gossip",
                     "--without-mingle", "--loglevel", "INFO"]
         proc = self._spawn(name, args, extra_path=extra_path)
+        proc.supervised = True
+        self._ensure_supervisor()
         if wait:
             proc.wait_for_log(" ready.", timeout_s=timeout_s)
         return proc
+
+    def _ensure_supervisor(self) -> None:
+        if self._supervisor is None:
+            self._supervisor = threading.Thread(target=self._supervise, name="cluster-supervisor", daemon=True)
+            self._supervisor.start()
+
+    def _supervise(self, period_s: float = 1.0) -> None:
+        """Restart supervised processes that died (what systemd's ``Restart=always`` does in production).
+
+        Celery 5.7/kombu 5.7 workers can exit with "Unrecoverable error:
+        AttributeError(... 'hostname')" when the broker goes away while a
+        late-acknowledged task is running (kombu restores unacked messages on a
+        connection that no longer exists); a supervised worker comes back and
+        reconnects when the broker does.
+        """
+        while not self._stopping.wait(period_s):
+            for proc in list(self.processes):
+                if proc.supervised and proc.proc is not None and proc.proc.poll() is not None \
+                        and not self._stopping.is_set():
+                    proc.restarts += 1
+                    log.warning("%s (pid %d) exited with status %s; restarting it (restart %d)",
+                                proc.name, proc.pid, proc.proc.returncode, proc.restarts)
+                    proc.start()
 
     def start_producer(self, name: str = "producer", *, wait: bool = True) -> ClusterProcess:
         """Start ``contimg producer``."""
@@ -269,6 +299,10 @@ class EmbeddedCluster:
 
     def stop(self) -> None:
         """Stop every process (newest first), then the redis-server."""
+        self._stopping.set()
+        if self._supervisor is not None:
+            self._supervisor.join(timeout=5)
+            self._supervisor = None
         for proc in reversed(self.processes):
             try:
                 proc.stop()

@@ -1,0 +1,70 @@
+"""Faults on a real cluster: a worker child SIGKILLed mid-write, Redis restarted mid-run."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+
+from cluster_helpers import HERE, drop_group, dump_logs, finished, groups, timestamp, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def _wait(cluster, keys, timeout_s=180):
+    settings = cluster.settings()
+    try:
+        return wait_for(lambda: finished(settings, keys), timeout_s=timeout_s, what=f"groups {keys}")
+    except BaseException:
+        print(dump_logs(cluster))
+        raise
+
+
+def _assert_converted_once(g):
+    assert g.state.value == "completed", g.error_message
+    assert g.attempt == 1 and g.retry_count == 0
+    assert [(t.stage, t.status) for t in g.stage_timings] == [("convert", "ok")]
+    assert len(g.measurement_sets) == 1
+
+
+def test_worker_child_killed_during_subband_write_still_completes_once(make_cluster, sim_groups, tmp_path):
+    marker = tmp_path / "hung-pid"
+    cluster = make_cluster("sigkill")
+    # the fault is armed through the worker's environment: the first attempt at sb03 hangs mid-write
+    cluster.extra_env.update({"CONTIMG_TEST_HANG_SUBBAND": "3", "CONTIMG_TEST_MARKER": str(marker)})
+    worker = cluster.start_worker(app="fault_app", extra_path=[HERE], concurrency=2)
+    cluster.start_producer()
+    settings = cluster.settings()
+    key = drop_group(settings.paths.incoming, sim_groups[0], timestamp(10, 0))
+    wait_for(marker.exists, timeout_s=120, what="the write of sb03 to start")
+    time.sleep(0.2)
+    pid = int(marker.read_text())
+    assert pid in worker.children()
+    os.kill(pid, signal.SIGKILL)
+    got = _wait(cluster, [key])
+    _assert_converted_once(got[key])
+    log = worker.log_text()
+    assert "WorkerLostError" in log or "exited prematurely" in log or "signal 9" in log
+    # the half-written part was replaced: the MS validated (combine checks it) and the parts are gone
+    assert not any(p for p in settings.paths.staging.rglob("sb03*"))
+
+
+def test_redis_restart_loses_no_group(make_cluster, sim_groups):
+    cluster = make_cluster("redis-restart")
+    cluster.start_worker(concurrency=2)
+    cluster.start_producer()
+    settings = cluster.settings()
+    first = drop_group(settings.paths.incoming, sim_groups[0], timestamp(11, 0))
+    wait_for(lambda: groups(settings).get(first) is not None and groups(settings)[first].stage_timings,
+             timeout_s=60, what="the first group's conversion to start", poll_s=0.1)
+    cluster.redis.stop()  # SIGTERM; the append-only file keeps every queued message
+    second = drop_group(settings.paths.incoming, sim_groups[1], timestamp(11, 5))  # arrives while Redis is down
+    time.sleep(3)
+    cluster.redis.start()
+    got = _wait(cluster, [first, second], timeout_s=240)
+    for key in (first, second):
+        g = got[key]
+        assert g.state.value == "completed", g.error_message
+        assert g.attempt == 1 and len(g.measurement_sets) == 1
