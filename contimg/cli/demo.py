@@ -1,0 +1,51 @@
+"""``contimg demo``: a small simulated night through an embedded cluster, with a summary."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+NAME = "demo"
+HELP = "run a small simulated night through a private single-machine cluster and summarise it"
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data-root", type=Path, default=Path("contimg-data/demo"),
+                        help="data root of the demo (default ./contimg-data/demo; cleared at start)")
+    parser.add_argument("--groups", type=int, default=3, help="groups to simulate (default 3)")
+    parser.add_argument("--antennas", type=int, default=8, help="antennas (default 8)")
+    parser.add_argument("--channels-per-subband", type=int, default=4, help="channels per subband (default 4)")
+    parser.add_argument("--concurrency", type=int, default=2, help="worker processes (default 2)")
+    parser.add_argument("--timeout", type=float, default=900.0, help="give up after this many seconds (default 900)")
+    parser.add_argument("--keep", action="store_true", help="keep the data of an earlier demo run")
+    parser.add_argument("--seed", type=int, default=1, help="simulation seed (default 1)")
+
+
+def run(args: argparse.Namespace, settings) -> int:
+    import sys
+
+    from contimg.cluster.demo import DemoOptions, run_demo
+    from contimg.cluster.status import format_status
+
+    def say(msg: str) -> None:
+        print(f"demo: {msg}", flush=True)
+
+    status = run_demo(settings, DemoOptions(
+        data_root=args.data_root, groups=args.groups, antennas=args.antennas,
+        channels_per_subband=args.channels_per_subband, seed=args.seed, concurrency=args.concurrency,
+        timeout_s=args.timeout, keep=args.keep), say=say)
+    print()
+    print(format_status(status))
+    print()
+    products = [p for g in status["groups"] for p in g["products"]]
+    print(f"products ({len(products)}):")
+    for p in products:
+        print(f"  {p}")
+    counts = status["counts"]
+    ok = (not status.get("timed_out") and counts["failed"] == 0
+          and counts["completed"] >= status["expected_groups"])
+    print(f"\ndemo {'succeeded' if ok else 'FAILED'}: {counts['completed']} completed, {counts['failed']} failed "
+          f"of {status['expected_groups']} group(s) in {status['elapsed_s']:.0f} s")
+    if not ok:
+        print("see the logs of the worker and producer under the data root's state/logs", file=sys.stderr)
+    return 0 if ok else 1

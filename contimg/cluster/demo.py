@@ -1,0 +1,132 @@
+"""``contimg demo``: a small simulated night through an embedded single-machine cluster.
+
+Starts a private Redis (unless a broker is configured), a Celery worker and the
+producer as subprocesses; simulates a few small groups whose files are moved
+into the incoming directory as soon as each is written (as the correlator
+delivers them); follows every group through the chain; prints a summary.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from contimg.cluster.processes import EmbeddedCluster
+from contimg.config import Settings
+from contimg.naming import is_subband_filename
+
+log = logging.getLogger(__name__)
+
+DEMO_MARKER = ".contimg-demo"
+"""A data root holding this file was made by the demo and may be cleared by it."""
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    data_root: Path
+    groups: int = 3
+    antennas: int = 8
+    channels_per_subband: int = 4
+    seed: int = 1
+    concurrency: int = 2
+    timeout_s: float = 900.0
+    keep: bool = False
+    """Keep the products of an earlier demo run (default: start afresh)."""
+
+
+def prepare_data_root(root: Path, *, keep: bool) -> None:
+    """Create the demo data root; clear an earlier demo's data unless ``keep``.
+
+    Refuses to clear a non-empty directory that the demo did not create.
+    """
+    from contimg.errors import ConfigError
+
+    root.mkdir(parents=True, exist_ok=True)
+    marker = root / DEMO_MARKER
+    if any(root.iterdir()) and not marker.exists():
+        raise ConfigError(f"{root} is not empty and was not made by 'contimg demo'; choose another --data-root")
+    if not keep:
+        for entry in root.iterdir():
+            if entry.name != DEMO_MARKER:
+                shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+    marker.touch()
+
+
+def _staging(root: Path) -> Path:
+    shm = Path("/dev/shm")
+    if shm.is_dir() and os.access(shm, os.W_OK):
+        return shm / f"contimg-demo-{os.getuid()}"
+    return root / "staging"
+
+
+def run_demo(settings: Settings, options: DemoOptions, *, say: Callable[[str], None]) -> dict[str, Any]:
+    """Run the demo; returns the final status (see :func:`contimg.cluster.status.collect_status`)."""
+    from contimg.cluster.status import collect_status
+    from contimg.simulation import SimulationConfig, simulate
+
+    root = options.data_root.absolute()
+    prepare_data_root(root, keep=options.keep)
+    env = {
+        "CONTIMG_INGEST__STABLE_S": "0.5",
+        "CONTIMG_INGEST__POLL_INTERVAL_S": "0.5",
+        "CONTIMG_INGEST__GROUP_TIMEOUT_S": "60",
+    }
+    if "CONTIMG_STAGING_DIR" not in os.environ:
+        env["CONTIMG_STAGING_DIR"] = str(_staging(root))
+    cluster = EmbeddedCluster(root, env=env, broker_url=settings.broker_url if settings.broker_configured else None)
+    t0 = time.monotonic()
+    with cluster:
+        csettings = cluster.settings()
+        say(f"broker {cluster.broker_url} ({'configured' if settings.broker_configured else 'private redis-server'}), "
+            f"database {csettings.database}, data root {root}")
+        say(f"logs in {cluster.log_dir}")
+        cluster.start_worker("worker", concurrency=options.concurrency)
+        say(f"worker started (concurrency {options.concurrency}, all queues)")
+        cluster.start_producer()
+        say(f"producer watching {csettings.paths.incoming}")
+
+        sim_dir = root / "simulated"
+        incoming = csettings.paths.incoming
+        delivered: set[str] = set()
+
+        def deliver(_msg: str = "") -> None:
+            for path in sorted(sim_dir.glob("*.hdf5")):
+                if is_subband_filename(path.name) and path.name not in delivered:
+                    os.replace(path, incoming / path.name)
+                    delivered.add(path.name)
+
+        say(f"simulating {options.groups} group(s): {options.antennas} antennas, "
+            f"{options.channels_per_subband} channels per subband, 16 subbands")
+        result = simulate(sim_dir, SimulationConfig(
+            n_groups=options.groups, n_antennas=options.antennas, channels_per_subband=options.channels_per_subband,
+            seed=options.seed, n_sources=30), progress=deliver)
+        deliver()
+        say(f"{len(delivered)} subband files delivered in {time.monotonic() - t0:.0f} s; following the groups")
+
+        expected = len(result.groups)
+        last = ""
+        deadline = time.monotonic() + options.timeout_s
+        while True:
+            status = collect_status(csettings, latest=max(expected, 10))
+            counts = status["counts"]
+            line = ", ".join(f"{k} {v}" for k, v in counts.items() if v)
+            if line != last:
+                say(f"[{time.monotonic() - t0:6.1f} s] groups: {line or 'none yet'}")
+                last = line
+            if counts["completed"] + counts["failed"] >= expected and not counts["pending"] \
+                    and not counts["in_progress"] and not counts["collecting"]:
+                break
+            if time.monotonic() > deadline:
+                say(f"timed out after {options.timeout_s:.0f} s")
+                status["timed_out"] = True
+                break
+            time.sleep(1.0)
+        status["elapsed_s"] = time.monotonic() - t0
+        status["expected_groups"] = expected
+        return status
