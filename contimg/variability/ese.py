@@ -76,7 +76,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from scipy import special
 
 from contimg.simulation.lightcurves import DEFAULT_EDGE_FRAC
-from contimg.variability.kalman import whitened_products
+from contimg.variability.kalman import box_scan, whitened_products
 from contimg.variability.metrics import group_runs, to_padded
 
 log = logging.getLogger(__name__)
@@ -103,7 +103,7 @@ class EseSearch:
     """Sources whose pre-scan Delta-chi^2 (every other box width, deflated by chi2_nu) is lower are not examined."""
     red_noise_amplitudes: tuple[float, ...] = (0.0, 0.004, 0.008, 0.016, 0.03, 0.06, 0.12, 0.24)
     red_noise_timescales_days: tuple[float, ...] = (4.0, 15.0, 50.0, 150.0)
-    error_scales: tuple[float, ...] = (1.0, 1.2, 1.45, 1.75, 2.1, 2.5, 3.0)
+    error_scales: tuple[float, ...] = (1.0, 1.25, 1.6, 2.0, 2.5)
     """Factors by which the quoted errors may be underestimated (fitted per source, never below 1)."""
     clip_sigma: float = 5.0
     clip_window: int = 7
@@ -217,43 +217,17 @@ def _box_scan(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Best negative box of each width for long-format light curves (white noise).
 
-    Returns ``dchi2`` (sources x widths), and (if ``locate``) the best
-    window's centre and span (days), else NaN.
+    Returns ``dchi2`` (sources x widths) and, if ``locate``, the best window's
+    centre and span (days; NaN where there is none). See
+    :func:`contimg.variability.kalman.box_scan`.
     """
-    n_src = starts.size
-    n_rows = y.size
-    seg = _segments(starts, counts)
-    ends = starts + counts
-    cw = np.concatenate(([0.0], np.cumsum(w)))
-    cwy = np.concatenate(([0.0], np.cumsum(w * y)))
-    wtot = cw[ends] - cw[starts]
-    ybar = (cwy[ends] - cwy[starts]) / wtot
-    idx = np.arange(n_rows)
-    dchi2 = np.zeros((n_src, len(widths)))
-    center = np.full((n_src, len(widths)), np.nan)
-    span = np.full((n_src, len(widths)), np.nan)
-    for j, width in enumerate(widths):
-        h = width // 2
-        lo = np.maximum(idx - h, starts[seg])
-        hi = np.minimum(idx + h + 1, ends[seg])
-        n_in = hi - lo
-        w_in = cw[hi] - cw[lo]
-        wy_in = cwy[hi] - cwy[lo]
-        frac = w_in / wtot[seg]
-        num = wy_in - w_in * ybar[seg]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            d = num * num / (w_in * (1.0 - frac))
-        ok = (n_in >= max(3, width // 2)) & (counts[seg] - n_in >= 5) & (num < 0)
-        d = np.where(ok, d, 0.0)
-        best = np.maximum.reduceat(d, starts) if n_rows else np.zeros(0)
-        good = best > 0
-        dchi2[good, j] = best[good]
-        if not locate:
-            continue
-        at = np.minimum.reduceat(np.where(d == best[seg], idx, n_rows), starts)
-        a = at[good]
-        center[good, j] = 0.5 * (t[lo[a]] + t[hi[a] - 1])
-        span[good, j] = t[hi[a] - 1] - t[lo[a]]
+    dchi2, lo, hi = box_scan(y, w, starts, counts, widths)
+    center = np.full(dchi2.shape, np.nan)
+    span = np.full(dchi2.shape, np.nan)
+    if locate:
+        good = lo >= 0
+        center[good] = 0.5 * (t[lo[good]] + t[hi[good] - 1])
+        span[good] = t[hi[good] - 1] - t[lo[good]]
     return dchi2, center, span
 
 
@@ -353,28 +327,41 @@ def _examine(
         g = np.argmax(ll, axis=1)
         return a2[sel, g], tau[sel, g], rs[sel, g], ll[sel, g]
 
-    def refit(bank):
+    joint_a2 = np.repeat(a2_grid, scales2.size, axis=1)
+    joint_tau = np.repeat(tau_grid, scales2.size, axis=1)
+    joint_rs = np.tile(scales2, (n_src, a2_grid.shape[1]))
+
+    def refit(bank, *, joint: bool = False):
         """Noise parameters maximising the likelihood with one template per source (or none).
 
-        Coordinate ascent: the error scale without red noise (an upper bound,
-        as it absorbs any red noise), the OU grid at that scale, the error
-        scale at that OU model, the OU grid again.
+        ``joint``: over the full grid of OU models x error scales (used for the
+        two likelihoods whose ratio is the score). Otherwise a cheaper
+        coordinate ascent for the intermediate steps: the error scale without
+        red noise (an upper bound, as it absorbs any red noise), the OU grid at
+        that scale, the error scale again at that OU model.
         """
+        if joint:
+            a2, tau, rs, ll = best_of(bank, joint_a2, joint_tau, joint_rs)
+            return (a2, tau, rs), ll
         shape = (n_src, scales2.size)
         zeros, ones = np.zeros(shape), np.ones(shape)
         _, _, rs, _ = best_of(bank, zeros, ones, np.broadcast_to(scales2, shape))
         a2, tau, _, _ = best_of(bank, a2_grid, tau_grid, np.broadcast_to(rs[:, None], a2_grid.shape))
-        _, _, rs, _ = best_of(bank, np.broadcast_to(a2[:, None], shape), np.broadcast_to(tau[:, None], shape),
-                              np.broadcast_to(scales2, shape))
-        a2, tau, rs, ll = best_of(bank, a2_grid, tau_grid, np.broadcast_to(rs[:, None], a2_grid.shape))
+        a2, tau, rs, ll = best_of(bank, np.broadcast_to(a2[:, None], shape), np.broadcast_to(tau[:, None], shape),
+                                  np.broadcast_to(scales2, shape))
         return (a2, tau, rs), ll
+
+    def null_loglike(nm):
+        sq, cd, c1, logdet = products(None, *(x[:, None] for x in nm))
+        chi2_null, _, _ = _gls(sq, cd, c1)
+        return -0.5 * (chi2_null[:, 0] + logdet[:, 0])
 
     def pick(bank, j):
         return tuple(b[sel, j][:, None] for b in bank)
 
     coarse = (tc, td, ta, np.full_like(ta, search.coarse_caustic_width_frac))
     # 4. null: noise parameters by maximum likelihood
-    nm_0, ll_null = refit(None)
+    nm_0, ll_null = refit(None, joint=True)
     gd = np.asarray(search.fine_duration_factors)
     gc = np.asarray(search.fine_center_fracs)
     amps, widths = np.meshgrid(np.asarray(search.caustic_amplitudes_fine), np.asarray(search.caustic_width_fracs), indexing="ij")
@@ -418,8 +405,13 @@ def _examine(
     # 6. polish the position and duration at the fitted noise, refit, final fit
     bank = fine_bank(best)
     best = pick(bank, scan(bank, nm_1)[0])
-    nm_2, _ = refit(best)
+    nm_2, _ = refit(best, joint=True)
     _, ll_alt, (amp, amp_err, mu) = scan(best, nm_2)
+    # the null's own coordinate ascent may stop short of its maximum; the noise
+    # models found with a dip are candidates for it too (a higher null
+    # likelihood only lowers the ratio)
+    for nm in (nm_n, nm_w, nm_1, nm_2):
+        ll_null = np.maximum(ll_null, null_loglike(nm))
     lr = np.maximum(2.0 * (ll_alt - ll_null), 0.0)
     out = {
         "score": lr,
