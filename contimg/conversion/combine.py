@@ -320,7 +320,12 @@ def _write_ms(path: Path, plan: ConversionPlan, parts: _Parts) -> int:
         weight = np.zeros((chunk, nf, npol), dtype=np.float32)
         sigma = np.full((chunk, nf, npol), sigma1, dtype=np.float32)
         model = np.zeros((chunk, nf, npol), dtype=np.complex64)
-        # missing subbands keep the initial values: zero data and weight, flagged, nominal sigma
+        # missing subbands keep the initial values: zero data and weight, flagged, nominal sigma;
+        # parts with one sample everywhere carry constants instead of weight/sigma arrays
+        for sb in parts.subbands:
+            if parts.meta[sb].get("uniform_weight") is not None:
+                weight[:, parts.channels(sb)] = parts.meta[sb]["uniform_weight"]
+                sigma[:, parts.channels(sb)] = parts.meta[sb]["uniform_sigma"]
         for r0 in range(0, nrows, chunk):
             n = min(chunk, nrows - r0)
             d, f, w, sg = data[:n], flags[:n], weight[:n], sigma[:n]
@@ -328,8 +333,9 @@ def _write_ms(path: Path, plan: ConversionPlan, parts: _Parts) -> int:
                 dst = parts.channels(sb)
                 d[:, dst] = parts.rows(sb, "data", r0, n)
                 f[:, dst] = parts.rows(sb, "flags", r0, n)
-                w[:, dst] = parts.rows(sb, "weight", r0, n)
-                sg[:, dst] = parts.rows(sb, "sigma", r0, n)
+                if parts.meta[sb].get("uniform_weight") is None:
+                    w[:, dst] = parts.rows(sb, "weight", r0, n)
+                    sg[:, dst] = parts.rows(sb, "sigma", r0, n)
             parts.release()
             tb.putcol("DATA", d, r0, n)
             tb.putcol("CORRECTED_DATA", d, r0, n)

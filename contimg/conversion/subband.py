@@ -153,26 +153,34 @@ def write_subband_part(
         nsamples = np.where(bad, np.float32(0), nsamples)
     del bad
     sigma1 = np.float32(sigma_per_sample(plan))
-    weight = np.multiply(nsamples, np.float32(1.0 / sigma1**2), dtype=np.float32)  # contiguous
-    sigma = np.full(weight.shape, sigma1, dtype=np.float32)
-    if not np.all(nsamples == 1):
+    arrays: dict[str, np.ndarray] = {"data": vis, "flags": flags}
+    if np.all(nsamples == 1):
+        # the usual case: one sample everywhere, weight and sigma are constants (no arrays)
+        uniform = True
+        weight_sum = np.full((vis.shape[0], vis.shape[2]), freq.size / sigma1**2, dtype=np.float64)
+        weight_count = np.full((vis.shape[0], vis.shape[2]), freq.size, dtype=np.int32)
+    else:
+        uniform = False
+        weight = np.multiply(nsamples, np.float32(1.0 / sigma1**2), dtype=np.float32)  # contiguous
+        sigma = np.full(weight.shape, sigma1, dtype=np.float32)
         np.divide(sigma1, np.sqrt(nsamples), out=sigma, where=nsamples > 0)
-    # per-row sums for the row WEIGHT (mean over channels with data)
-    wt = weight.transpose(0, 2, 1)
-    weight_sum = np.matmul(wt, np.ones(wt.shape[-1], dtype=np.float32)).astype(np.float64)
-    weight_count = np.matmul((wt > 0).astype(np.float32), np.ones(wt.shape[-1], dtype=np.float32)).astype(np.int32)
+        # per-row sums for the row WEIGHT (mean over channels with data)
+        wt = weight.transpose(0, 2, 1)
+        ones = np.ones(wt.shape[-1], dtype=np.float32)
+        weight_sum = np.matmul(wt, ones).astype(np.float64)
+        weight_count = np.matmul((wt > 0).astype(np.float32), ones).astype(np.int32)
+        arrays.update(weight=weight, sigma=sigma)
     time_index = np.searchsorted(header.unique_times, times).astype(np.int32)
     t_phase = time.perf_counter() - t0 - t_read
 
     out = part_path(plan, sb, staging_dir)
     _write_part(
         out,
-        plan=plan, subband=sb, source=path, extra={"nonfinite": nonfinite},
+        plan=plan, subband=sb, source=path,
+        extra={"nonfinite": nonfinite, "uniform_weight": float(1.0 / sigma1**2) if uniform else None,
+               "uniform_sigma": float(sigma1) if uniform else None},
         arrays={
-            "data": vis,
-            "flags": flags,
-            "weight": weight,
-            "sigma": sigma,
+            **arrays,
             "weight_sum": weight_sum,
             "weight_count": weight_count,
             "time_index": time_index,
