@@ -26,6 +26,17 @@ def _ese(text: str) -> tuple[int, float, float, float]:
         raise argparse.ArgumentTypeError(f"expected ID:CENTER_DAY:DURATION_DAYS:DEPTH, got {text!r}") from exc
 
 
+def _subbands(text: str) -> tuple[int, ...]:
+    out: list[int] = []
+    try:
+        for part in text.split(","):
+            lo, _, hi = part.partition("-")
+            out.extend(range(int(lo), int(hi or lo) + 1))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected a list such as 0-11,14, got {text!r}") from exc
+    return tuple(out)
+
+
 def register(parser: argparse.ArgumentParser) -> None:
     from contimg.simulation.config import DEFAULT_START
 
@@ -58,11 +69,16 @@ def register(parser: argparse.ArgumentParser) -> None:
                         help="rms of intrinsic log-flux variability of every source (default 0)")
     parser.add_argument("--flux-scale-error", type=float, default=0.0,
                         help="rms of a per-epoch flux-scale error on non-calibrator sources (default 0)")
+    parser.add_argument("--subbands", type=_subbands, default=tuple(range(16)), metavar="LIST",
+                        help="write only these subbands, e.g. 0-11,14 (default all 16: an incomplete group for tests)")
+    parser.add_argument("--catalog", default=None, metavar="CSV",
+                        help="simulate this sky (id,ra_deg,dec_deg,flux_jy,spectral_index,calibrator) "
+                        "instead of a random one; --n-sources and --calibrator-flux are then ignored")
     parser.add_argument("--processes", type=int, default=1, help="parallel subband writers (default 1)")
 
 
 def run(args: argparse.Namespace, settings: object) -> int:
-    from contimg.simulation import EseInjection, SimulationConfig, simulate
+    from contimg.simulation import EseInjection, SimulationConfig, SkyCatalog, simulate
 
     config = SimulationConfig(  # invalid options raise ConfigError: exit status 1 with the message
         start=args.start, n_groups=args.groups, n_days=args.days, dec_deg=args.dec,
@@ -72,7 +88,9 @@ def run(args: argparse.Namespace, settings: object) -> int:
         ese_fraction=args.ese_fraction,
         events=tuple(EseInjection(source_id=s, t_center_days=c, duration_days=d, depth=p) for s, c, d, p in args.ese),
         red_noise_amplitude=args.red_noise, flux_scale_error=args.flux_scale_error, processes=args.processes,
+        subbands=args.subbands,
     )
+    catalog = SkyCatalog.read_csv(args.catalog) if args.catalog else None
     ngroups = config.n_groups * config.n_days
     total = ngroups * len(config.subbands)
     done = [0]
@@ -82,7 +100,7 @@ def run(args: argparse.Namespace, settings: object) -> int:
         if sys.stderr.isatty():
             print(f"\r[{done[0]}/{total}] {msg}", end="", file=sys.stderr, flush=True)
 
-    result = simulate(args.outdir, config, progress=progress)
+    result = simulate(args.outdir, config, catalog=catalog, progress=progress)
     if sys.stderr.isatty():
         print(file=sys.stderr)
     for g in result.groups:

@@ -50,3 +50,22 @@ def test_bad_option_is_a_clean_error(tmp_path, capsys, clean_env):
 def test_bad_ese_spec_is_rejected(tmp_path, clean_env):
     with pytest.raises(SystemExit):
         main(["simulate", str(tmp_path / "x"), "--ese", "1:2:3"])
+
+
+def test_subbands_and_catalog_options(tmp_path, clean_env):
+    cat = tmp_path / "sky.csv"
+    cat.write_text("id,ra_deg,dec_deg,flux_jy,spectral_index,calibrator\n7,283.1,35.1,2.5,-0.7,1\n")
+    out = tmp_path / "sim"
+    rc = main(["simulate", str(out), "--antennas", "3", "--channels-per-subband", "1", "--subbands", "0-2,14",
+               "--catalog", str(cat), "--seed", "2"])
+    assert rc == 0
+    assert sorted(parse_subband_filename(f).subband for f in out.glob("*.hdf5")) == [0, 1, 2, 14]
+    meta = json.loads((out / "truth.json").read_text())
+    assert meta["calibrator_id"] == 7
+    assert (out / "sources.csv").read_text().splitlines()[1].startswith("7,283.1")
+
+
+def test_missing_catalog_is_a_clean_error(tmp_path, capsys, clean_env):
+    rc = main(["simulate", str(tmp_path / "x"), "--antennas", "3", "--catalog", str(tmp_path / "none.csv")])
+    assert rc == 1
+    assert "none.csv" in capsys.readouterr().err
