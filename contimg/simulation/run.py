@@ -248,6 +248,14 @@ def simulate(
     -------
     SimulationResult
         The groups with their paths, and the truth path.
+
+    Notes
+    -----
+    With ``processes > 1`` the subband workers are forked from this process
+    (do not call it from a process that has imported casatools) and share a
+    module-level job, so one process runs one :func:`simulate` at a time
+    (not thread-safe). Peak memory at full scale: ~0.7 GB serial, ~0.6 GB a
+    worker.
     """
     from threadpoolctl import threadpool_limits
 
