@@ -53,11 +53,11 @@ Method
    pre-scan widths), and refitting the noise stretches the tail, so
    ``p = min(1/2, N_eff * P(chi^2_1 > LR / lr_scale) / 2)``, turned into a
    one-sided Gaussian-equivalent sigma (:func:`significance_from_lr`).
-   ``trials_per_window`` (2.78) and ``lr_scale`` (1.46) were fitted to the
+   ``trials_per_window`` (3.16) and ``lr_scale`` (1.42) were fitted to the
    top 10 % of the LR distribution of 4,000 simulated null light curves
    (white + OU red noise of 0.3-6 % over 3-300 d, a year of daily epochs
    with gaps and outliers; ``benchmarks/ese_detection.py --calibrate``):
-   0.10 % of them reach 3 sigma (0.135 % expected). The extrapolation to
+   0.125 % of them reach 3 sigma (0.135 % expected). The extrapolation to
    5 sigma assumes the tail keeps that exponential form.
 
 Sources with fewer than ``min_epochs`` epochs are not scored (NaN). Sources
@@ -110,9 +110,9 @@ class EseSearch:
     min_epochs: int = 20
     min_duration_days: float = 7.0
     chunk_sources: int = 512
-    trials_per_window: float = 2.78
+    trials_per_window: float = 3.16
     """Calibrated effective trials per (width, position) cell; see :func:`significance_from_lr`."""
-    lr_scale: float = 1.46
+    lr_scale: float = 1.42
     """Calibrated stretch of the null LR distribution relative to chi^2_1 (>= 1: a heavier tail)."""
 
 
