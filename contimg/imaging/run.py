@@ -69,6 +69,8 @@ class ImageProducts:
     dec_deg: float
     imager_s: float
     """Wall time of the imager alone."""
+    imager_cpu_s: float
+    """CPU time (user + system, all threads) of the imager: comparable on a shared machine."""
     total_s: float
     arguments: list[str] = field(default_factory=list)
     """The WSClean argument list (empty for tclean)."""
@@ -166,16 +168,19 @@ def image_ms(
 
             bda = None
             if params.max_smearing_loss is not None:
-                edge = math.radians(geometry.pb_radius_deg + geometry.drift_deg / 2)
+                # the farthest imaged point that matters: the pb_limit edge, or the image corner if nearer
+                half_diagonal = math.hypot(geometry.width_deg, geometry.height_deg) / 2
+                edge = math.radians(min(geometry.pb_radius_deg + geometry.drift_deg / 2, half_diagonal))
                 bda = baseline_averaging_wavelengths(edge, params.max_smearing_loss)
             arguments = wsclean_arguments(ms, prefix=prefix, geometry=geometry, tier=params, robust=settings.robust,
                                           threads=_threads(settings), data_column=data_column, fits_mask=mask_file,
                                           temp_dir=work, baseline_averaging=bda, extra=extra_wsclean_args)
-            imager_s = run_wsclean(arguments, ms_path=ms, timeout_s=settings.timeout_s, log_path=log_file, cwd=work)
+            imager_s, imager_cpu_s = run_wsclean(arguments, ms_path=ms, timeout_s=settings.timeout_s,
+                                                 log_path=log_file, cwd=work)
         else:
             from contimg.imaging.tclean import run_tclean
 
-            imager_s = run_tclean(ms, prefix=prefix, geometry=geometry, tier=params, robust=settings.robust,
+            imager_s, imager_cpu_s = run_tclean(ms, prefix=prefix, geometry=geometry, tier=params, robust=settings.robust,
                                   data_column=data_column, mask_region=mask_file)
             log_file = None
         files = {k: work / f"img-{k}.fits" for k in ("image", *_AUX)}
@@ -217,7 +222,7 @@ def image_ms(
         thumbnail=str(final["thumbnail"]), log=str(final_log) if final_log else None,
         qa=qa, geometry=geometry, ref_freq_hz=qa.ref_freq_hz, mid_mjd=info.mid_time_jd - 2400000.5,
         ra_deg=math.degrees(info.phase_center_ra_rad), dec_deg=math.degrees(info.phase_center_dec_rad),
-        imager_s=round(imager_s, 2), total_s=round(time.perf_counter() - t0, 2), arguments=arguments,
+        imager_s=round(imager_s, 2), imager_cpu_s=round(imager_cpu_s, 2), total_s=round(time.perf_counter() - t0, 2), arguments=arguments,
     )
     log.info("imaged %s in %.1f s (imager %.1f s): rms %.3g Jy/beam, peak %.3g Jy/beam, beam %.1fx%.1f arcsec",
              ms, products.total_s, imager_s, qa.rms_jy, qa.peak_jy, qa.beam_major_arcsec, qa.beam_minor_arcsec)

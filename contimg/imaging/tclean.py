@@ -55,8 +55,10 @@ def run_tclean(
     robust: float = 0.0,
     data_column: str = "CORRECTED_DATA",
     mask_region: str | os.PathLike | None = None,
-) -> float:
-    """Image ``ms_path`` with tclean and export ``<prefix>-<product>.fits``; return the wall time (s).
+) -> tuple[float, float]:
+    """Image ``ms_path`` with tclean and export ``<prefix>-<product>.fits``; return wall and CPU time (s).
+
+    The CPU time is this process's (tclean runs in it, with its threads).
 
     Parameters
     ----------
@@ -99,6 +101,7 @@ def run_tclean(
     )
     log.info("running tclean(%s)", ", ".join(f"{k}={v!r}" for k, v in kwargs.items()))
     t0 = time.perf_counter()
+    cpu0 = time.process_time()
     try:
         tasks.tclean(**kwargs)
     except Exception as exc:  # noqa: BLE001 - casatasks raises bare Exception/RuntimeError
@@ -119,5 +122,6 @@ def run_tclean(
             if path.is_dir():
                 shutil.rmtree(path, ignore_errors=True)
     wall = time.perf_counter() - t0
-    log.info("tclean finished in %.1f s (%s)", wall, ms_path)
-    return wall
+    cpu = time.process_time() - cpu0
+    log.info("tclean finished in %.1f s wall, %.1f s CPU (%s)", wall, cpu, ms_path)
+    return wall, cpu

@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import resource
 import shlex
 import shutil
 import subprocess
@@ -123,6 +124,7 @@ def wsclean_arguments(
         "-size", str(geometry.nx), str(geometry.ny),
         "-scale", f"{geometry.cell_arcsec:g}asec",
         "-use-wgridder",
+        "-wgridder-accuracy", f"{tier.wgridder_accuracy:g}",
         "-niter", str(tier.niter),
         "-nmiter", str(tier.major_cycles),
         "-mgain", f"{tier.mgain:g}",
@@ -153,8 +155,8 @@ def run_wsclean(
     timeout_s: float,
     log_path: str | os.PathLike,
     cwd: str | os.PathLike | None = None,
-) -> float:
-    """Run ``wsclean`` with ``args``; return the wall time (s).
+) -> tuple[float, float]:
+    """Run ``wsclean`` with ``args``; return its wall time and CPU time (user + system, s).
 
     Parameters
     ----------
@@ -178,6 +180,7 @@ def run_wsclean(
     cmd = [wsclean_executable(), *args]
     log.info("running: %s", shlex.join(cmd))
     t0 = time.perf_counter()
+    cpu0 = _children_cpu()
     log_path = Path(log_path)
     with open(log_path, "w") as out:
         try:
@@ -191,8 +194,14 @@ def run_wsclean(
         except OSError as exc:
             raise ExternalToolError(f"{ms_path}: cannot run {cmd[0]}: {exc}") from exc
     wall = time.perf_counter() - t0
-    log.info("wsclean finished in %.1f s (%s)", wall, ms_path)
-    return wall
+    cpu = _children_cpu() - cpu0
+    log.info("wsclean finished in %.1f s wall, %.1f s CPU (%s)", wall, cpu, ms_path)
+    return wall, cpu
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _tail(path: Path, lines: int = 5) -> str:

@@ -13,7 +13,10 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def tclean_products(sim_group, imaging_settings, cell_arcsec, tmp_path_factory):
+    from contimg import casa_env
+
     out = tmp_path_factory.mktemp("tclean_images")
+    casa_env.configure_environment(log_dir=tmp_path_factory.mktemp("casa_logs"))
     return image_ms(sim_group["ms"], settings=imaging_settings, out_dir=out, backend="tclean",
                     cell_arcsec=cell_arcsec), out
 
@@ -42,3 +45,21 @@ def test_flux_and_position_against_truth(tclean_products, sim_group, source_erro
         assert e["ok"], e
         assert abs(e["ratio"] - 1) < 0.02, e
         assert e["offset_arcsec"] < 0.1 * p.qa.beam_minor_arcsec, e
+
+
+@pytest.mark.slow
+def test_catalog_mask_quicklook(sim_group, imaging_settings, cell_arcsec, tmp_path, source_errors):
+    """tclean with a user mask of circles around the catalogue sources (a CASA region file)."""
+    cat = sim_group["truth"].catalog
+    p = image_ms(sim_group["ms"], settings=imaging_settings, out_dir=tmp_path, backend="tclean", tier="quicklook",
+                 cell_arcsec=cell_arcsec, mask_positions_deg=list(zip(cat.ra_deg, cat.dec_deg)))
+    errors = source_errors(p.pbcor, sim_group["truth"], p.ref_freq_hz)
+    assert max(abs(e["ratio"] - 1) for e in errors) < 0.05
+
+
+def test_catalog_region_text():
+    from contimg.imaging.tclean import catalog_region
+
+    text = catalog_region([(10.0, 35.0), (11.5, -2.25)], 60.0)
+    assert text.splitlines() == ["#CRTFv0", "circle[[10.000000deg, 35.000000deg], 60.0arcsec]",
+                                 "circle[[11.500000deg, -2.250000deg], 60.0arcsec]"]
