@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import sys
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -252,7 +253,8 @@ def simulate(
     Notes
     -----
     With ``processes > 1`` the subband workers are forked from this process
-    (do not call it from a process that has imported casatools) and share a
+    (serially instead if this process has imported casatools, which is not
+    fork-safe) and share a
     module-level job, so one process runs one :func:`simulate` at a time
     (not thread-safe). Peak memory at full scale: ~0.7 GB serial, ~0.6 GB a
     worker.
@@ -372,7 +374,11 @@ def _simulate(
 
 def _run_subbands(config: SimulationConfig, progress: Callable[[str], None] | None) -> dict[int, Path]:
     written: dict[int, Path] = {}
-    if config.processes > 1 and len(config.subbands) > 1:
+    parallel = config.processes > 1 and len(config.subbands) > 1
+    if parallel and "casatools" in sys.modules:
+        log.warning("casatools is imported in this process and forking it is unsafe; writing subbands serially")
+        parallel = False
+    if parallel:
         ctx = multiprocessing.get_context("fork")
         with ProcessPoolExecutor(max_workers=min(config.processes, len(config.subbands)), mp_context=ctx) as pool:
             for sb, path in zip(config.subbands, pool.map(_write_one, config.subbands)):
