@@ -152,7 +152,10 @@ def main() -> int:
     print(f"detect {out['detect_seconds']} s ({out['ms_per_source']} ms/source, {out['examined']} examined in detail)")
     missed = np.flatnonzero(pop.true_has_ese & (pop.true_depth >= 0.2) & ~np.isin(np.arange(out['sources']), res.candidates(threshold)))
     for i in missed:
-        print(f"  missed: depth {pop.true_depth[i]:.2f} duration {pop.true_duration_days[i]:.0f} d, SNR {pop.true_flux_jy[i] / 0.001:.0f}, "
+        t = pop.t_days[pop.source_idx == i]
+        n_in = int(np.sum(np.abs(t - pop.true_t_center[i]) < pop.true_duration_days[i] / 2))
+        print(f"  missed: depth {pop.true_depth[i]:.2f} duration {pop.true_duration_days[i]:.0f} d ({n_in} epochs in the dip), "
+              f"SNR {pop.true_flux_jy[i] / 0.001:.0f}, "
               f"red noise {pop.true_red_noise_amplitude[i]:.3f}/{pop.true_red_noise_timescale_days[i]:.0f} d -> sigma {res.significance[i]:.1f}")
     print(json.dumps(out))
     return 0
