@@ -1,0 +1,50 @@
+"""Monitoring: Flower behind basic auth, worker queue validation."""
+
+from __future__ import annotations
+
+import base64
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+
+import pytest
+
+from cluster_helpers import wait_for
+from contimg.cluster import free_port
+
+pytestmark = pytest.mark.integration
+
+
+def _get(url: str, auth: tuple[str, str] | None = None) -> int:
+    req = urllib.request.Request(url)
+    if auth:
+        req.add_header("Authorization", "Basic " + base64.b64encode(":".join(auth).encode()).decode())
+    try:
+        with urllib.request.urlopen(req, timeout=2) as resp:
+            return resp.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    except OSError:
+        return 0
+
+
+def test_flower_requires_the_configured_basic_auth(make_cluster):
+    cluster = make_cluster("flower", CONTIMG_MONITORING__FLOWER_USER="ops",
+                           CONTIMG_MONITORING__FLOWER_PASSWORD="s3cret")
+    port = free_port()
+    flower = cluster._spawn("flower", [sys.executable, "-m", "contimg", "flower", "--port", str(port)])
+    url = f"http://127.0.0.1:{port}/"
+    wait_for(lambda: _get(url) != 0, timeout_s=60, what="flower to listen")
+    assert _get(url) == 401
+    assert _get(url, ("ops", "wrong")) == 401
+    assert _get(url, ("ops", "s3cret")) == 200
+    assert flower.alive()
+
+
+def test_worker_refuses_unknown_queues(make_cluster):
+    cluster = make_cluster("queues")
+    out = subprocess.run([sys.executable, "-m", "contimg", "worker", "--queues", "convert,imaging"],
+                         env=cluster.env(), capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1
+    assert "unknown queue(s) imaging" in out.stderr
