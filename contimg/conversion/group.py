@@ -8,7 +8,6 @@ import os
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
-from pathlib import Path
 from typing import Sequence
 
 from contimg.conversion.combine import ConversionResult, combine_parts

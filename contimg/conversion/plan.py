@@ -21,9 +21,12 @@ Phase center
 RA is the *apparent* local sidereal time at the group midpoint (the mean of
 all subbands' mid-times), Dec the pointing declination of the headers'
 ``phase_center_dec`` keyword, which the DSA-110 writer (and the contimg
-simulator) record as an *apparent* (TETE, epoch of date) declination in
-radians. The pair is converted TETE → ICRS with astropy; the ICRS position is
-what goes into the FIELD table and what the UVW coordinates refer to.
+simulator) record as an *apparent* (of date) declination in radians. The pair
+is converted apparent → ICRS with pyuvdata's ERFA-based
+``transform_app_to_icrs`` (the inverse of what ``UVData.phase()`` applies; it
+agrees with astropy's TETE → ICRS to well under an arcsecond). The ICRS
+position is what goes into the FIELD table and what the UVW coordinates refer
+to; in 2025 it differs from the apparent one by ~0.33 deg in RA.
 """
 
 from __future__ import annotations
