@@ -20,7 +20,8 @@ scored on it (:mod:`contimg.photometry.normalize`), otherwise on the measured
 flux; rows with a non-finite flux or a non-positive error are ignored.
 
 Given an :class:`~sqlalchemy.engine.Engine` (or URL/settings), reads run in a
-read-only transaction and the writes in one short write transaction, so the
+read-only transaction in a reader thread that fetches the next chunk while the
+current one is scored, and the writes in one short write transaction, so the
 job never holds SQLite's write lock while it computes. Given a
 :class:`~sqlalchemy.orm.Session`, everything happens in it and it is only
 flushed (the caller commits).
@@ -30,7 +31,10 @@ from __future__ import annotations
 
 import itertools
 import logging
+import queue
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -268,14 +272,18 @@ def score_sources(
     NightlySummary
     """
     summary = NightlySummary()
+    summary.seconds.update(select=0.0, read=0.0, score=0.0)
     t0 = time.perf_counter()
     if isinstance(session_or_engine, Session):
-        scored = _compute(session_or_engine, threshold, search, chunk_sources, rescore_all, summary)
+        chunks = _read_chunks(session_or_engine, chunk_sources, rescore_all, summary)
+        scored = _score_chunks(chunks, search, summary)
         t1 = time.perf_counter()
         _write(session_or_engine, scored, threshold, summary)
     else:
-        with session_scope(session_or_engine, readonly=True) as session:
-            scored = _compute(session, threshold, search, chunk_sources, rescore_all, summary)
+        # a reader thread with its own read-only session fetches the next
+        # chunk while this thread scores the current one (the compiled kernels
+        # and large numpy operations release the GIL)
+        scored = _score_chunks(_prefetched(session_or_engine, chunk_sources, rescore_all, summary), search, summary)
         t1 = time.perf_counter()
         with session_scope(session_or_engine) as session:
             _write(session, scored, threshold, summary)
@@ -285,19 +293,68 @@ def score_sources(
     return summary
 
 
-def _compute(session: Session, threshold: float, search: EseSearch, chunk_sources: int, rescore_all: bool,
-             summary: NightlySummary) -> list[_Scored]:
+_Chunk = tuple[np.ndarray, np.ndarray, dict[int, int]]
+"""(wanted source ids, rows from :func:`_read_chunk`, highest photometry id per source)."""
+
+
+def _read_chunks(session: Session, chunk_sources: int, rescore_all: bool, summary: NightlySummary) -> Iterator[_Chunk]:
     t = time.perf_counter()
     wanted = sources_to_score(session, rescore_all=rescore_all)
-    summary.seconds["select"] = time.perf_counter() - t
-    summary.seconds.setdefault("read", 0.0)
-    summary.seconds.setdefault("score", 0.0)
-    scored = []
+    summary.seconds["select"] += time.perf_counter() - t
     for start in range(0, wanted.size, chunk_sources):
         chunk = wanted[start:start + chunk_sources]
         t = time.perf_counter()
         data, last_ids = _read_chunk(session, int(chunk[0]), int(chunk[-1]))
         summary.seconds["read"] += time.perf_counter() - t
+        yield chunk, data, last_ids
+
+
+def _prefetched(target: Any, chunk_sources: int, rescore_all: bool, summary: NightlySummary) -> Iterator[_Chunk]:
+    """:func:`_read_chunks` in a reader thread (own session), one chunk ahead of the consumer."""
+    q: queue.Queue = queue.Queue(maxsize=1)
+    stop = threading.Event()
+    done = object()
+
+    def reader() -> None:
+        try:
+            with session_scope(target, readonly=True) as session:
+                for item in _read_chunks(session, chunk_sources, rescore_all, summary):
+                    while not stop.is_set():
+                        try:
+                            q.put(item, timeout=0.5)
+                            break
+                        except queue.Full:
+                            continue
+                    if stop.is_set():
+                        return
+        except BaseException as exc:  # handed to the consumer, which re-raises it
+            q.put(exc)
+            return
+        q.put(done)
+
+    thread = threading.Thread(target=reader, name="contimg-nightly-reader", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = q.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():  # unblock a reader waiting on a full queue
+            try:
+                q.get_nowait()
+            except queue.Empty:
+                pass
+            thread.join(timeout=0.1)
+
+
+def _score_chunks(chunks: Iterator[_Chunk], search: EseSearch, summary: NightlySummary) -> list[_Scored]:
+    scored = []
+    for chunk, data, last_ids in chunks:
         t = time.perf_counter()
         s = _score_rows(data, last_ids, chunk, search)
         summary.seconds["score"] += time.perf_counter() - t

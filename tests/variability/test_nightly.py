@@ -86,3 +86,20 @@ def test_nightly_in_a_callers_session_uses_normalised_fluxes(db_url, population,
         sel = (pop.source_idx == i) & (pop.t_days < T0 + 100)
         w = 1 / pop.flux_err[sel] ** 2
         assert stats.weighted_mean_jy == pytest.approx(factor * np.sum(w * pop.flux[sel]) / np.sum(w), rel=1e-9)
+
+
+def test_small_chunks_and_reader_errors(db_url, tmp_path, population, load_photometry):
+    """Many chunks through the prefetching reader give the same result; a reader error reaches the caller."""
+    pop = population
+    index = load_photometry(db_url, pop, before=T0 + 120)
+    summary = score_sources(db_url, threshold=5.0, chunk_sources=7)
+    assert summary.sources_scored == 40 and summary.rows_read == int((pop.t_days < T0 + 120).sum())
+    with session_scope(db_url, readonly=True) as s:
+        chunked = {r.source_id: r.chi2_nu for r in s.scalars(select(VariabilityStats))}
+    whole = score_sources(db_url, threshold=5.0, rescore_all=True)
+    assert whole.sources_scored == 40
+    with session_scope(db_url, readonly=True) as s:
+        assert {r.source_id: r.chi2_nu for r in s.scalars(select(VariabilityStats))} == chunked
+    assert set(chunked) == set(index.values())
+    with pytest.raises(Exception, match="no such table"):
+        score_sources(f"sqlite:///{tmp_path / 'no-schema.sqlite3'}")
