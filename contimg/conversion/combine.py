@@ -15,7 +15,9 @@ Column contents
     a copy of DATA (what an uncalibrated MS is defined to hold).
 ``MODEL_DATA``
     zero: there is no model yet. A calibration that forgets to set one then
-    fails loudly instead of calibrating against an implicit 1 Jy source.
+    fails loudly instead of calibrating against an implicit 1 Jy source. The
+    zeros are stored as a sparse file (:func:`~contimg.conversion.msio.sparsify_zero_column`):
+    no disk space until a model is written.
 ``WEIGHT_SPECTRUM`` / ``SIGMA_SPECTRUM``
     ``sigma = SEFD / sqrt(2 Δν τ n)`` per visibility (the radiometer noise of
     each real and imaginary part, ``n`` the file's sample count) and
@@ -345,6 +347,8 @@ def _write_ms(path: Path, plan: ConversionPlan, parts: _Parts) -> int:
             tb.putcol("SIGMA_SPECTRUM", sg, r0, n)
     finally:
         tb.close()
+    freed = msio.sparsify_zero_column(path, "MODEL_DATA")
+    log.debug("MODEL_DATA of %s made sparse (%.2f GB freed)", path, freed / 1e9)
     history = (
         f"contimg conversion of group {plan.group_id}\n"
         f"subbands present: {' '.join(f'sb{s:02d}' for s in parts.subbands)}\n"

@@ -25,6 +25,7 @@ Data units are ``Jy`` (pyuvdata's ``uncalib`` breaks TaQL).
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -104,6 +105,31 @@ def create_main_table(path: Path, *, nrows: int, Nfreqs: int, Npols: int):
         tb.putcolkeyword(name, "QuantumUnits", np.array(["Jy"]))
     tb.addrows(nrows)
     return tb
+
+
+def sparsify_zero_column(path: Path, column: str) -> int:
+    """Turn a closed MS column that holds only zeros into a sparse file; return bytes freed.
+
+    ``TiledColumnStMan`` keeps a column's tiles, and nothing else, in
+    ``table.f<SEQNR>_TSM0`` (its bookkeeping lives in ``table.f<SEQNR>``).
+    Truncating that file and extending it to its size again leaves the same
+    content -- zeros -- without disk blocks, and drops the dirty pages before
+    they are written back. Casacore reads holes as zeros and allocates blocks
+    when the column is written later (e.g. when calibration fills MODEL_DATA).
+    Only call this for a column written entirely with zeros.
+    """
+    from casacore import tables
+
+    with tables.table(str(path), ack=False) as tb:
+        info = tb.getdminfo(column)
+    if info["TYPE"] != "TiledColumnStMan":
+        return 0
+    data_file = Path(path) / f"table.f{info['SEQNR']}_TSM0"
+    size = data_file.stat().st_size
+    used = data_file.stat().st_blocks * 512
+    os.truncate(data_file, 0)
+    os.truncate(data_file, size)
+    return used
 
 
 def write_subtables(path: Path, plan: "ConversionPlan", *, time_range_mjd_s: tuple[float, float], history: str) -> None:

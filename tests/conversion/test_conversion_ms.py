@@ -109,6 +109,9 @@ def test_columns_units_flags_and_model(calibrator_ms):
         data = t.getcol("DATA")
         assert np.array_equal(t.getcol("CORRECTED_DATA"), data)
         assert not np.any(t.getcol("MODEL_DATA"))
+        # MODEL_DATA is writable (calibration fills it) although stored sparse
+        model_file = ms / f"table.f{t.getdminfo('MODEL_DATA')['SEQNR']}_TSM0"
+        assert model_file.stat().st_blocks == 0
         flags = t.getcol("FLAG")
         auto = t.getcol("ANTENNA1") == t.getcol("ANTENNA2")
         assert auto.sum() == N_ANTENNAS * plan.Ntimes
@@ -199,3 +202,22 @@ def test_sigma_and_weights_match_the_simulated_noise(offcenter_group, offcenter_
     diff = (data[cross, :, 0] - data[cross, :, 1]) / np.sqrt(2)
     measured = np.std(np.concatenate([diff.real.ravel(), diff.imag.ravel()]))
     assert measured == pytest.approx(truth.noise_sigma_jy, rel=0.03)
+
+
+def test_model_data_is_writable(calibrator_ms, tmp_path):
+    """Calibration writes MODEL_DATA into the (sparse) column; it reads back, DATA is untouched."""
+    import shutil
+
+    ms, _, plan = calibrator_ms
+    copy = tmp_path / "copy.ms"
+    shutil.copytree(ms, copy)
+    rng = np.random.default_rng(5)
+    with tables.table(str(copy), readonly=False, ack=False) as t:
+        n = plan.Nbls
+        model = (rng.standard_normal((n, plan.Nfreqs, 2)) + 1j).astype(np.complex64)
+        t.putcol("MODEL_DATA", model, n, n)
+        data = t.getcol("DATA")
+    with tables.table(str(copy), ack=False) as t:
+        assert np.array_equal(t.getcol("MODEL_DATA", n, n), model)
+        assert not np.any(t.getcol("MODEL_DATA", 0, n))
+        assert np.array_equal(t.getcol("DATA"), data)
