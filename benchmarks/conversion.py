@@ -17,8 +17,8 @@ timed from after its imports to the finished product:
     ``--processes`` processes → one 768-channel MS with DATA, MODEL_DATA,
     CORRECTED_DATA, WEIGHT_SPECTRUM, SIGMA_SPECTRUM, validated.
 ``floor``
-    reading the input bytes and writing as many bytes as our MS has, in
-    16 MiB blocks, on the same file system (no fsync: neither contender syncs).
+    reading the input bytes and writing as many bytes as our MS occupies on
+    disk, in 16 MiB blocks, on the same file system (no fsync: neither contender syncs).
 
 The last line printed is one JSON object with ``monolithic_s``, ``ours_s``,
 ``speedup`` (monolithic/ours), ``ours_peak_rss_gb`` (largest single process),
@@ -109,7 +109,8 @@ def floor_seconds(files: list[str], out_bytes: int, scratch: Path) -> float:
 
 
 def _du(path: Path) -> int:
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    """Bytes allocated on disk (MODEL_DATA's zeros are a sparse file)."""
+    return sum(p.stat().st_blocks * 512 for p in path.rglob("*") if p.is_file())
 
 
 def _run_child(kind: str, payload: dict) -> dict:
