@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import select
 
 from contimg.config import IngestSettings
-from contimg.db import GroupState, init_db, session_scope
+from contimg.db import GroupState, session_scope
 from contimg.db.models import ObservationGroup, SubbandFile
 from contimg.ingest.files import StabilityTracker, opens_as_hdf5
 from contimg.ingest.producer import Producer
@@ -32,9 +32,9 @@ def _write(incoming: Path, ts: datetime, sb: int, *, age_s: float = 60.0) -> Pat
 
 
 @pytest.fixture
-def env(tmp_path):
-    url = f"sqlite:///{tmp_path / 'db.sqlite3'}"
-    init_db(url)
+def env(tmp_path, db_url):
+    """A producer factory on a migrated database (SQLite; PostgreSQL when configured)."""
+    url = db_url
     incoming = tmp_path / "incoming"
     incoming.mkdir()
     published: list[tuple[str, str, str]] = []

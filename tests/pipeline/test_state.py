@@ -9,8 +9,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from sqlalchemy import select
 
-from contimg.config import load_settings
-from contimg.db import GroupState, init_db, session_scope
+from contimg.db import GroupState, session_scope
 from contimg.db.models import ObservationGroup, StageTiming
 from contimg.pipeline import housekeeping, state
 
@@ -18,11 +17,9 @@ T0 = datetime(2025, 10, 2, 10, 2, 45, tzinfo=timezone.utc)
 
 
 @pytest.fixture
-def settings(tmp_path):
-    s = load_settings(data_root=tmp_path / "data", staging_dir=tmp_path / "staging",
-                      database_url=f"sqlite:///{tmp_path / 'db.sqlite3'}")
-    init_db(s)
-    return s
+def settings(db_settings):
+    """Settings on a migrated database: SQLite, and PostgreSQL when CONTIMG_TEST_POSTGRES_URL is set."""
+    return db_settings
 
 
 def _pending_group(settings, key="2025-10-02T10:02:45") -> str:
