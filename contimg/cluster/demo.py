@@ -1,7 +1,7 @@
 """``contimg demo``: a small simulated night through an embedded single-machine cluster.
 
-Starts a private Redis (unless a broker is configured), a Celery worker and the
-producer as subprocesses; simulates a few small groups whose files are moved
+Starts a private Redis (unless a broker is configured), a Celery worker, the
+producer and beat as subprocesses; simulates a few small groups whose files are moved
 into the incoming directory as soon as each is written (as the correlator
 delivers them); follows every group through the chain; prints a summary.
 """
@@ -90,6 +90,8 @@ def run_demo(settings: Settings, options: DemoOptions, *, say: Callable[[str], N
         say(f"worker started (concurrency {options.concurrency}, all queues)")
         cluster.start_producer()
         say(f"producer watching {csettings.paths.incoming}")
+        cluster.start_beat()
+        say("beat started (housekeeping every minute, nightly variability; redbeat lock)")
 
         sim_dir = root / "simulated"
         incoming = csettings.paths.incoming
