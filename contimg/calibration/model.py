@@ -40,7 +40,9 @@ visibility matrix of all baselines is ``conj(Q)^T diag(S A) Q`` with ``Q`` the
 (Nsrc x Nants) phasor matrix: one batched complex matrix product per
 integration (Nsrc x Nants x Nants x Nfreqs multiply-adds), then a gather of
 the MS's baselines. Rows are processed in contiguous chunks of whole
-integrations, so memory stays bounded for any MS size.
+integrations, so memory stays bounded for any MS size. BLAS runs single-threaded
+here: for matrices this small, OpenBLAS threads mostly spin (5-10x the CPU time
+on a loaded machine, measured).
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from contimg.beam import SPEED_OF_LIGHT, airy_power, angular_separation
 from contimg.calibration.msmeta import MsMeta, read_ms_meta
@@ -263,6 +266,8 @@ def write_model_data(
         tidx = np.clip(tidx, 0, meta.Ntimes - 1)
         nrows = tb.nrows()
         cache: dict[int, np.ndarray] = {}
+        # the matrices are small (Nants x Nsrc): BLAS threads only spin (5-10x the CPU time, measured)
+        blas_one_thread = threadpool_limits(limits=1, user_api="blas")
         for r0 in range(0, nrows, ROWS_PER_CHUNK):
             n = min(ROWS_PER_CHUNK, nrows - r0)
             ti = tidx[r0:r0 + n]
@@ -274,6 +279,7 @@ def write_model_data(
                 sel = np.flatnonzero(ti == t)
                 out[sel] = cache[t][:, a1[r0 + sel], a2[r0 + sel]].T[:, :, None]
             tb.putcol(column, out, r0, n)
+        blas_one_thread.restore_original_limits()
     finally:
         tb.close()
     peak = flux.max(axis=(1, 2)) if sources.Nsrc else np.zeros(0)
