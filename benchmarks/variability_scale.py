@@ -99,6 +99,7 @@ def load(url: str, n_src: int, n_ep: int, seed: int) -> dict:
     n_days = int(n_ep * 1.06) + 1
     raw = engine.raw_connection()
     n_ese = 0
+    ese_sources: list[int] = []
     try:
         cur = raw.cursor()
         if not is_pg:
@@ -124,6 +125,7 @@ def load(url: str, n_src: int, n_ep: int, seed: int) -> dict:
             hi = min(lo + block, n_src)
             src, image, t, flux, err, ese = _population(n_src, n_ep, seed, lo, hi)
             n_ese += int(ese.sum())
+            ese_sources.extend((np.flatnonzero(ese) + lo + 1).tolist())
             ids = np.arange(row_id + 1, row_id + src.size + 1)
             row_id += src.size
             if is_pg:
@@ -148,7 +150,8 @@ def load(url: str, n_src: int, n_ep: int, seed: int) -> dict:
         raw.commit()
     finally:
         raw.close()
-    return {"rows": row_id, "ese_injected": n_ese, "load_seconds": round(time.perf_counter() - t0, 2)}
+    return {"rows": row_id, "ese_injected": n_ese, "ese_sources": ese_sources,
+            "load_seconds": round(time.perf_counter() - t0, 2)}
 
 
 def score(url: str, threshold: float) -> dict:
@@ -168,6 +171,23 @@ def score(url: str, threshold: float) -> dict:
         "seconds": round(seconds, 2),
         "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, 3),
         "summary": summary.as_dict(),
+    }
+
+
+def _check_candidates(url: str, injected: set[int]) -> dict:
+    """Candidates found against the injected events (every injected ESE is >= 20 % deep)."""
+    from sqlalchemy import select
+
+    from contimg.db import dispose_engine, session_scope
+    from contimg.db.models import EseCandidate
+
+    with session_scope(url, readonly=True) as s:
+        found = set(s.scalars(select(EseCandidate.source_id)).all())
+    dispose_engine(url)
+    return {
+        "candidates_true": len(found & injected),
+        "candidates_false": len(found - injected),
+        "recall": round(len(found & injected) / max(len(injected), 1), 4),
     }
 
 
@@ -197,14 +217,16 @@ def main() -> int:
         scored = json.loads(subprocess.run([*base, "--phase", "score"], check=True, capture_output=True,
                                            text=True).stdout.splitlines()[-1])
         s = scored["summary"]
+        truth = _check_candidates(url, set(loaded["ese_sources"]))
         print(f"scored {s['sources_scored']} sources ({s['rows_read']} rows, {s['examined']} examined for ESEs, "
               f"{s['candidates_created']} candidates) in {scored['seconds']} s, peak RSS {scored['peak_rss_gb']} GB")
         print(f"phases: {s['seconds']}")
+        print(f"candidates vs injected ESEs: {truth}")
         out = {
             "rows": loaded["rows"], "seconds": scored["seconds"], "peak_rss_gb": scored["peak_rss_gb"],
             "load_seconds": loaded["load_seconds"], "sources": args.sources, "epochs": args.epochs,
             "backend": url.split(":", 1)[0], "examined": s["examined"], "candidates": s["candidates_created"],
-            "ese_injected": loaded["ese_injected"], "phases": s["seconds"],
+            "ese_injected": loaded["ese_injected"], **truth, "phases": s["seconds"],
             "target": {"seconds": 60, "peak_rss_gb": 4},
         }
         print(json.dumps(out))
