@@ -103,3 +103,14 @@ def test_small_chunks_and_reader_errors(db_url, tmp_path, population, load_photo
     assert set(chunked) == set(index.values())
     with pytest.raises(Exception, match="no such table"):
         score_sources(f"sqlite:///{tmp_path / 'no-schema.sqlite3'}")
+
+
+def test_scheduled_job_runs_the_scoring(db_settings, population, load_photometry):
+    """The beat job's library entry point (housekeeping.nightly_variability -> run_nightly)."""
+    from contimg.pipeline import housekeeping
+
+    load_photometry(db_settings.database, population, before=T0 + 60)
+    result = housekeeping.nightly_variability(db_settings)
+    assert result["status"] == "ok"
+    assert result["result"]["sources_scored"] == 40
+    assert result["result"]["rows_read"] == int((population.t_days < T0 + 60).sum())
