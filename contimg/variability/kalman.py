@@ -55,9 +55,16 @@ def _products(t, y, r, counts, a2, tau, rscale, bc, bd, ba, bw, edge_frac, sq, c
     n_tmpl = bc.shape[1]
     n_cols = 2 + n_tmpl
     for b in numba.prange(n_src):
+        n = counts[b]
         m = np.zeros(n_cols)
         e = np.zeros(n_cols)
-        x = np.zeros(n_cols)
+        # the columns at every epoch, evaluated once for all noise models
+        X = np.empty((n, n_cols))
+        for k in range(n):
+            X[k, 0] = y[b, k]
+            X[k, 1] = 1.0
+            for j in range(n_tmpl):
+                X[k, 2 + j] = shape_scalar(t[b, k] - bc[b, j], bd[b, j], ba[b, j], bw[b, j], edge_frac)
         for g in range(n_grid):
             var = a2[b, g]
             ts = tau[b, g]
@@ -67,7 +74,7 @@ def _products(t, y, r, counts, a2, tau, rscale, bc, bd, ba, bw, edge_frac, sq, c
                 m[j] = 0.0
             ld = 0.0
             tprev = t[b, 0]
-            for k in range(counts[b]):
+            for k in range(n):
                 tk = t[b, k]
                 phi = math.exp(-(tk - tprev) / ts)
                 phi2 = phi * phi
@@ -75,13 +82,9 @@ def _products(t, y, r, counts, a2, tau, rscale, bc, bd, ba, bw, edge_frac, sq, c
                 S = Pp + rs * r[b, k]
                 isq = 1.0 / math.sqrt(S)
                 gain = Pp / S
-                x[0] = y[b, k]
-                x[1] = 1.0
-                for j in range(n_tmpl):
-                    x[2 + j] = shape_scalar(tk - bc[b, j], bd[b, j], ba[b, j], bw[b, j], edge_frac)
                 for j in range(n_cols):
                     mp = phi * m[j]
-                    v = x[j] - mp
+                    v = X[k, j] - mp
                     e[j] = v * isq
                     m[j] = mp + gain * v
                 e0 = e[0]
