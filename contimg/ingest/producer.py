@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.exc import IntegrityError
+
 from contimg.config import IngestSettings
 from contimg.db import run_transaction
 from contimg.errors import InputFileError, TransientError
@@ -110,6 +112,10 @@ class Producer:
                     s, p, tolerance_s=self.settings.tolerance_s))
             except InputFileError as exc:
                 log.error("ignoring %s: %s", path, exc)
+                self._known.add(str(path))
+                continue
+            except IntegrityError as exc:  # another producer (started by mistake) registered it first
+                log.warning("%s was registered concurrently by another process: %s", path, exc.orig)
                 self._known.add(str(path))
                 continue
             except (TransientError, OSError) as exc:
