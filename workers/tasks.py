@@ -75,16 +75,11 @@ def start_group(self, *, group_key: str, token: str) -> str:
 @app.task(name="contimg.convert.plan", base=GroupTask, bind=True)
 def convert_plan(self, *, group_key: str, token: str) -> None:
     """Plan the conversion, then replace this task by the chord of subband writes."""
+    from contimg.pipeline.convert import plan
     from workers.canvas import conversion_chord
 
-    planned = _guard(state_plan, group_key, token)
+    planned = _guard(plan, _settings(), group_key, token)
     raise self.replace(conversion_chord(group_key, token, planned["plan"], planned["files"]))
-
-
-def state_plan(group_key: str, token: str) -> dict[str, Any]:
-    from contimg.pipeline.convert import plan
-
-    return plan(_settings(), group_key, token)
 
 
 @app.task(name="contimg.convert.write_part", base=GroupTask, bind=True)
