@@ -16,14 +16,15 @@ Column contents
 ``MODEL_DATA``
     zero: there is no model yet. A calibration that forgets to set one then
     fails loudly instead of calibrating against an implicit 1 Jy source. The
-    zeros are stored as a sparse file (:func:`~contimg.conversion.msio.sparsify_zero_column`):
-    no disk space until a model is written.
+    zeros are stored as a sparse file
+    (:func:`~contimg.conversion.msio.sparsify_zero_column`): no disk space
+    until a model is written.
 ``WEIGHT_SPECTRUM`` / ``SIGMA_SPECTRUM``
     ``sigma = SEFD / sqrt(2 Δν τ n)`` per visibility (the radiometer noise of
     each real and imaginary part, ``n`` the file's sample count) and
     ``weight = 1 / sigma²``; the SEFD comes from the header keyword ``sefd_jy``
-    if present, else :data:`~contimg.conversion.subband.NOMINAL_SEFD_JY`. ``WEIGHT``/``SIGMA`` per row are
-    the mean over channels.
+    if present, else :data:`~contimg.conversion.subband.NOMINAL_SEFD_JY`.
+    ``WEIGHT``/``SIGMA`` per row are the mean over the channels with data.
 ``FLAG``
     the files' flags, plus autocorrelations, missing subbands and non-finite
     values (counted in the result).
