@@ -241,6 +241,9 @@ def combine_parts(
         parts.close()
     for p in part_paths:
         remove_part(p)
+    # debris of step-1 attempts killed mid-write (hidden .sbNN.part.tmp-PID / .old-PID)
+    for debris in part_paths[0].parent.glob(".sb??.part.*"):
+        remove_part(debris)
     with contextlib.suppress(OSError):
         part_paths[0].parent.rmdir()
     if nonfinite:

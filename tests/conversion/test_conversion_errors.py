@@ -161,9 +161,11 @@ def test_rerun_is_idempotent_and_failed_rerun_keeps_the_finished_ms(calibrator_g
     again = write_subband_part(plan.to_dict(), files[0], staging)  # rerun: same path, replaced atomically
     assert again == parts[0] == part_path(plan, 0, staging)
     assert sorted(p.name for p in again.parent.iterdir()) == ["sb00.part", "sb01.part", "sb02.part"]
+    (again.parent / ".sb01.part.tmp-99999").mkdir()  # a step-1 attempt killed mid-write
     result = combine_parts(plan, parts, out)
     assert result.subbands == [0, 1, 2]
     assert not any(p.exists() for p in parts), "parts not cleaned"
+    assert not again.parent.exists(), "staging debris left"
     # the chord's step 2 retried after success: parts gone, the MS is revalidated
     again = combine_parts(plan.to_dict(), parts, out)
     assert again.validation["ok"] and again.subbands == [0, 1, 2]
