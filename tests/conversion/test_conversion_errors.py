@@ -198,3 +198,24 @@ def test_validation_failure_publishes_nothing(calibrator_group, tmp_path, monkey
         combine_parts(plan, parts, out)
     assert snapshot(tmp_path / "g.ms") == stamp
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+def test_frequencies_off_the_grid_are_refused_not_shifted(group_copy, tmp_path):
+    """A subband whose frequencies do not sit where its name says is an error, never moved."""
+    victim = next(f for f in group_copy if f.name.endswith("_sb09.hdf5"))
+    with h5py.File(victim, "r+") as fh:
+        fh["Header"]["freq_array"][...] = fh["Header"]["freq_array"][()] + 100e3
+    msg = _convert_fails(group_copy, tmp_path, "off the group's subband grid")
+    assert victim.name in msg and "sb09" in msg
+
+
+def test_file_named_for_the_wrong_subband(group_copy, tmp_path):
+    """sb04's data under an sb05 name (sb05 absent) would land 11.7 MHz off: refused."""
+    sb04 = next(f for f in group_copy if f.name.endswith("_sb04.hdf5"))
+    sb05 = next(f for f in group_copy if f.name.endswith("_sb05.hdf5"))
+    sb05.unlink()
+    renamed = sb05.with_name(sb05.name)
+    shutil.copy2(sb04, renamed)
+    files = sorted(sb04.parent.glob("*.hdf5"))
+    msg = _convert_fails(files, tmp_path, "off the group's subband grid")
+    assert renamed.name in msg and "sb05 expected" in msg
