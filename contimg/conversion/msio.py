@@ -223,7 +223,7 @@ def write_subtables(path: Path, plan: "ConversionPlan", *, time_range_mjd_s: tup
         t.putcell("FLAG_ROW", 0, False)
 
     direction = np.array([[plan.phase_center_ra, plan.phase_center_dec]])
-    field_name = f"drift_{plan.group_id}"
+    field_name = "drift_" + plan.group_id.replace(":", "").replace(" ", "_")  # CASA selection-safe
     with tables.table(p + "/FIELD", readonly=False, ack=False) as t:
         t.addrows(1)
         for col in ("DELAY_DIR", "PHASE_DIR", "REFERENCE_DIR"):
