@@ -3,9 +3,11 @@
 Settings mirror :func:`contimg.imaging.wsclean.wsclean_arguments`: MFS Stokes I
 of the whole band, Briggs weighting, Hogbom CLEAN, w-projection
 (``gridder='wproject'``, ``wprojplanes=-1``: CASA picks the number of planes
-from the largest w), ``nmajor`` major cycles, ``nsigma`` threshold and
-``usemask='auto-multithresh'`` (or a user mask of circles around catalogue
-sources). The products are exported to FITS with ``exportfits`` (restoring
+from the largest w), ``nmajor`` major cycles, ``nsigma`` threshold over the whole image (or a user mask of circles around
+catalogue sources). CASA's ``auto-multithresh`` masking is not used: on
+DSA-110 snapshots its sidelobe threshold exceeds the sources, the mask comes
+out empty and tclean stops without cleaning ("zero mask"; seen on the
+full-scale benchmark group). The products are exported to FITS with ``exportfits`` (restoring
 beam in BMAJ/BMIN/BPA, BUNIT Jy/beam).
 
 CASA does not know the observatory ``DSA_110``: it logs a SEVERE "Unknown
@@ -83,13 +85,13 @@ def run_tclean(
 
     tasks = casa_env.casatasks()
     prefix = str(prefix)
-    mask_kw: dict = {"usemask": "auto-multithresh", "sidelobethreshold": 2.0,
-                     "noisethreshold": tier.auto_mask_sigma or tier.auto_threshold_sigma,
-                     "lownoisethreshold": 1.5, "minbeamfrac": 0.1}
+    # auto-multithresh finds no emission in DSA-110 snapshots: its sidelobe threshold
+    # (sidelobethreshold x the PSF's ~0.5 sidelobes x the peak) lies above most sources,
+    # the mask comes out empty and tclean stops at once ("zero mask") with nothing
+    # cleaned. We clean the whole image down to nsigma instead (or inside a catalogue mask).
+    mask_kw: dict = {"usemask": "user", "mask": ""}
     if mask_region is not None:
         mask_kw = {"usemask": "user", "mask": str(mask_region)}
-    elif tier.auto_mask_sigma is None:
-        mask_kw = {"usemask": "user", "mask": ""}
     kwargs = dict(
         vis=str(ms_path), imagename=prefix, datacolumn=_DATACOLUMN.get(data_column, data_column.lower()),
         imsize=[geometry.nx, geometry.ny], cell=f"{geometry.cell_arcsec:g}arcsec", stokes="I",

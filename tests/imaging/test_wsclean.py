@@ -37,6 +37,7 @@ def test_arguments_protect_model_data():
     geom = ImageGeometry(cell_arcsec=5.0, nx=100, ny=80, pb_limit=0.2, pb_radius_deg=2.0, drift_deg=1.0)
     args = wsclean_arguments("x.ms", prefix="p", geometry=geom, tier=tier_parameters("standard"), threads=2)
     assert "-no-update-model-required" in args
+    assert args[args.index("-beam-fitting-size") + 1] == "1.5"  # WSClean's default box fits a far too long beam
     assert args[args.index("-size") + 1:args.index("-size") + 3] == ["100", "80"]
     assert args[args.index("-weight") + 1:args.index("-weight") + 3] == ["briggs", "0"]
     assert args[-1] == "x.ms" and "-auto-mask" in args
