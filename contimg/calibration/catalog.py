@@ -204,7 +204,9 @@ def read_source_csv(path: str | Path) -> list[dict[str, Any]]:
         rec["quality"] = None
         if "quality" in cols:
             rec["quality"] = (row.get(cols["quality"]) or "").strip() or None
-        rec["is_calibrator"] = _flag(path, line, "calibrator", row.get(cols["calibrator"])) if "calibrator" in cols else False
+        rec["is_calibrator"] = False
+        if "calibrator" in cols:
+            rec["is_calibrator"] = _flag(path, line, "calibrator", row.get(cols["calibrator"]))
         if rec["is_calibrator"] and (rec["flux_jy"] is None or rec["flux_jy"] <= 0):
             raise InputFileError(f"{path}, line {line}: calibrator {name} has no positive flux_jy")
         out.append(rec)

@@ -28,7 +28,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from contimg.calibration.solve import APPLY_ORDER, SolveResult
-from contimg.db.models import CalibrationSet, CalibrationTable, CalTableType
+from contimg.db.models import CalibrationSet, CalTableType
 from contimg.errors import PermanentError
 
 log = logging.getLogger(__name__)

@@ -172,7 +172,6 @@ def test_full_scale_gain_accuracy(tmp_path):
     Takes ~10 minutes (simulation 3, conversion 2-3, calibration 1-5 depending on load);
     ``benchmarks/calibration.py`` measures the same with timings.
     """
-    from contimg.calibration.qa import solution_errors
     from contimg.conversion import convert_group
     from contimg.simulation import SimulationConfig, load_truth, simulate
 
