@@ -23,7 +23,7 @@ from typing import Any
 
 from celery import Celery
 from celery.signals import worker_process_init, setup_logging
-from kombu import Queue
+from kombu import Exchange, Queue
 
 from contimg.config import Settings, load_settings
 
@@ -100,7 +100,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "result_chord_retry_interval": 1.0,
         "redis_backend_health_check_interval": 10,
         "task_default_queue": CONTROL_QUEUE,
-        "task_queues": [Queue(name) for name in ALL_QUEUES],
+        # one direct exchange and routing key per queue: a message routed to one queue lands in that queue only
+        "task_queues": [Queue(name, Exchange(name, type="direct"), routing_key=name) for name in ALL_QUEUES],
+        "task_default_exchange": CONTROL_QUEUE,
+        "task_default_routing_key": CONTROL_QUEUE,
         "task_routes": TASK_ROUTES,
         "task_create_missing_queues": False,
         # a failing subband write reports to the run's error callback at once

@@ -68,3 +68,37 @@ def test_redis_restart_loses_no_group(make_cluster, sim_groups):
         g = got[key]
         assert g.state.value == "completed", g.error_message
         assert g.attempt == 1 and len(g.measurement_sets) == 1
+
+
+def test_lost_worker_run_is_reenqueued_by_housekeeping(make_cluster, sim_groups, tmp_path):
+    """A whole worker SIGKILLed mid-chord: its reserved message sits unacknowledged (until the
+    Redis visibility timeout), the run stops beating; housekeeping re-enqueues it with a new run."""
+    from workers.canvas import app_for
+
+    marker = tmp_path / "hung-pid"
+    cluster = make_cluster("lost-worker", CONTIMG_INGEST__STALE_IN_PROGRESS_S="4",
+                           CONTIMG_TEST_HANG_SUBBAND="3", CONTIMG_TEST_MARKER=str(marker))
+    worker = cluster.start_worker(app="fault_app", extra_path=[HERE], concurrency=2)
+    cluster.start_producer()
+    settings = cluster.settings()
+    key = drop_group(settings.paths.incoming, sim_groups[0], timestamp(12, 0))
+    wait_for(marker.exists, timeout_s=120, what="the write of sb03 to start")
+    first_token = groups(settings)[key].task_id
+    offset = len(worker.log_text())
+    worker.stop(sig=signal.SIGKILL)  # main process and pool; the supervisor starts a new worker
+    wait_for(lambda: worker.restarts >= 1 and worker.alive(), timeout_s=30, what="the supervisor to restart it")
+    worker.wait_for_log(" ready.", timeout_s=90, start_offset=offset)
+    # the other subbands are written by the new worker, sb03 stays reserved by the dead one
+    wait_for(lambda: (g := groups(settings)[key]).heartbeat_at is not None and
+             (time.time() - g.heartbeat_at.timestamp()) > 5, timeout_s=120, what="the run to go stale")
+    assert groups(settings)[key].state.value == "in_progress"
+    app = app_for(settings)
+    report = app.send_task("contimg.housekeeping.sweep").get(timeout=60)
+    assert report["requeued"] == [key]
+    got = _wait(cluster, [key])
+    g = got[key]
+    assert g.state.value == "completed", g.error_message
+    assert g.attempt == 2 and g.retry_count == 1 and g.task_id != first_token
+    assert sorted((t.attempt, t.status) for t in g.stage_timings) == [(1, "running"), (2, "ok")] or \
+        sorted((t.attempt, t.status) for t in g.stage_timings)[-1] == (2, "ok")
+    assert len(g.measurement_sets) == 1

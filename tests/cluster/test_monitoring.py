@@ -48,3 +48,25 @@ def test_worker_refuses_unknown_queues(make_cluster):
                          env=cluster.env(), capture_output=True, text=True, timeout=60)
     assert out.returncode == 1
     assert "unknown queue(s) imaging" in out.stderr
+
+
+def test_each_stage_queue_receives_only_its_own_tasks(make_cluster):
+    """Bindings as a worker declares them: a task routed to one queue lands in that queue only."""
+    import redis
+
+    from workers.app import ALL_QUEUES
+    from workers.canvas import app_for
+
+    cluster = make_cluster("routing")
+    worker = cluster.start_worker(concurrency=1)
+    worker.stop()  # its queue bindings stay declared in Redis
+    client = redis.Redis.from_url(cluster.broker_url)
+    assert {client.llen(q) for q in ALL_QUEUES} == {0}
+    app = app_for(cluster.settings())
+    for name, queue in [("contimg.convert.write_part", "convert"), ("contimg.group.start", "housekeeping"),
+                        ("contimg.calibrate.solve", "calibrate"), ("contimg.image.make", "image"),
+                        ("contimg.photometry.measure", "photometry")]:
+        before = {q: client.llen(q) for q in ALL_QUEUES}
+        app.send_task(name, kwargs={})
+        after = {q: client.llen(q) for q in ALL_QUEUES}
+        assert {q: after[q] - before[q] for q in ALL_QUEUES} == {q: int(q == queue) for q in ALL_QUEUES}, name
