@@ -58,8 +58,11 @@ def site_config_text() -> str:
         "if _log_dir:\n"
         "    _os.makedirs(_log_dir, exist_ok=True)\n"
         "    logfile = _os.path.join(_log_dir, 'casa-%d.log' % _os.getpid())\n"
-        "else:\n"
-        "    nologfile = True  # never litter the working directory with casa-*.log\n"
+        "else:  # never litter the working directory with casa-*.log\n"
+        "    import tempfile as _tempfile\n"
+        "    _log_dir = _os.path.join(_tempfile.gettempdir(), 'contimg-casa-logs')\n"
+        "    _os.makedirs(_log_dir, exist_ok=True)\n"
+        "    logfile = _os.path.join(_log_dir, 'casa-%d.log' % _os.getpid())\n"
     )
 
 
@@ -150,6 +153,9 @@ def _default_log_dir() -> Path:
 def casatools() -> ModuleType:
     """Import casatools configured offline, logging to the state directory."""
     if "casatools" not in sys.modules:
+        # casatasks opens its log file at import, before we could redirect it:
+        # the site config reads the directory from this variable.
+        os.environ.setdefault("CONTIMG_CASA_LOG_DIR", str(_default_log_dir()))
         configure_environment()
         import casatools as tools
 
