@@ -80,6 +80,7 @@ class CalibrationSettings(_Section):
     bandpass_validity_h: float = Field(24.0, gt=0, description="a bandpass table is valid this long on each side of its solve")
     gain_validity_h: float = Field(6.0, gt=0, description="a gain table is valid this long on each side of its solve")
     model_min_flux_jy: float = Field(0.005, ge=0, description="catalogue sources fainter than this (apparent, at their best beam response in the group) are left out of MODEL_DATA")
+    wait_for_solution_s: float = Field(1800.0, ge=0, description="a science group with no valid calibration set waits (retrying with backoff) this long for the night's calibrator group to be solved before it fails")
 
 
 class ImagingSettings(_Section):
@@ -125,6 +126,7 @@ class CelerySettings(_Section):
     result_expires_s: int = Field(86400, gt=0, description="task results are kept this long")
     max_memory_per_child_mb: int = Field(6000, gt=0, description="a worker child over this resident memory is replaced after its task")
     concurrency: int = Field(0, ge=0, description="worker processes (0: one per core)")
+    last_stage: Literal["convert", "calibrate", "image", "photometry"] | None = Field(None, description="a group's run ends after this stage (None: after the last stage built), e.g. convert for a conversion-only cluster")
 
 
 class Paths(BaseModel):

@@ -2,8 +2,9 @@
 
 ::
 
-    start ─→ convert.plan ═(replaced by)═> chord([write_part × Nsubbands], combine) ─→ … ─→ finish
-      │                                                                    (later: calibrate, image, photometry)
+    start ─→ convert.plan ═(replaced by)═> chord([write_part × Nsubbands], combine)
+          ─→ calibrate.run ─→ image.run ─→ finish
+      │
       └── link_error: record_failure (every task)
 
 The first task's id is the run token, so a second publication of the same run
@@ -20,7 +21,7 @@ from celery import Celery, chain, chord
 from celery.canvas import Signature
 
 from contimg.config import Settings
-from contimg.pipeline.stages import STAGES, stages_from
+from contimg.pipeline.stages import STAGES, stages_from, stages_until
 from workers.app import app, create_app
 
 _apps: dict[str, Celery] = {}
@@ -41,8 +42,18 @@ def _convert(group_key: str, token: str, *, app: Celery = app) -> Signature:
     return app.signature("contimg.convert.plan", kwargs={"group_key": group_key, "token": token}, immutable=True)
 
 
+def _stage_task(name: str) -> Callable[..., Signature]:
+    def build(group_key: str, token: str, *, app: Celery = app) -> Signature:
+        return app.signature(name, kwargs={"group_key": group_key, "token": token}, immutable=True)
+
+    build.__name__ = f"_{name.split('.')[1]}"
+    return build
+
+
 STAGE_SIGNATURES: dict[str, Callable[..., Signature]] = {
     "convert": _convert,
+    "calibrate": _stage_task("contimg.calibrate.run"),
+    "image": _stage_task("contimg.image.run"),
 }
 """Stage name → builder of the stage's (immutable) signature for one run."""
 
@@ -50,10 +61,15 @@ assert tuple(STAGE_SIGNATURES) == STAGES, "every stage needs a signature builder
 
 
 def run_canvas(group_key: str, token: str, *, from_stage: str | None = None, app: Celery = app) -> Signature:
-    """The whole run of a group: claim, the stages from ``from_stage`` on, finish."""
+    """The whole run of a group: claim, the stages from ``from_stage`` on, finish.
+
+    The run ends after ``settings.celery.last_stage`` of the app's settings when that is set.
+    """
     kw = {"group_key": group_key, "token": token}
     steps = [app.signature("contimg.group.start", kwargs=kw, immutable=True).set(task_id=token)]
-    steps += [STAGE_SIGNATURES[stage](group_key, token, app=app) for stage in stages_from(from_stage)]
+    last = getattr(app.conf, "contimg_settings", None)
+    stages = stages_until(stages_from(from_stage), last.celery.last_stage if last is not None else None)
+    steps += [STAGE_SIGNATURES[stage](group_key, token, app=app) for stage in stages]
     steps.append(app.signature("contimg.group.finish", kwargs=kw, immutable=True))
     canvas = chain(*steps, app=app)
     canvas.link_error(app.signature("contimg.group.record_failure", kwargs=kw))

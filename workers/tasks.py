@@ -35,6 +35,11 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+def _short(task_name: str) -> str:
+    """``contimg.calibrate.run`` → ``calibrate.run`` (the stage and step, for error messages)."""
+    return task_name.removeprefix("contimg.")
+
+
 class GroupTask(Task):
     """Base of every task that works for one group's run."""
 
@@ -51,7 +56,7 @@ class GroupTask(Task):
         if key is None:
             return
         try:
-            state.fail(_settings(), key, f"{self.name.rsplit('.', 1)[-1]}: {_describe(exc)}", token=token)
+            state.fail(_settings(), key, f"{_short(self.name)}: {_describe(exc)}", token=token)
         except Exception:  # noqa: BLE001 - never mask the task's own failure
             log.exception("group %s: could not record the failure of %s", key, task_id)
 
@@ -98,6 +103,40 @@ def convert_combine(self, part_paths: list[str], *, group_key: str, token: str, 
     return _guard(combine, _settings(), group_key, token, plan, part_paths)
 
 
+@app.task(name="contimg.calibrate.run", base=GroupTask, bind=True)
+def calibrate_run(self, *_: Any, group_key: str, token: str) -> dict:
+    """Calibrate the group's MS; a science group waits (retrying) for a valid calibration set.
+
+    :class:`~contimg.calibration.NoValidCalibration` is retried with a
+    growing delay until ``settings.calibration.wait_for_solution_s`` has
+    passed since the stage started; then the group fails with the reason.
+    """
+    from contimg.calibration import NoValidCalibration
+    from contimg.pipeline.calibrate import calibrate, retry_delay_s, waited_s
+
+    settings = _settings()
+    try:
+        return _guard(calibrate, settings, group_key, token)
+    except NoValidCalibration as exc:
+        waited = _guard(waited_s, settings, group_key, token)
+        limit = settings.calibration.wait_for_solution_s
+        delay = retry_delay_s(waited, limit_s=limit, stale_s=settings.ingest.stale_in_progress_s)
+        if delay is None:
+            raise NoValidCalibration(f"group {group_key}: still no valid calibration set after waiting "
+                                     f"{waited:.0f} s (calibration.wait_for_solution_s = {limit:.0f}): {exc}") from exc
+        log.info("group %s: no valid calibration set yet (waited %.0f s of %.0f); asking again in %.0f s",
+                 group_key, waited, limit, delay)
+        raise self.retry(exc=exc, countdown=delay, max_retries=None) from exc
+
+
+@app.task(name="contimg.image.run", base=GroupTask, bind=True)
+def image_run(self, *_: Any, group_key: str, token: str) -> dict:
+    """Image the group's calibrated MS and record the images with their QA."""
+    from contimg.pipeline.image import image
+
+    return _guard(image, _settings(), group_key, token)
+
+
 @app.task(name="contimg.group.finish", base=GroupTask, bind=True)
 def finish_group(self, *_: Any, group_key: str, token: str) -> str:
     """Mark the run completed (idempotent)."""
@@ -115,4 +154,4 @@ def record_failure(request, exc, traceback, *, group_key: str, token: str) -> No
     if isinstance(exc, (Ignore, state.StaleRunError)):
         return
     failed_task = getattr(request, "task", None) or "task"
-    state.fail(_settings(), group_key, f"{failed_task.rsplit('.', 1)[-1]}: {_describe(exc)}", token=token)
+    state.fail(_settings(), group_key, f"{_short(failed_task)}: {_describe(exc)}", token=token)

@@ -1,15 +1,15 @@
 """The stages a group goes through, in the order data flows: defined in one place.
 
-Only stages that really exist are listed. Calibration, imaging and photometry
-append here (and their task in ``workers/canvas.py``) when they are built; the
-canvas, reprocessing and ``contimg status`` follow this list.
+Only stages that really exist are listed; a new stage appends here (and its
+task in ``workers/canvas.py``). The canvas, reprocessing and ``contimg status``
+follow this list.
 """
 
 from __future__ import annotations
 
 from contimg.errors import PermanentError
 
-STAGES: tuple[str, ...] = ("convert",)
+STAGES: tuple[str, ...] = ("convert", "calibrate", "image")
 """Pipeline stages in processing order."""
 
 PLANNED_STAGES: tuple[str, ...] = ("convert", "calibrate", "image", "photometry")
@@ -31,3 +31,23 @@ def stages_from(stage: str | None = None) -> tuple[str, ...]:
             raise PermanentError(f"stage {stage!r} is not implemented yet; available stages: {', '.join(STAGES)}")
         raise PermanentError(f"unknown stage {stage!r}; available stages: {', '.join(STAGES)}")
     return STAGES[STAGES.index(stage):]
+
+
+def stages_until(stages: tuple[str, ...], last_stage: str | None) -> tuple[str, ...]:
+    """``stages`` up to and including ``last_stage`` (all of them if None or not among them).
+
+    Used by the canvas with ``settings.celery.last_stage``: a run that starts
+    after ``last_stage`` still runs its first stage (reprocessing asked for it).
+
+    Raises
+    ------
+    PermanentError
+        If ``last_stage`` is not a stage of the design.
+    """
+    if last_stage is None:
+        return stages
+    if last_stage not in PLANNED_STAGES:
+        raise PermanentError(f"unknown stage {last_stage!r}; stages: {', '.join(PLANNED_STAGES)}")
+    if last_stage not in stages:
+        return stages if PLANNED_STAGES.index(last_stage) > PLANNED_STAGES.index(stages[-1]) else stages[:1]
+    return stages[:stages.index(last_stage) + 1]

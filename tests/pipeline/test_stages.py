@@ -1,0 +1,82 @@
+"""The stage list, the end of a run, and the calibration stage's wait for a solution (no Celery)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from contimg.db import GroupState, session_scope
+from contimg.db.models import ObservationGroup
+from contimg.errors import InputFileError, PermanentError
+from contimg.pipeline import calibrate, state
+from contimg.pipeline.stages import PLANNED_STAGES, STAGES, stages_from, stages_until
+
+T0 = datetime(2025, 10, 2, 10, 2, 45, tzinfo=timezone.utc)
+
+
+def test_stages_are_built_in_the_order_of_the_design():
+    assert STAGES == PLANNED_STAGES[:len(STAGES)]
+    assert STAGES[:3] == ("convert", "calibrate", "image")
+    assert stages_from("calibrate") == STAGES[1:]
+
+
+def test_a_run_ends_after_the_last_stage():
+    assert stages_until(STAGES, None) == STAGES
+    assert stages_until(STAGES, "convert") == ("convert",)
+    assert stages_until(STAGES, "calibrate") == ("convert", "calibrate")
+    assert stages_until(stages_from("image"), "convert") == ("image",)  # reprocessing asked for it
+    assert stages_until(STAGES, "photometry") == STAGES  # up to the last stage built
+    with pytest.raises(PermanentError, match="unknown stage 'flag'"):
+        stages_until(STAGES, "flag")
+
+
+def test_canvas_follows_the_stages_and_the_last_stage():
+    from contimg.config import load_settings
+    from workers.canvas import STAGE_SIGNATURES, run_canvas
+
+    assert tuple(STAGE_SIGNATURES) == STAGES
+    for last, expected in ((None, ["contimg.convert.plan", "contimg.calibrate.run", "contimg.image.run"]),
+                           ("convert", ["contimg.convert.plan"])):
+        from workers.app import create_app
+
+        app = create_app(load_settings(broker_url="redis://127.0.0.1:1/0", celery={"last_stage": last}))
+        canvas = run_canvas("2025-07-01T10:00:00", "tok", app=app)
+        names = [t.task for t in canvas.tasks]
+        assert names == ["contimg.group.start", *expected, "contimg.group.finish"]
+        assert all(t.kwargs == {"group_key": "2025-07-01T10:00:00", "token": "tok"} for t in canvas.tasks)
+        assert canvas.tasks[0].options["task_id"] == "tok"
+
+
+def test_retry_delay_grows_and_stops_at_the_limit():
+    delays = []
+    waited = 0.0
+    while (d := calibrate.retry_delay_s(waited, limit_s=600, stale_s=3600)) is not None:
+        delays.append(d)
+        waited += d
+    assert delays[0] == 5.0 and delays == sorted(delays[:-1]) + delays[-1:]
+    assert sum(delays) == pytest.approx(600) and len(delays) < 10
+    # never longer than a third of the stale-run threshold: the sweep must not take a waiting group for lost
+    assert calibrate.retry_delay_s(1000, limit_s=1800, stale_s=600) == 200
+    assert calibrate.retry_delay_s(0, limit_s=0, stale_s=600) is None
+
+
+def test_waited_counts_from_the_stage_start_and_is_fenced(db_settings):
+    key = "2025-10-02T10:02:45"
+    with session_scope(db_settings) as s:
+        g = ObservationGroup(group_key=key, timestamp=T0, state=GroupState.COLLECTING, nsubbands=16)
+        s.add(g)
+        s.flush()
+        token = state.make_pending(g)
+    assert state.claim(db_settings, key, token)
+    assert calibrate.waited_s(db_settings, key, token) == 0.0
+    state.stage_started(db_settings, key, token, "calibrate")
+    from contimg.db.states import utcnow
+
+    later = utcnow() + timedelta(seconds=100)
+    state.stage_started(db_settings, key, token, "calibrate")  # a retry does not restart the clock
+    assert 99 <= calibrate.waited_s(db_settings, key, token, now=later) <= 101
+    with pytest.raises(state.StaleRunError):
+        calibrate.waited_s(db_settings, key, "another-run")
+    with pytest.raises(InputFileError, match="no Measurement Set recorded"):
+        calibrate.group_ms(db_settings, key)
