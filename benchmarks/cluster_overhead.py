@@ -6,7 +6,8 @@ costs in the timed run:
 
 * cluster: files moved into the incoming directory of an embedded cluster
   (private redis-server, one worker with ``--concurrency``, the producer with
-  ``stable_s=0``) until the group is ``completed`` in the database -- producer
+  ``stable_s=0``, runs ending after conversion: ``celery.last_stage = convert``)
+  until the group is ``completed`` in the database -- producer
   detection, publishing, the chord of subband writes, combine, bookkeeping;
 * direct: ``plan_group`` + ``write_subband_part`` for each subband + ``combine_parts``
   in this process, serially.
@@ -94,7 +95,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"direct (one process, serial): {direct_s:.2f} s")
 
         env = {"CONTIMG_INGEST__STABLE_S": "0", "CONTIMG_INGEST__POLL_INTERVAL_S": "0.2",
-               "CONTIMG_STAGING_DIR": str(work / "cluster-staging"), "CONTIMG_LOG_LEVEL": "WARNING"}
+               "CONTIMG_STAGING_DIR": str(work / "cluster-staging"), "CONTIMG_LOG_LEVEL": "WARNING",
+               "CONTIMG_CELERY__LAST_STAGE": "convert"}
         with EmbeddedCluster(work / "cluster", env=env) as cluster:
             cluster.start_worker(concurrency=args.concurrency)
             cluster.start_producer()

@@ -3,7 +3,7 @@
 ::
 
     start ─→ convert.plan ═(replaced by)═> chord([write_part × Nsubbands], combine)
-          ─→ calibrate.run ─→ image.run ─→ finish
+          ─→ calibrate.run ─→ image.run ─→ photometry.run ─→ finish
       │
       └── link_error: record_failure (every task)
 
@@ -54,6 +54,7 @@ STAGE_SIGNATURES: dict[str, Callable[..., Signature]] = {
     "convert": _convert,
     "calibrate": _stage_task("contimg.calibrate.run"),
     "image": _stage_task("contimg.image.run"),
+    "photometry": _stage_task("contimg.photometry.run"),
 }
 """Stage name → builder of the stage's (immutable) signature for one run."""
 

@@ -137,6 +137,14 @@ def image_run(self, *_: Any, group_key: str, token: str) -> dict:
     return _guard(image, _settings(), group_key, token)
 
 
+@app.task(name="contimg.photometry.run", base=GroupTask, bind=True)
+def photometry_run(self, *_: Any, group_key: str, token: str) -> dict:
+    """Forced photometry of the group's images, stored and normalised."""
+    from contimg.pipeline.photometry import photometry
+
+    return _guard(photometry, _settings(), group_key, token)
+
+
 @app.task(name="contimg.group.finish", base=GroupTask, bind=True)
 def finish_group(self, *_: Any, group_key: str, token: str) -> str:
     """Mark the run completed (idempotent)."""

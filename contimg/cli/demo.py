@@ -12,9 +12,13 @@ HELP = "run a small simulated night through a private single-machine cluster and
 def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-root", type=Path, default=Path("contimg-data/demo"),
                         help="data root of the demo (default ./contimg-data/demo; cleared at start)")
-    parser.add_argument("--groups", type=int, default=3, help="groups to simulate (default 3)")
-    parser.add_argument("--antennas", type=int, default=8, help="antennas (default 8)")
+    parser.add_argument("--groups", type=int, default=4, help="groups to simulate (default 4; the calibrator transits in the first)")
+    parser.add_argument("--antennas", type=int, default=16, help="core antennas (default 16)")
     parser.add_argument("--channels-per-subband", type=int, default=4, help="channels per subband (default 4)")
+    parser.add_argument("--calibrator-flux", type=float, default=10.0,
+                        help="1.4 GHz flux (Jy) of the calibrator transiting in the first group (default 10)")
+    parser.add_argument("--wait-for-solution", type=float, default=300.0,
+                        help="seconds a science group waits for the calibrator's solution (default 300)")
     parser.add_argument("--concurrency", type=int, default=2, help="worker processes (default 2)")
     parser.add_argument("--timeout", type=float, default=900.0, help="give up after this many seconds (default 900)")
     parser.add_argument("--keep", action="store_true", help="keep the data of an earlier demo run")
@@ -25,22 +29,20 @@ def run(args: argparse.Namespace, settings) -> int:
     import sys
 
     from contimg.cluster.demo import DemoOptions, run_demo
-    from contimg.cluster.status import format_status
+    from contimg.cluster.status import format_products, format_status
 
     def say(msg: str) -> None:
         print(f"demo: {msg}", flush=True)
 
     status = run_demo(settings, DemoOptions(
         data_root=args.data_root, groups=args.groups, antennas=args.antennas,
-        channels_per_subband=args.channels_per_subband, seed=args.seed, concurrency=args.concurrency,
-        timeout_s=args.timeout, keep=args.keep), say=say)
+        channels_per_subband=args.channels_per_subband, calibrator_flux_jy=args.calibrator_flux, seed=args.seed,
+        concurrency=args.concurrency, timeout_s=args.timeout, wait_for_solution_s=args.wait_for_solution,
+        keep=args.keep), say=say)
     print()
     print(format_status(status))
     print()
-    products = [p for g in status["groups"] for p in g["products"]]
-    print(f"products ({len(products)}):")
-    for p in products:
-        print(f"  {p}")
+    print(format_products(status["products"]))
     counts = status["counts"]
     ok = (not status.get("timed_out") and counts["failed"] == 0
           and counts["completed"] >= status["expected_groups"])

@@ -1,9 +1,17 @@
 """``contimg demo``: a small simulated night through an embedded single-machine cluster.
 
 Starts a private Redis (unless a broker is configured), a Celery worker, the
-producer and beat as subprocesses; simulates a few small groups whose files are moved
-into the incoming directory as soon as each is written (as the correlator
-delivers them); follows every group through the chain; prints a summary.
+producer and beat as subprocesses; simulates a few small consecutive groups, the
+first holding a calibrator's transit; imports the simulated catalogue
+(calibrators and sources) into the database; moves the files into the incoming
+directory group by group (as the correlator delivers them); follows every group
+through the whole chain (convert → calibrate → image → photometry); and returns the final
+status with the products (Measurement Sets, calibration tables, images with
+QA, photometry rows) for a summary.
+
+Groups after the first may reach calibration before the calibrator group is
+solved: they wait for its calibration set (``calibration.wait_for_solution_s``),
+as they would in a real night.
 """
 
 from __future__ import annotations
@@ -30,12 +38,17 @@ DEMO_MARKER = ".contimg-demo"
 @dataclass(frozen=True)
 class DemoOptions:
     data_root: Path
-    groups: int = 3
-    antennas: int = 8
+    groups: int = 4
+    antennas: int = 16
+    """Antennas, spread over the compact core (no outriggers: small images, quick imaging)."""
     channels_per_subband: int = 4
+    calibrator_flux_jy: float = 10.0
+    """1.4 GHz flux of the calibrator transiting in the first group."""
     seed: int = 1
     concurrency: int = 2
     timeout_s: float = 900.0
+    wait_for_solution_s: float = 300.0
+    """How long a science group waits for the calibrator group's solution."""
     keep: bool = False
     """Keep the products of an earlier demo run (default: start afresh)."""
 
@@ -67,7 +80,7 @@ def _staging(root: Path) -> Path:
 
 def run_demo(settings: Settings, options: DemoOptions, *, say: Callable[[str], None]) -> dict[str, Any]:
     """Run the demo; returns the final status (see :func:`contimg.cluster.status.collect_status`)."""
-    from contimg.cluster.status import collect_status
+    from contimg.cluster.status import collect_products, collect_status
     from contimg.simulation import SimulationConfig, simulate
 
     root = options.data_root.absolute()
@@ -76,6 +89,7 @@ def run_demo(settings: Settings, options: DemoOptions, *, say: Callable[[str], N
         "CONTIMG_INGEST__STABLE_S": "0.5",
         "CONTIMG_INGEST__POLL_INTERVAL_S": "0.5",
         "CONTIMG_INGEST__GROUP_TIMEOUT_S": "60",
+        "CONTIMG_CALIBRATION__WAIT_FOR_SOLUTION_S": str(options.wait_for_solution_s),
     }
     if "CONTIMG_STAGING_DIR" not in os.environ:
         env["CONTIMG_STAGING_DIR"] = str(_staging(root))
@@ -94,22 +108,24 @@ def run_demo(settings: Settings, options: DemoOptions, *, say: Callable[[str], N
         say("beat started (housekeeping every minute, nightly variability; redbeat lock)")
 
         sim_dir = root / "simulated"
-        incoming = csettings.paths.incoming
-        delivered: set[str] = set()
-
-        def deliver(_msg: str = "") -> None:
-            for path in sorted(sim_dir.glob("*.hdf5")):
-                if is_subband_filename(path.name) and path.name not in delivered:
-                    os.replace(path, incoming / path.name)
-                    delivered.add(path.name)
-
-        say(f"simulating {options.groups} group(s): {options.antennas} antennas, "
-            f"{options.channels_per_subband} channels per subband, 16 subbands")
+        say(f"simulating {options.groups} group(s): {options.antennas} core antennas, "
+            f"{options.channels_per_subband} channels per subband, 16 subbands, "
+            f"a {options.calibrator_flux_jy:g} Jy calibrator transiting in the first group")
         result = simulate(sim_dir, SimulationConfig(
-            n_groups=options.groups, n_antennas=options.antennas, channels_per_subband=options.channels_per_subband,
-            seed=options.seed, n_sources=30), progress=deliver)
-        deliver()
-        say(f"{len(delivered)} subband files delivered in {time.monotonic() - t0:.0f} s; following the groups")
+            n_groups=options.groups, antenna_numbers=core_antennas(options.antennas),
+            channels_per_subband=options.channels_per_subband,
+            seed=options.seed, n_sources=30, calibrator_flux_jy=options.calibrator_flux_jy))
+        report = import_catalogue(csettings, result.truth_path)
+        say(f"catalogue imported: {report.n_rows} sources ({report.n_calibrators} calibrator(s)) "
+            f"from {result.truth_path}")
+        incoming = csettings.paths.incoming
+        delivered = 0
+        for group in result.groups:  # in time order, as the correlator writes them
+            for path in sorted(group.paths):
+                if is_subband_filename(path.name):
+                    os.replace(path, incoming / path.name)
+                    delivered += 1
+        say(f"{delivered} subband files delivered in {time.monotonic() - t0:.0f} s; following the groups")
 
         expected = len(result.groups)
         last = ""
@@ -117,7 +133,9 @@ def run_demo(settings: Settings, options: DemoOptions, *, say: Callable[[str], N
         while True:
             status = collect_status(csettings, latest=max(expected, 10))
             counts = status["counts"]
-            line = ", ".join(f"{k} {v}" for k, v in counts.items() if v)
+            stages = ", ".join(f"{g['group'][11:]} {g['stage']}" for g in reversed(status["groups"])
+                               if g["state"] == "in_progress")
+            line = ", ".join(f"{k} {v}" for k, v in counts.items() if v) + (f" ({stages})" if stages else "")
             if line != last:
                 say(f"[{time.monotonic() - t0:6.1f} s] groups: {line or 'none yet'}")
                 last = line
@@ -131,4 +149,30 @@ def run_demo(settings: Settings, options: DemoOptions, *, say: Callable[[str], N
             time.sleep(1.0)
         status["elapsed_s"] = time.monotonic() - t0
         status["expected_groups"] = expected
+        status["products"] = collect_products(csettings)
         return status
+
+
+def core_antennas(n: int) -> tuple[int, ...]:
+    """``n`` antenna numbers spread evenly over the 102 core stations (0 ... 101).
+
+    The outriggers lengthen the longest baseline from ~0.5 to ~2.3 km and the
+    image five times in each axis; the demo leaves them out.
+    """
+    from contimg.errors import ConfigError
+    from contimg.stations import N_OUTRIGGERS, NSTATIONS
+
+    ncore = NSTATIONS - N_OUTRIGGERS
+    if not 3 <= n <= ncore:
+        raise ConfigError(f"the demo needs 3 to {ncore} antennas, got {n}")
+    step = (ncore - 1) / (n - 1)
+    return tuple(round(k * step) for k in range(n))
+
+
+def import_catalogue(settings: Settings, truth_path: Path) -> Any:
+    """Import a simulation's catalogue (calibrators and sources) into the database; returns the report."""
+    from contimg.calibration.catalog import import_truth
+    from contimg.db import session_scope
+
+    with session_scope(settings) as session:
+        return import_truth(session, truth_path)

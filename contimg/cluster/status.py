@@ -1,16 +1,20 @@
-"""What ``contimg status`` shows: groups by state, the latest groups with stage timings, queue lengths."""
+"""What ``contimg status`` shows: groups by state, the latest groups with stage timings, queue lengths.
+
+:func:`collect_products` and :func:`format_products` list what a run made (Measurement Sets with
+their calibration, calibration tables, images with QA, photometry counts); ``contimg demo`` prints them.
+"""
 
 from __future__ import annotations
 
 import logging
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 
 from contimg.config import Settings
 from contimg.db import run_transaction
-from contimg.db.models import ObservationGroup
+from contimg.db.models import CalibrationTable, Image, MeasurementSet, ObservationGroup, Photometry
 
 log = logging.getLogger(__name__)
 
@@ -85,4 +89,64 @@ def format_status(status: dict[str, Any]) -> str:
         lines.append(f"{g['group']:<21}{g['state']:<13}{(g['stage'] or '-'):<11}{g['nsubbands']:>3}  {t or '-'}")
         if g["error"]:
             lines.append(f"{'':<21}error: {g['error'][:200]}")
+    return "\n".join(lines)
+
+
+def collect_products(settings: Settings, *, group_keys: list[str] | None = None) -> dict[str, Any]:
+    """The products in the database (of ``group_keys`` only, if given), JSON-serialisable.
+
+    Returns
+    -------
+    dict
+        ``{"measurement_sets": [...], "caltables": [...], "images": [...], "photometry": {...}}``;
+        each MS names its group, stage and calibration set; each image its rms, peak and beam;
+        photometry counts rows per image and in total.
+    """
+
+    def _read(session) -> dict[str, Any]:
+        stmt = select(MeasurementSet, ObservationGroup.group_key).join(ObservationGroup, isouter=True)
+        if group_keys is not None:
+            stmt = stmt.where(ObservationGroup.group_key.in_(group_keys))
+        ms_rows = session.execute(stmt.options(selectinload(MeasurementSet.calibration_set))
+                                  .order_by(MeasurementSet.start_mjd)).all()
+        ms_ids = [m.id for m, _ in ms_rows]
+        mss = [{"group": key, "path": m.path, "stage": m.stage, "calibrator": m.calibrator_name,
+                "calibration_set": m.calibration_set.name if m.calibration_set else None} for m, key in ms_rows]
+        tables = session.scalars(select(CalibrationTable).where(CalibrationTable.source_ms_id.in_(ms_ids))
+                                 .order_by(CalibrationTable.id)).all()
+        cal = [{"type": t.table_type.value if hasattr(t.table_type, "value") else str(t.table_type),
+                "path": t.path, "calibrator": t.calibrator_name, "flagged_fraction": t.flagged_fraction,
+                "n_solutions": t.n_solutions, "n_expected": t.n_expected} for t in tables]
+        images = session.scalars(select(Image).where(Image.ms_id.in_(ms_ids)).order_by(Image.mid_mjd, Image.id)).all()
+        counts = dict(session.execute(select(Photometry.image_id, func.count()).where(
+            Photometry.image_id.in_([i.id for i in images])).group_by(Photometry.image_id)).all())
+        imgs = [{"id": i.id, "path": i.path, "pb_corrected": i.pb_corrected, "rms_jy": i.rms_jy, "peak_jy": i.peak_jy,
+                 "beam_arcsec": [i.beam_major_arcsec, i.beam_minor_arcsec, i.beam_pa_deg],
+                 "photometry_rows": int(counts.get(i.id, 0))} for i in images]
+        return {"measurement_sets": mss, "caltables": cal, "images": imgs,
+                "photometry": {"rows": int(sum(counts.values())), "images_measured": len(counts)}}
+
+    return run_transaction(settings, _read, readonly=True)
+
+
+def _num(value: float | None, fmt: str) -> str:
+    return "-" if value is None else format(value, fmt)
+
+
+def format_products(products: dict[str, Any]) -> str:
+    """The products as text for operators."""
+    mss, cal, imgs = products["measurement_sets"], products["caltables"], products["images"]
+    lines = [f"measurement sets ({len(mss)}):"]
+    lines += [f"  {m['path']}  [{m['stage']}; calibration {m['calibration_set'] or '-'}"
+              f"{'; calibrator ' + m['calibrator'] if m['calibrator'] else ''}]" for m in mss]
+    lines.append(f"calibration tables ({len(cal)}):")
+    lines += [f"  {t['type']:<2}{t['path']}  [{_num(t['n_solutions'], 'd')}/{_num(t['n_expected'], 'd')} solutions, "
+              f"{_num(t['flagged_fraction'], '.1%')} flagged]" for t in cal]
+    lines.append(f"images ({len(imgs)}):")
+    lines += [f"  {i['path']}  [rms {_num(i['rms_jy'] and i['rms_jy'] * 1e3, '.2f')} mJy/beam, "
+              f"peak {_num(i['peak_jy'], '.3f')} Jy/beam, beam {_num(i['beam_arcsec'][0], '.1f')}x"
+              f"{_num(i['beam_arcsec'][1], '.1f')} arcsec"
+              f"{', ' + str(i['photometry_rows']) + ' photometry rows' if i['photometry_rows'] else ''}]" for i in imgs]
+    p = products["photometry"]
+    lines.append(f"photometry: {p['rows']} row(s) from {p['images_measured']} image(s)")
     return "\n".join(lines)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from contimg.errors import PermanentError
 
-STAGES: tuple[str, ...] = ("convert", "calibrate", "image")
+STAGES: tuple[str, ...] = ("convert", "calibrate", "image", "photometry")
 """Pipeline stages in processing order."""
 
 PLANNED_STAGES: tuple[str, ...] = ("convert", "calibrate", "image", "photometry")

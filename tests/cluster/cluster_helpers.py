@@ -28,6 +28,10 @@ CLUSTER_ENV = {
     "CONTIMG_LOG_LEVEL": "INFO",
 }
 
+CONVERT_ONLY = {"CONTIMG_CELERY__LAST_STAGE": "convert"}
+"""Runs end after conversion: the tests of ingest, the run protocol and faults need no calibration or imaging
+(``test_end_to_end.py::test_a_night_through_the_whole_chain`` runs the whole chain)."""
+
 
 def drop_group(incoming: Path, paths: list[Path], start: datetime, *, subbands: set[int] | None = None,
                corrupt: int | None = None) -> str:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from cluster_helpers import CLUSTER_ENV
+from cluster_helpers import CLUSTER_ENV, CONVERT_ONLY
 from contimg.cluster import EmbeddedCluster
 
 # Anything in the test process that publishes without naming a cluster's broker
@@ -32,15 +32,29 @@ def sim_groups(tmp_path_factory) -> list[list[Path]]:
 
 @pytest.fixture
 def make_cluster(tmp_path) -> Iterator[Callable[..., EmbeddedCluster]]:
-    """Factory of started clusters under ``tmp_path`` (stopped after the test)."""
+    """Factory of started clusters under ``tmp_path`` (stopped after the test); runs end after conversion."""
     made: list[EmbeddedCluster] = []
 
     def make(name: str = "cluster", **env: str) -> EmbeddedCluster:
         root = tmp_path / name
-        cluster = EmbeddedCluster(root, env={**CLUSTER_ENV, "CONTIMG_STAGING_DIR": str(root / "staging"), **env})
+        cluster = EmbeddedCluster(root, env={**CLUSTER_ENV, **CONVERT_ONLY, "CONTIMG_STAGING_DIR": str(root / "staging"),
+                                             **env})
         made.append(cluster)
         return cluster.start()
 
     yield make
     for cluster in made:
         cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def sim_night(tmp_path_factory):
+    """Two consecutive small groups, a 10 Jy calibrator transiting in the first (16 core antennas, 4 channels)."""
+    import numpy as np
+
+    from contimg.simulation import SimulationConfig, simulate
+
+    out = tmp_path_factory.mktemp("night")
+    core = tuple(int(a) for a in np.round(np.linspace(0, 101, 16)))
+    return simulate(out, SimulationConfig(antenna_numbers=core, channels_per_subband=4, n_groups=2, seed=3,
+                                          n_sources=20, calibrator_flux_jy=10.0))

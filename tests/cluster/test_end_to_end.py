@@ -1,4 +1,8 @@
-"""Producer → Redis → worker processes → Measurement Sets on disk → states and timings in the DB."""
+"""Producer → Redis → worker processes → Measurement Sets on disk → states and timings in the DB.
+
+These runs end after conversion (``celery.last_stage = convert``): they test ingest and the run
+protocol. ``test_whole_chain.py`` runs convert → calibrate → image → photometry.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +16,7 @@ import pytest
 from contimg.api import ReprocessError, UnknownGroupError, reprocess
 from contimg.cluster import EmbeddedCluster
 from contimg.errors import PermanentError
-from cluster_helpers import CLUSTER_ENV, drop_group, dump_logs, finished, groups, timestamp, wait_for
+from cluster_helpers import CLUSTER_ENV, CONVERT_ONLY, drop_group, dump_logs, finished, groups, timestamp, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -20,7 +24,7 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     root = tmp_path_factory.mktemp("e2e")
-    c = EmbeddedCluster(root, env={**CLUSTER_ENV, "CONTIMG_STAGING_DIR": str(root / "staging")}).start()
+    c = EmbeddedCluster(root, env={**CLUSTER_ENV, **CONVERT_ONLY, "CONTIMG_STAGING_DIR": str(root / "staging")}).start()
     try:
         c.start_worker(concurrency=2)
         c.start_producer()
@@ -111,8 +115,8 @@ def test_reprocess_from_python(cluster, sim_groups):
         reprocess(start="2025-07-05", end="2025-07-04", settings=settings)
     with pytest.raises(ReprocessError, match="no groups"):
         reprocess(start="1999-01-01", end="1999-01-02", settings=settings)
-    with pytest.raises(PermanentError, match="not implemented yet"):
-        reprocess(key, from_stage="image", settings=settings)
+    with pytest.raises(PermanentError, match="unknown stage 'flag'"):
+        reprocess(key, from_stage="flag", settings=settings)
 
 
 def test_producer_restart_double_enqueues_nothing(cluster, sim_groups):

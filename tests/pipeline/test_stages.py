@@ -17,7 +17,7 @@ T0 = datetime(2025, 10, 2, 10, 2, 45, tzinfo=timezone.utc)
 
 def test_stages_are_built_in_the_order_of_the_design():
     assert STAGES == PLANNED_STAGES[:len(STAGES)]
-    assert STAGES[:3] == ("convert", "calibrate", "image")
+    assert STAGES == ("convert", "calibrate", "image", "photometry")
     assert stages_from("calibrate") == STAGES[1:]
 
 
@@ -26,7 +26,8 @@ def test_a_run_ends_after_the_last_stage():
     assert stages_until(STAGES, "convert") == ("convert",)
     assert stages_until(STAGES, "calibrate") == ("convert", "calibrate")
     assert stages_until(stages_from("image"), "convert") == ("image",)  # reprocessing asked for it
-    assert stages_until(STAGES, "photometry") == STAGES  # up to the last stage built
+    assert stages_until(STAGES, "photometry") == STAGES
+    assert stages_until(STAGES[:3], "photometry") == STAGES[:3]  # up to the last stage built
     with pytest.raises(PermanentError, match="unknown stage 'flag'"):
         stages_until(STAGES, "flag")
 
@@ -36,7 +37,8 @@ def test_canvas_follows_the_stages_and_the_last_stage():
     from workers.canvas import STAGE_SIGNATURES, run_canvas
 
     assert tuple(STAGE_SIGNATURES) == STAGES
-    for last, expected in ((None, ["contimg.convert.plan", "contimg.calibrate.run", "contimg.image.run"]),
+    for last, expected in ((None, ["contimg.convert.plan", "contimg.calibrate.run", "contimg.image.run",
+                                   "contimg.photometry.run"]),
                            ("convert", ["contimg.convert.plan"])):
         from workers.app import create_app
 

@@ -1,0 +1,69 @@
+"""The photometry stage for one group, by key: forced photometry of the group's images.
+
+A thin layer over :func:`contimg.photometry.run.photometry_for_image`, which
+measures the catalogue sources in the beam, stores one row per source and
+image, and renormalises the differential fluxes of those sources over every
+epoch. It is called with the PB-corrected image of each product set the
+group's MS has (one, unless images of several tiers were recorded); rerunning
+the stage rewrites the same rows.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from sqlalchemy import select
+
+from contimg.config import Settings
+from contimg.db import run_transaction
+from contimg.db.models import Image
+from contimg.errors import InputFileError
+from contimg.pipeline import state
+from contimg.pipeline.calibrate import group_ms
+
+log = logging.getLogger(__name__)
+
+STAGE = "photometry"
+
+
+def photometry(settings: Settings, group_key: str, token: str) -> dict[str, Any]:
+    """Start the stage, measure every PB-corrected image of the group's MS, end the stage.
+
+    Returns
+    -------
+    dict
+        ``{"images": [photometry_for_image(...) summary, ...], "n_measured": total rows, "seconds"}``.
+
+    Raises
+    ------
+    StaleRunError
+        If ``token`` is not the group's current run.
+    InputFileError
+        If the group's MS has no recorded images (was it imaged?) or their files are missing.
+    """
+    from contimg.photometry.run import photometry_for_image
+
+    state.stage_started(settings, group_key, token, STAGE)
+    ms_id, ms = group_ms(settings, group_key)
+    image_ids = run_transaction(settings, lambda s: list(s.scalars(
+        select(Image.id).where(Image.ms_id == ms_id, Image.pb_corrected.is_(True)).order_by(Image.id))),
+        readonly=True)
+    if not image_ids:
+        raise InputFileError(f"group {group_key}: no primary-beam corrected image of {ms} is recorded; "
+                             "run the image stage first")
+    results = []
+    for image_id in image_ids:
+        state.check_current(settings, group_key, token)
+        results.append(photometry_for_image(image_id, database=settings, settings=settings))
+    seconds = state.stage_finished(settings, group_key, token, STAGE)
+    n_measured = sum(int(r.get("n_measured", 0)) for r in results)
+    log.info("group %s: photometry of %d source(s) in %d image(s) in %.1f s", group_key, n_measured,
+             len(results), seconds)
+    return {"images": [_jsonable(r) for r in results], "n_measured": n_measured, "seconds": seconds}
+
+
+def _jsonable(value: Any) -> Any:
+    import json
+
+    return json.loads(json.dumps(value, default=str))
