@@ -180,3 +180,34 @@ def test_unknown_image_and_missing_files(field_db, tmp_path):
         upsert_image(session, path=str(tmp_path / "gone.image.fits"), mid_mjd=60000.0)
     with pytest.raises(InputFileError, match="gone"):
         photometry_for_image(str(tmp_path / "gone.image.fits"), database=url, settings=s)
+
+
+def test_beam_from_ms_and_pbcor_only_products_agree(field_db, tmp_path):
+    """Without <name>.pb.fits the beam comes from the MS; with only the PB-corrected image it is measured there."""
+    from contimg.db import session_scope
+    from contimg.db.models import MeasurementSet
+    from contimg.db.products import upsert_image
+    from contimg.photometry import photometry_for_image
+
+    p, url, s = field_db["products"], field_db["url"], field_db["settings"]
+    ref = photometry_for_image(p.image, database=url, settings=s)
+    shutil.copyfile(p.image, tmp_path / "nopb.image.fits")
+    shutil.copyfile(p.pbcor, tmp_path / "only.image.pbcor.fits")
+    with session_scope(url) as session:
+        ms_id = session.scalars(select(MeasurementSet.id)).one()
+        upsert_image(session, path=str(tmp_path / "nopb.image.fits"), ms=ms_id, mid_mjd=p.mid_mjd + 1)
+        upsert_image(session, path=str(tmp_path / "only.image.pbcor.fits"), pb_corrected=True, mid_mjd=p.mid_mjd + 2)
+    from_ms = photometry_for_image(str(tmp_path / "nopb.image.fits"), database=url, settings=s)
+    only = photometry_for_image(str(tmp_path / "only.image.pbcor.fits"), database=url, settings=s)
+    assert from_ms["method"] == "flat/pb" and only["method"] == "pbcor"
+    assert from_ms["n_measured"] == ref["n_measured"] == 7
+    assert only["n_measured"] == 7  # beam unknown: every catalogue position on finite pixels
+    rows = _photometry(url)
+    by_image: dict[int, dict[str, tuple]] = {}
+    for r in rows:
+        by_image.setdefault(r[2], {})[r[1]] = r
+    a, b, c = by_image[ref["image_id"]], by_image[from_ms["image_id"]], by_image[only["image_id"]]
+    for name in (n for n in a if n.startswith("SIM")):
+        assert b[name][4] == pytest.approx(a[name][4], rel=1e-3)  # pb.fits is the same beam, interpolated
+        assert abs(c[name][4] - a[name][4]) < 2 * a[name][5]
+        assert c[name][5] == pytest.approx(a[name][5], rel=0.3)
