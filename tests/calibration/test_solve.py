@@ -112,3 +112,22 @@ def test_native_average_equals_mstransform(modelled, tmp_path):
                 x, y = x[cross], y[cross]
             np.testing.assert_allclose(x, y, atol=tol * max(1.0, float(np.abs(y).max())), err_msg=col)
         np.testing.assert_array_equal(a.getcol("FLAG")[cross], b.getcol("FLAG")[cross])
+
+
+def test_bandpass_split_over_processes_equals_one_solve(modelled, tmp_path):
+    """Two processes on halves of the band, merged and normalised, give the single solve's B and G."""
+    _, ms = modelled
+    one = solve_calibrator(ms, out_dir=tmp_path / "one", prefix="p", scratch_dir=tmp_path / "s", processes=1)
+    two = solve_calibrator(ms, out_dir=tmp_path / "two", prefix="p", scratch_dir=tmp_path / "s",
+                           refant=one.refant, processes=2)
+    assert {k: s.n_solutions for k, s in two.stats.items()} == {k: s.n_solutions for k, s in one.stats.items()}
+    assert not list((tmp_path / "two").glob("*part*"))  # the parts are removed
+    for kind, tol in (("B", 2e-3), ("G", 2e-3)):
+        with tables.table(one.tables[kind], ack=False) as a, tables.table(two.tables[kind], ack=False) as b:
+            fa, fb = a.getcol("FLAG"), b.getcol("FLAG")
+            np.testing.assert_array_equal(fa, fb)
+            np.testing.assert_allclose(b.getcol("CPARAM")[~fb], a.getcol("CPARAM")[~fa], atol=tol, err_msg=kind)
+    with tables.table(str(two.tables["B"]) + "/SPECTRAL_WINDOW", ack=False) as sw, \
+            tables.table(str(ms) + "/SPECTRAL_WINDOW", ack=False) as ref:
+        assert sw.getcol("NUM_CHAN")[0] == 128
+        np.testing.assert_array_equal(sw.getcol("CHAN_FREQ"), ref.getcol("CHAN_FREQ"))
