@@ -256,7 +256,7 @@ def measure_image(images: ImageSet, ra_deg: np.ndarray, dec_deg: np.ndarray, *, 
 
 
 def _photometry_rows(session: "Session", source_ids: np.ndarray) -> np.ndarray:
-    """(id, source_id, image_id, epoch_mjd, flux, err) of every photometry row of these sources."""
+    """(id, source_id, image_id, epoch_mjd, flux, err, norm_flux, norm_err) of every row of these sources (NULL: NaN)."""
     from sqlalchemy import select
 
     from contimg.db.models import Photometry as P
@@ -265,10 +265,19 @@ def _photometry_rows(session: "Session", source_ids: np.ndarray) -> np.ndarray:
     ids = [int(i) for i in source_ids]
     for lo in range(0, len(ids), _IN_CHUNK):
         out += session.execute(
-            select(P.id, P.source_id, P.image_id, P.epoch_mjd, P.flux_jy, P.flux_err_jy)
+            select(P.id, P.source_id, P.image_id, P.epoch_mjd, P.flux_jy, P.flux_err_jy, P.norm_flux_jy,
+                   P.norm_flux_err_jy)
             .where(P.source_id.in_(ids[lo:lo + _IN_CHUNK]))
         ).all()
-    return np.array(out, dtype=float).reshape(-1, 6)
+    return np.array([[np.nan if v is None else v for v in r] for r in out], dtype=float).reshape(-1, 8)
+
+
+def _changed(new: np.ndarray, old: np.ndarray) -> np.ndarray:
+    """Values that differ (NaN equals NaN; relative tolerance 1e-9)."""
+    both_nan = np.isnan(new) & np.isnan(old)
+    with np.errstate(invalid="ignore"):
+        same = np.isclose(new, old, rtol=1e-9, atol=0.0)
+    return ~(both_nan | same)
 
 
 def normalize_sources(session: "Session", source_ids: np.ndarray, candidate_ids: np.ndarray, *,
@@ -276,14 +285,19 @@ def normalize_sources(session: "Session", source_ids: np.ndarray, candidate_ids:
     """Normalise every photometry row of ``source_ids`` over all their epochs and write the results.
 
     Epochs are images ordered by (epoch_mjd, image id). Rows whose epoch has
-    too few references get NULL normalised values. Returns a summary (with
-    the correction of ``image_id``'s epoch if given).
+    too few references get NULL normalised values. Only rows whose normalised
+    values change are written: once the references' baselines are set (their
+    first ``baseline_epochs`` epochs), the corrections of past epochs no
+    longer move, so a new image rewrites little more than its own rows.
+    Returns a summary (``rows`` considered, ``rows_written``, ``epochs``,
+    ``references`` and the correction of ``image_id``'s epoch if given).
     """
     from contimg.db.science import set_normalized_flux
     from contimg.photometry.normalize import normalize_long
 
     rows = _photometry_rows(session, source_ids)
-    summary: dict[str, Any] = {"rows": 0, "epochs": 0, "references": 0, "correction": None, "correction_err": None}
+    summary: dict[str, Any] = {"rows": int(len(rows)), "rows_written": 0, "epochs": 0, "references": 0,
+                               "correction": None, "correction_err": None}
     usable = np.isfinite(rows[:, 4]) & np.isfinite(rows[:, 5]) & (rows[:, 5] > 0)
     rows_ok = rows[usable]
     if rows_ok.size == 0:
@@ -297,11 +311,15 @@ def normalize_sources(session: "Session", source_ids: np.ndarray, candidate_ids:
         rank, rows_ok[:, 1].astype(np.int64), rows_ok[:, 4], rows_ok[:, 5], candidate_sources=candidate_ids,
         min_snr=settings.reference_min_snr, baseline_epochs=settings.baseline_epochs,
     )
+    nfe = np.where(np.isfinite(nf), nfe, np.nan)
+    new_f = np.full(len(rows), np.nan)
+    new_e = np.full(len(rows), np.nan)
+    new_f[usable], new_e[usable] = nf, nfe
+    write = _changed(new_f, rows[:, 6]) | _changed(new_e, rows[:, 7])
     updates = [{"id": int(i), "norm_flux_jy": float(f) if np.isfinite(f) else None,
-                "norm_flux_err_jy": float(e) if np.isfinite(f) and np.isfinite(e) else None}
-               for i, f, e in zip(rows_ok[:, 0], nf, nfe)]
-    updates += [{"id": int(i), "norm_flux_jy": None, "norm_flux_err_jy": None} for i in rows[~usable, 0]]
-    summary.update(rows=set_normalized_flux(session, updates), epochs=int(epochs.size),
+                "norm_flux_err_jy": float(e) if np.isfinite(e) else None}
+               for i, f, e in zip(rows[write, 0], new_f[write], new_e[write])]
+    summary.update(rows=int(len(rows)), rows_written=set_normalized_flux(session, updates), epochs=int(epochs.size),
                    references=int(norm.is_reference.sum()))
     if image_id is not None:
         mine = np.flatnonzero(rows_ok[:, 2] == image_id)
@@ -384,7 +402,7 @@ def photometry_for_image(
         norm = normalize_sources(session, src[ok], cone["id"][cone["stable"]], settings=ps, image_id=images.image_id)
         return n, norm
 
-    written, norm = run_transaction(database, write) if rows else (0, {"rows": 0})
+    written, norm = run_transaction(database, write) if rows else (0, {"rows": 0, "rows_written": 0})
     summary = {
         "image_id": images.image_id, "path": images.path, "epoch_mjd": images.epoch_mjd, "method": method,
         "n_sources": int(idx.size), "n_measured": int(written), "n_upper_limits": int(res.upper_limit[ok].sum()),

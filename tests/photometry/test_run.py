@@ -150,6 +150,12 @@ def test_normalization_over_epochs_removes_flux_scale_errors(field_db, tmp_path)
         summaries.append(photometry_for_image(f"{base}.image.fits", database=url, settings=s))
     last = summaries[-1]["normalization"]
     assert last["epochs"] == len(scales) and last["references"] == 5
+    assert summaries[0]["normalization"]["correction"] is None  # one epoch: no baseline yet
+    before = _photometry(url)
+    rerun = photometry_for_image(f"{tmp_path / 'day0'}.image.fits", database=url, settings=s)
+    # the upsert clears the image's own normalised values, so only those are rewritten; nothing else moved
+    assert rerun["normalization"]["rows_written"] == rerun["n_measured"] and _photometry(url) == before
+    assert last["correction"] / rerun["normalization"]["correction"] == pytest.approx(scales[-1], rel=1e-5)
     rows = [r for r in _photometry(url) if r[1].startswith("SIM")]
     by_source: dict[str, list] = {}
     for r in rows:
