@@ -50,6 +50,12 @@ def _rss_gb(who: int) -> float:
     return resource.getrusage(who).ru_maxrss / 1e6  # ru_maxrss is in KiB on Linux
 
 
+def _cpu_s() -> float:
+    """CPU seconds (user + system) of this process and its reaped children so far."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 def _warm_up(cold: bool) -> None:
     """Load astropy's Earth-orientation tables now (a long-lived worker has them already).
 
@@ -72,11 +78,14 @@ def child_ours(files: list[str], out: str, staging: str, processes: int, cold: b
 
     logging.basicConfig(level=logging.WARNING)
     _warm_up(cold)
-    t0 = time.perf_counter()
+    load = os.getloadavg()[0]
+    c0, t0 = _cpu_s(), time.perf_counter()
     result = convert_group(files, out, staging_dir=staging, processes=processes)
     seconds = time.perf_counter() - t0
     return {
         "seconds": seconds,
+        "cpu_s": _cpu_s() - c0,
+        "load_avg": load,
         "timings": result.timings_s,
         "rss_parent_gb": _rss_gb(resource.RUSAGE_SELF),
         "rss_children_gb": _rss_gb(resource.RUSAGE_CHILDREN),
@@ -94,7 +103,8 @@ def child_monolithic(files: list[str], out: str, ra: float, dec: float, cold: bo
 
     warnings.simplefilter("ignore")
     _warm_up(cold)
-    t0 = time.perf_counter()
+    load = os.getloadavg()[0]
+    c0, t0 = _cpu_s(), time.perf_counter()
     with offline_iers():
         uvd = UVData()
         uvd.read(files, file_type="uvh5", axis="freq")
@@ -104,7 +114,7 @@ def child_monolithic(files: list[str], out: str, ra: float, dec: float, cold: bo
         uvd.reorder_freqs(channel_order="freq")
         uvd.write_ms(out, clobber=True)
     seconds = time.perf_counter() - t0
-    return {"seconds": seconds, "read_s": t_read, "phase_s": t_phase,
+    return {"seconds": seconds, "cpu_s": _cpu_s() - c0, "load_avg": load, "read_s": t_read, "phase_s": t_phase,
             "write_s": seconds - t_read - t_phase, "rss_parent_gb": _rss_gb(resource.RUSAGE_SELF)}
 
 
@@ -196,7 +206,8 @@ def main(argv: list[str] | None = None) -> int:
                     run = _run_child("ours", {"files": files, "out": str(ours_ms), "staging": str(staging),
                                               "processes": args.processes, "cold": args.cold})
                     ours_runs.append(run)
-                    print(f"ours: {run['seconds']:.1f} s {run['timings']}, peak RSS parent "
+                    print(f"ours: {run['seconds']:.1f} s wall, {run['cpu_s']:.1f} s CPU (load "
+                          f"{run['load_avg']:.1f}) {run['timings']}, peak RSS parent "
                           f"{run['rss_parent_gb']:.2f} GB, largest part writer {run['rss_children_gb']:.2f} GB",
                           flush=True)
                 elif not args.skip_monolithic:
@@ -204,7 +215,8 @@ def main(argv: list[str] | None = None) -> int:
                                                     "ra": plan.phase_center_ra, "dec": plan.phase_center_dec,
                                                     "cold": args.cold})
                     mono_runs.append(run)
-                    print(f"monolithic: {run['seconds']:.1f} s (read {run['read_s']:.1f}, phase "
+                    print(f"monolithic: {run['seconds']:.1f} s wall, {run['cpu_s']:.1f} s CPU (load "
+                          f"{run['load_avg']:.1f}) (read {run['read_s']:.1f}, phase "
                           f"{run['phase_s']:.1f}, write {run['write_s']:.1f}), peak RSS {run['rss_parent_gb']:.2f} GB",
                           flush=True)
                     shutil.rmtree(work / "monolithic.ms", ignore_errors=True)
@@ -213,6 +225,8 @@ def main(argv: list[str] | None = None) -> int:
         out_bytes = _du(ours_ms)
         report["output_gb"] = round(out_bytes / 1e9, 3)
         report["ours_runs_s"] = [round(r["seconds"], 1) for r in ours_runs]
+        report["ours_runs_cpu_s"] = [round(r["cpu_s"], 1) for r in ours_runs]
+        report["monolithic_runs_cpu_s"] = [round(r["cpu_s"], 1) for r in mono_runs]
         report["monolithic_runs_s"] = [round(r["seconds"], 1) for r in mono_runs]
         floor = floor_seconds(files, out_bytes, work)
         print(f"floor: {floor:.1f} s to read {in_bytes / 1e9:.2f} GB and write {out_bytes / 1e9:.2f} GB", flush=True)
@@ -227,6 +241,11 @@ def main(argv: list[str] | None = None) -> int:
             monolithic_s=round(mono["seconds"], 2) if mono else None,
             monolithic_peak_rss_gb=round(mono["rss_parent_gb"], 2) if mono else None,
             ours_s=round(ours["seconds"], 2),
+            ours_cpu_s=round(min(r["cpu_s"] for r in ours_runs), 2),
+            monolithic_cpu_s=round(min(r["cpu_s"] for r in mono_runs), 2) if mono_runs else None,
+            cpu_ratio=(round(min(r["cpu_s"] for r in mono_runs) / min(r["cpu_s"] for r in ours_runs), 2)
+                       if mono_runs else None),
+            load_avg=[round(r["load_avg"], 1) for r in ours_runs + mono_runs],
             ours_timings_s=ours["timings"],
             speedup=round(mono["seconds"] / ours["seconds"], 2) if mono else None,
             ours_peak_rss_gb=round(max(max(r["rss_parent_gb"], r["rss_children_gb"]) for r in ours_runs), 2),

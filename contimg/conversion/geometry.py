@@ -111,19 +111,32 @@ def _phased_uvw(plan, utimes, inverse, lsts, loc, ant_1_array, ant_2_array) -> n
         time_array=utimes, app_ra=app_ra, app_dec=app_dec, telescope_loc=loc, ref_frame="icrs",
     )
     lat, lon, _ = plan.telescope_lla
-    return phasing.calc_uvw(
-        app_ra=app_ra[inverse],
-        app_dec=app_dec[inverse],
-        frame_pa=frame_pa[inverse],
-        lst_array=lsts[inverse],
+    # pyuvdata's rotation of antenna positions, once per (time, antenna) instead of per
+    # baseline-time (its per-row dict look-ups cost more than the rotation): vectors of
+    # every antenna relative to the first, then differences (the reference cancels).
+    nums = np.asarray(plan.antenna_numbers)
+    nt, na = utimes.size, nums.size
+    ti = np.repeat(np.arange(nt), na)
+    vec = phasing.calc_uvw(
+        app_ra=app_ra[ti],
+        app_dec=app_dec[ti],
+        frame_pa=frame_pa[ti],
+        lst_array=lsts[ti],
         use_ant_pos=True,
         antenna_positions=np.asarray(plan.antenna_positions, dtype=float),
-        antenna_numbers=np.asarray(plan.antenna_numbers),
-        ant_1_array=np.asarray(ant_1_array),
-        ant_2_array=np.asarray(ant_2_array),
+        antenna_numbers=nums,
+        ant_1_array=np.full(nt * na, nums[0]),
+        ant_2_array=np.tile(nums, nt),
         telescope_lat=lat,
         telescope_lon=lon,
-    )
+    ).reshape(nt, na, 3)
+    ant_1_array, ant_2_array = np.asarray(ant_1_array), np.asarray(ant_2_array)
+    lookup = np.full(int(max(nums.max(), ant_1_array.max(), ant_2_array.max())) + 1, -1)
+    lookup[nums] = np.arange(na)
+    i1, i2 = lookup[ant_1_array], lookup[ant_2_array]
+    if np.any(i1 < 0) or np.any(i2 < 0):
+        raise ValueError("baseline antenna numbers missing from the plan's antenna list")
+    return vec[inverse, i2] - vec[inverse, i1]
 
 
 def phase_to_ms(

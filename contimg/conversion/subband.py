@@ -52,16 +52,69 @@ def part_path(plan: ConversionPlan, subband: int, staging_dir: str | os.PathLike
     return Path(staging_dir) / safe / f"sb{subband:02d}.part"
 
 
-def _read_visibilities(path: Path, *, Nblts: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """visdata (complex64), flags, nsamples and time_array of one file."""
+def uniform_value(dset: h5py.Dataset) -> np.generic | None:
+    """The one value of a chunked, compressed dataset that holds a single value everywhere, else None.
+
+    Cheap: compares the stored (compressed) chunks byte for byte and
+    decompresses only one of them. Identical stored chunks under the same
+    filters decode to identical contents, so if every chunk is stored alike
+    and the first one is constant, the whole dataset is that constant. Flags
+    and sample counts of correlator files usually are (all False, all 1);
+    decompressing them costs more than reading the visibilities.
+    Returns None (read it all) for contiguous or unfiltered datasets, when a
+    chunk is missing (fill value) or partial, or when the chunks differ.
+    """
+    chunks = dset.chunks
+    if chunks is None or not dset.compression or dset.size == 0:
+        return None
+    if any(n % c for n, c in zip(dset.shape, chunks)):
+        return None  # partial edge chunks: not worth the bookkeeping
+    nchunks = int(np.prod([n // c for n, c in zip(dset.shape, chunks)]))
+    dsid = dset.id
+    if dsid.get_num_chunks() != nchunks:
+        return None
+    first = None
+    for k in range(nchunks):
+        info = dsid.get_chunk_info(k)
+        stored = dsid.read_direct_chunk(info.chunk_offset)
+        if first is None:
+            first = stored
+        elif stored != first:
+            return None
+    block = dset[tuple(slice(0, c) for c in chunks)]
+    value = block.flat[0]
+    if not np.all(block == value):
+        return None
+    return value
+
+
+def _read_visibilities(path: Path, *, Nblts: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | float, np.ndarray]:
+    """visdata (complex64), flags, nsamples and time_array of one file.
+
+    Flags come as a fresh writable array (zeros without reading them when the
+    file's flags are all False); nsamples as a float when it is one value
+    everywhere (the usual case), else as a float32 array.
+    """
     try:
         with h5py.File(path, "r") as fh:
             dset = fh["Data"]["visdata"]
             if dset.shape[0] != Nblts:
                 raise InputFileError(f"{path}: Data/visdata has {dset.shape[0]} rows, header says Nblts = {Nblts}")
             raw = dset[()]
-            flags = np.asarray(fh["Data"]["flags"][()], dtype=bool)
-            nsamples = np.asarray(fh["Data"]["nsamples"][()], dtype=np.float32)
+            fdset, ndset = fh["Data"]["flags"], fh["Data"]["nsamples"]
+            if fdset.shape != dset.shape or ndset.shape != dset.shape:
+                raise InputFileError(f"{path}: flags {fdset.shape} / nsamples {ndset.shape} do not match "
+                                     f"visdata {dset.shape}")
+            fval = uniform_value(fdset)
+            if fval is not None and not bool(fval):
+                flags = np.zeros(fdset.shape, dtype=bool)
+            else:
+                flags = np.asarray(fdset[()], dtype=bool)
+            nval = uniform_value(ndset)
+            if nval is not None:
+                nsamples: np.ndarray | float = float(nval)
+            else:
+                nsamples = np.asarray(ndset[()], dtype=np.float32)
             times = np.asarray(fh["Header"]["time_array"][()], dtype=np.float64)
     except OSError as exc:
         raise InputFileError(f"{path}: cannot read visibilities (corrupt or truncated HDF5): {exc}") from exc
@@ -78,7 +131,9 @@ def _read_visibilities(path: Path, *, Nblts: int) -> tuple[np.ndarray, np.ndarra
     else:
         vis = raw.astype(np.complex64, copy=False)
     if raw.ndim == 4:  # old UVH5 with a spw axis of length 1
-        vis, flags, nsamples = vis[:, 0], flags[:, 0], nsamples[:, 0]
+        vis, flags = vis[:, 0], flags[:, 0]
+        if isinstance(nsamples, np.ndarray):
+            nsamples = nsamples[:, 0]
     return vis, flags, nsamples, times
 
 
@@ -132,17 +187,29 @@ def write_subband_part(
     freq = header.freq_array
     if np.max(np.abs(np.sort(freq) - plan.subband_freqs(sb))) > 1.0:
         raise InputFileError(f"{path}: frequencies do not match the plan of group {plan.group_id}")
+    if not isinstance(nsamples, np.ndarray) and nsamples != 1.0:
+        nsamples = np.full(vis.shape, nsamples, dtype=np.float32)  # one value, but not 1: weights follow it
+    # reordering all-False flags or one nsamples value is a no-op; skip the copies
+    reorder_flags = bool(flags.any())
+    reorder_nsamples = isinstance(nsamples, np.ndarray)
     pol_order = np.argsort([CASA_POL[p] for p in header.polarization_array])
     if not np.array_equal(pol_order, np.arange(pol_order.size)):
-        vis, flags, nsamples = (np.ascontiguousarray(a[:, :, pol_order]) for a in (vis, flags, nsamples))
+        vis = np.ascontiguousarray(vis[:, :, pol_order])
+        if reorder_flags:
+            flags = np.ascontiguousarray(flags[:, :, pol_order])
+        if reorder_nsamples:
+            nsamples = np.ascontiguousarray(nsamples[:, :, pol_order])
     chan = np.argsort(freq)
     if np.array_equal(chan, np.arange(freq.size)[::-1]):
         chan = slice(None, None, -1)  # the usual case: a view, no fancy-index copy
-    vis, flags, nsamples, freq = vis[:, chan], flags[:, chan], nsamples[:, chan], freq[chan]
+    vis, freq = vis[:, chan], freq[chan]
+    if reorder_flags:
+        flags = np.ascontiguousarray(flags[:, chan])
+    if reorder_nsamples:
+        nsamples = nsamples[:, chan]
 
     uvw = phased_uvw(plan, times_jd=times, ant_1_array=header.ant_1_array, ant_2_array=header.ant_2_array)
     vis = phase_to_ms(vis, w_m=uvw[:, 2], freq_hz=freq)  # a new, contiguous array
-    flags = np.ascontiguousarray(flags)
     flags[header.ant_1_array == header.ant_2_array] = True
     bad = ~np.isfinite(vis)
     nonfinite = int(np.count_nonzero(bad))
@@ -150,7 +217,7 @@ def write_subband_part(
         log.warning("%s: %d non-finite visibilities flagged", path, nonfinite)
         vis[bad] = 0
         flags |= bad
-        nsamples = np.where(bad, np.float32(0), nsamples)
+        nsamples = np.where(bad, np.float32(0), np.float32(nsamples)).astype(np.float32, copy=False)
     del bad
     sigma1 = np.float32(sigma_per_sample(plan))
     arrays: dict[str, np.ndarray] = {"data": vis, "flags": flags}
