@@ -217,3 +217,49 @@ def test_beam_from_ms_and_pbcor_only_products_agree(field_db, tmp_path):
         assert b[name][4] == pytest.approx(a[name][4], rel=1e-3)  # pb.fits is the same beam, interpolated
         assert abs(c[name][4] - a[name][4]) < 2 * a[name][5]
         assert c[name][5] == pytest.approx(a[name][5], rel=0.3)
+
+
+def test_synthetic_field_across_ra_zero(db_settings, tmp_path):
+    """A synthetic image centred on RA 0: sources either side of the wrap are selected and divided by the beam."""
+    from astropy.io import fits
+    from astropy.wcs import WCS
+
+    from contimg.db import session_scope
+    from contimg.db.products import upsert_image
+    from contimg.db.science import upsert_sources
+    from contimg.photometry import photometry_for_image
+    from contimg.photometry.forced import BeamShape, beam_template
+
+    n, cell = 200, 10.0 / 3600
+    w = WCS(naxis=2)
+    w.wcs.ctype = ["RA---SIN", "DEC--SIN"]
+    w.wcs.crval = [0.0, 20.0]
+    w.wcs.crpix = [n / 2 + 1, n / 2 + 1]
+    w.wcs.cdelt = [-cell, cell]
+    h = w.to_header()
+    h["BMAJ"], h["BMIN"], h["BPA"] = 50 / 3600, 30 / 3600, 30.0
+    ra = np.array([359.8, 0.2, 0.0, 0.05, 0.0])
+    dec = np.array([20.05, 19.9, 20.0, 19.78, 30.0])  # W2: nothing there; W3: low beam; W4: off the image
+    true = np.array([1.0, 2.0, 0.0, 1.5, 3.0])
+    beam = np.full((n, n), 0.5, dtype=np.float32)
+    beam[:45, :] = 0.25  # below min_beam_response (0.3) at the southern edge
+    x, y = w.world_to_pixel_values(ra, dec)
+    gx, gy = np.meshgrid(np.arange(n), np.arange(n))
+    shape = BeamShape.from_header(h)
+    resp_true = np.array([beam[int(round(y[k])), int(round(x[k]))] for k in range(4)] + [0.0])
+    img = sum(true[k] * resp_true[k] * beam_template(gx - x[k], gy - y[k], shape) for k in range(4))
+    img = img + 1e-3 * np.random.default_rng(3).standard_normal((n, n))
+    fits.PrimaryHDU(img.astype(np.float32), h).writeto(tmp_path / "wrap.image.fits")
+    fits.PrimaryHDU(beam, h).writeto(tmp_path / "wrap.pb.fits")
+    url = db_settings.database
+    with session_scope(url) as s:
+        upsert_sources(s, [{"name": f"W{k}", "ra_deg": float(ra[k]), "dec_deg": float(dec[k])} for k in range(5)])
+        upsert_image(s, path=str(tmp_path / "wrap.image.fits"), mid_mjd=60500.25)
+    summary = photometry_for_image(str(tmp_path / "wrap.image.fits"), database=url, settings=db_settings)
+    measured = {r[1]: r for r in _photometry(url)}
+    assert resp_true[3] == 0.25 and set(measured) == {"W0", "W1", "W2"} and summary["n_sources"] == 3
+    for k in range(3):
+        _, _, _, epoch, flux, err, upper, _, _ = measured[f"W{k}"]
+        assert flux == pytest.approx(true[k], abs=5 * err) and epoch == 60500.25
+        assert err == pytest.approx(1e-3 / 0.5, rel=0.3)
+        assert upper == (k == 2)  # nothing at the centre: an upper limit, stored all the same
