@@ -24,9 +24,15 @@ includes it) to the finished product:
 
 The last line printed is one JSON object with ``monolithic_s``, ``ours_s``,
 ``speedup`` (monolithic/ours), ``ours_peak_rss_gb`` (largest single process),
-``floor_s`` and details. The machine is shared and its load drifts, so each
-contender runs ``--repeat`` times in alternating order and the fastest run of
-each is compared (all runs are listed); look at ``load_avg``.
+``floor_s``, ``ours_cpu_s`` / ``monolithic_cpu_s`` (user + system CPU seconds
+of the contender and its worker processes), ``cpu_ratio``, ``load_avg`` (1-min
+load average when each run started) and details. The machine is shared and its
+load drifts, so each contender runs ``--repeat`` times in alternating order and
+the fastest run of each is compared (all runs are listed). Under heavy load
+(load average well above the core count) wall times measure the scheduler more
+than the code, and our two-process design gets no parallelism; CPU seconds are
+the stable figure, and on an idle machine our wall time is about
+``parts CPU / processes + combine``.
 """
 
 from __future__ import annotations

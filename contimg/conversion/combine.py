@@ -325,7 +325,6 @@ def _write_ms(path: Path, plan: ConversionPlan, parts: _Parts) -> int:
         flags = np.ones((chunk, nf, npol), dtype=bool)
         weight = np.zeros((chunk, nf, npol), dtype=np.float32)
         sigma = np.full((chunk, nf, npol), sigma1, dtype=np.float32)
-        model = np.zeros((chunk, nf, npol), dtype=np.complex64)
         # missing subbands keep the initial values: zero data and weight, flagged, nominal sigma;
         # parts with one sample everywhere carry constants instead of weight/sigma arrays
         for sb in parts.subbands:
@@ -345,11 +344,12 @@ def _write_ms(path: Path, plan: ConversionPlan, parts: _Parts) -> int:
             parts.release()
             tb.putcol("DATA", d, r0, n)
             tb.putcol("CORRECTED_DATA", d, r0, n)
-            tb.putcol("MODEL_DATA", model[:n], r0, n)
             tb.putcol("FLAG", f, r0, n)
             tb.putcol("WEIGHT_SPECTRUM", w, r0, n)
             tb.putcol("SIGMA_SPECTRUM", sg, r0, n)
     finally:
+        # MODEL_DATA is never put: casacore fills unwritten tiles with zeros when it
+        # closes the table (cheaper than putting zeros), then they are made sparse
         tb.close()
     freed = msio.sparsify_zero_column(path, "MODEL_DATA")
     log.debug("MODEL_DATA of %s made sparse (%.2f GB freed)", path, freed / 1e9)
