@@ -43,6 +43,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -57,7 +58,7 @@ log = logging.getLogger(__name__)
 
 __all__ = ["APPLY_ORDER", "SolveError", "SolveResult", "TableStats", "average_for_solve", "average_with_mstransform",
            "choose_refant", "merge_bandpass_parts", "normalize_bandpass", "solve_bandpass", "solve_calibrator",
-           "table_stats"]
+           "start_bandpass_workers", "stop_bandpass_workers", "table_stats"]
 
 APPLY_ORDER = {"K": 0, "B": 1, "G": 2}
 """Order in which tables are solved and applied."""
@@ -80,10 +81,15 @@ MIN_CHANNELS_PER_PROCESS = 64
 _BANDPASS_WORKER = (
     "import json, sys\n"
     "from contimg import casa_env\n"
-    "result = casa_env.casatasks().bandpass(**json.loads(sys.argv[1]))\n"
+    "tasks = casa_env.casatasks()\n"
+    "line = sys.stdin.readline()\n"
+    "if not line.strip():\n"
+    "    sys.exit(0)\n"
+    "result = tasks.bandpass(**json.loads(line))\n"
     "sys.exit(3 if result is False else 0)\n"
 )
-"""A fresh interpreter solving one channel range (never fork a process that imported casatools)."""
+"""A fresh interpreter (never a fork of a process that imported casatools): imports casatasks, then
+solves one channel range whose ``bandpass`` arguments arrive as one JSON line on stdin (none: exits)."""
 
 
 class SolveError(ValidationError):
@@ -472,8 +478,43 @@ def merge_bandpass_parts(parts: list[Path], out_path: Path, *, vis: str | Path, 
                     sw.putcol(c, src.getcol(c))
 
 
+def start_bandpass_workers(n: int, *, cwd: Path) -> list[subprocess.Popen]:
+    """Start ``n`` bandpass worker interpreters; they import casatasks (~3 s) while the caller works.
+
+    Hand them to :func:`solve_bandpass` (``workers=``); always end them with
+    :func:`stop_bandpass_workers`.
+    """
+    env = dict(os.environ)
+    env.setdefault("OMP_NUM_THREADS", "1")  # the solver is serial; idle OpenMP threads only spin
+    root = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+    workers = []
+    for _ in range(n):
+        err = tempfile.TemporaryFile("w+")  # a file, not a pipe: a chatty CASA never blocks on it
+        proc = subprocess.Popen([sys.executable, "-c", _BANDPASS_WORKER], env=env, cwd=str(cwd), text=True,
+                                stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=err)
+        proc.err_file = err  # type: ignore[attr-defined]
+        workers.append(proc)
+    return workers
+
+
+def stop_bandpass_workers(workers: list[subprocess.Popen]) -> None:
+    """Kill workers still running (unused or abandoned) and release their files."""
+    for proc in workers:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        if proc.stdin is not None and not proc.stdin.closed:
+            try:
+                proc.stdin.close()
+            except BrokenPipeError:
+                pass
+        proc.err_file.close()  # type: ignore[attr-defined]
+
+
 def solve_bandpass(path: Path, *, ms_path: Path, channels_with_data: np.ndarray,
-                   processes: int = BANDPASS_PROCESSES, **kwargs) -> None:
+                   processes: int = BANDPASS_PROCESSES, workers: list[subprocess.Popen] | None = None,
+                   **kwargs) -> None:
     """``casatasks.bandpass`` (``bandtype='B'``, ``solnorm=True``) into ``path``, over several processes.
 
     CASA solves a B table channel by channel (~30 ms of CPU per channel for 96
@@ -487,38 +528,46 @@ def solve_bandpass(path: Path, *, ms_path: Path, channels_with_data: np.ndarray,
     solve starts from its neighbour's solution). ``kwargs`` are the common
     bandpass arguments (``vis``, ``refant``, ``solint``, ``gaintable``...);
     ``channels_with_data`` (Nfreqs[, Npols] booleans) keeps a part without
-    any data from being split off (then one solve does it all).
+    any data from being split off (then one solve does it all). ``workers``
+    (:func:`start_bandpass_workers`, started earlier so that their casatasks
+    import overlaps the caller's work) are used instead of new processes; the
+    caller stops them.
     """
     has_data = np.asarray(channels_with_data).reshape(len(channels_with_data), -1).any(axis=1)
     nchan = has_data.size
-    ranges = _channel_ranges(nchan, min(processes, max(1, nchan // MIN_CHANNELS_PER_PROCESS)))
+    n_parts = min(processes, max(1, nchan // MIN_CHANNELS_PER_PROCESS))
+    if workers is not None:
+        n_parts = min(n_parts, len(workers) + 1)
+    ranges = _channel_ranges(nchan, n_parts)
     if len(ranges) > 1 and not all(has_data[a:b + 1].any() for a, b in ranges):
         ranges = [(0, nchan - 1)]  # a part without data would fail in CASA: one solve flags those channels
     if len(ranges) == 1:
         _run_task("bandpass", ms_path, caltable=str(path), bandtype="B", solnorm=True, **kwargs)
         return
     parts = [path.with_name(f"{path.name}.part{k}") for k in range(len(ranges))]
-    procs: list[tuple[Path, subprocess.Popen]] = []
-    env = dict(os.environ)
-    env.setdefault("OMP_NUM_THREADS", "1")  # the solver is serial; idle OpenMP threads only spin
-    root = str(Path(__file__).resolve().parents[2])
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+    own = workers is None
+    workers = start_bandpass_workers(len(ranges) - 1, cwd=path.parent) if own else workers
+    if len(workers) < len(ranges) - 1:
+        raise ValueError(f"{len(ranges) - 1} bandpass workers needed, {len(workers)} given")
+    used = workers[:len(ranges) - 1]
     try:
-        for part, (a, b) in zip(parts[1:], ranges[1:]):
+        for proc, part, (a, b) in zip(used, parts[1:], ranges[1:]):
             shutil.rmtree(part, ignore_errors=True)
             args = dict(kwargs, caltable=str(part), bandtype="B", solnorm=False, spw=f"0:{a}~{b}")
-            log.debug("bandpass worker: %s", args)
-            procs.append((part, subprocess.Popen([sys.executable, "-c", _BANDPASS_WORKER, json.dumps(args)], env=env,
-                                                 cwd=str(path.parent), stdout=subprocess.DEVNULL,
-                                                 stderr=subprocess.PIPE, text=True)))
+            log.debug("bandpass worker %d: %s", proc.pid, args)
+            try:
+                proc.stdin.write(json.dumps(args) + "\n")
+                proc.stdin.close()
+            except BrokenPipeError:
+                pass  # the worker died during start-up: reported below with its exit code
         shutil.rmtree(parts[0], ignore_errors=True)
         a, b = ranges[0]
         _run_task("bandpass", ms_path, caltable=str(parts[0]), bandtype="B", solnorm=False, spw=f"0:{a}~{b}",
                   **kwargs)
-        for part, proc in procs:
-            _, err = proc.communicate()
-            if proc.returncode != 0:
-                tail = " | ".join(line for line in err.strip().splitlines()[-3:])
+        for proc, part in zip(used, parts[1:]):
+            if proc.wait() != 0:
+                proc.err_file.seek(0)  # type: ignore[attr-defined]
+                tail = " | ".join(proc.err_file.read().strip().splitlines()[-3:])  # type: ignore[attr-defined]
                 raise ExternalToolError(f"{ms_path}: casatasks.bandpass on {part.name} failed "
                                         f"(exit {proc.returncode}): {tail}")
         for part in parts:
@@ -527,10 +576,8 @@ def solve_bandpass(path: Path, *, ms_path: Path, channels_with_data: np.ndarray,
         merge_bandpass_parts(parts, path, vis=kwargs["vis"], ms_path=ms_path)
         normalize_bandpass(path)
     finally:
-        for _, proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.communicate()
+        if own:
+            stop_bandpass_workers(workers)
         for part in parts:
             shutil.rmtree(part, ignore_errors=True)
 
@@ -592,6 +639,8 @@ def solve_calibrator(
     work = ms_path
     avg_path = scratch_dir / f"{prefix}.avg.ms"
     partial: dict[str, Path] = {}
+    # started now, the workers import casatasks while this process averages
+    workers = start_bandpass_workers(processes - 1, cwd=out_dir) if processes > 1 else []
     try:
         if average:
             work = average_for_solve(ms_path, avg_path, meta=meta)
@@ -620,7 +669,7 @@ def solve_calibrator(
                 _run_task("gaincal", ms_path, caltable=str(path), gaintype="K", combine="scan", **common)
             elif kind == "B":
                 solve_bandpass(path, ms_path=ms_path, channels_with_data=chans, processes=processes,
-                               combine="scan", gaintable=gaintable, interp=interp, **common)
+                               workers=workers, combine="scan", gaintable=gaintable, interp=interp, **common)
             else:
                 _run_task("gaincal", ms_path, caltable=str(path), gaintype="G", calmode="ap", combine="scan",
                           gaintable=gaintable, interp=interp, **common)
@@ -638,6 +687,7 @@ def solve_calibrator(
             tables_[kind] = stats[kind].path = str(final)
         partial.clear()
     finally:
+        stop_bandpass_workers(workers)
         if average:
             shutil.rmtree(avg_path, ignore_errors=True)
         for path in partial.values():
