@@ -81,14 +81,15 @@ def clean_staging(settings: Settings, *, max_age_s: float) -> list[str]:
 def nightly_variability(settings: Settings) -> dict[str, Any]:
     """Run the variability library's nightly scoring, if it exists and there is photometry.
 
-    Until the photometry stage is built there are no measurements to score:
-    the job says so and does nothing (it never invents scores).
+    With no photometry in the database yet (a fresh installation, or runs that
+    end before the photometry stage) there is nothing to score: the job says so
+    and does nothing (it never invents scores).
     """
     module_name, func_name = NIGHTLY_ENTRY_POINT
     try:
         entry = getattr(importlib.import_module(module_name), func_name)
     except (ImportError, AttributeError):
-        log.warning("nightly variability: %s.%s does not exist yet (no photometry stage); nothing scored",
+        log.warning("nightly variability: %s.%s cannot be imported; nothing scored",
                     module_name, func_name)
         return {"status": "skipped", "reason": f"{module_name}.{func_name} not available"}
     n = run_transaction(settings, lambda s: s.scalar(select(func.count()).select_from(Photometry)), readonly=True)
