@@ -7,6 +7,8 @@ One module per concern, in the order data flows:
 * :mod:`.select` -- catalogue sources near the pointing track; the calibrator in the beam;
 * :mod:`.model` -- MODEL_DATA from point sources (Airy beam per time and channel);
 * :mod:`.solve` -- K/B/G solves with casatasks on a time-averaged copy, solution-count checks;
+* :mod:`.bandpass` -- the bandpass solve split over processes by channel range;
+* :mod:`.casatask` -- running a casatasks task with our error handling;
 * :mod:`.registry` -- calibration sets with validity windows, lookup;
 * :mod:`.apply` -- applycal (``calflagstrict``) into CORRECTED_DATA;
 * :mod:`.qa` -- PNG plots of the solutions;
