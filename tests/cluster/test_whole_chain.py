@@ -114,7 +114,7 @@ def test_a_night_through_the_whole_chain(chain_cluster, sim_night):
         cal_rows = s.scalars(select(Photometry).join(Source).where(Source.name == "SIM-000020")).all()
         assert len(cal_rows) == 2
         for r in cal_rows:
-            assert not r.upper_limit and abs(r.flux_jy / truth - 1) < 0.1, r.flux_jy
+            assert not r.upper_limit and abs(r.flux_jy / truth - 1) < 0.05, r.flux_jy  # demo: -1.3 %, -0.5 %
 
 
 def test_science_group_fails_after_waiting_for_a_solution(make_cluster, sim_groups):
