@@ -133,11 +133,12 @@ def merge_bandpass_parts(parts: list[Path], out_path: Path, *, vis: str | Path, 
                     sw.putcol(c, src.getcol(c))
 
 
-def start_bandpass_workers(n: int, *, cwd: Path) -> list[subprocess.Popen]:
+def start_bandpass_workers(n: int) -> list[subprocess.Popen]:
     """Start ``n`` bandpass worker interpreters; they import casatasks (~3 s) while the caller works.
 
     Hand them to :func:`solve_bandpass` (``workers=``); always end them with
-    :func:`stop_bandpass_workers`.
+    :func:`stop_bandpass_workers`. They inherit this process's environment and
+    working directory, so their CASA logs go where this process's go.
     """
     env = dict(os.environ)
     env.setdefault("OMP_NUM_THREADS", "1")  # the solver is serial; idle OpenMP threads only spin
@@ -146,7 +147,7 @@ def start_bandpass_workers(n: int, *, cwd: Path) -> list[subprocess.Popen]:
     workers = []
     for _ in range(n):
         err = tempfile.TemporaryFile("w+")  # a file, not a pipe: a chatty CASA never blocks on it
-        proc = subprocess.Popen([sys.executable, "-c", _BANDPASS_WORKER], env=env, cwd=str(cwd), text=True,
+        proc = subprocess.Popen([sys.executable, "-c", _BANDPASS_WORKER], env=env, text=True,
                                 stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=err)
         proc.err_file = err  # type: ignore[attr-defined]
         workers.append(proc)
@@ -201,7 +202,7 @@ def solve_bandpass(path: Path, *, ms_path: Path, channels_with_data: np.ndarray,
         return
     parts = [path.with_name(f"{path.name}.part{k}") for k in range(len(ranges))]
     own = workers is None
-    workers = start_bandpass_workers(len(ranges) - 1, cwd=path.parent) if own else workers
+    workers = start_bandpass_workers(len(ranges) - 1) if own else workers
     if len(workers) < len(ranges) - 1:
         raise ValueError(f"{len(ranges) - 1} bandpass workers needed, {len(workers)} given")
     used = workers[:len(ranges) - 1]

@@ -419,7 +419,7 @@ def solve_calibrator(
     avg_path = scratch_dir / f"{prefix}.avg.ms"
     partial: dict[str, Path] = {}
     # started now, the workers import casatasks while this process averages
-    workers = start_bandpass_workers(processes - 1, cwd=out_dir) if processes > 1 else []
+    workers = start_bandpass_workers(processes - 1) if processes > 1 else []
     try:
         if average:
             work = average_for_solve(ms_path, avg_path, meta=meta)
