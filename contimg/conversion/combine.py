@@ -309,6 +309,7 @@ def _write_ms(path: Path, plan: ConversionPlan, parts: _Parts) -> int:
     np.divide(1.0, np.sqrt(row_weight), out=row_sigma, where=row_weight > 0)
 
     tb = msio.create_main_table(path, nrows=nrows, Nfreqs=nf, Npols=npol)
+    early = msio.EarlyWriteback(path, tb, ("DATA", "CORRECTED_DATA", "FLAG", "WEIGHT_SPECTRUM", "SIGMA_SPECTRUM"))
     try:
         tb.putcol("UVW", uvw_ms)
         tb.putcol("ANTENNA1", parts.ant_1_array)
@@ -352,7 +353,9 @@ def _write_ms(path: Path, plan: ConversionPlan, parts: _Parts) -> int:
             tb.putcol("FLAG", f, r0, n)
             tb.putcol("WEIGHT_SPECTRUM", w, r0, n)
             tb.putcol("SIGMA_SPECTRUM", sg, r0, n)
+            early.kick()  # keep the disk busy from the first chunk (msio.EarlyWriteback)
     finally:
+        early.close()
         # MODEL_DATA is never put: casacore fills unwritten tiles with zeros when it
         # closes the table (cheaper than putting zeros), then they are made sparse
         tb.close()
