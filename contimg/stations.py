@@ -48,6 +48,14 @@ from typing import Iterator
 import numpy as np
 from astropy import units as u
 from astropy.coordinates import EarthLocation
+from astropy.utils import iers as _iers
+
+# contimg never uses the network: astropy would otherwise try to download IERS-A
+# (a ~3.5 s time-out offline) the first time a process converts a time. The
+# bundled tables (astropy-iers-data) carry predictions a year ahead; update them
+# with `pip install -U astropy-iers-data`. Process-wide, like the CASA site config.
+_iers.conf.auto_download = False
+_iers.conf.auto_max_age = None
 
 from contimg.errors import InputFileError
 

@@ -18,24 +18,16 @@ Conventions (proved by ``tests/conversion``):
 
 from __future__ import annotations
 
-import contextlib
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+from contimg.stations import offline_iers  # noqa: F401 - re-exported for conversion modules
 
 if TYPE_CHECKING:
     from contimg.conversion.plan import ConversionPlan
 
 C_M_S = 299792458.0
-
-
-@contextlib.contextmanager
-def offline_iers() -> Iterator[None]:
-    """Use astropy's bundled Earth-orientation tables, never the network."""
-    from astropy.utils import iers
-
-    with iers.conf.set_temp("auto_download", False), iers.conf.set_temp("auto_max_age", None):
-        yield
 
 
 def telescope_location(plan: "ConversionPlan"):
