@@ -64,6 +64,11 @@ at 5 arcsec, 2 threads, load average 1.4-1.7): WSClean 73.4 s wall / 131 CPU s,
 flux error 0.29 %, residual rms 281.2 uJy; tclean 242.7 s / 390.6 CPU s,
 1.15 %, 278.6 uJy; speedup 3.31 (CPU 2.98).
 
+Three major cycles is the floor with auto-masking: the unmasked stage must
+reach the auto-mask level (5 sigma) before the masked one starts, and
+WSClean refuses an auto-mask level at or below the auto-threshold
+("The auto-masking threshold was smaller or equal to the auto-threshold").
+
 WSClean 3.1 already reorders a single-SPW MS by default (``-reorder`` made
 no difference: 3 s of reordering, passes equally fast).
 
