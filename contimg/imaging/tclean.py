@@ -19,6 +19,7 @@ ours follows on the FITS output (:mod:`contimg.imaging.pbcor`).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -84,7 +85,12 @@ def run_tclean(
     from contimg import casa_env
 
     tasks = casa_env.casatasks()
-    prefix = str(prefix)
+    # Absolute paths, because tclean runs in the output directory: CASA writes its
+    # TempLattice* scratch images into the working directory of the process.
+    prefix = str(Path(prefix).absolute())
+    ms_path = Path(ms_path).absolute()
+    if mask_region is not None:
+        mask_region = Path(mask_region).absolute()
     # auto-multithresh finds no emission in DSA-110 snapshots: its sidelobe threshold
     # (sidelobethreshold x the PSF's ~0.5 sidelobes x the peak) lies above most sources,
     # the mask comes out empty and tclean stops at once ("zero mask") with nothing
@@ -105,7 +111,8 @@ def run_tclean(
     t0 = time.perf_counter()
     cpu0 = time.process_time()
     try:
-        tasks.tclean(**kwargs)
+        with contextlib.chdir(Path(prefix).parent):
+            tasks.tclean(**kwargs)
     except Exception as exc:  # noqa: BLE001 - casatasks raises bare Exception/RuntimeError
         raise ExternalToolError(f"{ms_path}: tclean failed: {exc}") from exc
     try:
