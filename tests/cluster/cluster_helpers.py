@@ -93,3 +93,12 @@ def timestamp(day: int, minute: int = 0) -> datetime:
 
 def dump_logs(cluster: EmbeddedCluster) -> str:
     return "\n".join(f"===== {p.name}\n{p.log_text()[-4000:]}" for p in cluster.processes)
+
+def wait_finished(cluster: EmbeddedCluster, keys: list[str], *, timeout_s: float = 180) -> dict[str, ObservationGroup]:
+    """Wait until every group in ``keys`` is completed or failed; print the processes' logs if not."""
+    settings = cluster.settings()
+    try:
+        return wait_for(lambda: finished(settings, keys), timeout_s=timeout_s, what=f"groups {keys}")
+    except BaseException:
+        print(dump_logs(cluster))
+        raise

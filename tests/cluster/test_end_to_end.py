@@ -16,7 +16,7 @@ import pytest
 from contimg.api import ReprocessError, UnknownGroupError, reprocess
 from contimg.cluster import EmbeddedCluster
 from contimg.errors import PermanentError
-from cluster_helpers import CLUSTER_ENV, CONVERT_ONLY, drop_group, dump_logs, finished, groups, timestamp, wait_for
+from cluster_helpers import CLUSTER_ENV, CONVERT_ONLY, drop_group, groups, timestamp, wait_finished, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -33,19 +33,10 @@ def cluster(tmp_path_factory):
         c.stop()
 
 
-def _wait(cluster, keys, timeout_s=180):
-    settings = cluster.settings()
-    try:
-        return wait_for(lambda: finished(settings, keys), timeout_s=timeout_s, what=f"groups {keys}")
-    except BaseException:
-        print(dump_logs(cluster))
-        raise
-
-
 def test_groups_arrive_as_measurement_sets(cluster, sim_groups):
     settings = cluster.settings()
     keys = [drop_group(settings.paths.incoming, paths, timestamp(1, 5 * i)) for i, paths in enumerate(sim_groups)]
-    got = _wait(cluster, keys)
+    got = wait_finished(cluster, keys)
     for key in keys:
         g = got[key]
         assert g.state.value == "completed", g.error_message
@@ -72,7 +63,7 @@ def test_corrupt_file_fails_only_its_group(cluster, sim_groups):
     settings = cluster.settings()
     bad = drop_group(settings.paths.incoming, sim_groups[0], timestamp(2, 0), corrupt=5)
     good = drop_group(settings.paths.incoming, sim_groups[1], timestamp(2, 5))
-    got = _wait(cluster, [bad, good])
+    got = wait_finished(cluster, [bad, good])
     assert got[good].state.value == "completed", got[good].error_message
     assert got[bad].state.value == "failed"
     bad_file = next(f.path for f in got[bad].subband_files if f.subband == 5)
@@ -84,7 +75,7 @@ def test_incomplete_groups_follow_the_timeout_policy(cluster, sim_groups):
     settings = cluster.settings()
     enough = drop_group(settings.paths.incoming, sim_groups[0], timestamp(3, 0), subbands=set(range(13)))
     too_few = drop_group(settings.paths.incoming, sim_groups[1], timestamp(3, 5), subbands={0, 1, 2, 3})
-    got = _wait(cluster, [enough, too_few])
+    got = wait_finished(cluster, [enough, too_few])
     assert got[enough].state.value == "completed", got[enough].error_message
     assert got[enough].nsubbands == 13 and len(got[enough].measurement_sets) == 1
     assert got[too_few].state.value == "failed"
@@ -95,7 +86,7 @@ def test_incomplete_groups_follow_the_timeout_policy(cluster, sim_groups):
 def test_reprocess_from_python(cluster, sim_groups):
     settings = cluster.settings()
     key = drop_group(settings.paths.incoming, sim_groups[0], timestamp(4, 0))
-    _wait(cluster, [key])
+    wait_finished(cluster, [key])
     (handle,) = reprocess(key, from_stage="convert", settings=settings)
     assert handle.wait(timeout=180) == "completed"
     g = groups(settings)[key]
@@ -131,7 +122,7 @@ def test_producer_restart_double_enqueues_nothing(cluster, sim_groups):
     drop_group(incoming, sim_groups[0], timestamp(5, 0), subbands=set(range(8, 16)))
     second = drop_group(incoming, sim_groups[1], timestamp(5, 5))
     restarted = cluster.start_producer("producer")
-    got = _wait(cluster, [first, second])
+    got = wait_finished(cluster, [first, second])
     for key in (first, second):
         assert got[key].state.value == "completed", got[key].error_message
         assert got[key].attempt == 1 and got[key].nsubbands == 16

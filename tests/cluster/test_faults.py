@@ -8,18 +8,9 @@ import time
 
 import pytest
 
-from cluster_helpers import HERE, drop_group, dump_logs, finished, groups, timestamp, wait_for
+from cluster_helpers import HERE, drop_group, groups, timestamp, wait_finished, wait_for
 
 pytestmark = pytest.mark.integration
-
-
-def _wait(cluster, keys, timeout_s=180):
-    settings = cluster.settings()
-    try:
-        return wait_for(lambda: finished(settings, keys), timeout_s=timeout_s, what=f"groups {keys}")
-    except BaseException:
-        print(dump_logs(cluster))
-        raise
 
 
 def _assert_converted_once(g):
@@ -43,7 +34,7 @@ def test_worker_child_killed_during_subband_write_still_completes_once(make_clus
     pid = int(marker.read_text())
     assert pid in worker.children()
     os.kill(pid, signal.SIGKILL)
-    got = _wait(cluster, [key])
+    got = wait_finished(cluster, [key])
     _assert_converted_once(got[key])
     log = worker.log_text()
     assert "WorkerLostError" in log or "exited prematurely" in log or "signal 9" in log
@@ -63,7 +54,7 @@ def test_redis_restart_loses_no_group(make_cluster, sim_groups):
     second = drop_group(settings.paths.incoming, sim_groups[1], timestamp(11, 5))  # arrives while Redis is down
     time.sleep(3)
     cluster.redis.start()
-    got = _wait(cluster, [first, second], timeout_s=240)
+    got = wait_finished(cluster, [first, second], timeout_s=240)
     for key in (first, second):
         g = got[key]
         assert g.state.value == "completed", g.error_message
@@ -95,7 +86,7 @@ def test_lost_worker_run_is_reenqueued_by_housekeeping(make_cluster, sim_groups,
     app = app_for(settings)
     report = app.send_task("contimg.housekeeping.sweep").get(timeout=60)
     assert report["requeued"] == [key]
-    got = _wait(cluster, [key])
+    got = wait_finished(cluster, [key])
     g = got[key]
     assert g.state.value == "completed", g.error_message
     assert g.attempt == 2 and g.retry_count == 1 and g.task_id != first_token
