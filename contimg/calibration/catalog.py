@@ -140,6 +140,25 @@ def _read(path: Path, required: tuple[str, ...]) -> tuple[dict[str, str], list[t
     return cols, rows
 
 
+def _unique_name(path: Path, line: int, row: dict, cols: dict, seen: dict[str, int], kind: str) -> str:
+    """The row's name; an empty or repeated name raises, naming file, line and ``kind``."""
+    name = (row[cols["name"]] or "").strip()
+    if not name:
+        raise InputFileError(f"{path}, line {line}: {kind} without a name")
+    if name in seen:
+        raise InputFileError(f"{path}, line {line}: {kind} {name} already on line {seen[name]}")
+    seen[name] = line
+    return name
+
+
+def _ra_dec(path: Path, line: int, row: dict, cols: dict) -> tuple[float, float]:
+    """The row's required, range-checked position in degrees."""
+    ra = _float(path, line, "ra_deg", row[cols["ra_deg"]], required=True)
+    dec = _float(path, line, "dec_deg", row[cols["dec_deg"]], required=True)
+    _position(path, line, ra, dec)
+    return ra, dec
+
+
 def read_calibrator_csv(path: str | Path) -> list[dict[str, Any]]:
     """Calibrator rows (Source columns) from a CSV file; see the module docstring.
 
@@ -153,18 +172,11 @@ def read_calibrator_csv(path: str | Path) -> list[dict[str, Any]]:
     cols, rows = _read(path, ("name", "ra_deg", "dec_deg", "flux_jy"))
     out, seen = [], {}
     for line, row in rows:
-        name = (row[cols["name"]] or "").strip()
-        if not name:
-            raise InputFileError(f"{path}, line {line}: calibrator without a name")
-        if name in seen:
-            raise InputFileError(f"{path}, line {line}: calibrator {name} already on line {seen[name]}")
-        seen[name] = line
+        name = _unique_name(path, line, row, cols, seen, "calibrator")
         flux = _float(path, line, f"flux_jy of calibrator {name}", row.get(cols["flux_jy"]), required=True)
         if flux <= 0:
             raise InputFileError(f"{path}, line {line}: calibrator {name} has flux {flux} Jy; it must be positive")
-        ra = _float(path, line, "ra_deg", row[cols["ra_deg"]], required=True)
-        dec = _float(path, line, "dec_deg", row[cols["dec_deg"]], required=True)
-        _position(path, line, ra, dec)
+        ra, dec = _ra_dec(path, line, row, cols)
         alpha = _float(path, line, "spectral_index", row.get(cols.get("spectral_index", ""), ""), required=False)
         if alpha is None:
             log.warning("%s, line %d: calibrator %s has no spectral index; it is modelled flat", path, line, name)
@@ -187,15 +199,8 @@ def read_source_csv(path: str | Path) -> list[dict[str, Any]]:
     cols, rows = _read(path, ("name", "ra_deg", "dec_deg"))
     out, seen = [], {}
     for line, row in rows:
-        name = (row[cols["name"]] or "").strip()
-        if not name:
-            raise InputFileError(f"{path}, line {line}: source without a name")
-        if name in seen:
-            raise InputFileError(f"{path}, line {line}: source {name} already on line {seen[name]}")
-        seen[name] = line
-        ra = _float(path, line, "ra_deg", row[cols["ra_deg"]], required=True)
-        dec = _float(path, line, "dec_deg", row[cols["dec_deg"]], required=True)
-        _position(path, line, ra, dec)
+        name = _unique_name(path, line, row, cols, seen, "source")
+        ra, dec = _ra_dec(path, line, row, cols)
         rec: dict[str, Any] = {"name": name, "ra_deg": ra, "dec_deg": dec}
         for c in ("flux_jy", "flux_err_jy", "spectral_index"):
             rec[c] = _float(path, line, c, row.get(cols[c], ""), required=False) if c in cols else None
