@@ -15,6 +15,15 @@ from sqlalchemy.orm import Session
 from contimg.db.models import CalibrationSet, CalibrationTable, CalTableType, Image, MeasurementSet
 from contimg.db.queries import GroupRef, get_group
 
+def _by_path(session: Session, model: type, path: str) -> Any:
+    """The ``model`` row whose ``path`` is ``path``, added to the session if new."""
+    row = session.scalars(select(model).where(model.path == str(path))).one_or_none()
+    if row is None:
+        row = model(path=str(path))
+        session.add(row)
+    return row
+
+
 def upsert_measurement_set(
     session: Session,
     *,
@@ -28,10 +37,7 @@ def upsert_measurement_set(
     ``start_mjd``, ``end_mjd``, ``stage``, ``validation``, ``calibrator_name``.
     """
     _check_fields(MeasurementSet, fields)
-    ms = session.scalars(select(MeasurementSet).where(MeasurementSet.path == str(path))).one_or_none()
-    if ms is None:
-        ms = MeasurementSet(path=str(path))
-        session.add(ms)
+    ms = _by_path(session, MeasurementSet, path)
     if group is not None:
         ms.group_id = get_group(session, group).id
     for name, value in fields.items():
@@ -43,10 +49,7 @@ def upsert_measurement_set(
 def upsert_image(session: Session, *, path: str, ms: MeasurementSet | int | None = None, **fields: Any) -> Image:
     """Record the image at ``path`` (created or updated); ``fields`` are Image columns."""
     _check_fields(Image, fields)
-    image = session.scalars(select(Image).where(Image.path == str(path))).one_or_none()
-    if image is None:
-        image = Image(path=str(path))
-        session.add(image)
+    image = _by_path(session, Image, path)
     if ms is not None:
         image.ms_id = ms if isinstance(ms, int) else ms.id
     for name, value in fields.items():
