@@ -74,6 +74,9 @@ class ImageProducts:
     total_s: float
     arguments: list[str] = field(default_factory=list)
     """The WSClean argument list (empty for tclean)."""
+    averaging: dict | None = None
+    """WSClean's baseline-dependent averaging: the chosen size, its predicted peak loss at the field edge and the
+    rows left (:class:`~contimg.imaging.smearing.AveragingPlan`); None when the tier does not average."""
 
     def to_dict(self) -> dict:
         """JSON-ready summary."""
@@ -158,20 +161,19 @@ def image_ms(
     try:
         prefix = work / "img"
         arguments: list[str] = []
+        averaging = None
         mask_file = None
         if mask_positions_deg is not None:
             mask_file = _write_mask(work, backend, mask_positions_deg, info=info, geometry=geometry,
                                     radius_arcsec=mask_radius_arcsec)
         log_file = work / f"{backend}.log"
         if backend == "wsclean":
-            from contimg.imaging.wsclean import baseline_averaging_wavelengths, run_wsclean, wsclean_arguments
+            from contimg.imaging.wsclean import run_wsclean, wsclean_arguments
 
             bda = None
             if params.max_smearing_loss is not None:
-                # the farthest imaged point that matters: the pb_limit edge, or the image corner if nearer
-                half_diagonal = math.hypot(geometry.width_deg, geometry.height_deg) / 2
-                edge = math.radians(min(geometry.pb_radius_deg + geometry.drift_deg / 2, half_diagonal))
-                bda = baseline_averaging_wavelengths(edge, params.max_smearing_loss)
+                averaging = _plan_averaging(ms, geometry, params.max_smearing_loss, robust=settings.robust)
+                bda = averaging.wavelengths
             arguments = wsclean_arguments(ms, prefix=prefix, geometry=geometry, tier=params, robust=settings.robust,
                                           threads=_threads(settings), data_column=data_column, fits_mask=mask_file,
                                           temp_dir=work, baseline_averaging=bda, extra=extra_wsclean_args)
@@ -223,10 +225,25 @@ def image_ms(
         qa=qa, geometry=geometry, ref_freq_hz=qa.ref_freq_hz, mid_mjd=info.mid_time_jd - 2400000.5,
         ra_deg=math.degrees(info.phase_center_ra_rad), dec_deg=math.degrees(info.phase_center_dec_rad),
         imager_s=round(imager_s, 2), imager_cpu_s=round(imager_cpu_s, 2), total_s=round(time.perf_counter() - t0, 2), arguments=arguments,
+        averaging=averaging.to_dict() if averaging is not None else None,
     )
     log.info("imaged %s in %.1f s (imager %.1f s): rms %.3g Jy/beam, peak %.3g Jy/beam, beam %.1fx%.1f arcsec",
              ms, products.total_s, imager_s, qa.rms_jy, qa.peak_jy, qa.beam_major_arcsec, qa.beam_minor_arcsec)
     return products
+
+
+def _plan_averaging(ms: Path, geometry: ImageGeometry, max_loss: float, *, robust: float):
+    """Baseline-dependent averaging within ``max_loss`` at the farthest point that matters.
+
+    That point is the pb_limit edge of the swept field (radius plus half the
+    drift), or the image corner if the image is smaller.
+    """
+    from contimg.imaging.smearing import plan_baseline_averaging
+
+    half_diagonal = math.hypot(geometry.width_deg, geometry.height_deg) / 2
+    edge = math.radians(min(geometry.pb_radius_deg + geometry.drift_deg / 2, half_diagonal))
+    fov = (math.radians(geometry.width_deg), math.radians(geometry.height_deg))
+    return plan_baseline_averaging(ms, radius_rad=edge, max_loss=max_loss, robust=robust, fov_rad=fov)
 
 
 def _write_mask(work: Path, backend: str, positions: Sequence[tuple[float, float]], *, info, geometry,

@@ -17,6 +17,9 @@ Choices (see ``/work/shared/NOTES.md`` and ``benchmarks/imaging.py``):
   and several times faster than the default w-stacking gridder.
 * ``-parallel-gridding`` and ``-j`` use every thread given.
 * ``-beam-fitting-size 1.5``: see :data:`BEAM_FITTING_SIZE`.
+* ``-baseline-averaging``: sized per MS by
+  :func:`contimg.imaging.smearing.plan_baseline_averaging` so that the peak
+  of a source at the field edge drops by at most the tier's budget.
 * One spectral window of ascending channels from the conversion stage: no
   ``-reorder`` needed (WSClean reads the single SPW directly).
 """
@@ -24,7 +27,6 @@ Choices (see ``/work/shared/NOTES.md`` and ``benchmarks/imaging.py``):
 from __future__ import annotations
 
 import logging
-import math
 import os
 import resource
 import shlex
@@ -38,8 +40,7 @@ from contimg.errors import ExternalToolError
 from contimg.imaging.geometry import ImageGeometry
 from contimg.imaging.tiers import TierParameters
 
-__all__ = ["WSCLEAN_PRODUCTS", "baseline_averaging_wavelengths", "run_wsclean", "wsclean_arguments",
-           "wsclean_executable"]
+__all__ = ["WSCLEAN_PRODUCTS", "run_wsclean", "wsclean_arguments", "wsclean_executable"]
 
 log = logging.getLogger(__name__)
 
@@ -62,25 +63,6 @@ def wsclean_executable() -> str:
     if not exe:
         raise ExternalToolError("wsclean is not installed (apt-get install wsclean) or not on PATH")
     return exe
-
-
-def baseline_averaging_wavelengths(radius_rad: float, max_loss: float) -> float:
-    """WSClean ``-baseline-averaging`` size (wavelengths) that smears a source at ``radius_rad`` by at most ``max_loss``.
-
-    Averaging visibilities while a baseline's uv point moves by ``L``
-    wavelengths turns the fringe of a point source at distance ``theta`` from
-    the phase center into a phase ramp of at most ``2 pi L theta``; the mean of
-    a ramp of total width ``Delta`` is ``sinc(Delta / 2)``, so the peak loss
-    is ``1 - sin(x)/x ~ x^2 / 6`` with ``x = pi L theta``
-    (Bridle & Schwab 1999, ASP Conf. Ser. 180, 371). Hence
-    ``L = sqrt(6 max_loss) / (pi theta)``: 1.72 wavelengths for 1 % at 2.6 deg.
-    WSClean averages a baseline of ``b`` wavelengths over ``L / (b omega_E)``
-    seconds, i.e. only baselines shorter than ~``L / (omega_E dt)`` (1800
-    wavelengths, 390 m, for 12.9 s integrations) are averaged at all.
-    """
-    if radius_rad <= 0 or not 0 < max_loss < 0.5:
-        raise ValueError(f"need radius > 0 and 0 < max_loss < 0.5, got {radius_rad}, {max_loss}")
-    return math.sqrt(6.0 * max_loss) / (math.pi * radius_rad)
 
 
 def wsclean_arguments(
@@ -121,7 +103,7 @@ def wsclean_arguments(
         Where WSClean keeps temporary files.
     baseline_averaging
         ``-baseline-averaging`` size in wavelengths
-        (:func:`baseline_averaging_wavelengths`); None: no averaging.
+        (:func:`contimg.imaging.smearing.plan_baseline_averaging`); None: no averaging.
     extra
         Further arguments, appended before the MS (for experiments and benchmarks).
     """

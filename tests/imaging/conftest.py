@@ -61,6 +61,25 @@ def sim_group(tmp_path_factory) -> dict:
     return {"ms": ms, "truth": load_truth(result.truth_path), "dir": out}
 
 
+@pytest.fixture(scope="session")
+def one_source_group(tmp_path_factory) -> dict:
+    """The test array and group with a single 2 Jy source 1 deg west of the phase center (no sidelobes of others)."""
+    from contimg.conversion import convert_group
+    from contimg.simulation import SimulationConfig, simulate
+    from contimg.simulation.sky import SkyCatalog
+
+    center = field_catalog()
+    ra0, dec0 = float(center.ra_deg[0]), float(center.dec_deg[0])
+    one = SkyCatalog.from_sources(np.array([ra0 - 1.0 / np.cos(np.radians(dec0))]), np.array([dec0]),
+                                  np.array([2.0]), spectral_index=np.array([0.0]))
+    out = tmp_path_factory.mktemp("one_source")
+    cfg = SimulationConfig(antenna_numbers=CORE_ANTENNAS, channels_per_subband=2, seed=3, noise=False, gains=False,
+                           jitter_s=0)
+    result = simulate(out / "raw", cfg, catalog=one)
+    convert_group(result.groups[0].paths, out / "group.ms", staging_dir=out / "staging", processes=1)
+    return {"ms": out / "group.ms", "ra": float(one.ra_deg[0]), "dec": float(one.dec_deg[0]), "dir": out}
+
+
 @pytest.fixture
 def ms_copy(sim_group, tmp_path) -> Path:
     """A private copy of the simulated MS, for tests that change it."""
@@ -111,3 +130,25 @@ def source_errors():
 @pytest.fixture(scope="session")
 def cell_arcsec() -> float:
     return CELL_ARCSEC
+
+
+def _beam_to_psf_area(products) -> float:
+    """Area of the fitted restoring beam's half-power ellipse over the PSF's half-power main lobe (1 = agree)."""
+    import math
+
+    from astropy.io import fits
+    from scipy import ndimage
+
+    psf = np.squeeze(fits.getdata(products.psf))
+    cell = abs(float(fits.getheader(products.psf)["CDELT2"])) * 3600
+    peak = np.unravel_index(np.nanargmax(psf), psf.shape)
+    labels, _ = ndimage.label(psf > 0.5)
+    lobe = float((labels == labels[peak]).sum()) * cell ** 2
+    h = fits.getheader(products.image)
+    return math.pi / 4 * h["BMAJ"] * h["BMIN"] * 3600 ** 2 / lobe
+
+
+@pytest.fixture(scope="session")
+def beam_to_psf_area():
+    """``beam_to_psf_area(products)``: the restoring beam must describe the PSF's main lobe, not its sidelobes."""
+    return _beam_to_psf_area

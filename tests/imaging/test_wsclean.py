@@ -45,21 +45,6 @@ def test_arguments_protect_model_data():
     assert "-fits-mask" in masked and "-auto-mask" not in masked
 
 
-def test_baseline_averaging_bound():
-    """The averaging size gives exactly the allowed peak loss for a linear phase ramp at the edge radius."""
-    import math
-
-    from contimg.imaging.wsclean import baseline_averaging_wavelengths
-
-    radius = math.radians(2.6)
-    size = baseline_averaging_wavelengths(radius, 0.01)
-    assert size == pytest.approx(1.72, abs=0.01)
-    phase = np.linspace(-1, 1, 20001) * math.pi * size * radius  # fringe phase across the averaging interval
-    assert 1 - abs(np.mean(np.exp(1j * phase))) == pytest.approx(0.01, rel=0.01)
-    with pytest.raises(ValueError):
-        baseline_averaging_wavelengths(0.0, 0.01)
-
-
 def test_products_complete_and_atomic(wsclean_products):
     p, out = wsclean_products["products"], wsclean_products["out"]
     for path in (p.image, p.pbcor, p.pb, p.residual, p.model, p.psf, p.thumbnail, p.log):
@@ -92,6 +77,11 @@ def test_headers(wsclean_products, sim_group):
 
 def test_model_data_not_overwritten(wsclean_products, sim_group):
     assert _model_data_max(sim_group["ms"]) == wsclean_products["model_before"]
+
+
+def test_restoring_beam_is_the_main_lobe(wsclean_products, beam_to_psf_area):
+    """The fitted beam's half-power ellipse covers the PSF's half-power main lobe (pixelised at 15 arcsec)."""
+    assert 0.7 < beam_to_psf_area(wsclean_products["products"]) < 1.4
 
 
 def test_flux_and_position_against_truth(wsclean_products, sim_group, source_errors):
