@@ -38,6 +38,11 @@ def test_products_and_headers(tclean_products, sim_group, cell_arcsec):
     assert h["CRVAL3"] == pytest.approx(info.mean_freq_hz, rel=1e-3)
 
 
+def test_restoring_beam_is_the_main_lobe(tclean_products, beam_to_psf_area):
+    """The fitted beam's half-power ellipse covers the PSF's half-power main lobe (pixelised at 15 arcsec)."""
+    assert 0.7 < beam_to_psf_area(tclean_products[0]) < 1.4
+
+
 def test_flux_and_position_against_truth(tclean_products, sim_group, source_errors):
     p, _ = tclean_products
     errors = source_errors(p.pbcor, sim_group["truth"], p.ref_freq_hz)
