@@ -21,11 +21,14 @@ the load average, which is printed too).
 
 Usage::
 
-    .venv/bin/python benchmarks/imaging.py [--workdir DIR] [--size 1536 1536] [--cell 5] [--backends wsclean tclean]
+    .venv/bin/python benchmarks/imaging.py [--workdir DIR] [--prototype | --size NX NY --cell ARCSEC] [--backends wsclean tclean]
 
-The default geometry is the prototype's (1536^2 at 5 arcsec) so the figures
-compare with it; ``--derived`` images the geometry image_ms derives (the whole
-field to 20 % primary-beam response).
+By default both image the geometry image_ms derives, which is what the
+pipeline images: the whole field to 20 % of the time-averaged primary beam,
+3840 x 3072 pixels of 5 arcsec. ``--prototype`` images the prototype's
+1536^2 at 5 arcsec instead, so the figures compare with it. The
+``averaging`` entry of each result is WSClean's baseline-dependent averaging
+(:mod:`contimg.imaging.smearing`).
 """
 
 from __future__ import annotations
@@ -99,6 +102,7 @@ def evaluate(products, truth, *, snr_min: float = 50.0) -> dict:
         "beam_arcsec": [products.qa.beam_major_arcsec, products.qa.beam_minor_arcsec],
         "size": [products.qa.nx, products.qa.ny],
         "cell_arcsec": products.qa.cell_arcsec,
+        "averaging": products.averaging,
     }
 
 
@@ -111,12 +115,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--tier", default="standard")
-    parser.add_argument("--size", type=int, nargs=2, default=[1536, 1536])
-    parser.add_argument("--cell", type=float, default=5.0)
-    parser.add_argument("--derived", action="store_true", help="use the geometry image_ms derives instead")
+    parser.add_argument("--size", type=int, nargs=2, default=None, help="override the derived image size")
+    parser.add_argument("--cell", type=float, default=None, help="override the derived cell (arcsec)")
+    parser.add_argument("--prototype", action="store_true", help="the prototype's geometry: 1536^2 at 5 arcsec")
     parser.add_argument("--backends", nargs="+", default=["wsclean", "tclean"], choices=["wsclean", "tclean"],
                         help="imagers to run (default both); results of a backend not run are read from "
-                             "WORKDIR/result-<backend>.json if a previous run left one")
+                             "WORKDIR/result-<backend>-<geometry>.json if a previous run of the same geometry left one")
     parser.add_argument("--prepare-only", action="store_true")
     parser.add_argument("--wsclean-extra", default="", help="extra WSClean arguments (space separated)")
     args = parser.parse_args(argv)
@@ -133,7 +137,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     truth = load_truth(raw)
     settings = ImagingSettings(threads=args.threads, tier=args.tier)
-    geometry_kw = {} if args.derived else {"cell_arcsec": args.cell, "size": tuple(args.size)}
+    if args.prototype:
+        args.size, args.cell = args.size or [1536, 1536], args.cell or 5.0
+    geometry_kw = {"cell_arcsec": args.cell, "size": tuple(args.size) if args.size else None}
+    tag = "derived" if args.size is None and args.cell is None else f"{args.size}-{args.cell}".replace(" ", "")
     results: dict = {}
     for backend in args.backends:
         extra = args.wsclean_extra.split() if backend == "wsclean" else ()
@@ -141,10 +148,10 @@ def main(argv: list[str] | None = None) -> int:
                             extra_wsclean_args=extra, **geometry_kw)
         results[backend] = evaluate(products, truth)
         results[backend]["load_avg_after"] = os.getloadavg()[0]
-        (args.workdir / f"result-{backend}.json").write_text(json.dumps(results[backend]))
+        (args.workdir / f"result-{backend}-{tag}.json").write_text(json.dumps(results[backend]))
         print(f"{backend}: {json.dumps(results[backend])}", flush=True)
     for backend in ("wsclean", "tclean"):
-        cached = args.workdir / f"result-{backend}.json"
+        cached = args.workdir / f"result-{backend}-{tag}.json"
         if backend not in results and cached.exists():
             results[backend] = json.loads(cached.read_text()) | {"from_previous_run": True}
 
@@ -153,7 +160,8 @@ def main(argv: list[str] | None = None) -> int:
             return None
         return {"wall_s": r["imager_s"], "cpu_s": r.get("imager_cpu_s"), "total_s": r["total_s"],
                 "residual_rms_jy": r["residual_rms_jy"], "median_flux_error": r["median_flux_error"],
-                "n_sources": r["n_sources"], "from_previous_run": r.get("from_previous_run", False)}
+                "n_sources": r["n_sources"], "size": r.get("size"), "cell_arcsec": r.get("cell_arcsec"),
+                "from_previous_run": r.get("from_previous_run", False)}
 
     speedup = speedup_cpu = None
     if "tclean" in results and "wsclean" in results:
@@ -161,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         if results["tclean"].get("imager_cpu_s") and results["wsclean"].get("imager_cpu_s"):
             speedup_cpu = round(results["tclean"]["imager_cpu_s"] / results["wsclean"]["imager_cpu_s"], 2)
     summary = {
-        "benchmark": "imaging", "ms": str(ms), "tier": args.tier, "load_avg_1min": os.getloadavg()[0],
+        "benchmark": "imaging", "ms": str(ms), "geometry": tag, "tier": args.tier, "load_avg_1min": os.getloadavg()[0],
         "wsclean": brief(results.get("wsclean")), "tclean": brief(results.get("tclean")),
         "speedup": speedup, "speedup_cpu": speedup_cpu,
     }
