@@ -47,7 +47,7 @@ import numpy as np
 from contimg.beam import SPEED_OF_LIGHT
 
 __all__ = ["AveragingPlan", "UvTracks", "averaging_factors", "averaging_loss", "briggs_weights",
-           "native_smearing_loss", "plan_baseline_averaging", "read_uv_tracks"]
+           "native_smearing_loss", "plan_baseline_averaging", "read_uv_tracks", "row_fraction"]
 
 log = logging.getLogger(__name__)
 
@@ -149,6 +149,18 @@ def averaging_factors(tracks: UvTracks, wavelengths: float) -> np.ndarray:
     with np.errstate(divide="ignore"):
         k = np.floor(wavelengths / speed)
     return np.clip(np.nan_to_num(k, posinf=tracks.Ntimes), 1, tracks.Ntimes).astype(np.int64)
+
+
+def row_fraction(tracks: UvTracks, wavelengths: float) -> float:
+    """Fraction of the rows left after WSClean averages with ``-baseline-averaging wavelengths``.
+
+    Each baseline's rows are averaged in runs of its factor, the last run
+    possibly shorter; WSClean prints the same figure ("reduced the number of
+    rows to ...").
+    """
+    k = averaging_factors(tracks, wavelengths)
+    per_baseline = np.bincount(tracks.baseline, minlength=tracks.Nbls)
+    return float(np.sum(np.ceil(per_baseline / k)) / tracks.baseline.size)
 
 
 def briggs_weights(tracks: UvTracks, *, robust: float, fov_rad: tuple[float, float]) -> np.ndarray:
@@ -292,11 +304,7 @@ def plan_baseline_averaging(
         chosen, chosen_loss = size, loss
         if np.all(averaging_factors(tracks, size) >= tracks.Ntimes):
             break  # every baseline already averaged over the whole group
-    rows = 1.0
-    if chosen is not None:
-        k = averaging_factors(tracks, chosen)
-        per_baseline = np.bincount(tracks.baseline, minlength=tracks.Nbls)
-        rows = float(np.sum(np.ceil(per_baseline / k)) / tracks.baseline.size)
+    rows = row_fraction(tracks, chosen) if chosen is not None else 1.0
     plan = AveragingPlan(wavelengths=chosen, loss=chosen_loss, row_fraction=rows, radius_deg=math.degrees(radius_rad),
                          max_loss=max_loss)
     log.info("%s: baseline-dependent averaging %s wavelengths: peak loss %.2f %% at %.2f deg (budget %.1f %%), "
