@@ -45,18 +45,26 @@ def field_catalog():
     return SkyCatalog.from_sources(ra, dec, np.array(FLUXES_JY), spectral_index=np.array(ALPHAS))
 
 
+def _simulate_group(out: Path, catalog, *, seed: int):
+    """The test array's noise-free, gain-free group of ``catalog`` under ``out``, converted: (SimulationResult, MS)."""
+    from contimg.conversion import convert_group
+    from contimg.simulation import SimulationConfig, simulate
+
+    cfg = SimulationConfig(antenna_numbers=CORE_ANTENNAS, channels_per_subband=2, seed=seed, noise=False, gains=False,
+                           jitter_s=0)
+    result = simulate(out / "raw", cfg, catalog=catalog)
+    ms = out / "group.ms"
+    convert_group(result.groups[0].paths, ms, staging_dir=out / "staging", processes=1)
+    return result, ms
+
+
 @pytest.fixture(scope="session")
 def sim_group(tmp_path_factory) -> dict:
     """Simulate and convert the group once per session: {'ms': Path, 'truth': Truth, 'dir': Path}."""
-    from contimg.conversion import convert_group
-    from contimg.simulation import SimulationConfig, load_truth, simulate
+    from contimg.simulation import load_truth
 
     out = tmp_path_factory.mktemp("imaging_sim")
-    cfg = SimulationConfig(antenna_numbers=CORE_ANTENNAS, channels_per_subband=2, seed=7, noise=False, gains=False,
-                           jitter_s=0)
-    result = simulate(out / "raw", cfg, catalog=field_catalog())
-    ms = out / "group.ms"
-    convert_group(result.groups[0].paths, ms, staging_dir=out / "staging", processes=1)
+    result, ms = _simulate_group(out, field_catalog(), seed=7)
     shutil.rmtree(out / "raw" / "staging", ignore_errors=True)
     return {"ms": ms, "truth": load_truth(result.truth_path), "dir": out}
 
@@ -64,8 +72,6 @@ def sim_group(tmp_path_factory) -> dict:
 @pytest.fixture(scope="session")
 def one_source_group(tmp_path_factory) -> dict:
     """The test array and group with a single 2 Jy source 1 deg west of the phase center (no sidelobes of others)."""
-    from contimg.conversion import convert_group
-    from contimg.simulation import SimulationConfig, simulate
     from contimg.simulation.sky import SkyCatalog
 
     center = field_catalog()
@@ -73,11 +79,8 @@ def one_source_group(tmp_path_factory) -> dict:
     one = SkyCatalog.from_sources(np.array([ra0 - 1.0 / np.cos(np.radians(dec0))]), np.array([dec0]),
                                   np.array([2.0]), spectral_index=np.array([0.0]))
     out = tmp_path_factory.mktemp("one_source")
-    cfg = SimulationConfig(antenna_numbers=CORE_ANTENNAS, channels_per_subband=2, seed=3, noise=False, gains=False,
-                           jitter_s=0)
-    result = simulate(out / "raw", cfg, catalog=one)
-    convert_group(result.groups[0].paths, out / "group.ms", staging_dir=out / "staging", processes=1)
-    return {"ms": out / "group.ms", "ra": float(one.ra_deg[0]), "dec": float(one.dec_deg[0]), "dir": out}
+    _, ms = _simulate_group(out, one, seed=3)
+    return {"ms": ms, "ra": float(one.ra_deg[0]), "dec": float(one.dec_deg[0]), "dir": out}
 
 
 @pytest.fixture
