@@ -21,8 +21,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import pkgutil
 import sys
+import traceback
 from types import ModuleType
 
 from contimg import __version__
@@ -64,25 +66,35 @@ def main(argv: list[str] | None = None) -> int:
     from contimg.config import load_settings
     from contimg.logging_setup import configure_logging
 
+    from contimg.secrets import install_log_masking, mask_text, settings_secrets
+
     try:
         settings = load_settings()
     except ConfigError as exc:
-        print(f"contimg: {exc}", file=sys.stderr)
+        print(f"contimg: {mask_text(str(exc))}", file=sys.stderr)
         return 2
+    # Every contimg process (worker and its children, producer, beat, flower, demo ...)
+    # creates products and the database with this mask: not world-readable by default.
+    os.umask(int(settings.umask, 8))
     level = settings.log_level
     if args.verbose == 1:
         level = "INFO"
     elif args.verbose >= 2:
         level = "DEBUG"
     configure_logging(level)
+    secrets = settings_secrets(settings)
+    install_log_masking(secrets)  # URLs' passwords and known secrets never reach a log line
     try:
         return int(args._run(args, settings) or 0)
     except ContimgError as exc:
         log.debug("command failed", exc_info=True)
-        print(f"contimg {args.command}: error: {exc}", file=sys.stderr)
+        print(f"contimg {args.command}: error: {mask_text(str(exc), secrets)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # a bug or a library's error: the traceback, masked (exit status 1 as Python's)
+        print(mask_text("".join(traceback.format_exception(exc)), secrets), file=sys.stderr, end="")
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

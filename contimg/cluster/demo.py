@@ -81,6 +81,8 @@ def _staging(root: Path) -> Path:
 def run_demo(settings: Settings, options: DemoOptions, *, say: Callable[[str], None]) -> dict[str, Any]:
     """Run the demo; returns the final status (see :func:`contimg.cluster.status.collect_status`)."""
     from contimg.cluster.status import collect_products, collect_status
+    from contimg.db import safe_url
+    from contimg.secrets import mask_url
     from contimg.simulation import SimulationConfig, simulate
 
     root = options.data_root.absolute()
@@ -97,8 +99,9 @@ def run_demo(settings: Settings, options: DemoOptions, *, say: Callable[[str], N
     t0 = time.monotonic()
     with cluster:
         csettings = cluster.settings()
-        say(f"broker {cluster.broker_url} ({'configured' if settings.broker_configured else 'private redis-server'}), "
-            f"database {csettings.database}, data root {root}")
+        say(f"broker {mask_url(cluster.broker_url)} "
+            f"({'configured' if settings.broker_configured else 'private redis-server'}), "
+            f"database {safe_url(csettings)}, data root {root}")
         say(f"logs in {cluster.log_dir}")
         cluster.start_worker("worker", concurrency=options.concurrency)
         say(f"worker started (concurrency {options.concurrency}, all queues)")

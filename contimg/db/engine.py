@@ -41,6 +41,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 from sqlalchemy.orm import Session
 
 from contimg.errors import ConfigError, TransientError
+from contimg.secrets import mask_text, mask_url, url_passwords
 
 if TYPE_CHECKING:  # pragma: no cover
     from contimg.config import Settings
@@ -91,14 +92,38 @@ def database_url(target: str | URL | Settings) -> URL:
         raise TypeError(f"expected a database URL or Settings, got {type(target).__name__}")
     try:
         return make_url(raw)
-    except ArgumentError as exc:
-        raise ConfigError(f"CONTIMG_DATABASE_URL={raw!r}: not a valid SQLAlchemy URL ({exc})") from exc
+    except (ArgumentError, ValueError) as exc:  # ValueError: e.g. a port that is not a number
+        secrets = url_passwords(raw)
+        raise ConfigError(f"CONTIMG_DATABASE_URL={mask_url(raw)!r}: not a valid SQLAlchemy URL "
+                          f"({mask_text(str(exc), secrets)})") from None
 
 
 def safe_url(target: str | URL | Engine | Settings) -> str:
     """The database URL with any password hidden, for messages and logs."""
     url = target.url if isinstance(target, Engine) else database_url(target)
     return url.render_as_string(hide_password=True)
+
+
+SQLITE_FILE_MODE = 0o644
+"""Mode of a new SQLite database file before the process's umask (``settings.umask``) is taken off:
+``0o640`` under the default umask ``027`` (not world-readable), ``0o644`` only if an operator sets ``022``."""
+
+
+def create_sqlite_file(path: Path) -> None:
+    """Create the SQLite database file ``path`` (empty) with mode ``0o644 & ~umask`` unless it exists.
+
+    The process's umask (``settings.umask``, applied by ``contimg``) is taken
+    off by :func:`os.open`, so the file is ``0o640`` under the default umask
+    whatever the SQLite build's default permissions. SQLite creates its
+    ``-wal`` and ``-shm`` files with the database file's permissions, so they
+    follow. An existing file is left as it is.
+    """
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, SQLITE_FILE_MODE)
+    except FileExistsError:
+        return
+    os.close(fd)
+    log.debug("created %s with mode %o", path, path.stat().st_mode & 0o777)
 
 
 def sqlite_path(url: URL) -> Path | None:
@@ -145,7 +170,8 @@ def get_engine(target: str | URL | Settings) -> Engine:
     Notes
     -----
     The engine is cached per process and URL; a forked child gets its own. For
-    a SQLite file URL the parent directory is created.
+    a SQLite file URL the parent directory is created, and the database file
+    with mode ``0o644`` less the umask (:func:`create_sqlite_file`).
     """
     url = database_url(target)
     key = url.render_as_string(hide_password=False)
@@ -166,6 +192,7 @@ def get_engine(target: str | URL | Settings) -> Engine:
             path = sqlite_path(url)
             if path is not None:
                 path.parent.mkdir(parents=True, exist_ok=True)
+                create_sqlite_file(path)
             # A ``?timeout=`` in the URL overrides the busy timeout (seconds).
             timeout_s = float(url.query.get("timeout", SQLITE_BUSY_TIMEOUT_S))
             engine = create_engine(url.difference_update_query(["timeout"]), connect_args={"timeout": timeout_s})
@@ -248,7 +275,8 @@ def session_scope(target: str | URL | Engine | Settings, *, readonly: bool = Fal
     except DBAPIError as exc:
         session.rollback()
         if is_transient(exc):
-            raise DatabaseBusyError(f"database {safe_url(engine)}: {exc.orig}") from exc
+            reason = mask_text(str(exc.orig), url_passwords(engine.url.render_as_string(hide_password=False)))
+            raise DatabaseBusyError(f"database {safe_url(engine)}: {reason}") from exc
         raise
     except BaseException:
         session.rollback()

@@ -39,6 +39,29 @@ def test_flower_requires_the_configured_basic_auth(make_cluster):
     assert _get(url) == 401
     assert _get(url, ("ops", "wrong")) == 401
     assert _get(url, ("ops", "s3cret")) == 200
+    # Prometheus metrics (worker and task names) are behind the same auth; the health check is open on purpose
+    metrics = f"http://127.0.0.1:{port}/metrics"
+    assert _get(metrics) == 401
+    assert _get(metrics, ("ops", "wrong")) == 401
+    assert _get(metrics, ("ops", "s3cret")) == 200
+    assert _get(f"http://127.0.0.1:{port}/healthcheck") == 200
+    assert flower.alive()
+    log = flower.log_text()
+    assert "s3cret" not in log
+    assert "FLOWER_PASSWORD" not in log  # a configured password draws no default-password warning
+
+
+def test_flower_warns_about_the_default_password(make_cluster):
+    cluster = make_cluster("flower-default")
+    assert "CONTIMG_MONITORING__FLOWER_PASSWORD" not in cluster.env()
+    port = free_port()
+    flower = cluster._spawn("flower", [sys.executable, "-m", "contimg", "flower", "--port", str(port)])
+    flower.wait_for_log("set CONTIMG_MONITORING__FLOWER_PASSWORD", timeout_s=60)
+    line = next(x for x in flower.log_text().splitlines() if "CONTIMG_MONITORING__FLOWER_PASSWORD" in x)
+    assert "WARNING" in line and "default" in line
+    wait_for(lambda: _get(f"http://127.0.0.1:{port}/") != 0, timeout_s=60, what="flower to listen")
+    assert _get(f"http://127.0.0.1:{port}/metrics") == 401
+    assert _get(f"http://127.0.0.1:{port}/metrics", ("contimg", "contimg")) == 200
     assert flower.alive()
 
 
