@@ -19,8 +19,10 @@ NSUBBANDS = 16
 TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%S"
 
 _NAME_RE = re.compile(
-    r"^(?P<ts>\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})_sb(?P<sb>\d{2})\.hdf5$"
+    r"(?P<ts>\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})_sb(?P<sb>\d{2})\.hdf5",
+    re.ASCII,
 )
+"""The whole name (used with ``fullmatch``: ``$`` would accept a trailing newline); ASCII digits only."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +54,7 @@ def parse_subband_filename(path: str | Path) -> SubbandFileName:
         out of range; the message names the file.
     """
     name = Path(path).name
-    match = _NAME_RE.match(name)
+    match = _NAME_RE.fullmatch(name)
     if match is None:
         raise InputFileError(
             f"{path}: not a DSA-110 subband file name "
@@ -72,7 +74,7 @@ def parse_subband_filename(path: str | Path) -> SubbandFileName:
 
 def is_subband_filename(path: str | Path) -> bool:
     """True if ``path``'s name looks like a subband file (no range checks)."""
-    return _NAME_RE.match(Path(path).name) is not None
+    return _NAME_RE.fullmatch(Path(path).name) is not None
 
 
 def format_subband_filename(timestamp: datetime, subband: int) -> str:

@@ -79,3 +79,19 @@ def test_format_converts_to_utc_and_drops_fraction():
 def test_format_rejects_bad_subband(sb):
     with pytest.raises(ValueError, match="out of range"):
         format_subband_filename(datetime(2025, 6, 1, tzinfo=timezone.utc), sb)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "2025-10-02T10:02:45_sb03.hdf5\n",  # `$` in the pattern accepted a trailing newline
+        "2025-10-02T10:02:45_sb03.hdf5\r\n",
+        "2025-10-02T10:02:45_sb0\u0663.hdf5",  # Arabic-Indic digit 3: int() would read it as 3
+        "\u0662025-10-02T10:02:45_sb03.hdf5",
+    ],
+)
+def test_names_with_trailing_newline_or_non_ascii_digits_are_refused(name):
+    assert not is_subband_filename(name)
+    assert not is_subband_filename(Path("/data/incoming") / name)
+    with pytest.raises(InputFileError, match="not a DSA-110 subband file name"):
+        parse_subband_filename(name)

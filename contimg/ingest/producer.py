@@ -9,20 +9,28 @@ One pass (:meth:`Producer.step`):
    the complete ones registered (:func:`~contimg.ingest.registry.register_file`);
 2. complete and timed-out ``collecting`` groups are promoted (or failed) in one
    transaction (the exactly-once gate), then published;
-3. ``pending`` groups never recorded as published (a crash between commit and
+3. failed groups whose error names one of their files, when that file has
+   changed since it was registered and is now complete, are made pending again
+   and published (:meth:`Producer.retry_changed_files`, every
+   ``rescan_interval_s``);
+4. ``pending`` groups never recorded as published (a crash between commit and
    publish) are published again with their stored run token.
 
 On start-up the incoming directory is scanned, so files that arrived while
 the producer was down are found; the scan is repeated every
 ``rescan_interval_s`` so that a missed notification costs a delay, never a file.
+A file that is ignored (a bad name, a subband its group already has) is
+reported once per producer process and not tried again by it.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +39,18 @@ from sqlalchemy.exc import IntegrityError
 from contimg.config import IngestSettings
 from contimg.db import run_transaction
 from contimg.errors import InputFileError, TransientError
-from contimg.ingest.files import StabilityTracker, scan_directory
-from contimg.ingest.registry import Outcome, Registration, known_paths, promote_due_groups, register_file
+from contimg.db.states import utcnow
+from contimg.ingest.files import StabilityTracker, completeness_problem, scan_directory
+from contimg.ingest.registry import (
+    FailedGroup,
+    Outcome,
+    Registration,
+    failed_groups_naming_files,
+    known_paths,
+    promote_due_groups,
+    register_file,
+    reopen_failed_group,
+)
 from contimg.ingest.watch import DirectoryWatcher
 from contimg.pipeline.state import Enqueue, publish, publish_unpublished
 
@@ -47,9 +65,11 @@ class StepReport:
     enqueued: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
     republished: list[str] = field(default_factory=list)
+    retried: list[str] = field(default_factory=list)
+    """Failed groups published again because a file they failed on is now complete."""
 
     def __bool__(self) -> bool:
-        return bool(self.registered or self.enqueued or self.failed or self.republished)
+        return bool(self.registered or self.enqueued or self.failed or self.republished or self.retried)
 
 
 class Producer:
@@ -66,7 +86,8 @@ class Producer:
     enqueue
         ``enqueue(group_key, run_token, from_stage)``: publishes a group's run.
     rescan_interval_s
-        Period of the safety rescan of the incoming directory.
+        Period of the safety rescan of the incoming directory, and of the
+        check for failed groups whose files changed.
     unpublished_grace_s
         A pending group must be unpublished this long before the sweep
         publishes it again.
@@ -82,15 +103,29 @@ class Producer:
         self.unpublished_grace_s = unpublished_grace_s
         self.tracker = StabilityTracker(settings.stable_s)
         self._known: set[str] = set()
+        self._ignored: set[str] = set()
+        """Paths ignored (and reported) once by this process: never nominated again."""
         self._last_scan = float("-inf")
+        self._last_retry_check = float("-inf")
 
     # ----------------------------------------------------------------- discovery
     def nominate(self, paths: list[Path]) -> None:
         """Consider ``paths`` (from events or a scan) for registration."""
         for path in paths:
             path = Path(path).absolute()
-            if str(path) not in self._known and path.parent == self.incoming:
+            key = str(path)
+            if key not in self._known and key not in self._ignored and path.parent == self.incoming:
                 self.tracker.add(path)
+
+    def _ignore(self, path: Path, level: int, message: str, *args: Any) -> None:
+        """Log why ``path`` is ignored, once per process, and stop considering it."""
+        key = str(path)
+        if key in self._ignored:
+            log.debug(message, *args)
+            return
+        self._ignored.add(key)
+        self.tracker.discard(path)
+        log.log(level, message, *args)
 
     def scan(self) -> int:
         """Nominate every unregistered subband file in the incoming directory; returns how many."""
@@ -111,16 +146,18 @@ class Producer:
                 reg = run_transaction(self.db, lambda s, p=path: register_file(
                     s, p, tolerance_s=self.settings.tolerance_s))
             except InputFileError as exc:
-                log.error("ignoring %s: %s", path, exc)
-                self._known.add(str(path))
+                self._ignore(path, logging.ERROR, "ignoring %s: %s", path, exc)
                 continue
             except IntegrityError as exc:  # another producer (started by mistake) registered it first
-                log.warning("%s was registered concurrently by another process: %s", path, exc.orig)
-                self._known.add(str(path))
+                self._ignore(path, logging.WARNING, "%s was registered concurrently by another process: %s",
+                             path, exc.orig)
                 continue
             except (TransientError, OSError) as exc:
                 log.warning("could not register %s yet (%s); will retry", path, exc)
                 self.tracker.add(path)
+                continue
+            if reg.outcome is Outcome.CONFLICT:  # register_file logged why; not again from this process
+                self._ignored.add(str(path))
                 continue
             self._known.add(str(path))
             if reg.outcome is not Outcome.DUPLICATE:
@@ -130,8 +167,68 @@ class Producer:
         for item in decisions.promoted:
             publish(self.db, item, self.enqueue)
             report.enqueued.append(item.group_key)
+        if time.monotonic() - self._last_retry_check >= self.rescan_interval_s:
+            report.retried = self.retry_changed_files()
         report.republished = publish_unpublished(self.db, self.enqueue, grace_s=self.unpublished_grace_s)
         return report
+
+    # ----------------------------------------------------------------- retrying failed groups
+    def retry_changed_files(self) -> list[str]:
+        """Publish again failed groups whose files they failed on are now complete; returns their keys.
+
+        Candidates are groups failed within ``ingest.retry_window_s`` whose
+        error names one of their files and that have retries left
+        (``ingest.max_file_retries``; see
+        :func:`~contimg.ingest.registry.failed_groups_naming_files`). Every
+        registered file of a candidate is stat'ed: it *changed* if its size
+        differs from ``size_bytes`` or its modification time is later than
+        its registration. The group is retried, from the first stage with a
+        new run token, when a file named by the error changed and every
+        changed file passes the completeness check
+        (:func:`~contimg.ingest.files.completeness_problem`: unmodified for
+        ``stable_s`` and complete content); the content check runs only for
+        changed files.
+        """
+        self._last_retry_check = time.monotonic()
+        since = utcnow() - timedelta(seconds=self.settings.retry_window_s)
+        candidates = run_transaction(self.db, lambda s: failed_groups_naming_files(
+            s, since=since, max_file_retries=self.settings.max_file_retries), readonly=True)
+        retried: list[str] = []
+        for group in candidates:
+            changed = self._changed_files(group)
+            named = sorted(p for p in changed if p in group.named)
+            if not named:
+                continue
+            waiting = {p: r for p in changed if (r := completeness_problem(
+                Path(p), stable_s=self.settings.stable_s)) is not None}
+            if waiting:
+                log.debug("group %s: changed file(s) not complete yet: %s", group.group_key, waiting)
+                continue
+            item = run_transaction(self.db, lambda s, g=group, c=changed: reopen_failed_group(
+                s, g.group_key, finished_at=g.finished_at, sizes=c))
+            if item is None:
+                continue
+            before = {f.path: f.size_bytes for f in group.files}
+            log.warning("group %s failed on %s, which changed after it was registered (%s) and is now complete: "
+                        "retrying the group from %s (run %s)", group.group_key, ", ".join(named),
+                        "; ".join(f"{Path(p).name}: {before[p]} -> {changed[p]} bytes" for p in sorted(changed)),
+                        item.from_stage, item.token)
+            publish(self.db, item, self.enqueue)
+            retried.append(item.group_key)
+        return retried
+
+    @staticmethod
+    def _changed_files(group: FailedGroup) -> dict[str, int]:
+        """Current size of each of the group's files that changed since it was registered, by path."""
+        changed: dict[str, int] = {}
+        for f in group.files:
+            try:
+                st = os.stat(f.path)
+            except OSError:
+                continue
+            if st.st_size != f.size_bytes or st.st_mtime_ns / 1e9 > f.discovered_at.timestamp():
+                changed[f.path] = st.st_size
+        return changed
 
     # ----------------------------------------------------------------- service loop
     def run(self, stop: threading.Event, *, watch: bool = True) -> None:
@@ -168,9 +265,9 @@ class Producer:
                         continue
                     raise
                 if report:
-                    log.info("producer: %d file(s) registered, enqueued %s, failed %s, republished %s",
+                    log.info("producer: %d file(s) registered, enqueued %s, failed %s, republished %s, retried %s",
                              len(report.registered), report.enqueued or "-", list(report.failed) or "-",
-                             report.republished or "-")
+                             report.republished or "-", report.retried or "-")
         finally:
             if watcher is not None:
                 watcher.stop()

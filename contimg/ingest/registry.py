@@ -8,24 +8,32 @@ the group is enqueued). A group is *due* when it has all 16
 subbands, or when it has waited ``group_timeout_s`` since its first file was
 registered: then it is promoted to ``pending`` if it has at least
 ``min_subbands`` files, and failed with the reason otherwise.
+
+Retrying after a file changed: a group that failed because one of its files
+was incomplete (the error message names the file) is found by
+:func:`failed_groups_naming_files`; when the producer sees that file changed
+and complete, :func:`reopen_failed_group` records the file's new size and makes
+the group ``pending`` again from the first stage, in one transaction.
 """
 
 from __future__ import annotations
 
 import enum
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from contimg.config import IngestSettings
 from contimg.db import GroupState, apply_transition
 from contimg.db.models import ObservationGroup, SubbandFile
 from contimg.db.states import utcnow
 from contimg.naming import NSUBBANDS, TIMESTAMP_FORMAT, parse_subband_filename
+from contimg.pipeline.stages import STAGES
 from contimg.pipeline.state import Published, make_pending
 
 log = logging.getLogger(__name__)
@@ -157,6 +165,102 @@ def promote_due_groups(session: Session, settings: IngestSettings, *, now: datet
             failed[group.group_key] = reason
             log.error("%s", reason)
     return Decisions(promoted, failed)
+
+
+@dataclass(frozen=True)
+class RegisteredFile:
+    """A subband file as the database recorded it."""
+
+    path: str
+    size_bytes: int | None
+    discovered_at: datetime
+    """When the file (its current version, after a retry) was registered."""
+
+
+@dataclass(frozen=True)
+class FailedGroup:
+    """A failed group whose error message names some of its files (see :func:`failed_groups_naming_files`)."""
+
+    group_key: str
+    finished_at: datetime | None
+    """When it failed (also the guard of :func:`reopen_failed_group`)."""
+    error: str
+    files: tuple[RegisteredFile, ...]
+    """All its registered files."""
+    named: frozenset[str]
+    """Paths of the files its error message names."""
+
+
+def names_file(error: str, path: str) -> bool:
+    """True if the error message ``error`` names the file ``path`` (its full path or its name)."""
+    return path in error or Path(path).name in error
+
+
+def failed_groups_naming_files(session: Session, *, since: datetime, max_file_retries: int) -> list[FailedGroup]:
+    """Failed groups that may be retried because one of their files was incomplete.
+
+    A group qualifies if it failed at or after ``since``, its error message
+    names at least one of its registered files (:class:`~contimg.errors.InputFileError`
+    messages start with the path), and it has not used up its retries: it
+    has run (``attempt``) at most ``max_file_retries`` times beyond its
+    first run. Reads only; the caller checks the files.
+    """
+    if max_file_retries <= 0:
+        return []
+    rows = session.scalars(
+        select(ObservationGroup)
+        .where(ObservationGroup.state == GroupState.FAILED,
+               ObservationGroup.finished_at >= since,
+               ObservationGroup.error_message.is_not(None))
+        .options(selectinload(ObservationGroup.subband_files))
+        .order_by(ObservationGroup.timestamp)
+    ).all()
+    out: list[FailedGroup] = []
+    for group in rows:
+        if max((group.attempt or 0) - 1, 0) >= max_file_retries:
+            continue
+        error = group.error_message or ""
+        named = frozenset(f.path for f in group.subband_files if names_file(error, f.path))
+        if not named:
+            continue
+        files = tuple(RegisteredFile(f.path, f.size_bytes, f.discovered_at) for f in group.subband_files)
+        out.append(FailedGroup(group.group_key, group.finished_at, error, files, named))
+    return out
+
+
+def reopen_failed_group(session: Session, group_key: str, *, finished_at: datetime | None,
+                        sizes: Mapping[str, int], from_stage: str = STAGES[0]) -> Published | None:
+    """Record the new sizes of changed files and make their failed group ``pending`` again.
+
+    In the caller's transaction: ``size_bytes`` and ``discovered_at`` (now) of
+    the files in ``sizes`` are updated and the group gets a new run token
+    starting at ``from_stage`` (as :func:`contimg.pipeline.state.request_reprocess`
+    does). Nothing changes, and None is returned, if the group is no longer
+    the failure seen (its state or ``finished_at`` differ: someone else
+    reprocessed it meanwhile).
+
+    Parameters
+    ----------
+    group_key
+        The failed group.
+    finished_at
+        Its ``finished_at`` when it was found (:attr:`FailedGroup.finished_at`).
+    sizes
+        New size in bytes of each changed file, by path.
+    from_stage
+        Where the new run starts.
+    """
+    group = session.scalar(select(ObservationGroup).where(ObservationGroup.group_key == group_key)
+                           .with_for_update())
+    if group is None or group.state is not GroupState.FAILED or group.finished_at != finished_at:
+        return None
+    now = utcnow()
+    for f in group.subband_files:
+        if f.path in sizes:
+            f.size_bytes = int(sizes[f.path])
+            f.discovered_at = now
+    token = make_pending(group, from_stage=from_stage)
+    return Published(group.group_key, token, group.current_stage)
 
 
 def counts_by_state(session: Session) -> dict[str, int]:

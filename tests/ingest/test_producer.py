@@ -8,6 +8,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import h5py
+import numpy as np
 import pytest
 from sqlalchemy import select
 
@@ -22,10 +23,22 @@ from contimg.pipeline import state
 T0 = datetime(2025, 10, 2, 10, 2, 45, tzinfo=timezone.utc)
 
 
-def _write(incoming: Path, ts: datetime, sb: int, *, age_s: float = 60.0) -> Path:
-    path = incoming / format_subband_filename(ts, sb)
+def _write_minimal_uvh5(path: Path, sb: int = 0) -> Path:
+    """The smallest file the producer's content check accepts: UVH5 dimensions and Data shapes."""
     with h5py.File(path, "w") as f:
-        f.create_group("Header").attrs["subband"] = sb
+        header = f.create_group("Header")
+        header.attrs["subband"] = sb
+        for name, value in (("Nblts", 1), ("Nfreqs", 1), ("Npols", 2), ("Nspws", 1)):
+            header[name] = value
+        data = f.create_group("Data")
+        data["visdata"] = np.zeros((1, 1, 2), dtype=np.complex64)
+        data["flags"] = np.zeros((1, 1, 2), dtype=bool)
+        data["nsamples"] = np.ones((1, 1, 2), dtype=np.float32)
+    return path
+
+
+def _write(incoming: Path, ts: datetime, sb: int, *, age_s: float = 60.0) -> Path:
+    path = _write_minimal_uvh5(incoming / format_subband_filename(ts, sb), sb)
     old = time.time() - age_s
     os.utime(path, (old, old))
     return path
@@ -139,8 +152,15 @@ def test_file_still_being_written_waits(env, tmp_path):
     clock[0] = 2.5
     assert tracker.pop_complete() == []  # stable only 1.5 s
     clock[0] = 3.1
-    assert tracker.pop_complete() == [path]
+    assert tracker.pop_complete() == []  # stable, but not an HDF5 file: checked again after stable_s
     assert not opens_as_hdf5(path)
+    assert "does not open as HDF5" in tracker.reason(path)
+    _write_minimal_uvh5(path, 3)  # the writer finishes the file
+    clock[0] = 3.2
+    assert tracker.pop_complete() == []  # size changed
+    clock[0] = 5.3
+    assert tracker.pop_complete() == [path]
+    assert opens_as_hdf5(path)
 
 
 def test_unparseable_names_are_ignored(env):
