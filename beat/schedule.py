@@ -1,4 +1,9 @@
-"""The beat schedule: nightly variability scoring and housekeeping.
+"""The beat schedule: nightly variability scoring.
+
+The housekeeping sweep (lost runs, timed-out groups, unpublished runs, staging)
+is not on this schedule: ``contimg beat`` runs it in a thread of its own
+(:class:`contimg.pipeline.housekeeping.Sweeper`), so that busy workers can
+never starve it.
 
 Run with ``contimg beat``, which uses ``redbeat.RedBeatScheduler``: the schedule
 lives in Redis under a lock, so a second beat started by mistake waits for the
@@ -13,9 +18,6 @@ from celery.schedules import crontab
 
 from contimg.config import Settings
 
-HOUSEKEEPING_INTERVAL_S = 60.0
-"""Period of the housekeeping sweep (stale runs, timed-out groups, staging)."""
-
 
 def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
     """The schedule for ``settings`` (nightly time from ``settings.variability``)."""
@@ -24,10 +26,5 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
         "nightly-variability": {
             "task": "contimg.variability.nightly",
             "schedule": crontab(hour=v.nightly_hour_utc, minute=v.nightly_minute),
-        },
-        "housekeeping": {
-            "task": "contimg.housekeeping.sweep",
-            "schedule": HOUSEKEEPING_INTERVAL_S,
-            "options": {"expires": HOUSEKEEPING_INTERVAL_S},
         },
     }

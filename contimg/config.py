@@ -30,7 +30,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic import ValidationError as PydanticValidationError
 from pydantic_settings import (
     BaseSettings,
@@ -58,8 +58,11 @@ class IngestSettings(_Section):
     stable_s: float = Field(2.0, ge=0, description="a file is complete when its size has not changed for this long")
     poll_interval_s: float = Field(2.0, gt=0, description="scan period of the polling observer and of timeout checks")
     polling: bool = Field(False, description="use the polling observer (network filesystems) instead of inotify")
-    stale_in_progress_s: float = Field(3600.0, gt=0, description="an in_progress group untouched this long is re-enqueued")
+    stale_in_progress_s: float = Field(7200.0, gt=0, description="an in_progress group whose heartbeat stopped this long ago is re-enqueued although its worker still answers (a hung step); must exceed every step timeout. A dead worker or node is noticed from its presence within presence_ttl_s")
     max_retries: int = Field(3, ge=0, description="how often a group is re-enqueued after a lost worker")
+    sweep_interval_s: float = Field(15.0, gt=0, description="period of the stale-run sweep run by the beat process")
+    retry_window_s: float = Field(86400.0, ge=0, description="a group that failed less than this long ago with an error naming one of its files is retried from convert when that file has since changed (size or mtime) and is now complete")
+    max_file_retries: int = Field(2, ge=0, description="at most this many automatic retries after a file changed, per group; counted with the group's runs (attempt), so any earlier re-run uses one too; 0 turns them off")
 
 
 class ConversionSettings(_Section):
@@ -67,6 +70,8 @@ class ConversionSettings(_Section):
 
     processes: int = Field(0, ge=0, description="parallel subband writers for the single-node CLI (0: one per core)")
     staging_min_free_gb: float = Field(4.0, ge=0, description="/dev/shm is used for staging only if it has this much free")
+    staging_margin: float = Field(1.2, ge=1, description="a convert node takes a group only if its staging has this many times the group's subband bytes free")
+    timeout_s: float = Field(1800.0, gt=0, description="a conversion step (plan, one subband part, combine) running longer than this is killed")
 
 
 class CalibrationSettings(_Section):
@@ -81,6 +86,7 @@ class CalibrationSettings(_Section):
     gain_validity_h: float = Field(6.0, gt=0, description="a gain table is valid this long on each side of its solve")
     model_min_flux_jy: float = Field(0.005, ge=0, description="catalogue sources fainter than this (apparent, at their best beam response in the group) are left out of MODEL_DATA")
     wait_for_solution_s: float = Field(1800.0, ge=0, description="a science group with no valid calibration set waits (retrying with backoff) this long for the night's calibrator group to be solved before it fails")
+    timeout_s: float = Field(3600.0, gt=0, description="a calibration step (solve or apply, CASA tasks included) running longer than this is killed")
 
 
 class ImagingSettings(_Section):
@@ -91,7 +97,7 @@ class ImagingSettings(_Section):
     pb_limit: float = Field(0.2, gt=0, lt=1, description="image out to this primary-beam response")
     robust: float = Field(0.0, ge=-2, le=2, description="Briggs robust parameter")
     threads: int = Field(0, ge=0, description="threads for the imager (0: one per core)")
-    timeout_s: float = Field(3600.0, gt=0, description="an imager run longer than this is killed")
+    timeout_s: float = Field(3600.0, gt=0, description="an imager run longer than this is killed (the image step, QA included, gets 25 % more)")
 
 
 class PhotometrySettings(_Section):
@@ -100,6 +106,7 @@ class PhotometrySettings(_Section):
     min_beam_response: float = Field(0.3, gt=0, le=1, description="measure catalogue sources above this primary-beam response")
     reference_min_snr: float = Field(50.0, gt=0, description="reference sources must have at least this SNR")
     baseline_epochs: int = Field(10, ge=1, description="epochs used to establish each reference's baseline flux")
+    timeout_s: float = Field(1800.0, gt=0, description="a photometry step running longer than this is killed")
 
 
 class VariabilitySettings(_Section):
@@ -126,6 +133,9 @@ class CelerySettings(_Section):
     result_expires_s: int = Field(86400, gt=0, description="task results are kept this long")
     max_memory_per_child_mb: int = Field(6000, gt=0, description="a worker child over this resident memory is replaced after its task")
     concurrency: int = Field(0, ge=0, description="worker processes (0: one per core)")
+    presence_interval_s: float = Field(5.0, gt=0, description="a worker refreshes its presence in Redis and the heartbeat of the groups it is working on this often")
+    presence_ttl_s: float = Field(30.0, gt=0, description="a worker whose presence was not refreshed for this long is dead: its groups are re-planned on live workers")
+    publish_retry_s: float = Field(180.0, gt=0, description="publishing a task (the next step of a chain) is retried this long while the broker is unreachable")
     last_stage: Literal["convert", "calibrate", "image", "photometry"] | None = Field(None, description="a group's run ends after this stage (None: after the last stage built), e.g. convert for a conversion-only cluster")
 
 
@@ -147,6 +157,14 @@ class Paths(BaseModel):
         for p in (self.root, self.incoming, self.ms, self.images, self.caltables, self.state, self.staging):
             p.mkdir(parents=True, exist_ok=True)
         return self
+
+
+_STEP_LIMIT_VARS = {
+    "convert": "CONTIMG_CONVERSION__TIMEOUT_S",
+    "calibrate": "CONTIMG_CALIBRATION__TIMEOUT_S",
+    "image": "CONTIMG_IMAGING__TIMEOUT_S x 1.25",
+    "photometry": "CONTIMG_PHOTOMETRY__TIMEOUT_S",
+}
 
 
 class _TomlSource(PydanticBaseSettingsSource):
@@ -188,6 +206,7 @@ class Settings(BaseSettings):
     broker_url: str = Field(DEFAULT_REDIS_URL, description="Celery broker (Redis)")
     result_backend: str | None = Field(None, description="Celery result backend (default: the broker URL)")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    umask: str = Field("027", pattern=r"^0?[0-7]{3}$", description="file mode creation mask of every contimg process: products and the database are not world-readable (three octal digits, e.g. 027; 022 makes them world-readable)")
 
     ingest: IngestSettings = IngestSettings()
     conversion: ConversionSettings = ConversionSettings()
@@ -197,6 +216,42 @@ class Settings(BaseSettings):
     variability: VariabilitySettings = VariabilitySettings()
     monitoring: MonitoringSettings = MonitoringSettings()
     celery: CelerySettings = CelerySettings()
+
+    @model_validator(mode="after")
+    def _timeouts_in_order(self) -> "Settings":
+        """Step time limits < stale threshold < Redis visibility timeout; presence refreshed within its TTL."""
+        limits = self.step_time_limits()
+        longest = max(limits, key=limits.get)
+        stale = self.ingest.stale_in_progress_s
+        problems = []
+        if limits[longest] >= stale:
+            problems.append(f"the {longest} step may run {limits[longest]:.0f} s "
+                            f"({_STEP_LIMIT_VARS[longest]}), not less than CONTIMG_INGEST__STALE_IN_PROGRESS_S="
+                            f"{stale:g}: a running step would be taken for a lost one")
+        if stale >= self.celery.visibility_timeout_s:
+            problems.append(f"CONTIMG_INGEST__STALE_IN_PROGRESS_S={stale:g} must be less than "
+                            f"CONTIMG_CELERY__VISIBILITY_TIMEOUT_S={self.celery.visibility_timeout_s}: Redis would "
+                            "redeliver a running task before the sweep could tell it is lost")
+        if 2 * self.celery.presence_interval_s > self.celery.presence_ttl_s:
+            problems.append(f"CONTIMG_CELERY__PRESENCE_TTL_S={self.celery.presence_ttl_s:g} must be at least twice "
+                            f"CONTIMG_CELERY__PRESENCE_INTERVAL_S={self.celery.presence_interval_s:g}")
+        if problems:
+            raise ValueError("timeouts out of order: " + "; ".join(problems))
+        return self
+
+    def step_time_limits(self) -> dict[str, float]:
+        """The hard time limit (s) of one task of each stage (Celery kills the task's process after it).
+
+        The imaging step gets the imager's own timeout plus 25 % (primary-beam
+        correction and QA), so that WSClean's timeout, which names the MS and
+        the log, fires first.
+        """
+        return {
+            "convert": self.conversion.timeout_s,
+            "calibrate": self.calibration.timeout_s,
+            "image": self.imaging.timeout_s * 1.25,
+            "photometry": self.photometry.timeout_s,
+        }
 
     @classmethod
     def settings_customise_sources(
@@ -301,6 +356,8 @@ def load_settings(**overrides: Any) -> Settings:
                 name = f"{name} (or {key!r} in {os.environ[CONFIG_FILE_VAR]})"
             if err["type"] == "extra_forbidden":
                 lines.append(f"{name}: unknown setting")
+            elif not err["loc"] and err["type"] == "value_error":  # a check across settings: its message names them
+                lines.append(str(err["msg"]).removeprefix("Value error, "))
             else:
                 lines.append(f"{name}={err.get('input')!r}: {err['msg']}")
         raise ConfigError("invalid contimg settings:\n  " + "\n  ".join(lines)) from None

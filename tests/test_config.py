@@ -186,3 +186,25 @@ def test_cli_exits_2_naming_the_bad_setting(tmp_path):
     assert "'wsclean' or 'tclean'" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "contimg-data").exists()  # nothing was touched
+
+
+@pytest.mark.parametrize(("env", "expected"), [
+    ({"CONTIMG_INGEST__STALE_IN_PROGRESS_S": "3000"},
+     r"the image step may run 4500 s \(CONTIMG_IMAGING__TIMEOUT_S x 1.25\), not less than "
+     r"CONTIMG_INGEST__STALE_IN_PROGRESS_S=3000"),
+    ({"CONTIMG_CALIBRATION__TIMEOUT_S": "8000"}, r"the calibrate step may run 8000 s"),
+    ({"CONTIMG_CELERY__VISIBILITY_TIMEOUT_S": "3600"},
+     r"CONTIMG_INGEST__STALE_IN_PROGRESS_S=7200 must be less than CONTIMG_CELERY__VISIBILITY_TIMEOUT_S=3600"),
+    ({"CONTIMG_CELERY__PRESENCE_TTL_S": "6"}, r"PRESENCE_TTL_S=6 must be at least twice"),
+])
+def test_timeouts_are_checked_against_each_other(clean_env, monkeypatch, env, expected):
+    """Step time limits < stale threshold < visibility timeout: a live step is never taken for a lost one."""
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    with pytest.raises(ConfigError, match=expected):
+        load_settings()
+
+
+def test_default_timeouts_are_in_order(clean_env):
+    s = load_settings()
+    assert max(s.step_time_limits().values()) < s.ingest.stale_in_progress_s < s.celery.visibility_timeout_s

@@ -37,6 +37,10 @@ CONTROL_QUEUE = "housekeeping"
 
 ALL_QUEUES = (*STAGE_QUEUES, CONTROL_QUEUE)
 
+STAGE_TASKS = ("contimg.convert.plan", "contimg.convert.write_part", "contimg.convert.combine",
+               "contimg.calibrate.run", "contimg.image.run", "contimg.photometry.run")
+"""The tasks doing a stage's work; each gets its stage's hard time limit (``Settings.step_time_limits``)."""
+
 TASK_ROUTES = {
     "contimg.group.*": {"queue": CONTROL_QUEUE},
     "contimg.housekeeping.*": {"queue": CONTROL_QUEUE},
@@ -65,8 +69,17 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "retry_on_timeout": True,
         "health_check_interval": 10,
     }
+    # publishing (a chain's next step, a retry, a chord's body) waits out a broker restart
+    retry_s = c.publish_retry_s
+    publish_policy = {"max_retries": max(3, int(retry_s / 2.0)), "interval_start": 0.5, "interval_step": 0.5,
+                      "interval_max": 2.0}
+    limits = settings.step_time_limits()
+    annotations = {name: {"time_limit": limits[name.split(".")[1]]} for name in STAGE_TASKS}
     return {
         "broker_url": settings.broker_url,
+        "task_publish_retry": True,
+        "task_publish_retry_policy": publish_policy,
+        "task_annotations": annotations,
         "result_backend": settings.result_backend_url,
         "task_serializer": "json",
         "result_serializer": "json",
@@ -89,6 +102,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "result_backend_transport_options": {"visibility_timeout": c.visibility_timeout_s,
                                              "retry_policy": {"timeout": 5.0}},
         "broker_connection_retry_on_startup": True,
+        "broker_connection_retry": True,
         "broker_connection_max_retries": None,
         "result_expires": c.result_expires_s,
         "result_extended": True,
@@ -125,6 +139,8 @@ def create_app(settings: Settings | None = None) -> Celery:
     from beat.schedule import beat_schedule
 
     app.conf.beat_schedule = beat_schedule(settings)
+    import workers.presence  # noqa: F401 - node queue, presence and heartbeats of this app's workers
+
     return app
 
 

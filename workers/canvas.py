@@ -77,12 +77,22 @@ def run_canvas(group_key: str, token: str, *, from_stage: str | None = None, app
     return canvas
 
 
-def conversion_chord(group_key: str, token: str, plan: dict[str, Any], files: list[str]) -> Signature:
-    """Header: one part write per subband (queue ``convert``); body: combine them."""
+def conversion_chord(group_key: str, token: str, plan: dict[str, Any], files: list[str], *,
+                     node: str) -> Signature:
+    """Header: one part write per subband; body: combine them; all on ``node``'s own queue.
+
+    The parts live in the node's staging, so the writes and the combine must
+    run there (every convert worker consumes its node's queue besides
+    ``convert``; see :mod:`workers.presence`).
+    """
+    from contimg.cluster.nodes import node_queue_name
+
+    queue = node_queue_name(node)
+    route = {"queue": queue, "exchange": queue, "routing_key": queue}
     kw = {"group_key": group_key, "token": token, "plan": plan}
-    header = [app.signature("contimg.convert.write_part", kwargs={**kw, "subband_file": f}, immutable=True)
-              for f in files]
-    body = app.signature("contimg.convert.combine", kwargs=kw)
+    header = [app.signature("contimg.convert.write_part", kwargs={**kw, "subband_file": f}, immutable=True,
+                            **route) for f in files]
+    body = app.signature("contimg.convert.combine", kwargs=kw, **route)
     return chord(header, body, app=app)
 
 

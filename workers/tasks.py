@@ -18,13 +18,24 @@ from typing import Any
 from celery import Task
 from celery.exceptions import Ignore
 
-from contimg.errors import TransientError
+from contimg.errors import ConfigError, TransientError
 from contimg.pipeline import state
 from workers.app import app
 
 log = logging.getLogger(__name__)
 
-RETRY_FOR = (TransientError, ConnectionError, TimeoutError)
+def _broker_errors() -> tuple[type[BaseException], ...]:
+    from kombu.exceptions import OperationalError
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+
+    return (OperationalError, RedisConnectionError, RedisTimeoutError)
+
+
+BROKER_ERRORS = _broker_errors()
+"""The broker (or result backend) could not be reached: a transient failure of the cluster, not of the group."""
+
+RETRY_FOR = (TransientError, ConnectionError, TimeoutError, *BROKER_ERRORS)
 
 
 def _settings():
@@ -40,8 +51,33 @@ def _short(task_name: str) -> str:
     return task_name.removeprefix("contimg.")
 
 
+def _is_broker_error(exc: BaseException) -> bool:
+    return isinstance(exc, BROKER_ERRORS) or isinstance(getattr(exc, "__cause__", None), BROKER_ERRORS)
+
+
+def record_outcome_of_failure(key: str, token: str | None, task_name: str, exc: BaseException) -> None:
+    """A task of run ``token`` failed: fail the group, or hand the run back if the broker was the cause.
+
+    A broker outage longer than the publish retries (``celery.publish_retry_s``)
+    is not the group's fault: its run goes back to ``pending`` and is published
+    again when the broker answers (:func:`contimg.pipeline.state.hand_back`).
+    """
+    settings = _settings()
+    if token is not None and _is_broker_error(exc):
+        state.hand_back(settings, key, token, f"{_short(task_name)}: {_describe(exc)}")
+        return
+    state.fail(settings, key, f"{_short(task_name)}: {_describe(exc)}", token=token)
+
+
 class GroupTask(Task):
-    """Base of every task that works for one group's run."""
+    """Base of every task that works for one group's run.
+
+    Before its body runs, a task records that this worker holds the run
+    (:func:`contimg.pipeline.state.hold`); after it returns, and after Celery
+    has published the chain's next step, that it no longer does
+    (:func:`~contimg.pipeline.state.unhold`). So the sweep can tell a run whose
+    worker died from one whose next task waits in a queue.
+    """
 
     autoretry_for = RETRY_FOR
     retry_backoff = 2
@@ -50,26 +86,48 @@ class GroupTask(Task):
     max_retries = 6
     acks_late = True
     reject_on_worker_lost = True
+    holds_run = True
+    leaves_node = False
+    """True for the task after which the run's conversion no longer needs its node (the combine)."""
+
+    def before_start(self, task_id, args, kwargs):  # noqa: D102 - Celery hook
+        worker = getattr(self.app.conf, "contimg_worker_id", None)
+        key, token = kwargs.get("group_key"), kwargs.get("token")
+        if not self.holds_run or worker is None or key is None or token is None:
+            return
+        _guard(state.hold, _settings(), key, token, worker=worker)
+
+    def after_return(self, status, retval, task_id, args, kwargs, einfo):  # noqa: D102 - Celery hook
+        # after the chain's next step was published: its worker adds itself before this one leaves
+        worker = getattr(self.app.conf, "contimg_worker_id", None)
+        key, token = kwargs.get("group_key"), kwargs.get("token")
+        if not self.holds_run or worker is None or key is None or token is None:
+            return
+        try:
+            state.unhold(_settings(), key, token, worker=worker, node=self.leaves_node and status == "SUCCESS")
+        except Exception:  # noqa: BLE001 - the sweep's heartbeat rule covers a holder left behind
+            log.warning("group %s: could not record that %s no longer holds run %s", key, worker, token,
+                        exc_info=True)
 
     def on_failure(self, exc, task_id, args, kwargs, einfo):  # noqa: D102 - Celery hook
         key, token = kwargs.get("group_key"), kwargs.get("token")
         if key is None:
             return
         try:
-            state.fail(_settings(), key, f"{_short(self.name)}: {_describe(exc)}", token=token)
+            record_outcome_of_failure(key, token, self.name, exc)
         except Exception:  # noqa: BLE001 - never mask the task's own failure
             log.exception("group %s: could not record the failure of %s", key, task_id)
 
 
-def _guard(fn, *args: Any) -> Any:
+def _guard(fn, *args: Any, **kwargs: Any) -> Any:
     try:
-        return fn(*args)
+        return fn(*args, **kwargs)
     except state.StaleRunError as exc:
         log.warning("%s", exc)
         raise Ignore() from exc
 
 
-@app.task(name="contimg.group.start", base=GroupTask, bind=True)
+@app.task(name="contimg.group.start", base=GroupTask, bind=True, holds_run=False)
 def start_group(self, *, group_key: str, token: str) -> str:
     """Claim the group for this run (``pending → in_progress``); stops a duplicate run."""
     if not state.claim(_settings(), group_key, token):
@@ -83,8 +141,18 @@ def convert_plan(self, *, group_key: str, token: str) -> None:
     from contimg.pipeline.convert import plan
     from workers.canvas import conversion_chord
 
-    planned = _guard(plan, _settings(), group_key, token)
-    raise self.replace(conversion_chord(group_key, token, planned["plan"], planned["files"]))
+    node = self.app.conf.contimg_node
+    if node is None:
+        raise ConfigError(f"group {group_key}: worker {self.request.hostname} took a conversion but has no node "
+                          "(it must consume the convert queue)")
+    settings = _settings()
+    worker = self.app.conf.contimg_worker_id
+    planned = _guard(plan, settings, group_key, token, node=node)
+    _guard(state.hold, settings, group_key, token, worker=worker, node=node)
+    try:
+        raise self.replace(conversion_chord(group_key, token, planned["plan"], planned["files"], node=node))
+    finally:  # replaced (its after_return never runs): the chord is on the node's queue, the node holds the run
+        state.unhold(settings, group_key, token, worker=worker)
 
 
 @app.task(name="contimg.convert.write_part", base=GroupTask, bind=True)
@@ -92,10 +160,12 @@ def convert_write_part(self, *, group_key: str, token: str, plan: dict[str, Any]
     """Chord header: write one subband's part (idempotent)."""
     from contimg.pipeline.convert import write_part
 
-    return _guard(write_part, _settings(), group_key, token, plan, subband_file)
+    part = _guard(write_part, _settings(), group_key, token, plan, subband_file)
+    log.info("group %s: part %s written on node %s", group_key, part, self.app.conf.contimg_node)
+    return part
 
 
-@app.task(name="contimg.convert.combine", base=GroupTask, bind=True)
+@app.task(name="contimg.convert.combine", base=GroupTask, bind=True, leaves_node=True)
 def convert_combine(self, part_paths: list[str], *, group_key: str, token: str, plan: dict[str, Any]) -> dict:
     """Chord body: combine the parts into the Measurement Set and end the stage."""
     from contimg.pipeline.convert import combine
@@ -161,5 +231,4 @@ def record_failure(request, exc, traceback, *, group_key: str, token: str) -> No
     """
     if isinstance(exc, (Ignore, state.StaleRunError)):
         return
-    failed_task = getattr(request, "task", None) or "task"
-    state.fail(_settings(), group_key, f"{_short(failed_task)}: {_describe(exc)}", token=token)
+    record_outcome_of_failure(group_key, token, getattr(request, "task", None) or "task", exc)

@@ -36,6 +36,10 @@ __all__ = ["BANDPASS_PROCESSES", "merge_bandpass_parts", "normalize_bandpass", "
 BANDPASS_PROCESSES = 2
 """Processes sharing the bandpass solve (disjoint channel ranges); 1 solves in-process only."""
 
+PART_TIMEOUT_S = 1800.0
+"""A worker's part may finish this long after the caller's own part (they are the same size); the whole
+calibration step is further bounded by the task's hard time limit (``calibration.timeout_s``)."""
+
 MIN_CHANNELS_PER_PROCESS = 64
 """Fewer channels per part than this are not worth a process (start-up costs ~1.5 s CPU)."""
 
@@ -159,7 +163,7 @@ def stop_bandpass_workers(workers: list[subprocess.Popen]) -> None:
     for proc in workers:
         if proc.poll() is None:
             proc.kill()
-        proc.wait()
+        proc.wait(timeout=60)
         if proc.stdin is not None and not proc.stdin.closed:
             try:
                 proc.stdin.close()
@@ -221,7 +225,13 @@ def solve_bandpass(path: Path, *, ms_path: Path, channels_with_data: np.ndarray,
         run_task("bandpass", ms_path, caltable=str(parts[0]), bandtype="B", solnorm=False, spw=f"0:{a}~{b}",
                   **kwargs)
         for proc, part in zip(used, parts[1:]):
-            if proc.wait() != 0:
+            try:
+                proc.wait(timeout=PART_TIMEOUT_S)
+            except subprocess.TimeoutExpired as exc:
+                proc.kill()
+                raise ExternalToolError(f"{ms_path}: casatasks.bandpass on {part.name} did not finish in "
+                                        f"{PART_TIMEOUT_S:.0f} s after this process's part; killed") from exc
+            if proc.returncode != 0:
                 proc.err_file.seek(0)  # type: ignore[attr-defined]
                 tail = " | ".join(proc.err_file.read().strip().splitlines()[-3:])  # type: ignore[attr-defined]
                 raise ExternalToolError(f"{ms_path}: casatasks.bandpass on {part.name} failed "

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import logging
 
 NAME = "worker"
-HELP = "run a Celery worker (all queues by default; --queues convert on tmpfs nodes)"
+log = logging.getLogger(__name__)
+HELP = ("run a Celery worker (all queues by default; --queues convert on tmpfs nodes, which also consume "
+        "their node's own queue)")
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -33,5 +36,28 @@ def run(args: argparse.Namespace, settings) -> int:
         argv += ["--concurrency", str(concurrency)]
     if args.hostname:
         argv += ["-n", args.hostname]
-    app.worker_main(argv=argv)
-    return 0
+    watch = _UnrecoverableWatch()
+    logging.getLogger("celery.worker.worker").addHandler(watch)
+    try:
+        app.worker_main(argv=argv)
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    if watch.seen and code == 0:
+        # Celery logs "Unrecoverable error" (e.g. after losing the broker mid-task) and may still exit 0:
+        # exit non-zero so that a supervisor (systemd Restart=on-failure, compose) starts it again.
+        log.critical("worker stopped after an unrecoverable error; exiting with status 1 so it is restarted")
+        code = 1
+    return code
+
+
+class _UnrecoverableWatch(logging.Handler):
+    """Notices Celery's "Unrecoverable error" log record."""
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.CRITICAL)
+        self.seen = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "Unrecoverable error" in str(record.msg):
+            self.seen = True

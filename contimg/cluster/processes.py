@@ -145,7 +145,13 @@ class ClusterProcess:
             os.kill(self.pid, sig)
 
     def stop(self, *, timeout_s: float = 20.0, sig: int = signal.SIGTERM) -> int | None:
-        """Stop it (``sig``, then SIGKILL of its process group after ``timeout_s``); idempotent."""
+        """Stop it (``sig``, then SIGKILL of its process group after ``timeout_s``); idempotent.
+
+        A SIGTERM is an operator's stop: the cluster's supervisor leaves the process
+        stopped. Any other signal is a crash: a supervised process is started again.
+        """
+        if sig == signal.SIGTERM:
+            self.supervised = False
         if self.proc is None:
             return None
         if self.proc.poll() is None:
@@ -161,6 +167,30 @@ class ClusterProcess:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.proc.pid, signal.SIGKILL)
         return self.proc.returncode
+
+
+def private_node_command(args: Sequence[str], *, staging: Path, size: str) -> list[str]:
+    """``args`` run in a private mount namespace with a RAM disk of ``size`` at ``staging``.
+
+    The way to have several tmpfs nodes on one machine: each node's processes
+    see only their own staging, as containers with their own tmpfs do.
+
+    Raises
+    ------
+    ClusterProcessError
+        If this process is not root or ``unshare`` is missing.
+    """
+    import shutil as _shutil
+
+    if os.geteuid() != 0:
+        raise ClusterProcessError("a node with private staging needs root (unshare -m, mount -t tmpfs)")
+    unshare = _shutil.which("unshare")
+    if unshare is None:
+        raise ClusterProcessError("a node with private staging needs unshare (util-linux)")
+    Path(staging).mkdir(parents=True, exist_ok=True)
+    script = 'mount -t tmpfs -o "size=$1,mode=0750" tmpfs "$2" && shift 2 && exec "$@"'
+    return [unshare, "--mount", "--propagation", "private", "sh", "-c", script, "node", size, str(staging),
+            *args]
 
 
 class EmbeddedCluster:
@@ -238,8 +268,21 @@ class EmbeddedCluster:
     # ------------------------------------------------------------------ processes
     def start_worker(self, name: str = "worker", *, queues: Sequence[str] | None = None, concurrency: int = 2,
                      app: str | None = None, extra_path: Sequence[Path] = (), wait: bool = True,
-                     timeout_s: float = 90.0) -> ClusterProcess:
-        """Start a Celery worker (``contimg worker``; ``app`` selects another Celery app module)."""
+                     timeout_s: float = 90.0, private_staging: str | None = None,
+                     supervised: bool = True) -> ClusterProcess:
+        """Start a Celery worker (``contimg worker``; ``app`` selects another Celery app module).
+
+        Parameters
+        ----------
+        private_staging
+            Run the worker as a node of its own: in a private mount namespace
+            with a RAM disk of this size (e.g. ``"1g"``) mounted at the cluster's
+            staging path, so that no other node sees its parts (as containers
+            or hosts). Needs root (``unshare -m``).
+        supervised
+            Restart the worker when it exits (as systemd or compose would); a
+            restarted private-staging worker is a new node (a fresh RAM disk).
+        """
         if app is None:
             args = [sys.executable, "-m", "contimg", "worker", "--concurrency", str(concurrency),
                     "-n", f"{name}@%h"]
@@ -251,8 +294,10 @@ class EmbeddedCluster:
             args = [sys.executable, "-m", "celery", "-A", app, "worker", "--concurrency", str(concurrency),
                     "-n", f"{name}@%h", "-Q", ",".join(queues or ALL_QUEUES), "--without-gossip",
                     "--without-mingle", "--loglevel", "INFO"]
+        if private_staging is not None:
+            args = private_node_command(args, staging=self.settings().paths.staging, size=private_staging)
         proc = self._spawn(name, args, extra_path=extra_path)
-        proc.supervised = True
+        proc.supervised = supervised
         self._ensure_supervisor()
         if wait:
             proc.wait_for_log(" ready.", timeout_s=timeout_s)
@@ -295,7 +340,10 @@ class EmbeddedCluster:
         else:
             args = [sys.executable, "-m", "celery", "-A", app, "beat", "-S", "redbeat.RedBeatScheduler",
                     "--loglevel", "DEBUG"]
-        return self._spawn(name, args, extra_path=extra_path)
+        proc = self._spawn(name, args, extra_path=extra_path)
+        proc.supervised = True  # a beat that lost the broker exits; its supervisor starts it again
+        self._ensure_supervisor()
+        return proc
 
     def stop(self) -> None:
         """Stop every process (newest first), then the redis-server."""

@@ -15,6 +15,7 @@ from sqlalchemy.orm import selectinload
 from contimg.config import Settings
 from contimg.db import run_transaction
 from contimg.db.models import CalibrationTable, Image, MeasurementSet, ObservationGroup, Photometry
+from contimg.secrets import mask_text, mask_url, url_passwords
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +24,12 @@ QUEUES = ("convert", "calibrate", "image", "photometry", "housekeeping")
 
 
 def queue_lengths(broker_url: str, queues: tuple[str, ...] = QUEUES) -> dict[str, int | None]:
-    """``LLEN`` of each queue's Redis list (None for every queue if Redis cannot be reached)."""
+    """``LLEN`` of each queue's Redis list (None for every queue if Redis cannot be reached).
+
+    The warning logged when Redis cannot be reached names the broker with its
+    password masked (:func:`contimg.secrets.mask_url`), and the Redis error's
+    text is masked too.
+    """
     import redis
 
     try:
@@ -32,13 +38,30 @@ def queue_lengths(broker_url: str, queues: tuple[str, ...] = QUEUES) -> dict[str
         for q in queues:
             pipe.llen(q)
         return dict(zip(queues, (int(n) for n in pipe.execute())))
-    except redis.RedisError as exc:
-        log.warning("cannot read queue lengths from %s: %s", broker_url, exc)
+    except (redis.RedisError, ValueError) as exc:  # ValueError: a malformed URL
+        log.warning("cannot read queue lengths from %s: %s", mask_url(broker_url),
+                    mask_text(str(exc), url_passwords(broker_url)))
         return {q: None for q in queues}
 
 
+def worker_presence(settings: Settings) -> list[dict[str, Any]] | None:
+    """The workers present now (name, node, queues, free staging, groups held); None if Redis cannot be read."""
+    import redis
+
+    from contimg.cluster.nodes import PresenceRegistry, presence_summary
+
+    try:
+        return presence_summary(PresenceRegistry(settings.broker_url, ttl_s=settings.celery.presence_ttl_s).alive())
+    except (redis.RedisError, ValueError):
+        return None
+
+
 def collect_status(settings: Settings, *, latest: int = 10) -> dict[str, Any]:
-    """A JSON-serialisable snapshot of the pipeline's state."""
+    """A JSON-serialisable snapshot of the pipeline's state.
+
+    Besides the counts, groups and queue lengths, ``"broker"`` names the broker
+    the queue lengths were read from, its password masked.
+    """
     from contimg.ingest.registry import counts_by_state
 
     def _read(session) -> dict[str, Any]:
@@ -53,6 +76,8 @@ def collect_status(settings: Settings, *, latest: int = 10) -> dict[str, Any]:
 
     out = run_transaction(settings, _read, readonly=True)
     out["queues"] = queue_lengths(settings.broker_url)
+    out["nodes"] = worker_presence(settings)
+    out["broker"] = mask_url(settings.broker_url)
     return out
 
 
@@ -66,6 +91,8 @@ def group_summary(g: ObservationGroup) -> dict[str, Any]:
         "stage": g.current_stage,
         "nsubbands": g.nsubbands,
         "attempt": g.attempt,
+        "worker": g.worker,
+        "node": g.node,
         "retries": g.retry_count,
         "error": g.error_message,
         "timings": timings,
@@ -79,7 +106,18 @@ def format_status(status: dict[str, Any]) -> str:
     """The status as text for operators."""
     lines = ["groups: " + ", ".join(f"{k} {v}" for k, v in status["counts"].items())]
     q = status["queues"]
-    lines.append("queues: " + ", ".join(f"{k} {'?' if v is None else v}" for k, v in q.items()))
+    unreachable = f" (broker {mask_url(status['broker'])} unreachable)" \
+        if status.get("broker") and q and all(v is None for v in q.values()) else ""
+    lines.append("queues: " + ", ".join(f"{k} {'?' if v is None else v}" for k, v in q.items()) + unreachable)
+    nodes = status.get("nodes")
+    if nodes is not None:
+        lines.append(f"workers: {len(nodes)} present" + (":" if nodes else ""))
+        for n in nodes:
+            free = n.get("staging_free_bytes")
+            where = f"node {n['node']}, staging {free / 1e9:.1f} GB free" if n.get("node") and free is not None \
+                else "no staging"
+            held = ", ".join(n.get("active") or []) or "idle"
+            lines.append(f"  {n['hostname']:<28} {where}; queues {','.join(n.get('queues') or [])}; {held}")
     if status["groups"]:
         lines.append("")
         lines.append(f"{'group':<21}{'state':<13}{'stage':<11}{'sb':>3}  timings")
@@ -87,6 +125,9 @@ def format_status(status: dict[str, Any]) -> str:
         t = " ".join(f"{s}={v['seconds']:.1f}s" if v["seconds"] is not None else f"{s}={v['status']}"
                      for s, v in g["timings"].items())
         lines.append(f"{g['group']:<21}{g['state']:<13}{(g['stage'] or '-'):<11}{g['nsubbands']:>3}  {t or '-'}")
+        if g.get("node") or g.get("worker"):
+            lines.append(f"{'':<21}held by {g.get('worker') or '-'}"
+                         + (f" on node {g['node']}" if g.get("node") else ""))
         if g["error"]:
             lines.append(f"{'':<21}error: {g['error'][:200]}")
     return "\n".join(lines)

@@ -51,7 +51,8 @@ import time
 import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -184,6 +185,8 @@ def combine_parts(
     plan: ConversionPlan | dict,
     part_paths: Sequence[str | os.PathLike],
     out_ms: str | os.PathLike,
+    *,
+    before_publish: Callable[[], None] | None = None,
 ) -> ConversionResult:
     """Assemble the parts into the final MS, validate it, publish it, clean the parts (step 2).
 
@@ -200,6 +203,9 @@ def combine_parts(
         (any subset of the plan's subbands; missing ones are flagged).
     out_ms
         Path of the final Measurement Set.
+    before_publish
+        Called after validation, before ``out_ms`` is replaced; raising there
+        publishes nothing (the cluster checks that its run is still current).
 
     Raises
     ------
@@ -237,6 +243,8 @@ def combine_parts(
         t_write = time.perf_counter() - t0
         report = validate_ms(tmp, plan=plan, present_subbands=present)
         t_valid = time.perf_counter() - t0 - t_write
+        if before_publish is not None:
+            before_publish()  # e.g. the cluster's check that this run is still current
         _publish(tmp, out_ms)
         report.ms_path = str(out_ms)
     except BaseException:

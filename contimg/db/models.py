@@ -143,7 +143,12 @@ class ObservationGroup(TimestampMixin, Base):
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
     heartbeat_at: Mapped[datetime | None]
-    """Last sign of life of the worker running the group (stage start/end)."""
+    """Last sign of life of the run: stage boundaries, and every few seconds while a worker holds one of its tasks."""
+    worker: Mapped[str | None] = mapped_column(String(1024))
+    """Comma-separated ids (``name@host#instance``) of the workers running, or holding for later, a task of
+    the current run; None while the run's next task waits in a queue."""
+    node: Mapped[str | None] = mapped_column(String(255))
+    """Node whose staging holds the run's conversion (from planning to combine), else None."""
     calibrator_name: Mapped[str | None] = mapped_column(String(64))
     calibrator_beam_response: Mapped[float | None]
 

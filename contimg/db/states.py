@@ -165,6 +165,9 @@ def apply_transition(
         group.finished_at = now
         group.error_message = error
 
+    if to_state is not GroupState.IN_PROGRESS:  # nobody holds a run that is queued, finished or failed
+        group.worker = None
+        group.node = None
     group.state = to_state
     group.updated_at = now
     return group

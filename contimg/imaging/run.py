@@ -25,6 +25,7 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -104,6 +105,7 @@ def image_ms(
     cell_arcsec: float | None = None,
     size: tuple[int, int] | None = None,
     extra_wsclean_args: Sequence[str] = (),
+    before_publish: Callable[[], None] | None = None,
 ) -> ImageProducts:
     """Image a calibrated Measurement Set, primary-beam correct it and measure QA.
 
@@ -129,6 +131,11 @@ def image_ms(
         Override the derived cell and ``(nx, ny)``.
     extra_wsclean_args
         Extra WSClean arguments (benchmarks, experiments).
+    before_publish
+        Called after imaging and QA, before the products are moved into
+        ``out_dir``; raising there leaves ``out_dir`` untouched (the cluster
+        checks that its run is still current, so a superseded run never
+        replaces a live run's products).
 
     Raises
     ------
@@ -207,6 +214,8 @@ def image_ms(
         }
         sources = {**{k: files[k] for k in _AUX}, "pb": pb_tmp, "thumbnail": png_tmp, "pbcor": pbcor_tmp,
                    "image": files["image"]}
+        if before_publish is not None:
+            before_publish()
         final_log = None
         if log_file is not None and log_file.exists():
             final_log = out / f"{name}.{backend}.log"

@@ -243,6 +243,10 @@ class StabilityTracker:
     def __contains__(self, path: object) -> bool:
         return Path(path) in self._seen  # type: ignore[arg-type]
 
+    def incomplete(self) -> dict[Path, str]:
+        """Watched files whose last content check failed, with the reason."""
+        return {p: seen.reason for p, seen in self._seen.items() if seen.reason}
+
     def reason(self, path: Path) -> str | None:
         """Why the last content check of a watched ``path`` failed (None if it never failed)."""
         seen = self._seen.get(Path(path))

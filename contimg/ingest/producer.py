@@ -30,7 +30,7 @@ import os
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +52,7 @@ from contimg.ingest.registry import (
     reopen_failed_group,
 )
 from contimg.ingest.watch import DirectoryWatcher
+from contimg.naming import TIMESTAMP_FORMAT, parse_subband_filename
 from contimg.pipeline.state import Enqueue, publish, publish_unpublished
 
 log = logging.getLogger(__name__)
@@ -167,10 +168,40 @@ class Producer:
         for item in decisions.promoted:
             publish(self.db, item, self.enqueue)
             report.enqueued.append(item.group_key)
+        self._report_left_behind([p.group_key for p in decisions.promoted] + list(decisions.failed))
         if time.monotonic() - self._last_retry_check >= self.rescan_interval_s:
             report.retried = self.retry_changed_files()
         report.republished = publish_unpublished(self.db, self.enqueue, grace_s=self.unpublished_grace_s)
         return report
+
+    def _report_left_behind(self, group_keys: list[str]) -> None:
+        """Name the files that were still incomplete when their group was enqueued (or failed) without them.
+
+        Such a file (truncated, or still being written when the group timed
+        out) is not processed with its group; if it becomes complete later and
+        its group failed because of it, :meth:`retry_changed_files` retries the
+        group.
+        """
+        if not group_keys:
+            return
+        stamps = {key: datetime.strptime(key, TIMESTAMP_FORMAT).replace(tzinfo=timezone.utc) for key in group_keys}
+        for path, reason in self.tracker.incomplete().items():
+            try:
+                name = parse_subband_filename(path)
+            except InputFileError:
+                continue
+            for key, ts in stamps.items():
+                if abs((name.timestamp - ts).total_seconds()) <= self.settings.tolerance_s:
+                    self._ignore_once(path, logging.ERROR, "%s: still incomplete when group %s was enqueued without "
+                                      "subband %02d (%s); it is not processed with the group", path, key,
+                                      name.subband, reason)
+
+    def _ignore_once(self, path: Path, level: int, message: str, *args: Any) -> None:
+        """Log ``message`` once per process for ``path`` (which stays watched)."""
+        key = f"left-behind:{path}"
+        if key not in self._ignored:
+            self._ignored.add(key)
+            log.log(level, message, *args)
 
     # ----------------------------------------------------------------- retrying failed groups
     def retry_changed_files(self) -> list[str]:

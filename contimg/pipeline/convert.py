@@ -43,8 +43,8 @@ def group_files(settings: Settings, group_key: str) -> list[str]:
     return run_transaction(settings, _files, readonly=True)
 
 
-def plan(settings: Settings, group_key: str, token: str) -> dict[str, Any]:
-    """Start the stage and plan the conversion.
+def plan(settings: Settings, group_key: str, token: str, *, node: str | None = None) -> dict[str, Any]:
+    """Start the stage and plan the conversion (on ``node``, if it has room for the group's parts).
 
     Returns
     -------
@@ -57,7 +57,10 @@ def plan(settings: Settings, group_key: str, token: str) -> dict[str, Any]:
         If ``token`` is not the group's current run.
     InputFileError
         If a file is missing, unreadable or inconsistent (names the file).
+    contimg.cluster.nodes.NodeFullError
+        If ``node``'s staging cannot hold the group's parts (transient: another node should take it).
     """
+    from contimg.cluster.nodes import check_room, group_staging_bytes
     from contimg.conversion.plan import plan_group
 
     state.stage_started(settings, group_key, token, STAGE)
@@ -67,6 +70,9 @@ def plan(settings: Settings, group_key: str, token: str) -> dict[str, Any]:
     missing = [f for f in files if not Path(f).exists()]
     if missing:
         raise InputFileError(f"group {group_key}: registered file(s) no longer exist: {', '.join(missing)}")
+    if node is not None:
+        need = group_staging_bytes(files, margin=settings.conversion.staging_margin)
+        check_room(settings.paths.staging, need, node=node, group_key=group_key)
     conversion_plan = plan_group(files, group_id=group_key)
     log.info("group %s: planned conversion of %d subband(s)", group_key, len(files))
     return {"plan": conversion_plan.to_dict(), "files": files}
@@ -99,7 +105,8 @@ def combine(settings: Settings, group_key: str, token: str, plan_dict: dict[str,
     out_ms = ms_path(settings, group_key)
     out_ms.parent.mkdir(parents=True, exist_ok=True)
     conversion_plan = ConversionPlan.from_dict(plan_dict)
-    result = combine_parts(conversion_plan, [Path(p) for p in part_paths], out_ms)
+    result = combine_parts(conversion_plan, [Path(p) for p in part_paths], out_ms,
+                           before_publish=lambda: state.check_current(settings, group_key, token))
     summary = _result_summary(result)
     _record_ms(settings, group_key, out_ms, conversion_plan, summary)
     seconds = state.stage_finished(settings, group_key, token, STAGE)

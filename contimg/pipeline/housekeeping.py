@@ -34,23 +34,85 @@ NIGHTLY_ENTRY_POINT = ("contimg.variability.nightly", "run_nightly")
 """``run_nightly(settings) -> dict``: the variability library's nightly scoring."""
 
 
+def liveness(settings: Settings) -> tuple[state.Liveness | None, Any]:
+    """Who is alive, from the workers' presence in Redis; ``(None, None)`` if Redis cannot be read.
+
+    Returns
+    -------
+    tuple
+        The :class:`~contimg.pipeline.state.Liveness` and the
+        :class:`~contimg.cluster.nodes.PresenceRegistry` it was read from.
+    """
+    import redis
+
+    from contimg.cluster.nodes import PresenceRegistry
+    from contimg.secrets import mask_text
+
+    try:
+        registry = PresenceRegistry(settings.broker_url, ttl_s=settings.celery.presence_ttl_s)
+        present = registry.alive()
+    except redis.RedisError as exc:
+        log.warning("housekeeping: cannot read worker presence (%s); judging runs by their heartbeat only",
+                    mask_text(str(exc), [settings.broker_url]))
+        return None, None
+    alive = state.Liveness(workers=frozenset(present),
+                           nodes=frozenset(p.node for p in present.values() if p.node))
+    return alive, registry
+
+
 def sweep(settings: Settings, *, enqueue: state.Enqueue, staging_max_age_s: float = STAGING_MAX_AGE_S) -> dict[str, Any]:
-    """One housekeeping pass; returns what it did."""
+    """One housekeeping pass; returns what it did.
+
+    Lost runs (their worker or node gone, or a hung step) are re-planned on
+    live workers; the queues of nodes that are gone are deleted once none of
+    their runs is current (their messages belong to superseded runs).
+    """
     from contimg.ingest.registry import promote_due_groups
 
     ingest = settings.ingest
+    alive, registry = liveness(settings)
     stale = state.requeue_stale(settings, enqueue, stale_s=ingest.stale_in_progress_s,
-                                max_retries=ingest.max_retries)
+                                max_retries=ingest.max_retries, alive=alive,
+                                grace_s=settings.celery.presence_ttl_s)
+    dropped = clean_node_queues(settings, registry, alive) if alive is not None else {}
     decisions = run_transaction(settings, lambda s: promote_due_groups(s, ingest))
     for item in decisions.promoted:
         state.publish(settings, item, enqueue)
     republished = state.publish_unpublished(settings, enqueue, grace_s=max(60.0, 3 * ingest.poll_interval_s))
     removed = clean_staging(settings, max_age_s=staging_max_age_s)
     report = {**stale, "promoted": [p.group_key for p in decisions.promoted], "timed_out": list(decisions.failed),
-              "republished": republished, "staging_removed": removed}
+              "republished": republished, "staging_removed": removed, "node_queues_removed": dropped}
     if any(report.values()):
         log.info("housekeeping: %s", report)
     return report
+
+
+def clean_node_queues(settings: Settings, registry: Any, alive: state.Liveness) -> dict[str, int]:
+    """Delete the queues of nodes that are gone and hold no current run; returns ``{queue: messages dropped}``."""
+    from contimg.cluster.nodes import NODE_QUEUE_PREFIX
+
+    import redis
+
+    try:
+        orphans = registry.orphan_node_queues(set(alive.nodes))
+    except redis.RedisError:
+        return {}
+    if not orphans:
+        return {}
+    pinned = run_transaction(settings, lambda s: set(s.scalars(
+        select(ObservationGroup.node).where(ObservationGroup.state == GroupState.IN_PROGRESS,
+                                            ObservationGroup.node.is_not(None)))), readonly=True)
+    dropped = {}
+    for queue in orphans:
+        if queue.removeprefix(NODE_QUEUE_PREFIX) in pinned:
+            continue  # a current run still counts on it: the sweep re-plans that run first
+        try:
+            dropped[queue] = registry.delete_node_queue(queue)
+        except redis.RedisError:
+            continue
+        log.warning("housekeeping: node %s is gone; deleted its queue (%d message(s) of superseded runs)",
+                    queue.removeprefix(NODE_QUEUE_PREFIX), dropped[queue])
+    return dropped
 
 
 def clean_staging(settings: Settings, *, max_age_s: float) -> list[str]:
@@ -99,3 +161,67 @@ def nightly_variability(settings: Settings) -> dict[str, Any]:
     result = entry(settings)
     log.info("nightly variability: %s", result)
     return {"status": "ok", "result": result}
+
+
+SWEEP_LOCK_KEY = "contimg:sweep-lock"
+"""Redis key held by the one sweeper that runs a pass (two beats started by mistake never sweep at once)."""
+
+
+class Sweeper:
+    """Runs :func:`sweep` every ``ingest.sweep_interval_s`` in a thread of its own (the beat process's).
+
+    The sweep never waits behind busy worker slots: it is not a task. A Redis
+    lock lets one sweeper run a pass at a time; a pass that fails (the broker
+    or the database away) is logged and tried again at the next period.
+
+    Parameters
+    ----------
+    settings
+        The settings (database, broker, ``ingest`` section).
+    enqueue
+        Publishes a group's run (``workers.canvas.enqueue_group``).
+    """
+
+    def __init__(self, settings: Settings, *, enqueue: state.Enqueue):
+        import threading
+        import uuid
+
+        self.settings = settings
+        self.enqueue = enqueue
+        self.interval_s = settings.ingest.sweep_interval_s
+        self.stopping = threading.Event()
+        self._me = uuid.uuid4().hex
+        self._thread = threading.Thread(target=self._run, name="contimg-sweeper", daemon=True)
+
+    def start(self) -> "Sweeper":
+        self._thread.start()
+        log.info("stale-run sweeper started (every %.0f s)", self.interval_s)
+        return self
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self._thread.join(timeout=30)
+
+    def run_once(self) -> dict[str, Any] | None:
+        """One pass if this sweeper gets the lock; returns the report (None if another sweeper holds it)."""
+        import redis
+
+        client = redis.Redis.from_url(self.settings.broker_url, socket_timeout=5, socket_connect_timeout=5)
+        ttl_ms = int(max(self.interval_s * 4, 60.0) * 1000)
+        if not client.set(SWEEP_LOCK_KEY, self._me, nx=True, px=ttl_ms):
+            if client.get(SWEEP_LOCK_KEY) != self._me.encode():
+                return None
+            client.pexpire(SWEEP_LOCK_KEY, ttl_ms)
+        return sweep(self.settings, enqueue=self.enqueue)
+
+    def _run(self) -> None:
+        from contimg.secrets import mask_text
+
+        while not self.stopping.wait(self.interval_s):
+            try:
+                self.run_once()
+            except Exception as exc:  # noqa: BLE001 - broker or database away: try again next period
+                log.warning("stale-run sweep failed (%s); retrying in %.0f s",
+                            mask_text(f"{type(exc).__name__}: {exc}", [self.settings.broker_url,
+                                                                       self.settings.database]),
+                            self.interval_s)

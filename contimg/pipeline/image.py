@@ -59,8 +59,8 @@ def image(settings: Settings, group_key: str, token: str) -> dict[str, Any]:
         select(MeasurementSet.calibration_set_id).where(MeasurementSet.id == ms_id)), readonly=True)
     if calset is None:
         raise InputFileError(f"group {group_key}: {ms} has no calibration applied; run the calibrate stage first")
-    products = image_ms(ms, settings=settings.imaging, out_dir=image_dir(settings, group_key))
-    state.check_current(settings, group_key, token)
+    products = image_ms(ms, settings=settings.imaging, out_dir=image_dir(settings, group_key),
+                        before_publish=lambda: state.check_current(settings, group_key, token))
     with session_scope(settings) as session:
         rows = record_images(session, products, ms=ms_id)
         ids = [row.id for row in rows]

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from contimg.db import GroupState, apply_transition, run_transaction
@@ -42,6 +42,14 @@ log = logging.getLogger(__name__)
 
 Enqueue = Callable[[str, str, str], Any]
 """``enqueue(group_key, run_token, from_stage)`` publishes a group's run; raises on failure."""
+
+
+WORKER_IDENTITY: str | None = None
+"""This process's worker id when it is a cluster worker (set at worker start); recorded in stage timings."""
+
+
+def _host() -> str:
+    return WORKER_IDENTITY or socket.gethostname()
 
 
 class StaleRunError(ContimgError):
@@ -179,6 +187,93 @@ def check_current(db: Any, group_key: str, token: str) -> None:
     run_transaction(db, _check)
 
 
+def holders(group: ObservationGroup) -> set[str]:
+    """The workers holding a task of the group's current run (see :attr:`ObservationGroup.worker`)."""
+    return {w for w in (group.worker or "").split(",") if w}
+
+
+def _set_holders(group: ObservationGroup, workers: set[str]) -> None:
+    group.worker = ",".join(sorted(workers)) or None
+
+
+def hold(db: Any, group_key: str, token: str, *, worker: str, node: str | None = None) -> None:
+    """Record that ``worker`` runs (or holds for later) a task of run ``token``; beats the heart.
+
+    Parameters
+    ----------
+    worker
+        The worker id (:func:`contimg.cluster.nodes.new_worker_id`), added to the run's holders.
+    node
+        The node whose staging will hold the run's conversion (set by planning); None keeps it.
+
+    Raises
+    ------
+    StaleRunError
+        If ``token`` is not the group's in-progress run.
+    """
+
+    def _hold(session: Session) -> None:
+        group = _current(session, group_key, token)
+        _set_holders(group, holders(group) | {worker})
+        if node is not None:
+            group.node = node
+        group.heartbeat_at = utcnow()
+
+    run_transaction(db, _hold)
+
+
+def unhold(db: Any, group_key: str, token: str, *, worker: str, node: bool = False) -> None:
+    """``worker``'s task of run ``token`` is over (done, failed or retried later): it no longer holds the run.
+
+    With ``node``, the run's conversion has left its node's staging. When no
+    worker holds the run, its next task waits in a queue. A superseded run
+    changes nothing.
+    """
+
+    def _unhold(session: Session) -> None:
+        group = _get_group(session, group_key)
+        if group.task_id != token or group.state is not GroupState.IN_PROGRESS:
+            return
+        _set_holders(group, holders(group) - {worker})
+        if node:
+            group.node = None
+        group.heartbeat_at = utcnow()
+
+    run_transaction(db, _unhold)
+
+
+def beat(db: Any, runs: Sequence[tuple[str, str]], *, worker: str | None = None) -> int:
+    """Beat the heart of each ``(group_key, token)`` that is still its group's in-progress run.
+
+    Called every few seconds by each worker's main process for the tasks it
+    holds (running, or waiting for their countdown), so long steps (WSClean,
+    CASA, combine) show a live heartbeat however long they take. With
+    ``worker``, the runs become held by ``worker`` too (a task retried with a
+    countdown that this worker received). Returns how many groups were beaten.
+    """
+    if not runs:
+        return 0
+
+    def _beat(session: Session) -> int:
+        now = utcnow()
+        n = 0
+        for key, token in runs:
+            current = (ObservationGroup.group_key == key, ObservationGroup.task_id == token,
+                       ObservationGroup.state == GroupState.IN_PROGRESS)
+            if worker is None:
+                n += session.execute(update(ObservationGroup).where(*current)
+                                     .values(heartbeat_at=now)).rowcount or 0
+                continue
+            group = session.scalar(select(ObservationGroup).where(*current).with_for_update())
+            if group is not None:
+                group.heartbeat_at = now
+                _set_holders(group, holders(group) | {worker})
+                n += 1
+        return n
+
+    return run_transaction(db, _beat)
+
+
 def stage_started(db: Any, group_key: str, token: str, stage: str) -> None:
     """Record that ``stage`` started (idempotent for a redelivered task)."""
 
@@ -191,7 +286,7 @@ def stage_started(db: Any, group_key: str, token: str, stage: str) -> None:
             StageTiming.group_id == group.id, StageTiming.stage == stage, StageTiming.attempt == group.attempt))
         if timing is None:
             session.add(StageTiming(group_id=group.id, stage=stage, attempt=group.attempt, started_at=now,
-                                    status="running", hostname=socket.gethostname()))
+                                    status="running", hostname=_host()))
 
     run_transaction(db, _start)
 
@@ -211,7 +306,7 @@ def stage_finished(db: Any, group_key: str, token: str, stage: str) -> float:
         timing.finished_at = now
         timing.seconds = (now - timing.started_at).total_seconds()
         timing.status = "ok"
-        timing.hostname = socket.gethostname()
+        timing.hostname = _host()
         return timing.seconds
 
     return run_transaction(db, _finish)
@@ -265,47 +360,135 @@ def fail(db: Any, group_key: str, error: str, *, token: str | None = None) -> bo
     return changed
 
 
-def requeue_stale(db: Any, enqueue: Enqueue, *, stale_s: float, max_retries: int,
-                  now: datetime | None = None) -> dict[str, list[str]]:
-    """Re-enqueue ``in_progress`` groups without a heartbeat for ``stale_s`` (lost workers).
+def resume_stage(group: ObservationGroup) -> str:
+    """The stage a re-planned run starts at: the current one, or the next if the current one finished."""
+    stage = group.current_stage if group.current_stage in STAGES else STAGES[0]
+    done = {t.stage for t in group.stage_timings if t.attempt == group.attempt and t.status == "ok"}
+    rest = [s for s in stages_from(stage) if s not in done]
+    return rest[0] if rest else stage
 
-    The run restarts at the stage it was in (every stage is idempotent) with a
-    new token, so the lost run's stragglers cannot interfere. After
-    ``max_retries`` re-enqueues the group fails instead.
+
+def _abandon_timings(group: ObservationGroup, status: str, now: datetime) -> None:
+    for timing in group.stage_timings:
+        if timing.attempt == group.attempt and timing.status == "running":
+            timing.status = status
+            timing.finished_at = now
+            timing.seconds = (now - timing.started_at).total_seconds()
+
+
+@dataclass(frozen=True)
+class Liveness:
+    """Who is alive, from the workers' presence (:class:`contimg.cluster.nodes.PresenceRegistry`)."""
+
+    workers: frozenset[str]
+    """Worker ids present."""
+    nodes: frozenset[str]
+    """Nodes with at least one worker present."""
+
+
+def lost_reason(group: ObservationGroup, *, now: datetime, stale_s: float, grace_s: float,
+                alive: Liveness | None) -> str | None:
+    """Why an ``in_progress`` run is lost, or None if it may still be alive.
+
+    * the presence of a worker holding one of its tasks expired (the worker or its node died), or
+    * its conversion's node has no worker left, or
+    * it is held (by a worker or a node) but its heartbeat stopped ``stale_s`` ago (a hung step, or a
+      task lost in the moment between its end and its acknowledgement).
+
+    A run whose next task waits in a shared queue (no worker, no node) is not
+    lost: the message is in the broker. ``grace_s`` protects runs whose
+    holder was recorded a moment ago. Without ``alive`` (presence unknown)
+    only the heartbeat rule applies.
+    """
+    beat = group.heartbeat_at or group.updated_at
+    age = (now - beat).total_seconds() if beat is not None else float("inf")
+    held = holders(group)
+    if alive is not None and age > grace_s:
+        gone = sorted(held - alive.workers)
+        if gone:
+            return f"its worker {', '.join(gone)} is gone"
+        if group.node and group.node not in alive.nodes:
+            return f"its node {group.node} is gone"
+    if (held or group.node) and age > stale_s:
+        return f"no heartbeat for {age:.0f} s"
+    return None
+
+
+def requeue_stale(db: Any, enqueue: Enqueue, *, stale_s: float, max_retries: int,
+                  alive: Liveness | None = None, grace_s: float = 30.0,
+                  now: datetime | None = None) -> dict[str, list[str]]:
+    """Re-enqueue ``in_progress`` runs that are lost (see :func:`lost_reason`).
+
+    The run restarts at the stage it was in (or the next one, if that stage
+    had finished: every stage is idempotent) with a new token, so the lost
+    run's stragglers cannot interfere; its running stage timings are marked
+    ``lost``. After ``max_retries`` re-enqueues the group fails instead.
 
     Returns
     -------
     dict
         ``{"requeued": [...], "failed": [...]}`` group keys.
     """
-    cutoff = (now or utcnow()) - timedelta(seconds=stale_s)
+    now = now or utcnow()
 
     def _sweep(session: Session) -> tuple[list[Published], list[str]]:
         rows = session.scalars(
             select(ObservationGroup)
-            .where(ObservationGroup.state == GroupState.IN_PROGRESS,
-                   ObservationGroup.heartbeat_at <= cutoff)
+            .where(ObservationGroup.state == GroupState.IN_PROGRESS)
             .with_for_update()
         ).all()
         requeued, failed = [], []
         for group in rows:
+            reason = lost_reason(group, now=now, stale_s=stale_s, grace_s=grace_s, alive=alive)
+            if reason is None:
+                continue
+            _abandon_timings(group, "lost", now)
             if (group.retry_count or 0) >= max_retries:
                 apply_transition(group, GroupState.FAILED,
-                                 error=f"group {group.group_key}: no sign of life for {stale_s:.0f} s in stage "
-                                       f"{group.current_stage} after {group.retry_count} re-enqueues; giving up")
+                                 error=f"group {group.group_key}: run lost in stage {group.current_stage} "
+                                       f"({reason}) after {group.retry_count} re-enqueues; giving up")
                 failed.append(group.group_key)
                 continue
-            stage = group.current_stage if group.current_stage in STAGES else STAGES[0]
+            stage = resume_stage(group)
+            log.warning("group %s: run %s lost in stage %s (%s); re-planning from %s", group.group_key,
+                        group.task_id, group.current_stage, reason, stage)
             token = make_pending(group, from_stage=stage)
             requeued.append(Published(group.group_key, token, stage))
         return requeued, failed
 
     requeued, failed = run_transaction(db, _sweep)
     for item in requeued:
-        log.warning("group %s: worker lost (no heartbeat for %.0f s); re-enqueued from %s",
-                    item.group_key, stale_s, item.from_stage)
         publish(db, item, enqueue)
     return {"requeued": [p.group_key for p in requeued], "failed": failed}
+
+
+def hand_back(db: Any, group_key: str, token: str, reason: str) -> bool:
+    """Give run ``token`` back to the database after a broker failure: ``pending``, unpublished.
+
+    A task whose work succeeded but whose next step could not be published
+    (the broker was down longer than the publish retries) must not fail the
+    group: the run is made ``pending`` again with a new token at the stage
+    where it stands, and :func:`publish_unpublished` (the sweep, the producer)
+    publishes it once the broker is back. Not counted as a retry. Returns
+    True if the run was handed back (False if it was not current).
+    """
+
+    def _back(session: Session) -> str | None:
+        group = _get_group(session, group_key)
+        if group.task_id != token or group.state is not GroupState.IN_PROGRESS:
+            return None
+        retries = group.retry_count or 0
+        _abandon_timings(group, "lost", utcnow())
+        stage = resume_stage(group)
+        make_pending(group, from_stage=stage)
+        group.retry_count = retries
+        return stage
+
+    stage = run_transaction(db, _back)
+    if stage is not None:
+        log.warning("group %s: run %s handed back after a broker failure (%s); it is published again from %s "
+                    "when the broker answers", group_key, token, reason, stage)
+    return stage is not None
 
 
 def request_reprocess(db: Any, group_keys: Sequence[str], *, from_stage: str | None = None) -> list[Published]:

@@ -28,18 +28,32 @@ CLUSTER_ENV = {
     "CONTIMG_LOG_LEVEL": "INFO",
 }
 
+FAST_RECOVERY = {
+    "CONTIMG_INGEST__STALE_IN_PROGRESS_S": "20",
+    "CONTIMG_INGEST__SWEEP_INTERVAL_S": "1",
+    "CONTIMG_CONVERSION__TIMEOUT_S": "15",
+    "CONTIMG_CALIBRATION__TIMEOUT_S": "15",
+    "CONTIMG_IMAGING__TIMEOUT_S": "8",
+    "CONTIMG_PHOTOMETRY__TIMEOUT_S": "15",
+    "CONTIMG_CELERY__PRESENCE_INTERVAL_S": "1",
+    "CONTIMG_CELERY__PRESENCE_TTL_S": "4",
+}
+"""Short liveness settings (presence, sweep, stale threshold, and the step time limits below it) for fault tests."""
+
 CONVERT_ONLY = {"CONTIMG_CELERY__LAST_STAGE": "convert"}
 """Runs end after conversion: the tests of ingest, the run protocol and faults need no calibration or imaging
 (``test_end_to_end.py::test_a_night_through_the_whole_chain`` runs the whole chain)."""
 
 
 def drop_group(incoming: Path, paths: list[Path], start: datetime, *, subbands: set[int] | None = None,
-               corrupt: int | None = None) -> str:
+               corrupt: int | None = None, wrong: int | None = None) -> str:
     """Copy a simulated group into ``incoming`` under new names starting at ``start``.
 
     Each file keeps its jitter relative to the group's first file; files
     appear atomically (hidden name, then rename) as the real writer's do.
-    ``corrupt`` truncates that subband's copy to a third. Returns the group key.
+    ``corrupt`` truncates that subband's copy to a third (an incomplete file:
+    never registered); ``wrong`` writes the next subband's data under that
+    subband's name (a complete file that conversion refuses). Returns the group key.
     """
     stamps = {p: parse_subband_filename(p) for p in paths}
     if subbands is not None:
@@ -48,7 +62,10 @@ def drop_group(incoming: Path, paths: list[Path], start: datetime, *, subbands: 
     for path, name in stamps.items():
         new = incoming / format_subband_filename(start + (name.timestamp - t0), name.subband)
         tmp = incoming / f".{new.name}.partial"
-        shutil.copyfile(path, tmp)
+        source = path
+        if wrong == name.subband:
+            source = next(p for p, s in stamps.items() if s.subband == (name.subband + 1) % 16)
+        shutil.copyfile(source, tmp)
         if corrupt == name.subband:
             size = tmp.stat().st_size
             with tmp.open("r+b") as f:
@@ -102,3 +119,21 @@ def wait_finished(cluster: EmbeddedCluster, keys: list[str], *, timeout_s: float
     except BaseException:
         print(dump_logs(cluster))
         raise
+
+
+def nodes_of_groups(cluster: EmbeddedCluster) -> dict[str, set[str]]:
+    """For each group, the nodes that wrote its parts (from the workers' logs)."""
+    import re
+
+    pattern = re.compile(r"group (\S+): part \S+ written on node (\S+)")
+    out: dict[str, set[str]] = {}
+    for proc in cluster.processes:
+        for key, node in pattern.findall(proc.log_text()):
+            out.setdefault(key, set()).add(node)
+    return out
+
+
+def needs_root() -> None:
+    """Skip unless this process can make private mount namespaces (root, unshare)."""
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        pytest.skip("nodes with private staging need root and unshare (as in CI)")

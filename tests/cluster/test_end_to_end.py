@@ -61,7 +61,7 @@ def test_groups_arrive_as_measurement_sets(cluster, sim_groups):
 
 def test_corrupt_file_fails_only_its_group(cluster, sim_groups):
     settings = cluster.settings()
-    bad = drop_group(settings.paths.incoming, sim_groups[0], timestamp(2, 0), corrupt=5)
+    bad = drop_group(settings.paths.incoming, sim_groups[0], timestamp(2, 0), wrong=5)
     good = drop_group(settings.paths.incoming, sim_groups[1], timestamp(2, 5))
     got = wait_finished(cluster, [bad, good])
     assert got[good].state.value == "completed", got[good].error_message
@@ -69,6 +69,19 @@ def test_corrupt_file_fails_only_its_group(cluster, sim_groups):
     bad_file = next(f.path for f in got[bad].subband_files if f.subband == 5)
     assert bad_file in got[bad].error_message
     assert not got[bad].measurement_sets
+
+
+def test_a_truncated_file_is_never_registered_and_is_named(cluster, sim_groups):
+    """A file that stays truncated is not complete: its group goes on without it after the group timeout
+    (12 of 16 subbands suffice), and the producer names the file and why."""
+    settings = cluster.settings()
+    key = drop_group(settings.paths.incoming, sim_groups[1], timestamp(2, 10), corrupt=5)
+    got = wait_finished(cluster, [key])
+    g = got[key]
+    assert g.state.value == "completed", g.error_message
+    assert g.nsubbands == 15 and 5 not in {f.subband for f in g.subband_files}
+    producer = next(p for p in cluster.processes if p.name == "producer")
+    assert f"_sb05.hdf5: still incomplete when group {key} was enqueued without subband 05" in producer.log_text()
 
 
 def test_incomplete_groups_follow_the_timeout_policy(cluster, sim_groups):

@@ -78,6 +78,7 @@ def test_stale_runs_are_requeued_then_failed(settings):
     enqueue = lambda *a: published.append(a)  # noqa: E731
     token = _pending_group(settings)
     state.claim(settings, key, token)
+    state.hold(settings, key, token, worker="w1@host#1")
     state.stage_started(settings, key, token, "convert")
     later = datetime.now(timezone.utc) + timedelta(hours=2)
     assert state.requeue_stale(settings, enqueue, stale_s=3600, max_retries=1) == {"requeued": [], "failed": []}
@@ -89,10 +90,81 @@ def test_stale_runs_are_requeued_then_failed(settings):
     with pytest.raises(state.StaleRunError):  # the lost run's stragglers cannot touch the group
         state.check_current(settings, key, token)
     assert state.claim(settings, key, g.task_id)
+    state.hold(settings, key, g.task_id, worker="w1@host#1")
     report = state.requeue_stale(settings, enqueue, stale_s=3600, max_retries=1,
                                  now=later + timedelta(hours=2))
     assert report == {"requeued": [], "failed": [key]}
     assert "after 1 re-enqueues" in _group(settings).error_message
+
+
+def test_a_run_is_lost_when_its_worker_or_node_is_gone_not_while_it_waits_in_a_queue(settings):
+    key = "2025-10-02T10:02:45"
+    published = []
+    enqueue = lambda *a: published.append(a)  # noqa: E731
+    token = _pending_group(settings)
+    state.claim(settings, key, token)
+    state.stage_started(settings, key, token, "convert")
+    state.hold(settings, key, token, worker="a@h#1", node="node-a")
+    later = datetime.now(timezone.utc) + timedelta(seconds=60)
+    both = state.Liveness(workers=frozenset({"a@h#1"}), nodes=frozenset({"node-a"}))
+    kw = {"stale_s": 3600, "max_retries": 3, "grace_s": 30}
+    assert state.requeue_stale(settings, enqueue, alive=both, now=later, **kw)["requeued"] == []
+    # the worker restarted (a new instance) but the node lives: the run it held is lost all the same
+    other = state.Liveness(workers=frozenset({"a@h#2"}), nodes=frozenset({"node-a"}))
+    assert state.requeue_stale(settings, enqueue, alive=other, now=later - timedelta(seconds=45), **kw) == \
+        {"requeued": [], "failed": []}  # within the grace period of the last beat
+    assert state.requeue_stale(settings, enqueue, alive=other, now=later, **kw)["requeued"] == [key]
+    g = _group(settings)
+    assert g.worker is None and g.node is None and published[-1] == (key, g.task_id, "convert")
+    with session_scope(settings, readonly=True) as s:
+        assert [t.status for t in s.scalars(select(StageTiming))] == ["lost"]
+    # a run whose convert stage finished and whose next task waits in a shared queue: not lost, however long
+    token = g.task_id
+    state.claim(settings, key, token)
+    state.stage_started(settings, key, token, "convert")
+    state.stage_finished(settings, key, token, "convert")
+    state.unhold(settings, key, token, worker="a@h#1", node=True)
+    much_later = later + timedelta(hours=5)
+    nobody = state.Liveness(workers=frozenset(), nodes=frozenset())
+    assert state.requeue_stale(settings, enqueue, alive=nobody, now=much_later, **kw)["requeued"] == []
+    # held by a dead worker after convert finished: re-planned from the next stage
+    state.hold(settings, key, token, worker="b@h#1")
+    assert state.requeue_stale(settings, enqueue, alive=nobody, now=much_later, **kw)["requeued"] == [key]
+    assert published[-1] == (key, _group(settings).task_id, "calibrate")
+
+
+def test_a_broker_failure_hands_the_run_back_unpublished(settings):
+    key = "2025-10-02T10:02:45"
+    token = _pending_group(settings)
+    state.claim(settings, key, token)
+    state.stage_started(settings, key, token, "convert")
+    state.stage_finished(settings, key, token, "convert")
+    assert state.hand_back(settings, key, token, "OperationalError: Connection refused")
+    assert not state.hand_back(settings, key, token, "again")  # superseded: nothing changes
+    g = _group(settings)
+    assert g.state is GroupState.PENDING and g.enqueued_at is None and g.retry_count == 0
+    assert g.current_stage == "calibrate" and g.task_id != token
+    published = []
+    assert state.publish_unpublished(settings, lambda *a: published.append(a)) == [key]
+    assert published == [(key, g.task_id, "calibrate")]
+
+
+def test_beats_reach_only_current_runs_and_claim_unheld_ones(settings):
+    key = "2025-10-02T10:02:45"
+    token = _pending_group(settings)
+    state.claim(settings, key, token)
+    before = _group(settings).heartbeat_at
+    time.sleep(0.01)
+    assert state.beat(settings, [(key, "superseded")]) == 0
+    assert state.beat(settings, [(key, token)], worker="w@h#9") == 1
+    g = _group(settings)
+    assert g.heartbeat_at > before and g.worker == "w@h#9"
+    state.hold(settings, key, token, worker="x@h#1")
+    state.beat(settings, [(key, token)])
+    assert state.holders(_group(settings)) == {"w@h#9", "x@h#1"}
+    state.unhold(settings, key, token, worker="w@h#9")
+    state.unhold(settings, key, token, worker="x@h#1")
+    assert _group(settings).worker is None
 
 
 def test_staging_clean_up_spares_running_groups(settings):
