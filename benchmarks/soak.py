@@ -11,7 +11,9 @@ producer, and beat with the stale-run sweeper. Every run goes convert →
 calibrate → image → photometry.
 
 While groups flow, faults are injected at random (seeded) every
-``--fault-every`` seconds on average, one of:
+``--fault-every`` seconds on average until every group has finished, each
+kind once per round in a random order (worker faults hit a node that holds a
+group at that moment):
 
 * ``child_kill``: SIGKILL of a worker pool process (its task is redelivered);
 * ``node_kill``: SIGKILL of a whole node (its RAM disk is lost; the supervisor
@@ -28,7 +30,8 @@ more than one photometry row per source and image; and ``max_recovery_s``:
 for each fault, the time from the fault to the next stage event (a stage
 starting or finishing, or the group finishing) of each group it affected
 (held by the killed worker or node; every group in flight for a Redis
-restart; the slow group itself, from its last byte).
+restart, counting only events after Redis is back, so the outage is
+included; the slow group itself, from its last byte).
 
 The last line is one JSON object. Targets: ``completed == groups``,
 ``lost == duplicated == 0``, ``max_recovery_s <= 180``.
@@ -89,6 +92,8 @@ class Fault:
     """Unix time of the fault (for a slow writer: of its last byte)."""
     affected: list[str] = field(default_factory=list)
     detail: str = ""
+    until: float | None = None
+    """End of the fault (Redis back); the affected groups' recovery counts events after it only."""
 
 
 def _utc(t: float) -> datetime:
@@ -147,17 +152,25 @@ class Injector(threading.Thread):
 
     def run(self) -> None:
         settings = self.cluster.settings()
+        kinds: list[str] = []
         while not self.stopping.wait(self.rng.uniform(0.5, 1.5) * self.every_s):
-            kind = self.rng.choice(FAULT_KINDS)
+            if not kinds:  # every kind once per round, in a random order
+                kinds = self.rng.sample(FAULT_KINDS, len(FAULT_KINDS))
+            kind = kinds.pop()
             try:
                 self.inject(kind, settings)
             except Exception as exc:  # noqa: BLE001 - a fault that could not be injected is reported
                 print(f"  fault {kind} not injected: {exc}", flush=True)
 
+    def _busy_node(self, settings):
+        """A node holding a group's task now (a random node if none does)."""
+        busy = [n for n in self.nodes if _in_flight(settings, worker_prefix=f"{n.name}@")]
+        return self.rng.choice(busy or self.nodes)
+
     def inject(self, kind: str, settings) -> None:
         now = time.time()
         if kind == "child_kill":
-            node = self.rng.choice(self.nodes)
+            node = self._busy_node(settings)
             children = node.children()
             if not children:
                 return
@@ -166,7 +179,7 @@ class Injector(threading.Thread):
             os.kill(pid, signal.SIGKILL)
             self.faults.append(Fault(kind, now, affected, f"{node.name} child {pid}"))
         elif kind == "node_kill":
-            node = self.rng.choice(self.nodes)
+            node = self._busy_node(settings)
             affected = _in_flight(settings, worker_prefix=f"{node.name}@")
             node.stop(sig=signal.SIGKILL)  # the cluster's supervisor starts it again: a new node
             self.faults.append(Fault(kind, now, affected, node.name))
@@ -176,7 +189,7 @@ class Injector(threading.Thread):
             self.cluster.redis.stop()
             time.sleep(down)
             self.cluster.redis.start()
-            self.faults.append(Fault(kind, now, affected, f"down {down:.1f} s"))
+            self.faults.append(Fault(kind, now, affected, f"down {down:.1f} s", until=time.time()))
         elif kind == "producer_restart":
             producer = next(p for p in self.cluster.processes if p.name == "producer")
             producer.stop(sig=signal.SIGKILL)
@@ -207,7 +220,7 @@ def _recovery(settings, faults: list[Fault], slow_groups: dict[str, float]) -> t
     rows, worst = [], 0.0
     for fault in faults:
         for key in fault.affected:
-            after = [t for t in events.get(key, []) if t > fault.at]
+            after = [t for t in events.get(key, []) if t > (fault.until or fault.at)]
             rec = (after[0] - fault.at) if after else float("inf")
             worst = max(worst, rec)
             rows.append({"fault": fault.kind, "group": key, "recovery_s": round(rec, 1)})
@@ -254,8 +267,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--groups", type=int, default=50)
     parser.add_argument("--nodes", type=int, default=2)
     parser.add_argument("--concurrency", type=int, default=1, help="worker processes per node")
-    parser.add_argument("--interval", type=float, default=6.0, help="seconds between delivered groups")
-    parser.add_argument("--fault-every", type=float, default=40.0, help="mean seconds between faults")
+    parser.add_argument("--interval", type=float, default=3.0,
+                        help="seconds between delivered groups (faster than two nodes process them: a backlog)")
+    parser.add_argument("--fault-every", type=float, default=20.0, help="mean seconds between faults")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--timeout", type=float, default=3600.0, help="give up on unfinished groups after this")
     parser.add_argument("--workdir", type=Path, default=None)

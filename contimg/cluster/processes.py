@@ -29,6 +29,10 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 """Directory holding the ``contimg``, ``workers`` and ``beat`` packages."""
 
 
+RESTART_BACKOFF_S = 5.0
+"""A supervised process that dies within this long of a restart is restarted no sooner (systemd's RestartSec)."""
+
+
 class ClusterProcessError(ContimgError):
     """A cluster process did not start or died."""
 
@@ -96,8 +100,10 @@ class ClusterProcess:
         self.proc: subprocess.Popen | None = None
         self.restarts = 0
         self.supervised = False
+        self.started_at = 0.0
 
     def start(self) -> "ClusterProcess":
+        self.started_at = time.monotonic()
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log.debug("starting %s: %s", self.name, " ".join(self.args))
         with self.log_path.open("ab") as out:
@@ -321,6 +327,8 @@ class EmbeddedCluster:
             for proc in list(self.processes):
                 if proc.supervised and proc.proc is not None and proc.proc.poll() is not None \
                         and not self._stopping.is_set():
+                    if proc.restarts and time.monotonic() - proc.started_at < RESTART_BACKOFF_S:
+                        continue  # it died right after its last start (its broker is away): wait a little
                     proc.restarts += 1
                     log.warning("%s (pid %d) exited with status %s; restarting it (restart %d)",
                                 proc.name, proc.pid, proc.proc.returncode, proc.restarts)
