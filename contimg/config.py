@@ -100,6 +100,22 @@ class ImagingSettings(_Section):
     timeout_s: float = Field(3600.0, gt=0, description="an imager run longer than this is killed (the image step, QA included, gets 25 % more)")
 
 
+class QaSettings(_Section):
+    """Thresholds of the QA gates: a product whose verdict is fail never feeds the science."""
+
+    image_rms_warn: float = Field(3.0, gt=1, description="an image whose residual rms exceeds the thermal noise predicted from its MS by this factor gets a warning")
+    image_rms_fail: float = Field(10.0, gt=1, description="... and fails above this factor (a diverged deconvolution reaches thousands)")
+    image_dynamic_range_floor: float = Field(1000.0, gt=1, description="near a source of flux S the residual rms is judged against S / this (calibration and deconvolution errors), when that exceeds the thermal noise")
+    image_negative_min_sigma: float = Field(10.0, gt=0, description="negative pixels are judged only below -this many times the noise")
+    image_negative_warn: float = Field(0.15, gt=0, description="an image whose most negative pixel is deeper than this fraction of its peak gets a warning")
+    image_negative_fail: float = Field(0.4, gt=0, description="... and fails deeper than this fraction")
+    image_min_dynamic_range: float = Field(5.0, ge=0, description="an image with a lower dynamic range (peak / rms) gets a warning")
+    beam_tolerance: float = Field(3.0, gt=1, description="a restoring beam (geometric mean) beyond this factor of WSClean's theoretical beam gets a warning")
+    flux_scale_min_snr: float = Field(20.0, gt=0, description="catalogue sources expected at least this many times the noise check an image's flux scale")
+    flux_scale_warn: float = Field(0.1, gt=0, description="an image whose bright catalogue sources measure a median flux further than this fraction from the catalogue gets a warning")
+    flux_scale_fail: float = Field(0.25, gt=0, description="... and fails further than this fraction")
+
+
 class PhotometrySettings(_Section):
     """Forced photometry and differential normalisation."""
 
@@ -213,6 +229,7 @@ class Settings(BaseSettings):
     calibration: CalibrationSettings = CalibrationSettings()
     imaging: ImagingSettings = ImagingSettings()
     photometry: PhotometrySettings = PhotometrySettings()
+    qa: QaSettings = QaSettings()
     variability: VariabilitySettings = VariabilitySettings()
     monitoring: MonitoringSettings = MonitoringSettings()
     celery: CelerySettings = CelerySettings()

@@ -67,7 +67,8 @@ def collect_status(settings: Settings, *, latest: int = 10) -> dict[str, Any]:
     def _read(session) -> dict[str, Any]:
         groups = session.scalars(
             select(ObservationGroup).options(selectinload(ObservationGroup.stage_timings),
-                                             selectinload(ObservationGroup.measurement_sets))
+                                             selectinload(ObservationGroup.measurement_sets)
+                                             .selectinload(MeasurementSet.images))
             .order_by(ObservationGroup.timestamp.desc()).limit(latest)).all()
         return {
             "counts": counts_by_state(session),
@@ -97,9 +98,16 @@ def group_summary(g: ObservationGroup) -> dict[str, Any]:
         "error": g.error_message,
         "timings": timings,
         "products": [m.path for m in g.measurement_sets],
+        "qa": _worst_verdict(i.qa_verdict for m in g.measurement_sets for i in m.images),
         "started": g.started_at.isoformat() if g.started_at else None,
         "finished": g.finished_at.isoformat() if g.finished_at else None,
     }
+
+
+def _worst_verdict(verdicts) -> str | None:
+    order = {"pass": 0, "warn": 1, "fail": 2}
+    seen = [v for v in verdicts if v in order]
+    return max(seen, key=order.__getitem__) if seen else None
 
 
 def format_status(status: dict[str, Any]) -> str:
@@ -120,11 +128,12 @@ def format_status(status: dict[str, Any]) -> str:
             lines.append(f"  {n['hostname']:<28} {where}; queues {','.join(n.get('queues') or [])}; {held}")
     if status["groups"]:
         lines.append("")
-        lines.append(f"{'group':<21}{'state':<13}{'stage':<11}{'sb':>3}  timings")
+        lines.append(f"{'group':<21}{'state':<13}{'stage':<11}{'sb':>3}  {'qa':<5} timings")
     for g in status["groups"]:
         t = " ".join(f"{s}={v['seconds']:.1f}s" if v["seconds"] is not None else f"{s}={v['status']}"
                      for s, v in g["timings"].items())
-        lines.append(f"{g['group']:<21}{g['state']:<13}{(g['stage'] or '-'):<11}{g['nsubbands']:>3}  {t or '-'}")
+        lines.append(f"{g['group']:<21}{g['state']:<13}{(g['stage'] or '-'):<11}{g['nsubbands']:>3}  "
+                     f"{(g.get('qa') or '-'):<5} {t or '-'}")
         if g.get("node") or g.get("worker"):
             lines.append(f"{'':<21}held by {g.get('worker') or '-'}"
                          + (f" on node {g['node']}" if g.get("node") else ""))
@@ -161,7 +170,8 @@ def collect_products(settings: Settings, *, group_keys: list[str] | None = None)
         images = session.scalars(select(Image).where(Image.ms_id.in_(ms_ids)).order_by(Image.mid_mjd, Image.id)).all()
         counts = dict(session.execute(select(Photometry.image_id, func.count()).where(
             Photometry.image_id.in_([i.id for i in images])).group_by(Photometry.image_id)).all())
-        imgs = [{"id": i.id, "path": i.path, "pb_corrected": i.pb_corrected, "rms_jy": i.rms_jy, "peak_jy": i.peak_jy,
+        imgs = [{"id": i.id, "path": i.path, "pb_corrected": i.pb_corrected, "qa_verdict": i.qa_verdict,
+                 "qa_reasons": (i.qa or {}).get("reasons", []), "rms_jy": i.rms_jy, "peak_jy": i.peak_jy,
                  "beam_arcsec": [i.beam_major_arcsec, i.beam_minor_arcsec, i.beam_pa_deg],
                  "photometry_rows": int(counts.get(i.id, 0))} for i in images]
         return {"measurement_sets": mss, "caltables": cal, "images": imgs,
@@ -184,7 +194,7 @@ def format_products(products: dict[str, Any]) -> str:
     lines += [f"  {t['type']:<2}{t['path']}  [{_num(t['n_solutions'], 'd')}/{_num(t['n_expected'], 'd')} solutions, "
               f"{_num(t['flagged_fraction'], '.1%')} flagged]" for t in cal]
     lines.append(f"images ({len(imgs)}):")
-    lines += [f"  {i['path']}  [rms {_num(i['rms_jy'] and i['rms_jy'] * 1e3, '.2f')} mJy/beam, "
+    lines += [f"  {i['path']}  [QA {i.get('qa_verdict') or '-'}, rms {_num(i['rms_jy'] and i['rms_jy'] * 1e3, '.2f')} mJy/beam, "
               f"peak {_num(i['peak_jy'], '.3f')} Jy/beam, beam {_num(i['beam_arcsec'][0], '.1f')}x"
               f"{_num(i['beam_arcsec'][1], '.1f')} arcsec"
               f"{', ' + str(i['photometry_rows']) + ' photometry rows' if i['photometry_rows'] else ''}]" for i in imgs]

@@ -312,6 +312,10 @@ class Image(Base):
     pb_corrected: Mapped[bool] = mapped_column(default=False)
     tier: Mapped[str | None] = mapped_column(String(16))
     backend: Mapped[str | None] = mapped_column(String(16))
+    qa_verdict: Mapped[str | None] = mapped_column(String(8), index=True)
+    """``pass``, ``warn`` or ``fail`` (:mod:`contimg.imaging.gate`); a failed image feeds no science."""
+    qa: Mapped[dict[str, Any] | None]
+    """The verdict's reasons and the figures it judged."""
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     ms: Mapped[MeasurementSet | None] = relationship(back_populates="images")

@@ -26,7 +26,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -34,7 +34,9 @@ from contimg.config import ImagingSettings
 from contimg.errors import ConfigError, ExternalToolError
 from contimg.imaging.geometry import ImageGeometry, derive_geometry, read_ms_info
 from contimg.imaging.qa import ImageQA, image_qa, write_thumbnail
-from contimg.imaging.tiers import tier_parameters
+from contimg.imaging.gate import negative_peak_jy, predicted_noise_jy
+from contimg.imaging.tiers import TierParameters, tier_parameters
+from contimg.imaging.wsclean import DeconvolutionLog, parse_wsclean_log
 
 __all__ = ["ImageProducts", "image_ms"]
 
@@ -78,6 +80,13 @@ class ImageProducts:
     averaging: dict | None = None
     """WSClean's baseline-dependent averaging: the chosen size, its predicted peak loss at the field edge and the
     rows left (:class:`~contimg.imaging.smearing.AveragingPlan`); None when the tier does not average."""
+    deconvolution: dict | None = None
+    """How WSClean's deconvolution stopped (:meth:`~contimg.imaging.wsclean.DeconvolutionLog.to_dict`), with
+    ``retried_with_mgain`` and ``first_run`` when a diverged run was repeated; None for tclean."""
+    negative_jy: float = float("nan")
+    """The most negative pixel of the flat-noise image (Jy/beam)."""
+    predicted_rms_jy: float | None = None
+    """Thermal noise predicted from the MS's weights, flags and the imaging weights (:mod:`contimg.imaging.gate`)."""
 
     def to_dict(self) -> dict:
         """JSON-ready summary."""
@@ -181,14 +190,27 @@ def image_ms(
             if params.max_smearing_loss is not None:
                 averaging = _plan_averaging(ms, geometry, params.max_smearing_loss, robust=settings.robust)
                 bda = averaging.wavelengths
-            arguments = wsclean_arguments(ms, prefix=prefix, geometry=geometry, tier=params, robust=settings.robust,
-                                          threads=_threads(settings), data_column=data_column, fits_mask=mask_file,
-                                          temp_dir=work, baseline_averaging=bda, extra=extra_wsclean_args)
-            imager_s, imager_cpu_s = run_wsclean(arguments, ms_path=ms, timeout_s=settings.timeout_s,
-                                                 log_path=log_file, cwd=work)
+            def _run(tier) -> tuple[list[str], float, float, DeconvolutionLog]:
+                args = wsclean_arguments(ms, prefix=prefix, geometry=geometry, tier=tier, robust=settings.robust,
+                                         threads=_threads(settings), data_column=data_column, fits_mask=mask_file,
+                                         temp_dir=work, baseline_averaging=bda, extra=extra_wsclean_args)
+                wall, cpu = run_wsclean(args, ms_path=ms, timeout_s=settings.timeout_s, log_path=log_file, cwd=work)
+                return args, wall, cpu, parse_wsclean_log(log_file)
+
+            arguments, imager_s, imager_cpu_s, decon = _run(params)
+            deconvolution = decon.to_dict()
+            if decon.diverged:
+                safe = safe_tier(params)
+                log.warning("%s: the deconvolution diverged (stopped on %.4g Jy, %s); imaging again once with "
+                            "mgain %.2f", ms, decon.stops[-1][0], decon.final_reason, safe.mgain)
+                os.replace(log_file, work / "wsclean-diverged.log")
+                arguments, again_s, again_cpu_s, decon = _run(safe)
+                imager_s, imager_cpu_s = imager_s + again_s, imager_cpu_s + again_cpu_s
+                deconvolution = {**decon.to_dict(), "retried_with_mgain": safe.mgain, "first_run": deconvolution}
         else:
             from contimg.imaging.tclean import run_tclean
 
+            deconvolution = None
             imager_s, imager_cpu_s = run_tclean(ms, prefix=prefix, geometry=geometry, tier=params, robust=settings.robust,
                                   data_column=data_column, mask_region=mask_file)
             log_file = None
@@ -204,6 +226,8 @@ def image_ms(
         pbcor_tmp, pb_tmp = work / "img-image.pbcor.fits", work / "img-pb.fits"
         pb_correct_fits(files["image"], info=info, pbcor_fits=pbcor_tmp, pb_fits=pb_tmp, pb_limit=settings.pb_limit)
         qa = image_qa(files["image"], residual_fits=files["residual"])
+        negative_jy = negative_peak_jy(files["image"])
+        predicted_rms_jy = _predicted_noise(ms, geometry, robust=settings.robust)
         png_tmp = work / "img.png"
         write_thumbnail(files["image"], png_tmp, rms=qa.rms_jy,
                         title=f"{name} {backend}/{tier_name} rms {qa.rms_jy * 1e3:.2f} mJy/beam DR {qa.dynamic_range:.0f}")
@@ -235,10 +259,37 @@ def image_ms(
         ra_deg=math.degrees(info.phase_center_ra_rad), dec_deg=math.degrees(info.phase_center_dec_rad),
         imager_s=round(imager_s, 2), imager_cpu_s=round(imager_cpu_s, 2), total_s=round(time.perf_counter() - t0, 2), arguments=arguments,
         averaging=averaging.to_dict() if averaging is not None else None,
+        deconvolution=deconvolution, negative_jy=negative_jy, predicted_rms_jy=predicted_rms_jy,
     )
     log.info("imaged %s in %.1f s (imager %.1f s): rms %.3g Jy/beam, peak %.3g Jy/beam, beam %.1fx%.1f arcsec",
              ms, products.total_s, imager_s, qa.rms_jy, qa.peak_jy, qa.beam_major_arcsec, qa.beam_minor_arcsec)
     return products
+
+
+SAFE_MGAIN_STEP = 0.15
+"""A diverged WSClean run is repeated once with ``mgain`` lowered by this much (at most 0.8): shallower major
+cycles recompute the residuals from the visibilities before the minor loop can run away on the PSF's
+sidelobes (0.95 diverged on the core-only array, 0.8 converged on the same MS; shared/NOTES.md)."""
+
+
+def safe_tier(params: TierParameters) -> TierParameters:
+    """The tier's parameters made safe against divergence (see :data:`SAFE_MGAIN_STEP`)."""
+    return replace(params, mgain=round(min(0.8, params.mgain - SAFE_MGAIN_STEP), 3))
+
+
+def _predicted_noise(ms: Path, geometry: ImageGeometry, *, robust: float) -> float | None:
+    """Thermal noise of the image from the MS's weights and the Briggs weights of the image's uv cell."""
+    from contimg.errors import InputFileError
+    from contimg.imaging.smearing import briggs_weights, read_uv_tracks
+
+    try:
+        tracks = read_uv_tracks(ms)
+        fov = (math.radians(geometry.width_deg), math.radians(geometry.height_deg))
+        weights = briggs_weights(tracks, robust=robust, fov_rad=fov)
+        return predicted_noise_jy(ms, imaging_weights=weights)
+    except (InputFileError, RuntimeError, ValueError) as exc:
+        log.warning("%s: cannot predict the thermal noise: %s", ms, exc)
+        return None
 
 
 def _plan_averaging(ms: Path, geometry: ImageGeometry, max_loss: float, *, robust: float):

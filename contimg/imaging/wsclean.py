@@ -27,12 +27,15 @@ Choices (see ``/work/shared/NOTES.md`` and ``benchmarks/imaging.py``):
 from __future__ import annotations
 
 import logging
+import math
 import os
+import re
 import resource
 import shlex
 import shutil
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -40,7 +43,8 @@ from contimg.errors import ExternalToolError
 from contimg.imaging.geometry import ImageGeometry
 from contimg.imaging.tiers import TierParameters
 
-__all__ = ["WSCLEAN_PRODUCTS", "run_wsclean", "wsclean_arguments", "wsclean_executable"]
+__all__ = ["WSCLEAN_PRODUCTS", "DeconvolutionLog", "parse_wsclean_log", "run_wsclean", "wsclean_arguments",
+           "wsclean_executable"]
 
 log = logging.getLogger(__name__)
 
@@ -203,3 +207,72 @@ def _tail(path: Path, lines: int = 5) -> str:
     except OSError:
         return ""
     return " | ".join(text[-lines:])
+
+
+_STOP_RE = re.compile(r"Stopped on peak (?P<value>[-+]?(?:nan|inf|[0-9.eE+-]+)) (?P<unit>[mµu]?Jy), "
+                      r"because (?P<reason>[^.]+)", re.IGNORECASE)
+_MAJOR_RE = re.compile(r"(?P<n>\d+) major iterations? (?:was|were) performed")
+_THEORETICAL_RE = re.compile(r"theoretical=(?P<arcsec>[0-9.]+)''")
+_UNIT = {"Jy": 1.0, "mJy": 1e-3, "µJy": 1e-6, "uJy": 1e-6}
+
+
+@dataclass(frozen=True)
+class DeconvolutionLog:
+    """How WSClean's deconvolution went, read from its log."""
+
+    stops: tuple[tuple[float, str], ...]
+    """Each minor-loop stop: (residual peak it stopped on, Jy; why), in order."""
+    major_iterations: int | None
+    theoretical_beam_arcsec: float | None
+    """WSClean's theoretical beam (lambda / longest baseline)."""
+
+    @property
+    def final_reason(self) -> str:
+        """``threshold``, ``iterations`` (the iteration limit), ``minor-loop`` or ``unknown``."""
+        if not self.stops:
+            return "unknown"
+        reason = self.stops[-1][1]
+        if "maximum number of iterations" in reason:
+            return "iterations"
+        if "minor-loop threshold" in reason:
+            return "minor-loop"
+        if "threshold" in reason:
+            return "threshold"
+        return "unknown"
+
+    @property
+    def diverged(self) -> bool:
+        """True if cleaning ran away: a residual peak it stopped on is not finite, grew past twice the first one,
+        or it hit the iteration limit on a negative peak (what a divergent Hogbom loop does on a PSF with strong
+        sidelobes)."""
+        if not self.stops:
+            return False
+        if not all(math.isfinite(peak) for peak, _ in self.stops):
+            return True  # WSClean went numerically wrong ("Stopped on peak -nan Jy")
+        first, last = abs(self.stops[0][0]), self.stops[-1][0]
+        grew = len(self.stops) > 1 and abs(last) > 2.0 * first
+        negative_at_limit = self.final_reason == "iterations" and last < 0
+        return grew or negative_at_limit
+
+    def to_dict(self) -> dict:
+        return {"stops": [list(s) for s in self.stops], "major_iterations": self.major_iterations,
+                "theoretical_beam_arcsec": self.theoretical_beam_arcsec, "final_reason": self.final_reason,
+                "diverged": self.diverged}
+
+
+def parse_wsclean_log(path: str | os.PathLike) -> DeconvolutionLog:
+    """Read the minor-loop stops, the major iteration count and the theoretical beam from a WSClean log.
+
+    WSClean 3.1 writes, after each minor loop, "Stopped on peak 24.74 mJy,
+    because the threshold was reached." (or "... because maximum number of
+    iterations was reached.") and at the end "3 major iterations were performed."
+    """
+    try:
+        text = Path(path).read_text(errors="replace")
+    except OSError:
+        return DeconvolutionLog((), None, None)
+    stops = tuple((float(m["value"]) * _UNIT.get(m["unit"], 1.0), m["reason"].strip())
+                  for m in _STOP_RE.finditer(text))
+    major = _MAJOR_RE.search(text)
+    theo = _THEORETICAL_RE.search(text)
+    return DeconvolutionLog(stops, int(major["n"]) if major else None, float(theo["arcsec"]) if theo else None)

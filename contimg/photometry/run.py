@@ -58,7 +58,7 @@ if TYPE_CHECKING:
 
     from contimg.config import PhotometrySettings, Settings
 
-__all__ = ["ImageSet", "beam_response_at", "measure_image", "normalize_sources", "photometry_for_image",
+__all__ = ["ImageSet", "beam_response_at", "catalogue_in_field", "measure_image", "normalize_sources", "photometry_for_image",
            "resolve_image"]
 
 log = logging.getLogger(__name__)
@@ -215,6 +215,27 @@ def _sources_in_cone(session: "Session", ra0: float, dec0: float, radius: float)
     keep = sep <= radius
     return {"id": arr[keep, 0].astype(np.int64), "ra_deg": arr[keep, 1], "dec_deg": arr[keep, 2],
             "stable": ~(arr[keep, 3].astype(bool) | arr[keep, 4].astype(bool))}
+
+
+def catalogue_in_field(session: "Session", image_fits: Path) -> dict[str, np.ndarray]:
+    """Catalogue sources inside an image: ``id``, ``ra_deg``, ``dec_deg``, ``flux_jy`` (1.4 GHz),
+    ``spectral_index`` (NaN when unknown) and ``stable`` (neither resolved nor confused)."""
+    from sqlalchemy import select
+
+    from contimg.db.models import Source
+
+    _, header = _read_fits(image_fits)
+    cone = _sources_in_cone(session, *_field_cone(header))
+    extra = {}
+    for start in range(0, cone["id"].size, _IN_CHUNK):
+        ids = [int(i) for i in cone["id"][start:start + _IN_CHUNK]]
+        for sid, flux, alpha in session.execute(select(Source.id, Source.flux_jy, Source.spectral_index)
+                                                .where(Source.id.in_(ids))):
+            extra[sid] = (np.nan if flux is None else flux, np.nan if alpha is None else alpha)
+    flux = np.array([extra.get(int(i), (np.nan, np.nan))[0] for i in cone["id"]], float)
+    alpha = np.array([extra.get(int(i), (np.nan, np.nan))[1] for i in cone["id"]], float)
+    keep = np.isfinite(flux)
+    return {**{k: v[keep] for k, v in cone.items()}, "flux_jy": flux[keep], "spectral_index": alpha[keep]}
 
 
 def measure_image(images: ImageSet, ra_deg: np.ndarray, dec_deg: np.ndarray, *, min_beam_response: float,

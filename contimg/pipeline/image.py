@@ -1,9 +1,20 @@
-"""The imaging stage for one group, by key: image the calibrated MS and record the images with QA.
+"""The imaging stage for one group, by key: image the calibrated MS, judge the images, record them.
 
-A thin layer over :func:`contimg.imaging.image_ms` and
+A thin layer over :func:`contimg.imaging.image_ms`,
+:func:`contimg.imaging.gate.judge_image` and
 :func:`contimg.imaging.record_images`. The products of a group go to
 ``<images>/<YYYY-MM-DDTHHMMSS>/``; rerunning the stage overwrites them and
 updates the same rows (images are keyed by path).
+
+The gate's flux-scale check needs the catalogue: the bright catalogue sources
+in the field (expected at ``qa.flux_scale_min_snr`` times the noise or more)
+are measured on the new image and their median ratio to the catalogue flux at
+the image's frequency is judged. An image whose verdict is ``fail`` is kept
+and recorded with its verdict for inspection, any photometry it had from an
+earlier run is deleted, and the group fails with the reasons
+(:class:`ImageQaFailed`): it never feeds normalisation, variability scoring
+or candidates. ``contimg reprocess --from-stage image`` (with a safer tier)
+can redo it.
 """
 
 from __future__ import annotations
@@ -12,13 +23,13 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from contimg.config import Settings
 from contimg.db import run_transaction
-from contimg.db.models import MeasurementSet
-from contimg.errors import InputFileError
+from contimg.db.models import MeasurementSet, Photometry
+from contimg.errors import InputFileError, PermanentError
 from contimg.pipeline import state
 from contimg.pipeline.calibrate import group_ms
 
@@ -61,17 +72,112 @@ def image(settings: Settings, group_key: str, token: str) -> dict[str, Any]:
         raise InputFileError(f"group {group_key}: {ms} has no calibration applied; run the calibrate stage first")
     products = image_ms(ms, settings=settings.imaging, out_dir=image_dir(settings, group_key),
                         before_publish=lambda: state.check_current(settings, group_key, token))
+    verdict = judge_products(settings, products)
     with session_scope(settings) as session:
         rows = record_images(session, products, ms=ms_id)
+        for row in rows:
+            row.qa_verdict, row.qa = verdict.status, _jsonable(verdict.to_dict())
         ids = [row.id for row in rows]
-        _mark_imaged(session, ms_id)
+        if verdict.failed:
+            dropped = session.execute(delete(Photometry).where(Photometry.image_id.in_(ids))).rowcount
+            if dropped:
+                log.warning("group %s: %d photometry row(s) of the earlier images deleted", group_key, dropped)
+        else:
+            _mark_imaged(session, ms_id)
+    if verdict.failed:
+        raise ImageQaFailed(f"group {group_key}: image {products.image} failed QA: {'; '.join(verdict.reasons)}")
+    if verdict.status != "pass":
+        log.warning("group %s: image QA %s", group_key, verdict.summary())
     seconds = state.stage_finished(settings, group_key, token, STAGE)
     qa = products.qa
     log.info("group %s: imaged in %.1f s: rms %.3g Jy/beam, beam %.1fx%.1f arcsec", group_key, seconds,
              qa.rms_jy, qa.beam_major_arcsec, qa.beam_minor_arcsec)
-    return {"image_ids": ids, "image": products.image, "pbcor": products.pbcor, "rms_jy": qa.rms_jy,
+    return {"image_ids": ids, "image": products.image, "pbcor": products.pbcor, "qa_verdict": verdict.status,
+            "qa_reasons": verdict.reasons, "rms_jy": qa.rms_jy,
             "peak_jy": qa.peak_jy, "beam_arcsec": [qa.beam_major_arcsec, qa.beam_minor_arcsec, qa.beam_pa_deg],
             "imager_s": products.imager_s, "seconds": seconds}
+
+
+class ImageQaFailed(PermanentError):
+    """The image QA gate failed an image: the group fails with the gate's reasons (the products are kept)."""
+
+
+DEFAULT_SPECTRAL_INDEX = -0.7
+"""Spectral index assumed for catalogue sources without one (optically thin synchrotron)."""
+
+
+def judge_products(settings: Settings, products: Any) -> Any:
+    """The QA verdict on one imaging run (:func:`contimg.imaging.gate.judge_image`), with the flux-scale check.
+
+    Returns
+    -------
+    contimg.imaging.gate.Verdict
+    """
+    from contimg.imaging.gate import judge_image
+
+    qa = products.qa
+    noise = products.predicted_rms_jy or qa.rms_jy
+    ratio, n, brightest = flux_scale(settings, products, noise_jy=noise)
+    return judge_image(rms_jy=qa.rms_jy, peak_jy=qa.peak_jy, negative_jy=products.negative_jy,
+                       dynamic_range=qa.dynamic_range, predicted_rms_jy=products.predicted_rms_jy,
+                       expected_peak_jy=brightest, deconvolution=products.deconvolution,
+                       beam_arcsec=(qa.beam_major_arcsec, qa.beam_minor_arcsec), flux_ratio=ratio,
+                       flux_sources=n, qa=settings.qa)
+
+
+def flux_scale(settings: Settings, products: Any, *, noise_jy: float) -> tuple[float | None, int, float | None]:
+    """(median measured/catalogue flux of the bright sources, how many, brightest apparent catalogue flux).
+
+    Catalogue fluxes are taken to the image's frequency with each source's
+    spectral index (:data:`DEFAULT_SPECTRAL_INDEX` when unknown). Sources
+    that are resolved or confused in the catalogue are left out.
+    """
+    import numpy as np
+
+    from contimg.db import session_scope
+    from contimg.photometry.run import ImageSet, beam_response_at, catalogue_in_field, measure_image
+
+    images = ImageSet(image_id=0, path=products.pbcor, epoch_mjd=products.mid_mjd, flat=Path(products.image),
+                      pbcor=Path(products.pbcor), pb=Path(products.pb), ms_path=Path(products.ms_path))
+    with session_scope(settings, readonly=True) as session:
+        cat = catalogue_in_field(session, Path(products.image))
+    if cat["id"].size == 0:
+        return None, 0, None
+    freq = products.ref_freq_hz if np.isfinite(products.ref_freq_hz) else 1.4e9
+    alpha = np.where(np.isfinite(cat["spectral_index"]), cat["spectral_index"], DEFAULT_SPECTRAL_INDEX)
+    flux = cat["flux_jy"] * (freq / 1.4e9) ** alpha
+    response = beam_response_at(cat["ra_deg"], cat["dec_deg"], images=images)
+    if response is None:
+        return None, 0, None
+    apparent = np.nan_to_num(flux * response)
+    brightest = float(apparent.max()) if apparent.size else None
+    bright = np.flatnonzero((apparent >= settings.qa.flux_scale_min_snr * noise_jy) & cat["stable"]
+                            & (response >= settings.photometry.min_beam_response))
+    if bright.size == 0:
+        return None, 0, brightest
+    idx, res, _ = measure_image(images, cat["ra_deg"][bright], cat["dec_deg"][bright],
+                                min_beam_response=settings.photometry.min_beam_response)
+    ratios = res.flux_jy / flux[bright][idx]
+    ratios = ratios[np.isfinite(ratios)]
+    if ratios.size == 0:
+        return None, 0, brightest
+    return float(np.median(ratios)), int(ratios.size), brightest
+
+
+def _jsonable(value: Any) -> Any:
+    import json
+    import math
+
+    def clean(v: Any) -> Any:
+        if isinstance(v, float) and not math.isfinite(v):
+            return None
+        if isinstance(v, dict):
+            return {k: clean(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [clean(x) for x in v]
+        return v
+
+    return clean(json.loads(json.dumps(value, default=float)))
 
 
 def _mark_imaged(session: Session, ms_id: int) -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 
 from contimg.config import Settings
 from contimg.db import run_transaction
@@ -47,11 +47,12 @@ def photometry(settings: Settings, group_key: str, token: str) -> dict[str, Any]
     state.stage_started(settings, group_key, token, STAGE)
     ms_id, ms = group_ms(settings, group_key)
     image_ids = run_transaction(settings, lambda s: list(s.scalars(
-        select(Image.id).where(Image.ms_id == ms_id, Image.pb_corrected.is_(True)).order_by(Image.id))),
+        select(Image.id).where(Image.ms_id == ms_id, Image.pb_corrected.is_(True),
+                               or_(Image.qa_verdict.is_(None), Image.qa_verdict != "fail")).order_by(Image.id))),
         readonly=True)
     if not image_ids:
-        raise InputFileError(f"group {group_key}: no primary-beam corrected image of {ms} is recorded; "
-                             "run the image stage first")
+        raise InputFileError(f"group {group_key}: no primary-beam corrected image of {ms} that passed QA is "
+                             "recorded; run the image stage first")
     results = []
     for image_id in image_ids:
         state.check_current(settings, group_key, token)

@@ -1,0 +1,144 @@
+"""The image QA gate: WSClean's log read, the thermal noise predicted from the MS, and verdicts that fail
+what they should (a diverged image, a wrong flux scale) and pass what they should."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from contimg.config import QaSettings
+from contimg.imaging.gate import FAIL, PASS, WARN, judge_image
+from contimg.imaging.wsclean import parse_wsclean_log
+
+from conftest import CELL_ARCSEC, CORE_ANTENNAS, field_catalog
+
+NORMAL_LOG = """\
+2026-Dec-03 15:01:48.898828 Fitting beam... major=100.98'', minor=44.66'', PA=93.52 deg, theoretical=85.34''.
+2026-Dec-03 15:01:49.056955 Stopped on peak 452.25 mJy, because the minor-loop threshold was reached. Continuing
+2026-Dec-03 15:01:49.245261 Stopped on peak 24.74 mJy, because the threshold was reached.
+2026-Dec-03 15:01:49.429880 Stopped on peak 10.01 mJy, because the threshold was reached.
+2026-Dec-03 15:01:49.551514 3 major iterations were performed.
+"""
+RUNAWAY_LOG = """\
+2026-Dec-03 15:01:49.056955 Stopped on peak 2.1 Jy, because the minor-loop threshold was reached. Continuing
+2026-Dec-03 15:01:49.429880 Stopped on peak -264.35 Jy, because maximum number of iterations was reached.
+2026-Dec-03 15:01:49.551514 6 major iterations were performed.
+"""
+
+
+@pytest.mark.parametrize(("text", "reason", "diverged"), [
+    (NORMAL_LOG, "threshold", False),
+    (RUNAWAY_LOG, "iterations", True),
+    ("Stopped on peak -nan Jy, because the threshold was reached.\n", "threshold", True),
+    ("Stopped on peak 1.0 Jy, because the minor-loop threshold was reached.\n"
+     "Stopped on peak 0.2 Jy, because maximum number of iterations was reached.\n", "iterations", False),
+])
+def test_the_wsclean_log_says_how_cleaning_stopped(tmp_path, text, reason, diverged):
+    path = tmp_path / "wsclean.log"
+    path.write_text(text)
+    d = parse_wsclean_log(path)
+    assert d.final_reason == reason and d.diverged is diverged
+    if text is NORMAL_LOG:
+        assert d.stops[0] == pytest.approx((0.45225, "the minor-loop threshold was reached"))
+        assert d.major_iterations == 3 and d.theoretical_beam_arcsec == 85.34
+
+
+def _judge(**over):
+    args = dict(rms_jy=1e-3, peak_jy=1.0, negative_jy=-5e-3, dynamic_range=1000.0, predicted_rms_jy=8e-4,
+                deconvolution={"diverged": False, "final_reason": "threshold", "theoretical_beam_arcsec": 30.0,
+                               "stops": [[0.01, "the threshold was reached"]]},
+                beam_arcsec=(40.0, 20.0), flux_ratio=1.01, flux_sources=3, qa=QaSettings())
+    args.update(over)
+    return judge_image(**args)
+
+
+def test_verdicts_of_the_image_gate():
+    assert _judge().status == PASS
+    runaway = _judge(rms_jy=12.0, peak_jy=1.0e4, negative_jy=-8.0e3, expected_peak_jy=10.0,
+                     deconvolution={"diverged": True, "final_reason": "iterations", "stops": [[-264.35, "x"]]},
+                     flux_ratio=400.0)
+    assert runaway.status == FAIL
+    assert any("diverged" in r for r in runaway.reasons) and any("thermal" in r or "floor" in r for r in runaway.reasons)
+    assert any("catalogue flux" in r for r in runaway.reasons)
+    assert _judge(flux_ratio=0.5).status == FAIL  # a flux scale off by a factor of two
+    assert _judge(flux_ratio=0.85).status == WARN
+    assert _judge(flux_ratio=0.5, flux_sources=0).status == PASS  # no bright catalogue source: not judged
+    assert _judge(rms_jy=5e-3, expected_peak_jy=0.1).status == WARN  # 6 x the thermal noise
+    assert _judge(rms_jy=5e-3, expected_peak_jy=10.0).status == PASS  # a 10 Jy source sets a 10 mJy floor
+    assert _judge(negative_jy=-0.5).status == FAIL
+    assert _judge(negative_jy=-0.005).status == PASS
+    assert _judge(deconvolution={"diverged": False, "final_reason": "iterations", "stops": []}).status == WARN
+    assert _judge(rms_jy=float("nan")).status == FAIL
+
+
+@pytest.fixture(scope="module")
+def noise_only_group(tmp_path_factory):
+    """The test array, thermal noise (SEFD 6500 Jy) and a sky of one faint source: the image is noise."""
+    from contimg.conversion import convert_group
+    from contimg.simulation import SimulationConfig, simulate
+    from contimg.simulation.sky import SkyCatalog
+
+    center = field_catalog()
+    sky = SkyCatalog.from_sources(center.ra_deg[:1], center.dec_deg[:1], np.array([1e-3]))
+    out = tmp_path_factory.mktemp("noise_only")
+    cfg = SimulationConfig(antenna_numbers=CORE_ANTENNAS, channels_per_subband=2, seed=11, noise=True, gains=False,
+                           jitter_s=0)
+    result = simulate(out / "raw", cfg, catalog=sky)
+    ms = out / "group.ms"
+    convert_group(result.groups[0].paths, ms, staging_dir=out / "staging", processes=1)
+    return ms
+
+
+@pytest.mark.integration
+def test_the_predicted_noise_is_the_noise_of_the_image(noise_only_group, tmp_path, imaging_settings):
+    """Against truth: the residual rms of a noise image equals the noise predicted from the MS's weights
+    and the Briggs weights, within 10 %."""
+    from contimg.imaging import image_ms
+
+    p = image_ms(noise_only_group, settings=imaging_settings, out_dir=tmp_path, cell_arcsec=CELL_ARCSEC,
+                 tier="quicklook")
+    assert p.predicted_rms_jy == pytest.approx(p.qa.rms_jy, rel=0.10), (p.predicted_rms_jy, p.qa.rms_jy)
+
+
+def _settings_with_catalogue(tmp_path: Path, flux_factor: float):
+    from contimg.config import load_settings
+    from contimg.db import init_db, session_scope
+    from contimg.db.models import Source
+
+    settings = load_settings(data_root=tmp_path / "data")
+    settings.paths.ensure()
+    init_db(settings)
+    cat = field_catalog()
+    with session_scope(settings) as s:
+        for k in range(len(cat.ra_deg)):
+            s.add(Source(name=f"T{k}", ra_deg=float(cat.ra_deg[k]), dec_deg=float(cat.dec_deg[k]),
+                         flux_jy=float(cat.flux_jy[k]) * flux_factor,
+                         spectral_index=float(cat.spectral_index[k])))
+    return settings
+
+
+@pytest.mark.integration
+def test_the_gate_passes_a_good_image_and_fails_a_wrong_flux_scale_and_a_diverged_one(sim_group, tmp_path,
+                                                                                       imaging_settings):
+    from contimg.imaging import image_ms
+    from contimg.pipeline.image import judge_products
+
+    ms = tmp_path / "group.ms"
+    shutil.copytree(sim_group["ms"], ms)
+    good = image_ms(ms, settings=imaging_settings, out_dir=tmp_path / "good", cell_arcsec=CELL_ARCSEC)
+    right = judge_products(_settings_with_catalogue(tmp_path / "right", 1.0), good)
+    assert right.status != FAIL, right.summary()
+    assert right.figures["flux_sources"] >= 3 and abs(right.figures["flux_ratio"] - 1) < 0.05
+    wrong = judge_products(_settings_with_catalogue(tmp_path / "wrong", 2.0), good)
+    assert wrong.status == FAIL and any("catalogue flux" in r for r in wrong.reasons), wrong.summary()
+    # a CLEAN that runs away (loop gain 2.5 over-subtracts every component): repeated once with a lower
+    # major-cycle gain, still diverged (the gain stays), so the gate fails it
+    bad = image_ms(ms, settings=imaging_settings, out_dir=tmp_path / "bad", cell_arcsec=CELL_ARCSEC,
+                   extra_wsclean_args=["-gain", "2.5"])
+    assert bad.deconvolution["diverged"] and bad.deconvolution["retried_with_mgain"] == 0.8
+    assert (tmp_path / "bad" / "group.wsclean.log").exists()
+    verdict = judge_products(_settings_with_catalogue(tmp_path / "bad-cat", 1.0), bad)
+    assert verdict.status == FAIL and any("diverged" in r for r in verdict.reasons), verdict.summary()
