@@ -80,6 +80,8 @@ class CalibrationOutcome:
     plots: dict[str, str] = field(default_factory=dict)
     solve_error: str | None = None
     """Why a calibrator group's solve failed (the registry's valid set was applied instead)."""
+    solve_skipped: str | None = None
+    """Why a group with a usable calibrator applied another group's set (its transit is solved there)."""
     timings_s: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -146,8 +148,19 @@ def calibrate_ms(
     caltable_dir: str | Path,
     scratch_dir: str | Path,
     set_name: str | None = None,
+    fallback_solve: bool = False,
 ) -> CalibrationOutcome:
     """Calibrate one group's MS: solve if it holds a calibrator transit, else apply the registry's valid set.
+
+    A calibrator transit is solved once, on the group that holds it (its best
+    response reaches ``calibration.transit_fraction`` of the response at
+    transit); a neighbouring group that sees the calibrator past its transit
+    applies that group's set and, until it is registered, raises
+    :class:`NoValidCalibration` (the cluster retries it, waiting up to
+    ``calibration.wait_for_solution_s``). ``calibration.resolve_low_response``
+    makes every group with a usable calibrator solve, as before;
+    ``fallback_solve`` lets this group solve once the wait is over (the transit
+    group never came, or failed).
 
     Parameters
     ----------
@@ -163,6 +176,8 @@ def calibrate_ms(
         Fast scratch space for the time-averaged copy (``settings.paths.staging``).
     set_name
         Name of the calibration set a calibrator group registers (default: the MS's name without ``.ms``).
+    fallback_solve
+        Solve on a usable calibrator past its transit when no valid set exists (see above).
 
     Returns
     -------
@@ -192,7 +207,24 @@ def calibrate_ms(
     timings["select"] = round(time.perf_counter() - t0, 3)
 
     chosen, mode, extra = None, "applied", {}
-    if choice is not None:
+    waiting_for_transit = None
+    if choice is not None and choice.transit_fraction < calibration.transit_fraction \
+            and not calibration.resolve_low_response:
+        waiting_for_transit = (f"calibrator {choice.name} is past its transit here (response "
+                               f"{choice.beam_response:.2f}, {choice.transit_response:.2f} at transit): "
+                               "the group holding its transit solves it")
+        with session_scope(database, readonly=True) as s:
+            chosen = find_valid_set(s, start_mjd=meta.start_mjd, end_mjd=meta.end_mjd)
+        if chosen is None and fallback_solve:
+            log.warning("%s: %s, but no solution came within the wait; solving here instead", ms_path,
+                        waiting_for_transit)
+        elif chosen is None:
+            raise NoValidCalibration(f"{ms_path}: {waiting_for_transit}; no valid calibration set for MJD "
+                                     f"{meta.start_mjd:.5f}-{meta.end_mjd:.5f} yet")
+        else:
+            log.info("%s: %s; applying set %s", ms_path, waiting_for_transit, chosen.name)
+            extra = {"solve_skipped": waiting_for_transit}
+    if choice is not None and chosen is None:
         try:
             chosen, extra = _solve_and_register(
                 ms_path, meta=meta, choice=choice, sources=sources, ms_id=ms_id, database=database,

@@ -48,6 +48,13 @@ class CalibratorChoice:
     """Time (MJD) of the best response (the transit, if it happens during the group)."""
     transits_in_group: bool
     """True if the best response is not at the first or last integration."""
+    transit_response: float = 1.0
+    """Response at the calibrator's transit (its closest approach to the pointing track), wherever it falls."""
+
+    @property
+    def transit_fraction(self) -> float:
+        """This group's best response as a fraction of the response at transit (1: the transit is here)."""
+        return self.beam_response / self.transit_response if self.transit_response > 0 else 0.0
 
 
 def _track_icrs(meta: MsMeta) -> tuple[np.ndarray, float]:
@@ -109,6 +116,17 @@ def sources_near_track(
     )
 
 
+def _transit_response(ra_deg: float, dec_deg: float, meta: MsMeta) -> float:
+    """Primary-beam response (1.4 GHz) at a source's transit: its apparent declination against the pointing's."""
+    from contimg.beam import airy_power
+    from contimg.stations import DISH_DIAMETER_M, icrs_to_apparent
+
+    t_mid = np.array([[meta.time_jd[meta.Ntimes // 2]]])
+    _, app_dec = icrs_to_apparent(np.radians([[ra_deg]]), np.radians([[dec_deg]]), t_mid, meta.location)
+    sep = abs(float(app_dec[0, 0]) - meta.pointing_dec_apparent)
+    return float(airy_power(np.array([sep]), np.array([REFERENCE_FREQ_HZ]), DISH_DIAMETER_M)[0])
+
+
 def choose_calibrator(
     session: Session,
     meta: MsMeta,
@@ -146,10 +164,11 @@ def choose_calibrator(
         return None
     k = int(np.flatnonzero(ok)[np.argmax(app[ok])])
     t = int(best_t[k])
+    transit = _transit_response(cals.ra_deg[k], cals.dec_deg[k], meta)
     choice = CalibratorChoice(
         name=cals.name[k], flux_jy=float(cals.flux_jy[k]), beam_response=float(best[k]),
         apparent_flux_jy=float(app[k]), peak_mjd=float(meta.time_jd[t] - 2400000.5),
-        transits_in_group=0 < t < meta.Ntimes - 1,
+        transits_in_group=0 < t < meta.Ntimes - 1, transit_response=max(transit, float(best[k])),
     )
     log.info("%s: calibrator %s (%.2f Jy, beam response %.3f)", meta.path, choice.name, choice.flux_jy,
              choice.beam_response)

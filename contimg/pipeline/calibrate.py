@@ -54,7 +54,7 @@ def group_ms(settings: Settings, group_key: str) -> tuple[int, Path]:
     return ms_id, Path(path)
 
 
-def calibrate(settings: Settings, group_key: str, token: str) -> dict[str, Any]:
+def calibrate(settings: Settings, group_key: str, token: str, *, fallback_solve: bool = False) -> dict[str, Any]:
     """Start (or resume) the stage, calibrate the group's MS, end the stage.
 
     Returns
@@ -75,7 +75,8 @@ def calibrate(settings: Settings, group_key: str, token: str) -> dict[str, Any]:
     state.stage_started(settings, group_key, token, STAGE)
     _, ms = group_ms(settings, group_key)
     outcome = calibrate_ms(ms, database=settings, calibration=settings.calibration,
-                           caltable_dir=settings.paths.caltables, scratch_dir=settings.paths.staging)
+                           caltable_dir=settings.paths.caltables, scratch_dir=settings.paths.staging,
+                           fallback_solve=fallback_solve)
     seconds = state.stage_finished(settings, group_key, token, STAGE)
     log.info("group %s: calibration %s with set %s (stage %.1f s)", group_key, outcome.mode,
              outcome.calibration_set, seconds)

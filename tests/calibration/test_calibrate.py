@@ -201,3 +201,46 @@ def test_failed_solve_falls_back_to_the_valid_set(calibrated, ms_copy):
     assert out.mode == "applied" and out.calibration_set == calibrated["solved"].calibration_set
     assert "B solve flagged 30.0%" in out.solve_error
     assert not list(Path(calibrated["dirs"]["caltable_dir"]).glob("*g0_damaged*"))  # nothing half-written kept
+
+
+def test_a_calibrator_transit_is_solved_once_on_its_own_group(gained, tmp_path):
+    """Group 2 sees the calibrator 10 min past transit (response 0.37, usable at the default threshold 0.3):
+    it waits for the transit group's set instead of solving its own, unless told to (a setting, or the
+    fallback once the wait is over)."""
+    truth, ms = gained
+    url = f"sqlite:///{tmp_path / 'db.sqlite3'}"
+    init_db(url)
+    with session_scope(url) as s:
+        import_truth(s, truth.path)
+    dirs = dict(caltable_dir=tmp_path / "cal", scratch_dir=tmp_path / "scratch")
+    cal, sci = tmp_path / "g0.ms", tmp_path / "g2.ms"
+    shutil.copytree(ms[0], cal)
+    shutil.copytree(ms[2], sci)
+    defaults = CalibrationSettings()
+    with pytest.raises(NoValidCalibration, match=r"g2.ms: calibrator \S+ is past its transit here \(response 0.3"):
+        calibrate_ms(sci, database=url, calibration=defaults, **dirs)
+    solved = calibrate_ms(cal, database=url, calibration=defaults, **dirs)
+    assert solved.mode == "solved" and solved.calibrator_beam_response > 0.98
+    applied = calibrate_ms(sci, database=url, calibration=defaults, **dirs)
+    assert applied.mode == "applied" and applied.calibration_set == solved.calibration_set
+    assert "past its transit" in applied.solve_skipped
+    with session_scope(url, readonly=True) as s:
+        assert s.scalar(select(func.count()).select_from(CalibrationSet)) == 1
+    # the old behaviour, as a setting: every group with a usable calibrator solves
+    again = calibrate_ms(sci, database=url, calibration=CalibrationSettings(resolve_low_response=True), **dirs)
+    assert again.mode == "solved" and again.calibration_set == "g2"
+    dispose_engine(url)
+
+
+def test_a_group_past_the_transit_solves_when_the_transit_group_never_comes(gained, tmp_path):
+    truth, ms = gained
+    url = f"sqlite:///{tmp_path / 'db.sqlite3'}"
+    init_db(url)
+    with session_scope(url) as s:
+        import_truth(s, truth.path)
+    sci = tmp_path / "g2.ms"
+    shutil.copytree(ms[2], sci)
+    out = calibrate_ms(sci, database=url, calibration=CalibrationSettings(), fallback_solve=True,
+                       caltable_dir=tmp_path / "cal", scratch_dir=tmp_path / "scratch")
+    assert out.mode == "solved" and out.calibration_set == "g2"
+    dispose_engine(url)
