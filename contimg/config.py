@@ -116,6 +116,12 @@ class QaSettings(_Section):
     flux_scale_min_snr: float = Field(20.0, gt=0, description="catalogue sources expected at least this many times the noise check an image's flux scale")
     flux_scale_warn: float = Field(0.1, gt=0, description="an image whose bright catalogue sources measure a median flux further than this fraction from the catalogue gets a warning")
     flux_scale_fail: float = Field(0.25, gt=0, description="... and fails further than this fraction")
+    cal_snr_warn: float = Field(20.0, gt=0, description="a calibration table whose median solution SNR is below this gets a warning")
+    cal_snr_fail: float = Field(5.0, gt=0, description="... and fails below this")
+    cal_model_ratio_warn: float = Field(0.02, gt=0, description="a calibration set whose corrected calibrator visibilities differ from its model by more than this fraction (median amplitude ratio) gets a warning")
+    cal_model_ratio_fail: float = Field(0.05, gt=0, description="... and fails beyond this fraction")
+    cal_chi2_warn: float = Field(5.0, gt=0, description="a calibration set whose corrected calibrator has a larger reduced chi-squared against its model gets a warning")
+    cal_scatter_warn: float = Field(0.2, gt=0, description="a bandpass whose amplitudes differ from the previous set's by more than this fraction (median) gets a warning")
 
 
 class PhotometrySettings(_Section):

@@ -80,6 +80,9 @@ class CalibrationOutcome:
     plots: dict[str, str] = field(default_factory=dict)
     solve_error: str | None = None
     """Why a calibrator group's solve failed (the registry's valid set was applied instead)."""
+    qa_verdict: str | None = None
+    """The calibration gate's verdict on the set this group solved (None: it solved none)."""
+    qa_reasons: list[str] = field(default_factory=list)
     solve_skipped: str | None = None
     """Why a group with a usable calibrator applied another group's set (its transit is solved there)."""
     timings_s: dict[str, float] = field(default_factory=dict)
@@ -100,9 +103,34 @@ def _record_ms(database, ms_path: Path, **fields: Any) -> int:
         return ms.id
 
 
-def _solve_and_register(ms_path: Path, *, meta, choice, sources, ms_id: int, database, calibration, caltable_dir,
+def _previous_bandpass(database, *, before_mjd: float, name: str) -> str | None:
+    """The B table of the active set solved last before ``before_mjd`` (another set than ``name``)."""
+    from sqlalchemy import select
+
+    from contimg.db import session_scope
+    from contimg.db.models import CalibrationSet, CalTableType
+
+    with session_scope(database, readonly=True) as s:
+        sets = s.scalars(select(CalibrationSet).where(CalibrationSet.active.is_(True), CalibrationSet.name != name,
+                                                      CalibrationSet.solve_mjd < before_mjd)
+                         .order_by(CalibrationSet.solve_mjd.desc())).all()
+        for cs in sets:
+            for t in cs.tables:
+                if t.table_type == CalTableType.B and t.active and Path(t.path).exists():
+                    return t.path
+    return None
+
+
+def _solve_and_register(ms_path: Path, *, meta, choice, sources, ms_id: int, database, calibration, qa, caltable_dir,
                         scratch_dir, name: str, timings: dict[str, float]) -> tuple[ValidSet, dict[str, Any]]:
-    """Model, solve, plot and register; returns the new set and the outcome's solve fields."""
+    """Model, solve, judge, plot and register; returns the new set and the outcome's solve fields.
+
+    Raises
+    ------
+    SolveError
+        If the solve, or the calibration gate (:mod:`.gate`), fails: the set is not registered.
+    """
+    from contimg.calibration.gate import bandpass_scatter, judge_calibration
     from contimg.db import session_scope
 
     t1 = time.perf_counter()
@@ -115,28 +143,40 @@ def _solve_and_register(ms_path: Path, *, meta, choice, sources, ms_id: int, dat
         refant=calibration.refant, max_flagged_fraction=calibration.max_flagged_fraction, meta=meta,
     )
     timings["solve"] = round(time.perf_counter() - t1, 3)
+    previous = _previous_bandpass(database, before_mjd=meta.mid_mjd, name=name)
+    verdict = judge_calibration(
+        flagged={k: v.flagged_fraction for k, v in solution.stats.items()}, snr=solution.snr,
+        agreement=solution.model_agreement,
+        scatter=bandpass_scatter(solution.tables["B"], previous) if previous and "B" in solution.tables else None,
+        max_flagged_fraction=calibration.max_flagged_fraction, qa=qa)
+    if verdict.failed:
+        raise SolveError(f"{ms_path}: calibration QA failed: {'; '.join(verdict.reasons)}")
+    if verdict.reasons:
+        log.warning("%s: calibration QA %s", ms_path, verdict.summary())
     t1 = time.perf_counter()
     plots = plot_solutions(solution.tables, refant=solution.refant, freq_hz=meta.freq_array)
     timings["qa"] = round(time.perf_counter() - t1, 3)
-    qa = {
+    qa_record = {
         "ms": str(ms_path), "refant": solution.refant, "calibrator": choice.name,
         "calibrator_flux_jy": choice.flux_jy, "beam_response": choice.beam_response,
         "model_sources": model.n_sources, "model_apparent_flux_jy": model.total_apparent_flux_jy,
         "stats": {k: asdict(v) for k, v in solution.stats.items()}, "plots": plots,
-        "timings_s": solution.timings_s,
+        "timings_s": solution.timings_s, "verdict": verdict.status, "reasons": verdict.reasons,
+        "figures": verdict.figures,
     }
     with session_scope(database) as s:
         calset = register_solution(
             s, name=name, solution=solution, calibrator_name=choice.name, solve_mjd=meta.mid_mjd,
             bandpass_validity_h=calibration.bandpass_validity_h, gain_validity_h=calibration.gain_validity_h,
-            source_ms_id=ms_id, qa=qa,
+            source_ms_id=ms_id, qa=qa_record,
         )
+        calset.qa_verdict = verdict.status
         own = ValidSet(id=calset.id, name=calset.name, calibrator_name=calset.calibrator_name,
                        solve_mjd=calset.solve_mjd,
                        tables=[(t.table_type.value, t.path, t.valid_start_mjd, t.valid_end_mjd)
                                for t in sorted(calset.tables, key=lambda t: t.apply_order)])
-    extra = dict(refant=solution.refant, n_model_sources=model.n_sources, plots=plots,
-                 flagged_fraction={k: v.flagged_fraction for k, v in solution.stats.items()})
+    extra = dict(refant=solution.refant, n_model_sources=model.n_sources, plots=plots, qa_verdict=verdict.status,
+                 qa_reasons=verdict.reasons, flagged_fraction={k: v.flagged_fraction for k, v in solution.stats.items()})
     return own, extra
 
 
@@ -149,6 +189,7 @@ def calibrate_ms(
     scratch_dir: str | Path,
     set_name: str | None = None,
     fallback_solve: bool = False,
+    qa: Any = None,
 ) -> CalibrationOutcome:
     """Calibrate one group's MS: solve if it holds a calibrator transit, else apply the registry's valid set.
 
@@ -178,6 +219,8 @@ def calibrate_ms(
         Name of the calibration set a calibrator group registers (default: the MS's name without ``.ms``).
     fallback_solve
         Solve on a usable calibrator past its transit when no valid set exists (see above).
+    qa
+        ``settings.qa``, the calibration gate's thresholds (default: the built-in ones).
 
     Returns
     -------
@@ -193,7 +236,10 @@ def calibrate_ms(
     """
     from contimg.db import session_scope
 
+    from contimg.config import QaSettings
+
     ms_path = Path(ms_path)
+    qa = qa if qa is not None else QaSettings()
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
     meta = read_ms_meta(ms_path)
@@ -228,7 +274,7 @@ def calibrate_ms(
         try:
             chosen, extra = _solve_and_register(
                 ms_path, meta=meta, choice=choice, sources=sources, ms_id=ms_id, database=database,
-                calibration=calibration, caltable_dir=caltable_dir, scratch_dir=scratch_dir,
+                calibration=calibration, qa=qa, caltable_dir=caltable_dir, scratch_dir=scratch_dir,
                 name=set_name or ms_path.name.removesuffix(".ms"), timings=timings,
             )
             mode = "solved"

@@ -14,8 +14,9 @@ Validity windows (MJD), centred on the solve time (the calibrator group's mid-ti
 
 Lookup (:func:`find_valid_set`): among active sets whose *every* active table
 covers the whole time range of the MS, the one solved closest in time to the
-MS (in real-time processing that is the newest set); ties go to the newest
-set. No valid set means the MS cannot be calibrated: :class:`NoValidCalibration`.
+MS (in real-time processing that is the newest set); between sets as near,
+the better QA verdict (pass before warn), then the newest. A set the
+calibration gate failed is never registered (:mod:`contimg.calibration.gate`). No valid set means the MS cannot be calibrated: :class:`NoValidCalibration`.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ __all__ = ["NoValidCalibration", "ValidSet", "check_window", "find_valid_set", "
            "validity_hours"]
 
 _HOURS_PER_DAY = 24.0
+_QA_RANK = {"pass": 0, "warn": 1}
+"""Between sets solved equally near in time, a passed set beats a warned one (a failed set is never registered)."""
 
 
 class NoValidCalibration(PermanentError):
@@ -120,7 +123,7 @@ def find_valid_set(session: Session, *, start_mjd: float, end_mjd: float) -> Val
         if not all(t.valid_start_mjd <= start_mjd and t.valid_end_mjd >= end_mjd for t in tables):
             continue
         ref = cs.solve_mjd if cs.solve_mjd is not None else 0.5 * (tables[0].valid_start_mjd + tables[0].valid_end_mjd)
-        key = (abs(ref - mid), -cs.id)
+        key = (round(abs(ref - mid), 6), _QA_RANK.get(cs.qa_verdict, 1), -cs.id)
         if best is None or key < best[0]:
             best = (key, cs)
     if best is None:

@@ -101,6 +101,11 @@ class SolveResult:
     """Type ('K', 'B', 'G') → table path, in apply order."""
     stats: dict[str, TableStats]
     timings_s: dict[str, float] = field(default_factory=dict)
+    snr: dict[str, float | None] = field(default_factory=dict)
+    """Median solution SNR per table type (:func:`contimg.calibration.gate.solution_snr`)."""
+    model_agreement: dict[str, float] | None = None
+    """The solved tables applied to the averaged copy, against its model
+    (:func:`contimg.calibration.gate.model_agreement`); None when not solved on an averaged copy."""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -458,6 +463,17 @@ def solve_calibrator(
             st = table_stats(path, kind, meta=meta, channels_with_data=chans)
             _check(st, ms_path, max_flagged_fraction)
             stats[kind] = st
+        from contimg.calibration.gate import model_agreement, solution_snr
+
+        snr = {kind: solution_snr(path) for kind, path in partial.items()}
+        agreement = None
+        if average:
+            t1 = time.perf_counter()
+            _run_task("applycal", ms_path, vis=str(work), gaintable=[str(p) for p in partial.values()],
+                      interp=[INTERP_SOLVE.get(k, "nearest") for k in partial], applymode="calflagstrict",
+                      calwt=[False] * len(partial), flagbackup=False)
+            agreement = model_agreement(work)
+            timings["check"] = round(time.perf_counter() - t1, 3)
         tables_: dict[str, str] = {}
         for kind, path in partial.items():
             final = out_dir / f"{prefix}.{kind}"
@@ -472,4 +488,5 @@ def solve_calibrator(
         for path in partial.values():
             shutil.rmtree(path, ignore_errors=True)
     timings["total"] = round(time.perf_counter() - t0, 3)
-    return SolveResult(ms_path=str(ms_path), refant=refant, tables=tables_, stats=stats, timings_s=timings)
+    return SolveResult(ms_path=str(ms_path), refant=refant, tables=tables_, stats=stats, timings_s=timings, snr=snr,
+                       model_agreement=agreement)

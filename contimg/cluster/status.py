@@ -15,6 +15,7 @@ from sqlalchemy.orm import selectinload
 from contimg.config import Settings
 from contimg.db import run_transaction
 from contimg.db.models import CalibrationTable, Image, MeasurementSet, ObservationGroup, Photometry
+from contimg.verdict import worst
 from contimg.secrets import mask_text, mask_url, url_passwords
 
 log = logging.getLogger(__name__)
@@ -98,16 +99,10 @@ def group_summary(g: ObservationGroup) -> dict[str, Any]:
         "error": g.error_message,
         "timings": timings,
         "products": [m.path for m in g.measurement_sets],
-        "qa": _worst_verdict(i.qa_verdict for m in g.measurement_sets for i in m.images),
+        "qa": worst(i.qa_verdict for m in g.measurement_sets for i in m.images),
         "started": g.started_at.isoformat() if g.started_at else None,
         "finished": g.finished_at.isoformat() if g.finished_at else None,
     }
-
-
-def _worst_verdict(verdicts) -> str | None:
-    order = {"pass": 0, "warn": 1, "fail": 2}
-    seen = [v for v in verdicts if v in order]
-    return max(seen, key=order.__getitem__) if seen else None
 
 
 def format_status(status: dict[str, Any]) -> str:
@@ -165,6 +160,7 @@ def collect_products(settings: Settings, *, group_keys: list[str] | None = None)
         tables = session.scalars(select(CalibrationTable).where(CalibrationTable.source_ms_id.in_(ms_ids))
                                  .order_by(CalibrationTable.id)).all()
         cal = [{"type": t.table_type.value if hasattr(t.table_type, "value") else str(t.table_type),
+                "qa_verdict": t.calibration_set.qa_verdict if t.calibration_set is not None else None,
                 "path": t.path, "calibrator": t.calibrator_name, "flagged_fraction": t.flagged_fraction,
                 "n_solutions": t.n_solutions, "n_expected": t.n_expected} for t in tables]
         images = session.scalars(select(Image).where(Image.ms_id.in_(ms_ids)).order_by(Image.mid_mjd, Image.id)).all()
@@ -191,7 +187,8 @@ def format_products(products: dict[str, Any]) -> str:
     lines += [f"  {m['path']}  [{m['stage']}; calibration {m['calibration_set'] or '-'}"
               f"{'; calibrator ' + m['calibrator'] if m['calibrator'] else ''}]" for m in mss]
     lines.append(f"calibration tables ({len(cal)}):")
-    lines += [f"  {t['type']:<2}{t['path']}  [{_num(t['n_solutions'], 'd')}/{_num(t['n_expected'], 'd')} solutions, "
+    lines += [f"  {t['type']:<2}{t['path']}  [QA {t.get('qa_verdict') or '-'}, "
+              f"{_num(t['n_solutions'], 'd')}/{_num(t['n_expected'], 'd')} solutions, "
               f"{_num(t['flagged_fraction'], '.1%')} flagged]" for t in cal]
     lines.append(f"images ({len(imgs)}):")
     lines += [f"  {i['path']}  [QA {i.get('qa_verdict') or '-'}, rms {_num(i['rms_jy'] and i['rms_jy'] * 1e3, '.2f')} mJy/beam, "

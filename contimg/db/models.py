@@ -248,6 +248,8 @@ class CalibrationSet(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     qa: Mapped[dict[str, Any] | None]
     """QA of the solve: reference antenna, calibrator, solution statistics, plot paths (PNG beside the tables)."""
+    qa_verdict: Mapped[str | None] = mapped_column(String(8))
+    """The calibration gate's verdict (:mod:`contimg.calibration.gate`); a failed set is never registered."""
 
     tables: Mapped[list[CalibrationTable]] = relationship(
         back_populates="calibration_set", cascade="all, delete-orphan", order_by="CalibrationTable.apply_order"

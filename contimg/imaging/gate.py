@@ -30,43 +30,15 @@ from __future__ import annotations
 import logging
 import math
 import os
-from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 
+from contimg.verdict import FAIL, PASS, WARN, Verdict
+
 __all__ = ["PASS", "WARN", "FAIL", "Verdict", "judge_image", "negative_peak_jy", "predicted_noise_jy"]
 
 log = logging.getLogger(__name__)
-
-PASS, WARN, FAIL = "pass", "warn", "fail"
-_ORDER = {PASS: 0, WARN: 1, FAIL: 2}
-
-
-@dataclass
-class Verdict:
-    """A QA verdict: the worst status of its checks, the reasons, and the figures judged."""
-
-    status: str = PASS
-    reasons: list[str] = field(default_factory=list)
-    figures: dict[str, Any] = field(default_factory=dict)
-
-    def add(self, status: str, reason: str) -> None:
-        """Record a check that did not pass."""
-        self.reasons.append(f"{status}: {reason}")
-        if _ORDER[status] > _ORDER[self.status]:
-            self.status = status
-
-    @property
-    def failed(self) -> bool:
-        return self.status == FAIL
-
-    def summary(self) -> str:
-        return self.status + (f" ({'; '.join(self.reasons)})" if self.reasons else "")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
 
 def negative_peak_jy(image_fits: str | os.PathLike) -> float:
     """The most negative finite pixel of an image (Jy/beam)."""

@@ -76,7 +76,7 @@ def calibrate(settings: Settings, group_key: str, token: str, *, fallback_solve:
     _, ms = group_ms(settings, group_key)
     outcome = calibrate_ms(ms, database=settings, calibration=settings.calibration,
                            caltable_dir=settings.paths.caltables, scratch_dir=settings.paths.staging,
-                           fallback_solve=fallback_solve)
+                           fallback_solve=fallback_solve, qa=settings.qa)
     seconds = state.stage_finished(settings, group_key, token, STAGE)
     log.info("group %s: calibration %s with set %s (stage %.1f s)", group_key, outcome.mode,
              outcome.calibration_set, seconds)

@@ -244,3 +244,37 @@ def test_a_group_past_the_transit_solves_when_the_transit_group_never_comes(gain
                        caltable_dir=tmp_path / "cal", scratch_dir=tmp_path / "scratch")
     assert out.mode == "solved" and out.calibration_set == "g2"
     dispose_engine(url)
+
+
+def test_the_calibration_gate_judges_the_solved_set(calibrated, tmp_path):
+    """The solved set passes the gate (its figures recorded); the checks fail what they should."""
+    from casacore import tables as ctables
+
+    from contimg.calibration.gate import judge_calibration, model_agreement
+    from contimg.config import QaSettings
+
+    out = calibrated["solved"]
+    assert out.qa_verdict == "pass" and out.qa_reasons == []
+    with session_scope(calibrated["url"], readonly=True) as s:
+        cs = s.get(CalibrationSet, out.calibration_set_id)
+        assert cs.qa_verdict == "pass"
+        figures = cs.qa["figures"]
+    assert abs(figures["model"]["amplitude_ratio"] - 1) < 0.01 and 0.5 < figures["model"]["chi2_reduced"] < 2
+    assert figures["snr"]["B"] > 20 and figures["snr"]["G"] > 20
+    # the calibrated calibrator group against its model, then the same with a 10 % flux-scale error
+    ms = tmp_path / "g0.ms"
+    shutil.copytree(calibrated["cal_ms"], ms)
+    good = model_agreement(ms)
+    assert abs(good["amplitude_ratio"] - 1) < 0.01
+    with ctables.table(str(ms), readonly=False, ack=False) as tb:
+        tb.putcol("CORRECTED_DATA", tb.getcol("CORRECTED_DATA") * 0.9)
+    bad = model_agreement(ms)
+    assert bad["amplitude_ratio"] == pytest.approx(0.9 * good["amplitude_ratio"], rel=1e-3)
+    qa = QaSettings()
+    common = dict(flagged={"B": 0.0, "G": 0.0}, scatter=None, max_flagged_fraction=0.2, qa=qa)
+    assert judge_calibration(snr={"B": 100.0, "G": 500.0}, agreement=good, **common).status == "pass"
+    verdict = judge_calibration(snr={"B": 100.0, "G": 500.0}, agreement=bad, **common)
+    assert verdict.status == "fail" and "0.90" in verdict.reasons[0]
+    assert judge_calibration(snr={"B": 3.0, "G": 500.0}, agreement=good, **common).status == "fail"
+    assert judge_calibration(snr={"B": 12.0, "G": 500.0}, agreement=good, **common).status == "warn"
+    assert judge_calibration(snr={"B": 100.0}, agreement=good, **{**common, "scatter": 0.3}).status == "warn"

@@ -1,4 +1,4 @@
-"""images.qa_verdict / images.qa: the image QA gate's verdict, reasons and figures.
+"""QA verdicts: images.qa_verdict / images.qa (the image gate), calibration_sets.qa_verdict (the calibration gate).
 
 Revision ID: 0004
 Revises: 0003
@@ -23,9 +23,13 @@ def upgrade() -> None:
         batch.add_column(sa.Column('qa_verdict', sa.String(length=8), nullable=True))
         batch.add_column(sa.Column('qa', sa.JSON(), nullable=True))
         batch.create_index('ix_images_qa_verdict', ['qa_verdict'], unique=False)
+    with op.batch_alter_table('calibration_sets') as batch:
+        batch.add_column(sa.Column('qa_verdict', sa.String(length=8), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('calibration_sets') as batch:
+        batch.drop_column('qa_verdict')
     with op.batch_alter_table('images') as batch:
         batch.drop_index('ix_images_qa_verdict')
         batch.drop_column('qa')

@@ -1,0 +1,47 @@
+"""A QA verdict: ``pass``, ``warn`` or ``fail``, with the reasons and the figures judged.
+
+Every product gets one where it is made (the image gate, :mod:`contimg.imaging.gate`; the calibration
+gate, :mod:`contimg.calibration.gate`); a product whose verdict is ``fail`` never feeds the science.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+__all__ = ["FAIL", "PASS", "WARN", "Verdict", "worst"]
+
+PASS, WARN, FAIL = "pass", "warn", "fail"
+_ORDER = {PASS: 0, WARN: 1, FAIL: 2}
+"""Statuses from best to worst."""
+
+
+@dataclass
+class Verdict:
+    """A QA verdict: the worst status of its checks, the reasons, and the figures judged."""
+
+    status: str = PASS
+    reasons: list[str] = field(default_factory=list)
+    figures: dict[str, Any] = field(default_factory=dict)
+
+    def add(self, status: str, reason: str) -> None:
+        """Record a check that did not pass."""
+        self.reasons.append(f"{status}: {reason}")
+        if _ORDER[status] > _ORDER[self.status]:
+            self.status = status
+
+    @property
+    def failed(self) -> bool:
+        return self.status == FAIL
+
+    def summary(self) -> str:
+        return self.status + (f" ({'; '.join(self.reasons)})" if self.reasons else "")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def worst(statuses) -> str | None:
+    """The worst of some statuses (None if there is none)."""
+    seen = [s for s in statuses if s in _ORDER]
+    return max(seen, key=_ORDER.__getitem__) if seen else None
