@@ -121,6 +121,10 @@ class QaSettings(_Section):
     cal_model_ratio_warn: float = Field(0.02, gt=0, description="a calibration set whose corrected calibrator visibilities differ from its model by more than this fraction (median amplitude ratio) gets a warning")
     cal_model_ratio_fail: float = Field(0.05, gt=0, description="... and fails beyond this fraction")
     cal_chi2_warn: float = Field(5.0, gt=0, description="a calibration set whose corrected calibrator has a larger reduced chi-squared against its model gets a warning")
+    photometry_correction_warn: float = Field(0.1, gt=0, description="an image whose normalisation correction differs from 1 by more than this fraction gets a warning")
+    photometry_correction_fail: float = Field(0.3, gt=0, description="... and fails beyond this fraction")
+    photometry_scatter_warn: float = Field(0.02, gt=0, description="an image whose reference ensemble agrees only to worse than this (relative uncertainty of the correction) gets a warning")
+    photometry_scatter_fail: float = Field(0.1, gt=0, description="... and fails beyond this")
     cal_scatter_warn: float = Field(0.2, gt=0, description="a bandpass whose amplitudes differ from the previous set's by more than this fraction (median) gets a warning")
 
 

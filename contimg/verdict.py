@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-__all__ = ["FAIL", "PASS", "WARN", "Verdict", "worst"]
+__all__ = ["FAIL", "PASS", "WARN", "Verdict", "jsonable", "worst"]
 
 PASS, WARN, FAIL = "pass", "warn", "fail"
 _ORDER = {PASS: 0, WARN: 1, FAIL: 2}
@@ -45,3 +45,20 @@ def worst(statuses) -> str | None:
     """The worst of some statuses (None if there is none)."""
     seen = [s for s in statuses if s in _ORDER]
     return max(seen, key=_ORDER.__getitem__) if seen else None
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` as JSON-ready data for the database: non-finite floats become None (PostgreSQL's JSON has no NaN)."""
+    import json
+    import math
+
+    def clean(v: Any) -> Any:
+        if isinstance(v, float) and not math.isfinite(v):
+            return None
+        if isinstance(v, dict):
+            return {str(k): clean(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [clean(x) for x in v]
+        return v
+
+    return clean(json.loads(json.dumps(value, default=float)))

@@ -132,6 +132,7 @@ def _solve_and_register(ms_path: Path, *, meta, choice, sources, ms_id: int, dat
     """
     from contimg.calibration.gate import bandpass_scatter, judge_calibration
     from contimg.db import session_scope
+    from contimg.verdict import jsonable
 
     t1 = time.perf_counter()
     sources = brighter_than(sources, meta, calibration.model_min_flux_jy, keep=(choice.name,))
@@ -168,7 +169,7 @@ def _solve_and_register(ms_path: Path, *, meta, choice, sources, ms_id: int, dat
         calset = register_solution(
             s, name=name, solution=solution, calibrator_name=choice.name, solve_mjd=meta.mid_mjd,
             bandpass_validity_h=calibration.bandpass_validity_h, gain_validity_h=calibration.gain_validity_h,
-            source_ms_id=ms_id, qa=qa_record,
+            source_ms_id=ms_id, qa=jsonable(qa_record),
         )
         calset.qa_verdict = verdict.status
         own = ValidSet(id=calset.id, name=calset.name, calibrator_name=calset.calibrator_name,

@@ -32,6 +32,7 @@ from contimg.db.models import MeasurementSet, Photometry
 from contimg.errors import InputFileError, PermanentError
 from contimg.pipeline import state
 from contimg.pipeline.calibrate import group_ms
+from contimg.verdict import jsonable
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +77,7 @@ def image(settings: Settings, group_key: str, token: str) -> dict[str, Any]:
     with session_scope(settings) as session:
         rows = record_images(session, products, ms=ms_id)
         for row in rows:
-            row.qa_verdict, row.qa = verdict.status, _jsonable(verdict.to_dict())
+            row.qa_verdict, row.qa = verdict.status, jsonable(verdict.to_dict())
         ids = [row.id for row in rows]
         if verdict.failed:
             dropped = session.execute(delete(Photometry).where(Photometry.image_id.in_(ids))).rowcount
@@ -162,22 +163,6 @@ def flux_scale(settings: Settings, products: Any, *, noise_jy: float) -> tuple[f
     if ratios.size == 0:
         return None, 0, brightest
     return float(np.median(ratios)), int(ratios.size), brightest
-
-
-def _jsonable(value: Any) -> Any:
-    import json
-    import math
-
-    def clean(v: Any) -> Any:
-        if isinstance(v, float) and not math.isfinite(v):
-            return None
-        if isinstance(v, dict):
-            return {k: clean(x) for k, x in v.items()}
-        if isinstance(v, (list, tuple)):
-            return [clean(x) for x in v]
-        return v
-
-    return clean(json.loads(json.dumps(value, default=float)))
 
 
 def _mark_imaged(session: Session, ms_id: int) -> None:

@@ -18,7 +18,7 @@ from sqlalchemy import or_, select
 from contimg.config import Settings
 from contimg.db import run_transaction
 from contimg.db.models import Image
-from contimg.errors import InputFileError
+from contimg.errors import InputFileError, PermanentError
 from contimg.pipeline import state
 from contimg.pipeline.calibrate import group_ms
 
@@ -54,14 +54,59 @@ def photometry(settings: Settings, group_key: str, token: str) -> dict[str, Any]
         raise InputFileError(f"group {group_key}: no primary-beam corrected image of {ms} that passed QA is "
                              "recorded; run the image stage first")
     results = []
+    failed = []
     for image_id in image_ids:
         state.check_current(settings, group_key, token)
-        results.append(photometry_for_image(image_id, database=settings, settings=settings))
+        result = photometry_for_image(image_id, database=settings, settings=settings)
+        verdict = record_verdict(settings, result)
+        result["qa_verdict"], result["qa_reasons"] = verdict.status, verdict.reasons
+        if verdict.failed:
+            failed.append(f"{result['path']}: {'; '.join(verdict.reasons)}")
+        results.append(result)
+    if failed:
+        raise PhotometryQaFailed(f"group {group_key}: photometry failed QA (its rows were removed): "
+                                 + " | ".join(failed))
     seconds = state.stage_finished(settings, group_key, token, STAGE)
     n_measured = sum(int(r.get("n_measured", 0)) for r in results)
     log.info("group %s: photometry of %d source(s) in %d image(s) in %.1f s", group_key, n_measured,
              len(results), seconds)
     return {"images": [_jsonable(r) for r in results], "n_measured": n_measured, "seconds": seconds}
+
+
+class PhotometryQaFailed(PermanentError):
+    """The photometry gate failed an image's normalisation: its photometry rows are removed, the group fails."""
+
+
+def record_verdict(settings: Settings, result: dict[str, Any]) -> Any:
+    """Judge one image's normalisation (:mod:`contimg.photometry.gate`) and record it with the image.
+
+    The image's ``qa`` gains a ``photometry`` entry and its ``qa_verdict``
+    becomes the worse of the image's and the photometry's. A failed
+    normalisation deletes the image's photometry rows, so they never reach
+    variability scoring.
+
+    Returns
+    -------
+    contimg.verdict.Verdict
+    """
+    from sqlalchemy import delete
+
+    from contimg.db import session_scope
+    from contimg.db.models import Photometry
+    from contimg.photometry.gate import judge_normalization
+    from contimg.verdict import jsonable, worst
+
+    verdict = judge_normalization(result.get("normalization") or {}, qa=settings.qa)
+    with session_scope(settings) as session:
+        image = session.get(Image, result["image_id"])
+        if image is not None:
+            image.qa = {**(image.qa or {}), "photometry": jsonable(verdict.to_dict())}
+            image.qa_verdict = worst([image.qa_verdict, verdict.status])
+        if verdict.failed:
+            session.execute(delete(Photometry).where(Photometry.image_id == result["image_id"]))
+    if verdict.reasons:
+        log.warning("photometry of %s: QA %s", result["path"], verdict.summary())
+    return verdict
 
 
 def _jsonable(value: Any) -> Any:
