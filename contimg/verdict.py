@@ -30,6 +30,21 @@ class Verdict:
         if _ORDER[status] > _ORDER[self.status]:
             self.status = status
 
+    def grade(self, value: float, *, warn: float, fail: float, message: str, percent: bool = True) -> None:
+        """Warn if ``value`` exceeds ``warn``, fail if it exceeds ``fail`` or is not finite; ``message`` says what.
+
+        The threshold crossed is appended to the message (as a percentage with ``percent``).
+        """
+        import math
+
+        def shown(x: float) -> str:
+            return f"{x:.0%}" if percent else f"{x:g}"
+
+        if not math.isfinite(value) or value > fail:
+            self.add(FAIL, f"{message} (fail beyond {shown(fail)})")
+        elif value > warn:
+            self.add(WARN, f"{message} (warn beyond {shown(warn)})")
+
     @property
     def failed(self) -> bool:
         return self.status == FAIL

@@ -144,13 +144,9 @@ def judge_calibration(*, flagged: dict[str, float], snr: dict[str, float | None]
         elif value < qa.cal_snr_warn:
             v.add(WARN, f"{kind}: median solution SNR {value:.1f} below {qa.cal_snr_warn:g}")
     if agreement is not None:
-        off = abs(agreement["amplitude_ratio"] - 1.0)
-        msg = (f"the calibrator's corrected visibilities are {agreement['amplitude_ratio']:.3f} x its model "
-               f"(median of {agreement['n']})")
-        if not math.isfinite(off) or off > qa.cal_model_ratio_fail:
-            v.add(FAIL, msg + f" (fail beyond {qa.cal_model_ratio_fail:.0%})")
-        elif off > qa.cal_model_ratio_warn:
-            v.add(WARN, msg + f" (warn beyond {qa.cal_model_ratio_warn:.0%})")
+        v.grade(abs(agreement["amplitude_ratio"] - 1.0), warn=qa.cal_model_ratio_warn, fail=qa.cal_model_ratio_fail,
+                message=f"the calibrator's corrected visibilities are {agreement['amplitude_ratio']:.3f} x its "
+                        f"model (median of {agreement['n']})")
         if agreement["chi2_reduced"] > qa.cal_chi2_warn:
             v.add(WARN, f"reduced chi-squared of the corrected calibrator against its model "
                         f"{agreement['chi2_reduced']:.2f} (warn above {qa.cal_chi2_warn:g})")

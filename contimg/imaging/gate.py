@@ -138,13 +138,9 @@ def judge_image(*, rms_jy: float, peak_jy: float, negative_jy: float, dynamic_ra
         _judge_pixels(v, rms_jy=rms_jy, peak_jy=peak_jy, negative_jy=negative_jy, dynamic_range=dynamic_range,
                       predicted_rms_jy=predicted_rms_jy, expected_peak_jy=expected_peak_jy, qa=qa)
     if flux_sources and flux_ratio is not None:
-        off = abs(flux_ratio - 1.0)
-        msg = (f"bright catalogue sources measure {flux_ratio:.3f} x their catalogue flux "
-               f"(median of {flux_sources})")
-        if not math.isfinite(off) or off > qa.flux_scale_fail:
-            v.add(FAIL, msg + f" (fail beyond {qa.flux_scale_fail:.0%})")
-        elif off > qa.flux_scale_warn:
-            v.add(WARN, msg + f" (warn beyond {qa.flux_scale_warn:.0%})")
+        v.grade(abs(flux_ratio - 1.0), warn=qa.flux_scale_warn, fail=qa.flux_scale_fail,
+                message=f"bright catalogue sources measure {flux_ratio:.3f} x their catalogue flux "
+                        f"(median of {flux_sources})")
     return v
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from contimg.verdict import FAIL, WARN, Verdict
+from contimg.verdict import WARN, Verdict
 
 __all__ = ["judge_normalization"]
 
@@ -37,17 +37,9 @@ def judge_normalization(normalization: dict[str, Any], *, qa: Any) -> Verdict:
     if c is None or not math.isfinite(c) or c <= 0:
         v.add(WARN, f"not normalised: {normalization.get('references', 0)} usable reference source(s) in this epoch")
         return v
-    off = abs(c - 1.0)
-    msg = f"flux-scale correction {c:.3f} from the reference ensemble"
-    if off > qa.photometry_correction_fail:
-        v.add(FAIL, msg + f" (fail beyond {qa.photometry_correction_fail:.0%})")
-    elif off > qa.photometry_correction_warn:
-        v.add(WARN, msg + f" (warn beyond {qa.photometry_correction_warn:.0%})")
+    v.grade(abs(c - 1.0), warn=qa.photometry_correction_warn, fail=qa.photometry_correction_fail,
+            message=f"flux-scale correction {c:.3f} from the reference ensemble")
     if err is not None and math.isfinite(err):
-        rel = err / c
-        msg = f"the references agree to {rel:.1%} (the correction's relative uncertainty)"
-        if rel > qa.photometry_scatter_fail:
-            v.add(FAIL, msg + f" (fail beyond {qa.photometry_scatter_fail:.0%})")
-        elif rel > qa.photometry_scatter_warn:
-            v.add(WARN, msg + f" (warn beyond {qa.photometry_scatter_warn:.0%})")
+        v.grade(err / c, warn=qa.photometry_scatter_warn, fail=qa.photometry_scatter_fail,
+                message=f"the references agree to {err / c:.1%} (the correction's relative uncertainty)")
     return v
