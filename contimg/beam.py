@@ -66,6 +66,29 @@ def airy_power(sep_rad: np.ndarray | float, freq_hz: np.ndarray | float, diamete
     return amp * amp
 
 
+def dish_diameter_from_antennas(diameters, *, ms_path) -> float:
+    """The dish diameter (m) of an array from its ANTENNA table's DISH_DIAMETER column (the median).
+
+    Raises
+    ------
+    contimg.errors.InputFileError
+        If the column gives no positive diameter, or the antennas' dishes differ by more than 1 %
+        (a heterogeneous array needs a beam per baseline, which contimg does not model).
+    """
+    from contimg.errors import InputFileError
+
+    d = np.asarray(diameters, float)
+    d = d[np.isfinite(d) & (d > 0)]
+    if d.size == 0:
+        raise InputFileError(f"{ms_path}: the ANTENNA table gives no dish diameter (DISH_DIAMETER); "
+                             "the primary beam cannot be computed")
+    med = float(np.median(d))
+    if np.any(np.abs(d / med - 1.0) > 0.01):
+        raise InputFileError(f"{ms_path}: dishes of {d.min():g} to {d.max():g} m: contimg models one primary beam "
+                             "for all antennas and cannot handle a heterogeneous array")
+    return med
+
+
 def airy_fwhm_rad(freq_hz: np.ndarray | float, diameter_m: float = DISH_DIAMETER_M) -> np.ndarray:
     """Half-power full width (radians) of :func:`airy_power` at ``freq_hz``."""
     return _FWHM_FACTOR * SPEED_OF_LIGHT / (np.asarray(freq_hz, dtype=float) * diameter_m)

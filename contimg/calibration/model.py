@@ -58,7 +58,7 @@ from threadpoolctl import threadpool_limits
 from contimg.beam import SPEED_OF_LIGHT, airy_power, angular_separation
 from contimg.calibration.msmeta import MsMeta, read_ms_meta
 from contimg.errors import InputFileError
-from contimg.stations import DISH_DIAMETER_M, icrs_to_apparent
+from contimg.stations import icrs_to_apparent
 
 log = logging.getLogger(__name__)
 
@@ -147,11 +147,14 @@ def antenna_delay_m(sources: PointSources, meta: MsMeta) -> np.ndarray:
 
 
 def apparent_flux(sources: PointSources, meta: MsMeta, *, freq_hz: np.ndarray | None = None,
-                  diameter_m: float | None = DISH_DIAMETER_M) -> np.ndarray:
+                  diameter_m: float | None | str = "ms") -> np.ndarray:
     """Beam-attenuated flux ``S(nu) A(theta(t), nu)`` (Jy), shape (Nsrc, Ntimes, Nfreqs).
 
-    ``diameter_m=None`` switches the primary beam off.
+    The beam is the Airy pattern of the MS's own dishes (``meta.dish_diameter_m``, from its ANTENNA
+    table) unless ``diameter_m`` gives another diameter; ``diameter_m=None`` switches the beam off.
     """
+    if diameter_m == "ms":
+        diameter_m = meta.dish_diameter_m
     freq = meta.freq_array if freq_hz is None else np.atleast_1d(np.asarray(freq_hz, float))
     spec = sources.flux_jy[:, None] * (freq[None, :] / REFERENCE_FREQ_HZ) ** sources.spectral_index[:, None]
     if diameter_m is None:
@@ -221,7 +224,7 @@ def write_model_data(
     sources: PointSources,
     *,
     meta: MsMeta | None = None,
-    diameter_m: float | None = DISH_DIAMETER_M,
+    diameter_m: float | None | str = "ms",
     column: str = "MODEL_DATA",
 ) -> ModelReport:
     """Compute the model of ``sources`` for every row of ``ms_path`` and write it to ``column``.
@@ -235,7 +238,8 @@ def write_model_data(
     meta
         The MS's metadata if already read.
     diameter_m
-        Dish diameter of the Airy beam; None switches the beam off (for tests).
+        Dish diameter of the Airy beam: ``"ms"`` (default) reads it from the MS's ANTENNA table; None
+        switches the beam off (for tests).
     column
         The column to write (must exist).
 

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from contimg.beam import dish_diameter_from_antennas
 from contimg.errors import InputFileError
 
 log = logging.getLogger(__name__)
@@ -81,6 +82,8 @@ class MsMeta:
     phase_center_dec: float
     pointing_dec_apparent: float
     Npols: int
+    dish_diameter_m: float = 4.65
+    """The antennas' dish diameter from the ANTENNA table (the primary beam of the model and the selection)."""
 
     @property
     def Ntimes(self) -> int:  # noqa: N802 - pyuvdata naming
@@ -153,6 +156,7 @@ def read_ms_meta(ms_path: str | Path) -> MsMeta:
         with tables.table(p + "/ANTENNA", ack=False) as t:
             names_all = list(t.getcol("NAME"))
             pos_all = np.asarray(t.getcol("POSITION"), float)
+            diameters = np.asarray(t.getcol("DISH_DIAMETER"), float)
         with tables.table(p + "/OBSERVATION", ack=False) as t:
             if "TELESCOPE_LOCATION" in t.colnames():
                 xyz = np.asarray(t.getcell("TELESCOPE_LOCATION", 0), float)
@@ -169,6 +173,7 @@ def read_ms_meta(ms_path: str | Path) -> MsMeta:
         antenna_numbers=ant.astype(int), antenna_names=[names_all[a] for a in ant],
         antenna_positions=pos_all[ant] - xyz[None, :], telescope_xyz=xyz,
         phase_center_ra=float(ra0), phase_center_dec=float(dec0), pointing_dec_apparent=float("nan"), Npols=npol,
+        dish_diameter_m=dish_diameter_from_antennas(diameters[ant], ms_path=ms_path),
     )
     from contimg.stations import icrs_to_apparent, lst_rad
 

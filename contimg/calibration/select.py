@@ -2,8 +2,8 @@
 
 A drift-scan group sees the strip of sky that transits the fixed-elevation
 beam during its ~309 s. For every catalogue calibrator near that strip we
-compute the Airy primary-beam response (4.65 m dish, at 1.4 GHz) at each
-integration; a calibrator is *usable* when its best response during the group
+compute the Airy primary-beam response (of the MS's own dishes, from its ANTENNA
+table: 4.65 m for DSA-110; at 1.4 GHz) at each integration; a calibrator is *usable* when its best response during the group
 reaches ``min_beam_response`` and its apparent flux (catalogue flux x that
 response) reaches ``min_calibrator_flux_jy``. Among usable calibrators the one
 with the highest apparent flux (beam response x flux) is chosen. A group
@@ -119,12 +119,12 @@ def sources_near_track(
 def _transit_response(ra_deg: float, dec_deg: float, meta: MsMeta) -> float:
     """Primary-beam response (1.4 GHz) at a source's transit: its apparent declination against the pointing's."""
     from contimg.beam import airy_power
-    from contimg.stations import DISH_DIAMETER_M, icrs_to_apparent
+    from contimg.stations import icrs_to_apparent
 
     t_mid = np.array([[meta.time_jd[meta.Ntimes // 2]]])
     _, app_dec = icrs_to_apparent(np.radians([[ra_deg]]), np.radians([[dec_deg]]), t_mid, meta.location)
     sep = abs(float(app_dec[0, 0]) - meta.pointing_dec_apparent)
-    return float(airy_power(np.array([sep]), np.array([REFERENCE_FREQ_HZ]), DISH_DIAMETER_M)[0])
+    return float(airy_power(np.array([sep]), np.array([REFERENCE_FREQ_HZ]), meta.dish_diameter_m)[0])
 
 
 def choose_calibrator(

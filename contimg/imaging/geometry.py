@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 from scipy.optimize import brentq
 
-from contimg.beam import SPEED_OF_LIGHT, airy_power
+from contimg.beam import SPEED_OF_LIGHT, airy_power, dish_diameter_from_antennas
 from contimg.errors import InputFileError
 
 __all__ = ["ImageGeometry", "MsInfo", "derive_geometry", "pb_radius_rad", "pointing_track", "read_ms_info"]
@@ -89,6 +89,8 @@ class MsInfo:
     Nants: int
     flagged_fraction: float
     telescope_name: str
+    dish_diameter_m: float = 4.65
+    """The antennas' dish diameter from the ANTENNA table: the primary beam of the field and of PB correction."""
 
     @property
     def Nfreqs(self) -> int:  # noqa: N802 - pyuvdata naming
@@ -208,6 +210,7 @@ def read_ms_info(ms_path: str | os.PathLike, *, data_column: str = "CORRECTED_DA
             chan_width = t.getcol("CHAN_WIDTH")
         with table(str(ms / "ANTENNA"), ack=False) as t:
             nants = t.nrows()
+            diameters = np.asarray(t.getcol("DISH_DIAMETER"), float)
         with table(str(ms / "OBSERVATION"), ack=False) as t:
             tel = str(t.getcol("TELESCOPE_NAME")[0]) if t.nrows() else ""
     except InputFileError:
@@ -241,6 +244,8 @@ def read_ms_info(ms_path: str | os.PathLike, *, data_column: str = "CORRECTED_DA
         Nants=int(nants),
         flagged_fraction=nflag / nvis,
         telescope_name=tel,
+        dish_diameter_m=dish_diameter_from_antennas(
+            diameters[np.union1d(a1, a2)] if diameters.size > max(a1.max(), a2.max()) else diameters, ms_path=ms),
     )
 
 
@@ -263,10 +268,10 @@ def pointing_track(info: MsInfo) -> tuple[np.ndarray, np.ndarray]:
     return np.mod(ra, 2 * math.pi), dec
 
 
-def pb_radius_rad(pb_limit: float, freq_hz: float) -> float:
-    """Angular radius (radians) where the Airy power beam at ``freq_hz`` falls to ``pb_limit``."""
-    first_null = 1.2197 * SPEED_OF_LIGHT / (freq_hz * 4.65)
-    return float(brentq(lambda r: float(airy_power(r, freq_hz)) - pb_limit, 1e-9, first_null * 0.999))
+def pb_radius_rad(pb_limit: float, freq_hz: float, diameter_m: float = 4.65) -> float:
+    """Angular radius (radians) where the Airy power beam of ``diameter_m`` dishes at ``freq_hz`` falls to ``pb_limit``."""
+    first_null = 1.2197 * SPEED_OF_LIGHT / (freq_hz * diameter_m)
+    return float(brentq(lambda r: float(airy_power(r, freq_hz, diameter_m)) - pb_limit, 1e-9, first_null * 0.999))
 
 
 def _smooth_even(n: int) -> int:
@@ -311,7 +316,7 @@ def derive_geometry(
     if cell_arcsec is None:
         cell = lam_min / info.max_baseline_m / pixels_per_beam / ARCSEC
         cell_arcsec = math.floor(cell * 10) / 10
-    radius = pb_radius_rad(pb_limit, info.min_freq_hz)
+    radius = pb_radius_rad(pb_limit, info.min_freq_hz, info.dish_diameter_m)
     ra, dec = pointing_track(info)
     from contimg.beam import angular_separation
 

@@ -1,4 +1,4 @@
-"""Primary-beam correction of FITS images with the Airy beam of the 4.65 m dishes.
+"""Primary-beam correction of FITS images with the Airy beam of the MS's own dishes (4.65 m for DSA-110).
 
 WSClean and tclean know no DSA-110 beam, so we correct their flat-noise
 images ourselves. The dish is fixed in hour angle and declination while the
@@ -85,7 +85,7 @@ def beam_at_positions(
     total = np.zeros(np.broadcast(ra, dec).shape)
     for pr, pd in zip(p_ra, p_dec):
         sep = angular_separation(pr, pd, ra, dec)
-        total += airy_power(sep[..., None], freqs).mean(axis=-1)
+        total += airy_power(sep[..., None], freqs, info.dish_diameter_m).mean(axis=-1)
     return total / len(p_ra)
 
 
@@ -163,15 +163,16 @@ def pb_correct_fits(
     hdr = header.copy()
     hdr["PBCOR"] = (True, "divided by the time/band-averaged Airy beam")
     hdr["PBLIMIT"] = (pb_limit, "blanked where the beam is below this")
-    hdr["PBDIAM"] = (4.65, "[m] Airy dish diameter")
-    hdr["HISTORY"] = "contimg: primary-beam corrected (Airy 4.65 m, averaged over the group's pointing track and band)"
+    hdr["PBDIAM"] = (info.dish_diameter_m, "[m] Airy dish diameter (the MS's ANTENNA table)")
+    hdr["HISTORY"] = (f"contimg: primary-beam corrected (Airy {info.dish_diameter_m:g} m, averaged over the group's "
+                      "pointing track and band)")
     write_fits_atomic(pbcor_fits, corrected, hdr)
     if pb_fits is not None:
         bh = header.copy()
         bh["BUNIT"] = ""
         for key in ("BMAJ", "BMIN", "BPA"):
             bh.remove(key, ignore_missing=True)
-        bh["HISTORY"] = "contimg: time/band-averaged Airy power beam (4.65 m)"
+        bh["HISTORY"] = f"contimg: time/band-averaged Airy power beam ({info.dish_diameter_m:g} m)"
         write_fits_atomic(pb_fits, beam.reshape(data.shape), bh)
     log.info("primary-beam corrected %s -> %s (beam %.3f ... %.3f)", image_fits, pbcor_fits,
              float(beam.min()), float(beam.max()))

@@ -165,6 +165,8 @@ class SimulationConfig:
     seed: int = 0
     noise: bool = True
     sefd_jy: float = 6500.0
+    dish_diameter_m: float = 4.65
+    """Dish diameter written to the antenna table and used for the simulated primary beam (DSA-110: 4.65 m)."""
     gains: bool = True
     gain_amplitude_rms: float = 0.1
     gain_delay_rms_ns: float = 2.0
@@ -211,6 +213,7 @@ class SimulationConfig:
             if not cond:
                 problems.append(msg)
 
+        need(self.dish_diameter_m > 0, f"dish_diameter_m must be positive, got {self.dish_diameter_m}")
         need(self.n_groups >= 1, f"n_groups must be >= 1, got {self.n_groups}")
         need(self.n_days >= 1, f"n_days must be >= 1, got {self.n_days}")
         need(-90 < self.dec_deg < 90, f"dec_deg must be in (-90, 90), got {self.dec_deg}")

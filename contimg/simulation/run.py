@@ -181,7 +181,8 @@ def _subband_data(job: _GroupJob, subband: int) -> np.ndarray:
     """Visibilities of one subband, shape (Nblts, Nfreqs, 2), complex64."""
     cfg = job.config
     freq = subband_frequencies(subband, cfg.channels_per_subband)
-    vis = model_visibilities(job.geometry, job.flux, job.spectral_index, freq)  # (Nt, Nbls, Nf)
+    vis = model_visibilities(job.geometry, job.flux, job.spectral_index, freq,
+                             diameter_m=cfg.dish_diameter_m)  # (Nt, Nbls, Nf)
     ant = job.geometry.antenna_numbers
     i, j = baseline_pairs(ant)
     autos = np.flatnonzero(i == j)
@@ -341,6 +342,7 @@ def _simulate(
             freq_hz=subband_frequencies(config.subbands[0], config.channels_per_subband),
             integration_time_s=config.integration_time_s,
             vis_units="uncalib" if config.gains else "Jy", history=history,
+            dish_diameter_m=config.dish_diameter_m,
         )
         _JOB = _GroupJob(
             config=config, template=template, geometry=geometry, flux=flux_per_epoch[:, day] * scale,

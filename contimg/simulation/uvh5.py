@@ -48,6 +48,7 @@ def make_group_template(
     integration_time_s: float,
     vis_units: str,
     history: str,
+    dish_diameter_m: float = DISH_DIAMETER_M,
 ) -> "pyuvdata.UVData":  # noqa: F821 - imported lazily
     """A metadata-only UVData for one group (all subbands share it).
 
@@ -78,7 +79,7 @@ def make_group_template(
         antenna_positions=stations.relative_ecef(DSA110_LOCATION),
         antenna_names=list(stations.antenna_names),
         antenna_numbers=stations.antenna_numbers,
-        antenna_diameters=np.full(stations.Nants, DISH_DIAMETER_M),
+        antenna_diameters=np.full(stations.Nants, float(dish_diameter_m)),
         instrument=TELESCOPE_NAME,
         x_orientation="east",
         feeds=["x", "y"],

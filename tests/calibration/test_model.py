@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -102,3 +103,55 @@ def test_sign_convention_matches_casa_ft(noisefree, ms_copy, tmp_path):
     # aberration leaves a small phase difference on the longest baselines; a sign error gives ~90 deg
     assert np.median(dphi) < 1.0
     assert np.percentile(dphi, 99) < 5.0
+
+
+@pytest.fixture(scope="module")
+def nine_metre_group(tmp_path_factory):
+    """A noise- and gain-free group of an array with 9 m dishes (a narrower primary beam than DSA-110's)."""
+    from contimg.conversion import convert_group
+    from contimg.simulation import SimulationConfig, load_truth, simulate
+
+    out = tmp_path_factory.mktemp("nine_metre")
+    res = simulate(out / "sim", SimulationConfig(n_antennas=10, channels_per_subband=2, seed=4, noise=False,
+                                                 gains=False, calibrator_flux_jy=10.0, n_sources=30,
+                                                 dish_diameter_m=9.0))
+    ms = out / "g0.ms"
+    convert_group(res.groups[0].paths, ms, staging_dir=out / "staging", processes=1)
+    return load_truth(res.truth_path), ms
+
+
+def test_the_dish_is_read_from_the_ms(nine_metre_group, ms_copy):
+    """The model uses the MS's own dishes: 9 m here. With DSA-110's 4.65 m beam the off-axis sources would be
+    several times too bright."""
+    from contimg.imaging.geometry import derive_geometry, read_ms_info
+
+    truth, ms = nine_metre_group
+    ms = ms_copy(ms)
+    assert read_ms_meta(ms).dish_diameter_m == 9.0
+    info = read_ms_info(ms, data_column="DATA")
+    assert info.dish_diameter_m == 9.0
+    # the field to 20 % of the beam scales inversely with the dish
+    assert derive_geometry(info, pb_limit=0.2).pb_radius_deg < 0.6 * derive_geometry(
+        dataclasses.replace(info, dish_diameter_m=4.65), pb_limit=0.2).pb_radius_deg
+    write_model_data(ms, truth_sources(truth))
+    data, model = _cols(ms, "DATA", "MODEL_DATA")
+    scale = np.abs(data).max()
+    assert np.sqrt(np.mean(np.abs(data - model) ** 2)) < 1e-6 * scale
+    write_model_data(ms, truth_sources(truth), diameter_m=4.65)
+    (wrong,) = _cols(ms, "MODEL_DATA")
+    assert np.sqrt(np.mean(np.abs(data - wrong) ** 2)) > 1e-3 * scale
+
+
+def test_a_heterogeneous_array_is_refused(nine_metre_group, ms_copy):
+    from casacore import tables as ctables
+
+    from contimg.errors import InputFileError
+
+    _, ms = nine_metre_group
+    ms = ms_copy(ms)
+    with ctables.table(str(ms / "ANTENNA"), readonly=False, ack=False) as t:
+        d = t.getcol("DISH_DIAMETER")
+        d[::2] = 25.0
+        t.putcol("DISH_DIAMETER", d)
+    with pytest.raises(InputFileError, match=r"g0.ms: dishes of 9 to 25 m: contimg models one primary beam"):
+        read_ms_meta(ms)
