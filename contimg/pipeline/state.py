@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from contimg.db import GroupState, apply_transition, run_transaction
@@ -330,6 +330,15 @@ def complete(db: Any, group_key: str, token: str) -> bool:
     return done
 
 
+def _abandon_timings(group: ObservationGroup, status: str, now: datetime) -> None:
+    """End the current attempt's ``running`` stage timings with ``status`` (``failed``, ``lost``)."""
+    for timing in group.stage_timings:
+        if timing.attempt == group.attempt and timing.status == "running":
+            timing.status = status
+            timing.finished_at = now
+            timing.seconds = (now - timing.started_at).total_seconds()
+
+
 def fail(db: Any, group_key: str, error: str, *, token: str | None = None) -> bool:
     """Mark the group ``failed`` with ``error``; idempotent.
 
@@ -345,12 +354,7 @@ def fail(db: Any, group_key: str, error: str, *, token: str | None = None) -> bo
             return False
         if group.state in (GroupState.FAILED, GroupState.COMPLETED):
             return False
-        now = utcnow()
-        for timing in group.stage_timings:
-            if timing.attempt == group.attempt and timing.status == "running":
-                timing.status = "failed"
-                timing.finished_at = now
-                timing.seconds = (now - timing.started_at).total_seconds()
+        _abandon_timings(group, "failed", utcnow())
         apply_transition(group, GroupState.FAILED, error=error[:4000])
         return True
 
@@ -366,14 +370,6 @@ def resume_stage(group: ObservationGroup) -> str:
     done = {t.stage for t in group.stage_timings if t.attempt == group.attempt and t.status == "ok"}
     rest = [s for s in stages_from(stage) if s not in done]
     return rest[0] if rest else stage
-
-
-def _abandon_timings(group: ObservationGroup, status: str, now: datetime) -> None:
-    for timing in group.stage_timings:
-        if timing.attempt == group.attempt and timing.status == "running":
-            timing.status = status
-            timing.finished_at = now
-            timing.seconds = (now - timing.started_at).total_seconds()
 
 
 @dataclass(frozen=True)
@@ -430,11 +426,14 @@ def requeue_stale(db: Any, enqueue: Enqueue, *, stale_s: float, max_retries: int
         ``{"requeued": [...], "failed": [...]}`` group keys.
     """
     now = now or utcnow()
+    # every rule of lost_reason needs a heartbeat older than grace_s or stale_s: runs beating now are not locked
+    quiet_since = now - timedelta(seconds=min(grace_s, stale_s))
 
     def _sweep(session: Session) -> tuple[list[Published], list[str]]:
         rows = session.scalars(
             select(ObservationGroup)
-            .where(ObservationGroup.state == GroupState.IN_PROGRESS)
+            .where(ObservationGroup.state == GroupState.IN_PROGRESS,
+                   func.coalesce(ObservationGroup.heartbeat_at, ObservationGroup.updated_at) <= quiet_since)
             .with_for_update()
         ).all()
         requeued, failed = [], []
