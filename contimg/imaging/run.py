@@ -35,6 +35,7 @@ from contimg.errors import ConfigError, ExternalToolError
 from contimg.imaging.geometry import ImageGeometry, derive_geometry, read_ms_info
 from contimg.imaging.qa import ImageQA, image_qa, write_thumbnail
 from contimg.imaging.gate import negative_peak_jy, predicted_noise_jy
+from contimg.imaging.smearing import UvTracks, read_uv_tracks
 from contimg.imaging.tiers import TierParameters, tier_parameters
 from contimg.imaging.wsclean import DeconvolutionLog, parse_wsclean_log
 
@@ -173,6 +174,7 @@ def image_ms(
     out = Path(out_dir).absolute()
     out.mkdir(parents=True, exist_ok=True)
     name = name or (ms.name[:-3] if ms.name.endswith(".ms") else ms.name)
+    tracks = read_uv_tracks(ms)  # uv tracks, read once: the averaging plan and the noise prediction
     work = Path(tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=out))
     try:
         prefix = work / "img"
@@ -188,8 +190,10 @@ def image_ms(
 
             bda = None
             if params.max_smearing_loss is not None:
-                averaging = _plan_averaging(ms, geometry, params.max_smearing_loss, robust=settings.robust)
+                averaging = _plan_averaging(ms, geometry, params.max_smearing_loss, robust=settings.robust,
+                                            tracks=tracks)
                 bda = averaging.wavelengths
+
             def _run(tier) -> tuple[list[str], float, float, DeconvolutionLog]:
                 args = wsclean_arguments(ms, prefix=prefix, geometry=geometry, tier=tier, robust=settings.robust,
                                          threads=_threads(settings), data_column=data_column, fits_mask=mask_file,
@@ -227,7 +231,7 @@ def image_ms(
         pb_correct_fits(files["image"], info=info, pbcor_fits=pbcor_tmp, pb_fits=pb_tmp, pb_limit=settings.pb_limit)
         qa = image_qa(files["image"], residual_fits=files["residual"])
         negative_jy = negative_peak_jy(files["image"])
-        predicted_rms_jy = _predicted_noise(ms, geometry, robust=settings.robust)
+        predicted_rms_jy = _predicted_noise(ms, geometry, robust=settings.robust, tracks=tracks)
         png_tmp = work / "img.png"
         write_thumbnail(files["image"], png_tmp, rms=qa.rms_jy,
                         title=f"{name} {backend}/{tier_name} rms {qa.rms_jy * 1e3:.2f} mJy/beam DR {qa.dynamic_range:.0f}")
@@ -277,22 +281,25 @@ def safe_tier(params: TierParameters) -> TierParameters:
     return replace(params, mgain=round(min(0.8, params.mgain - SAFE_MGAIN_STEP), 3))
 
 
-def _predicted_noise(ms: Path, geometry: ImageGeometry, *, robust: float) -> float | None:
+def _fov_rad(geometry: ImageGeometry) -> tuple[float, float]:
+    """Image width and height (radians): the uv cell of the imaging weights."""
+    return math.radians(geometry.width_deg), math.radians(geometry.height_deg)
+
+
+def _predicted_noise(ms: Path, geometry: ImageGeometry, *, robust: float, tracks: UvTracks) -> float | None:
     """Thermal noise of the image from the MS's weights and the Briggs weights of the image's uv cell."""
     from contimg.errors import InputFileError
-    from contimg.imaging.smearing import briggs_weights, read_uv_tracks
+    from contimg.imaging.smearing import briggs_weights
 
     try:
-        tracks = read_uv_tracks(ms)
-        fov = (math.radians(geometry.width_deg), math.radians(geometry.height_deg))
-        weights = briggs_weights(tracks, robust=robust, fov_rad=fov)
+        weights = briggs_weights(tracks, robust=robust, fov_rad=_fov_rad(geometry))
         return predicted_noise_jy(ms, imaging_weights=weights)
     except (InputFileError, RuntimeError, ValueError) as exc:
         log.warning("%s: cannot predict the thermal noise: %s", ms, exc)
         return None
 
 
-def _plan_averaging(ms: Path, geometry: ImageGeometry, max_loss: float, *, robust: float):
+def _plan_averaging(ms: Path, geometry: ImageGeometry, max_loss: float, *, robust: float, tracks: UvTracks):
     """Baseline-dependent averaging within ``max_loss`` at the farthest point that matters.
 
     That point is the pb_limit edge of the swept field (radius plus half the
@@ -302,8 +309,8 @@ def _plan_averaging(ms: Path, geometry: ImageGeometry, max_loss: float, *, robus
 
     half_diagonal = math.hypot(geometry.width_deg, geometry.height_deg) / 2
     edge = math.radians(min(geometry.pb_radius_deg + geometry.drift_deg / 2, half_diagonal))
-    fov = (math.radians(geometry.width_deg), math.radians(geometry.height_deg))
-    return plan_baseline_averaging(ms, radius_rad=edge, max_loss=max_loss, robust=robust, fov_rad=fov)
+    return plan_baseline_averaging(ms, radius_rad=edge, max_loss=max_loss, robust=robust, fov_rad=_fov_rad(geometry),
+                                   tracks=tracks)
 
 
 def _write_mask(work: Path, backend: str, positions: Sequence[tuple[float, float]], *, info, geometry,
