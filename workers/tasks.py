@@ -90,19 +90,26 @@ class GroupTask(Task):
     leaves_node = False
     """True for the task after which the run's conversion no longer needs its node (the combine)."""
 
-    def before_start(self, task_id, args, kwargs):  # noqa: D102 - Celery hook
+    def _held_run(self, kwargs: dict[str, Any]) -> tuple[str, str, str] | None:
+        """(worker id, group key, run token) when this task holds a run in a cluster worker, else None."""
         worker = getattr(self.app.conf, "contimg_worker_id", None)
         key, token = kwargs.get("group_key"), kwargs.get("token")
         if not self.holds_run or worker is None or key is None or token is None:
-            return
-        _guard(state.hold, _settings(), key, token, worker=worker)
+            return None
+        return worker, key, token
+
+    def before_start(self, task_id, args, kwargs):  # noqa: D102 - Celery hook
+        held = self._held_run(kwargs)
+        if held is not None:
+            worker, key, token = held
+            _guard(state.hold, _settings(), key, token, worker=worker)
 
     def after_return(self, status, retval, task_id, args, kwargs, einfo):  # noqa: D102 - Celery hook
         # after the chain's next step was published: its worker adds itself before this one leaves
-        worker = getattr(self.app.conf, "contimg_worker_id", None)
-        key, token = kwargs.get("group_key"), kwargs.get("token")
-        if not self.holds_run or worker is None or key is None or token is None:
+        held = self._held_run(kwargs)
+        if held is None:
             return
+        worker, key, token = held
         try:
             state.unhold(_settings(), key, token, worker=worker, node=self.leaves_node and status == "SUCCESS")
         except Exception:  # noqa: BLE001 - the sweep's heartbeat rule covers a holder left behind
