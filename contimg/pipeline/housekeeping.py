@@ -191,6 +191,7 @@ class Sweeper:
         self.interval_s = settings.ingest.sweep_interval_s
         self.stopping = threading.Event()
         self._me = uuid.uuid4().hex
+        self._client = None
         self._thread = threading.Thread(target=self._run, name="contimg-sweeper", daemon=True)
 
     def start(self) -> "Sweeper":
@@ -206,7 +207,9 @@ class Sweeper:
         """One pass if this sweeper gets the lock; returns the report (None if another sweeper holds it)."""
         import redis
 
-        client = redis.Redis.from_url(self.settings.broker_url, socket_timeout=5, socket_connect_timeout=5)
+        if self._client is None:  # one connection pool for every pass; it reconnects after a broker restart
+            self._client = redis.Redis.from_url(self.settings.broker_url, socket_timeout=5, socket_connect_timeout=5)
+        client = self._client
         ttl_ms = int(max(self.interval_s * 4, 60.0) * 1000)
         if not client.set(SWEEP_LOCK_KEY, self._me, nx=True, px=ttl_ms):
             if client.get(SWEEP_LOCK_KEY) != self._me.encode():
