@@ -33,15 +33,21 @@ from .conftest import gain_errors, truth_sources
 pytestmark = pytest.mark.integration
 
 
+def _catalogue_db(path: Path, truth) -> str:
+    """A new SQLite database at ``path`` holding the simulation's catalogue; returns its URL."""
+    url = f"sqlite:///{path}"
+    init_db(url)
+    with session_scope(url) as s:
+        import_truth(s, truth.path)
+    return url
+
+
 @pytest.fixture(scope="module")
 def calibrated(gained, tmp_path_factory):
     """Calibrate group 0 (calibrator) then group 2 (science, with a stricter beam threshold)."""
     truth, ms = gained
     root = tmp_path_factory.mktemp("calibrate")
-    url = f"sqlite:///{root / 'db.sqlite3'}"
-    init_db(url)
-    with session_scope(url) as s:
-        import_truth(s, truth.path)
+    url = _catalogue_db(root / "db.sqlite3", truth)
     cal_ms, sci_ms = root / "g0.ms", root / "g2.ms"
     shutil.copytree(ms[0], cal_ms)
     shutil.copytree(ms[2], sci_ms)
@@ -131,10 +137,7 @@ def test_rerun_is_idempotent(calibrated):
 
 def test_science_group_without_valid_set_is_refused(gained, tmp_path):
     truth, ms = gained
-    url = f"sqlite:///{tmp_path / 'empty.sqlite3'}"
-    init_db(url)
-    with session_scope(url) as s:
-        import_truth(s, truth.path)
+    url = _catalogue_db(tmp_path / "empty.sqlite3", truth)
     sci = tmp_path / "g2.ms"
     shutil.copytree(ms[2], sci)
     with pytest.raises(NoValidCalibration, match="g2.ms: no calibrator in the beam and no valid calibration set"):
@@ -179,10 +182,7 @@ def test_full_scale_gain_accuracy(tmp_path):
     truth = load_truth(res.truth_path)
     ms = tmp_path / "g0.ms"
     convert_group(res.groups[0].paths, ms, staging_dir=tmp_path / "staging", processes=2)
-    url = f"sqlite:///{tmp_path / 'db.sqlite3'}"
-    init_db(url)
-    with session_scope(url) as s:
-        import_truth(s, truth.path)
+    url = _catalogue_db(tmp_path / "db.sqlite3", truth)
     out = calibrate_ms(ms, database=url, calibration=CalibrationSettings(), caltable_dir=tmp_path / "cal",
                        scratch_dir=tmp_path / "scratch")
     amp, phase = gain_errors(truth, dict(zip(("B", "G"), out.tables)), ms, out.refant)
@@ -208,10 +208,7 @@ def test_a_calibrator_transit_is_solved_once_on_its_own_group(gained, tmp_path):
     it waits for the transit group's set instead of solving its own, unless told to (a setting, or the
     fallback once the wait is over)."""
     truth, ms = gained
-    url = f"sqlite:///{tmp_path / 'db.sqlite3'}"
-    init_db(url)
-    with session_scope(url) as s:
-        import_truth(s, truth.path)
+    url = _catalogue_db(tmp_path / "db.sqlite3", truth)
     dirs = dict(caltable_dir=tmp_path / "cal", scratch_dir=tmp_path / "scratch")
     cal, sci = tmp_path / "g0.ms", tmp_path / "g2.ms"
     shutil.copytree(ms[0], cal)
@@ -234,10 +231,7 @@ def test_a_calibrator_transit_is_solved_once_on_its_own_group(gained, tmp_path):
 
 def test_a_group_past_the_transit_solves_when_the_transit_group_never_comes(gained, tmp_path):
     truth, ms = gained
-    url = f"sqlite:///{tmp_path / 'db.sqlite3'}"
-    init_db(url)
-    with session_scope(url) as s:
-        import_truth(s, truth.path)
+    url = _catalogue_db(tmp_path / "db.sqlite3", truth)
     sci = tmp_path / "g2.ms"
     shutil.copytree(ms[2], sci)
     out = calibrate_ms(sci, database=url, calibration=CalibrationSettings(), fallback_solve=True,

@@ -30,6 +30,20 @@ def _pending_group(settings, key="2025-10-02T10:02:45") -> str:
         return state.make_pending(g)
 
 
+def _converting_run(settings, key="2025-10-02T10:02:45") -> tuple[str, str]:
+    """A group claimed by a new run that started its convert stage: (key, token)."""
+    token = _pending_group(settings, key)
+    state.claim(settings, key, token)
+    state.stage_started(settings, key, token, "convert")
+    return key, token
+
+
+def _publisher():
+    """(the list of publications, an ``enqueue`` that appends to it)."""
+    published = []
+    return published, lambda *a: published.append(a)
+
+
 def _group(settings, key="2025-10-02T10:02:45") -> ObservationGroup:
     with session_scope(settings, readonly=True) as s:
         return s.scalar(select(ObservationGroup).where(ObservationGroup.group_key == key))
@@ -73,13 +87,9 @@ def test_failure_is_recorded_once_and_only_for_the_current_run(settings):
 
 
 def test_stale_runs_are_requeued_then_failed(settings):
-    key = "2025-10-02T10:02:45"
-    published = []
-    enqueue = lambda *a: published.append(a)  # noqa: E731
-    token = _pending_group(settings)
-    state.claim(settings, key, token)
+    published, enqueue = _publisher()
+    key, token = _converting_run(settings)
     state.hold(settings, key, token, worker="w1@host#1")
-    state.stage_started(settings, key, token, "convert")
     later = datetime.now(timezone.utc) + timedelta(hours=2)
     assert state.requeue_stale(settings, enqueue, stale_s=3600, max_retries=1) == {"requeued": [], "failed": []}
     report = state.requeue_stale(settings, enqueue, stale_s=3600, max_retries=1, now=later)
@@ -98,12 +108,8 @@ def test_stale_runs_are_requeued_then_failed(settings):
 
 
 def test_a_run_is_lost_when_its_worker_or_node_is_gone_not_while_it_waits_in_a_queue(settings):
-    key = "2025-10-02T10:02:45"
-    published = []
-    enqueue = lambda *a: published.append(a)  # noqa: E731
-    token = _pending_group(settings)
-    state.claim(settings, key, token)
-    state.stage_started(settings, key, token, "convert")
+    published, enqueue = _publisher()
+    key, token = _converting_run(settings)
     state.hold(settings, key, token, worker="a@h#1", node="node-a")
     later = datetime.now(timezone.utc) + timedelta(seconds=60)
     both = state.Liveness(workers=frozenset({"a@h#1"}), nodes=frozenset({"node-a"}))
