@@ -117,7 +117,9 @@ def judge_products(settings: Settings, products: Any) -> Any:
     from contimg.imaging.gate import judge_image
 
     qa = products.qa
-    noise = products.predicted_rms_jy or qa.rms_jy
+    # the noise the image really has: near a bright source its residuals exceed the thermal noise, and a
+    # source that is "bright" only against the thermal noise is too faint there to judge the flux scale
+    noise = max(products.predicted_rms_jy or 0.0, qa.rms_jy)
     ratio, n, brightest = flux_scale(settings, products, noise_jy=noise)
     return judge_image(rms_jy=qa.rms_jy, peak_jy=qa.peak_jy, negative_jy=products.negative_jy,
                        dynamic_range=qa.dynamic_range, predicted_rms_jy=products.predicted_rms_jy,
@@ -128,6 +130,8 @@ def judge_products(settings: Settings, products: Any) -> Any:
 
 def flux_scale(settings: Settings, products: Any, *, noise_jy: float) -> tuple[float | None, int, float | None]:
     """(median measured/catalogue flux of the bright sources, how many, brightest apparent catalogue flux).
+
+    Bright sources are expected at ``qa.flux_scale_min_snr`` times ``noise_jy`` (the image's own noise) or more.
 
     Catalogue fluxes are taken to the image's frequency with each source's
     spectral index (:data:`DEFAULT_SPECTRAL_INDEX` when unknown). Sources
