@@ -244,6 +244,9 @@ def calibrate_ms(
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
     meta = read_ms_meta(ms_path)
+    from contimg.conversion.msio import ensure_imaging_columns
+
+    ensure_imaging_columns(ms_path)  # an MS from elsewhere may lack MODEL_DATA, CORRECTED_DATA, ...
     with session_scope(database, readonly=True) as s:
         choice = choose_calibrator(s, meta, min_beam_response=calibration.min_beam_response,
                                    min_calibrator_flux_jy=calibration.min_calibrator_flux_jy)

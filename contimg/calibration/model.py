@@ -161,7 +161,8 @@ def apparent_flux(sources: PointSources, meta: MsMeta, *, freq_hz: np.ndarray | 
         return np.broadcast_to(spec[:, None, :], (sources.Nsrc, meta.Ntimes, freq.size)).copy()
     app_ra, app_dec = icrs_to_apparent(np.radians(sources.ra_deg)[:, None], np.radians(sources.dec_deg)[:, None],
                                        meta.time_jd[None, :], meta.location)
-    sep = angular_separation(meta.lst_rad[None, :], meta.pointing_dec_apparent, app_ra, app_dec)
+    p_ra, p_dec = meta.pointing.apparent(meta.time_jd)
+    sep = angular_separation(p_ra[None, :], p_dec[None, :], app_ra, app_dec)
     return spec[:, None, :] * airy_power(sep[:, :, None], freq[None, None, :], diameter_m)
 
 
@@ -241,7 +242,8 @@ def write_model_data(
         Dish diameter of the Airy beam: ``"ms"`` (default) reads it from the MS's ANTENNA table; None
         switches the beam off (for tests).
     column
-        The column to write (must exist).
+        The column to write; MODEL_DATA is added (shaped like DATA) if the MS has none, any other
+        column must exist.
 
     Raises
     ------
@@ -262,7 +264,12 @@ def write_model_data(
         raise InputFileError(f"{ms_path}: cannot open for writing the model: {exc}") from exc
     try:
         if column not in tb.colnames():
-            raise InputFileError(f"{ms_path}: no {column} column to write the model into")
+            if column != "MODEL_DATA" or "DATA" not in tb.colnames():
+                raise InputFileError(f"{ms_path}: no {column} column to write the model into")
+            from contimg.conversion.msio import add_data_column
+
+            log.info("%s: has no MODEL_DATA column; adding one", ms_path)
+            add_data_column(tb, "MODEL_DATA", "model visibilities (Jy), added by contimg")
         time_s = tb.getcol("TIME")
         a1 = ant_index[tb.getcol("ANTENNA1")]
         a2 = ant_index[tb.getcol("ANTENNA2")]

@@ -10,18 +10,17 @@ phase center of the FIELD table.
 
 Pointing
 --------
-A DSA-110 drift scan points at the meridian at a fixed *apparent* declination.
-The conversion places the phase center at the meridian at the group's
-midpoint: apparent RA = LST, apparent Dec = the pointing declination,
-converted to ICRS. :func:`read_ms_meta` inverts that conversion at the FIELD
-time to recover the apparent pointing declination, and the pointing at any
-time ``t`` is then (apparent RA = LST(t), that declination).
+Read from the MS by :func:`contimg.pointing.read_pointing`: a DSA-110 drift
+scan points at the meridian at a fixed *apparent* declination (the conversion
+places the phase center at the meridian at the group's midpoint, so the phase
+center's apparent declination is the pointing's); a pointed observation of
+another array has a fixed ICRS pointing (its POINTING table, or its FIELD's
+reference direction).
 """
 
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +28,7 @@ import numpy as np
 
 from contimg.beam import dish_diameter_from_antennas
 from contimg.errors import InputFileError
+from contimg.pointing import Pointing, read_pointing, read_telescope_xyz
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +63,8 @@ class MsMeta:
         Telescope location, ITRF (m).
     phase_center_ra, phase_center_dec
         ICRS phase center (radians).
-    pointing_dec_apparent
-        Apparent pointing declination (radians), see the module docstring.
+    pointing
+        Where the dishes point (:class:`contimg.pointing.Pointing`), see the module docstring.
     Npols
         Correlations per row.
     """
@@ -80,7 +80,7 @@ class MsMeta:
     telescope_xyz: np.ndarray
     phase_center_ra: float
     phase_center_dec: float
-    pointing_dec_apparent: float
+    pointing: Pointing
     Npols: int
     dish_diameter_m: float = 4.65
     """The antennas' dish diameter from the ANTENNA table (the primary beam of the model and the selection)."""
@@ -157,30 +157,22 @@ def read_ms_meta(ms_path: str | Path) -> MsMeta:
             names_all = list(t.getcol("NAME"))
             pos_all = np.asarray(t.getcol("POSITION"), float)
             diameters = np.asarray(t.getcol("DISH_DIAMETER"), float)
-        with tables.table(p + "/OBSERVATION", ack=False) as t:
-            if "TELESCOPE_LOCATION" in t.colnames():
-                xyz = np.asarray(t.getcell("TELESCOPE_LOCATION", 0), float)
-            else:
-                xyz = pos_all[ant].mean(axis=0)
-                log.warning("%s: no TELESCOPE_LOCATION in OBSERVATION; using the mean antenna position", ms_path)
+        if ref not in ("ICRS", "J2000"):
+            raise InputFileError(f"{ms_path}: phase center frame {ref} is not ICRS/J2000")
+        time_jd = np.unique(time_s) / 86400.0 + _MJD_JD
+        xyz = read_telescope_xyz(ms_path, ant)
+        pointing = read_pointing(ms_path, time_jd=time_jd, telescope_xyz=xyz)
     except RuntimeError as exc:  # casacore raises RuntimeError for unreadable tables
         raise InputFileError(f"{ms_path}: cannot read the Measurement Set: {exc}") from exc
-    if ref not in ("ICRS", "J2000"):
-        raise InputFileError(f"{ms_path}: phase center frame {ref} is not ICRS/J2000")
-    time_jd = np.unique(time_s) / 86400.0 + _MJD_JD
-    meta = MsMeta(
-        path=ms_path, time_jd=time_jd, lst_rad=np.zeros(0), integration_time_s=interval, freq_array=freq,
+    from contimg.stations import lst_rad
+
+    lst = np.asarray(lst_rad(time_jd, pointing.location), float)
+    log.debug("%s: %d times, %d antennas, %d channels, %.2f m dishes, pointing %s",
+              ms_path, time_jd.size, ant.size, freq.size, float(np.median(diameters[ant])), pointing.describe())
+    return MsMeta(
+        path=ms_path, time_jd=time_jd, lst_rad=lst, integration_time_s=interval, freq_array=freq,
         antenna_numbers=ant.astype(int), antenna_names=[names_all[a] for a in ant],
         antenna_positions=pos_all[ant] - xyz[None, :], telescope_xyz=xyz,
-        phase_center_ra=float(ra0), phase_center_dec=float(dec0), pointing_dec_apparent=float("nan"), Npols=npol,
+        phase_center_ra=float(ra0), phase_center_dec=float(dec0), pointing=pointing, Npols=npol,
         dish_diameter_m=dish_diameter_from_antennas(diameters[ant], ms_path=ms_path),
     )
-    from contimg.stations import icrs_to_apparent, lst_rad
-
-    loc = meta.location
-    lst = np.asarray(lst_rad(time_jd, loc), float)
-    t_mid = 0.5 * (time_jd[0] + time_jd[-1])
-    _, dec_app = icrs_to_apparent(np.array(ra0), np.array(dec0), np.array(t_mid), loc)
-    log.debug("%s: %d times, %d antennas, %d channels, apparent pointing Dec %.6f deg",
-              ms_path, time_jd.size, ant.size, freq.size, math.degrees(float(dec_app)))
-    return MsMeta(**{**meta.__dict__, "lst_rad": lst, "pointing_dec_apparent": float(dec_app)})

@@ -1,7 +1,8 @@
 """Which catalogue sources a group sees, and which calibrator (if any) it can be calibrated on.
 
 A drift-scan group sees the strip of sky that transits the fixed-elevation
-beam during its ~309 s. For every catalogue calibrator near that strip we
+beam during its ~309 s (a pointed observation of another array: the circle
+around its fixed pointing, :mod:`contimg.pointing`). For every catalogue calibrator near that strip we
 compute the Airy primary-beam response (of the MS's own dishes, from its ANTENNA
 table: 4.65 m for DSA-110; at 1.4 GHz) at each integration; a calibrator is *usable* when its best response during the group
 reaches ``min_beam_response`` and its apparent flux (catalogue flux x that
@@ -57,28 +58,33 @@ class CalibratorChoice:
         return self.beam_response / self.transit_response if self.transit_response > 0 else 0.0
 
 
-def _track_icrs(meta: MsMeta) -> tuple[np.ndarray, float]:
-    """ICRS RA of the meridian at each integration (approximation: phase center RA + LST offset), and Dec."""
-    lst = np.unwrap(meta.lst_rad)
-    mid = 0.5 * (lst[0] + lst[-1])
-    return meta.phase_center_ra + (lst - mid), meta.phase_center_dec
+def _track_icrs(meta: MsMeta) -> tuple[np.ndarray, np.ndarray]:
+    """ICRS (RA, Dec) of the pointing at each integration (RA unwrapped)."""
+    ra, dec = meta.pointing.icrs(meta.time_jd)
+    return np.unwrap(ra), dec
 
 
 def sources_near_track(
     session: Session,
     meta: MsMeta,
     *,
-    radius_deg: float = MODEL_RADIUS_DEG,
+    radius_deg: float | None = None,
     calibrators_only: bool = False,
 ) -> PointSources:
     """Catalogue sources with a flux within ``radius_deg`` of the group's pointing track.
 
-    Sources without a flux cannot be modelled and are left out (with a log line).
-    A missing spectral index is taken as flat.
+    ``radius_deg`` defaults to :data:`MODEL_RADIUS_DEG` scaled to the MS's dishes and lowest
+    frequency (the beam's size goes as wavelength / diameter). Sources without a flux cannot be
+    modelled and are left out (with a log line). A missing spectral index is taken as flat.
     """
-    from contimg.beam import angular_separation
+    from contimg.beam import DISH_DIAMETER_M, angular_separation
 
-    ra_track, dec0 = _track_icrs(meta)
+    if radius_deg is None:
+        radius_deg = MODEL_RADIUS_DEG * (DISH_DIAMETER_M / meta.dish_diameter_m) * (1.311e9 / float(meta.freq_array.min()))
+        radius_deg = min(radius_deg, 90.0)
+
+    ra_track, dec_track = _track_icrs(meta)
+    dec0 = float(np.mean(dec_track))
     rad = math.radians(radius_deg)
     dec_lo, dec_hi = math.degrees(dec0 - rad), math.degrees(dec0 + rad)
     cosd = max(math.cos(min(abs(dec0) + rad, math.pi / 2 - 1e-6)), 1e-6)
@@ -99,7 +105,7 @@ def sources_near_track(
         return PointSources.empty()
     ra = np.radians([r.ra_deg for r in rows])
     dec = np.radians([r.dec_deg for r in rows])
-    sep = angular_separation(ra_track[None, :], dec0, ra[:, None], dec[:, None]).min(axis=1)
+    sep = angular_separation(ra_track[None, :], dec_track[None, :], ra[:, None], dec[:, None]).min(axis=1)
     keep = [k for k, r in enumerate(rows) if sep[k] <= rad]
     no_flux = [rows[k].name for k in keep if rows[k].flux_jy is None]
     if no_flux:
@@ -117,13 +123,21 @@ def sources_near_track(
 
 
 def _transit_response(ra_deg: float, dec_deg: float, meta: MsMeta) -> float:
-    """Primary-beam response (1.4 GHz) at a source's transit: its apparent declination against the pointing's."""
-    from contimg.beam import airy_power
+    """Primary-beam response (1.4 GHz) at a source's transit (its closest approach to the pointing).
+
+    Drift: the source crosses the pointing's hour angle, where the separation is the difference of
+    apparent declinations. Fixed pointing: the separation never changes (0 when there is no pointing).
+    """
+    from contimg.beam import airy_power, angular_separation
     from contimg.stations import icrs_to_apparent
 
     t_mid = np.array([[meta.time_jd[meta.Ntimes // 2]]])
-    _, app_dec = icrs_to_apparent(np.radians([[ra_deg]]), np.radians([[dec_deg]]), t_mid, meta.location)
-    sep = abs(float(app_dec[0, 0]) - meta.pointing_dec_apparent)
+    p_ra, p_dec = meta.pointing.apparent(t_mid)
+    app_ra, app_dec = icrs_to_apparent(np.radians([[ra_deg]]), np.radians([[dec_deg]]), t_mid, meta.location)
+    if meta.pointing.kind == "drift":
+        sep = abs(float(app_dec[0, 0]) - float(p_dec[0, 0]))
+    else:
+        sep = float(angular_separation(p_ra, p_dec, app_ra, app_dec)[0, 0])
     return float(airy_power(np.array([sep]), np.array([REFERENCE_FREQ_HZ]), meta.dish_diameter_m)[0])
 
 

@@ -147,6 +147,62 @@ class EarlyWriteback:
         self._fds.clear()
 
 
+def add_data_column(tb, name: str, comment: str) -> None:
+    """Add a complex visibility column shaped like DATA to the open, writable main table ``tb`` (zeros)."""
+    shape = list(tb.getcell("DATA", 0).shape)
+    bytes_per_row = 8 * int(np.prod(shape))
+    desc = _tiled(name, 0j, "complex", shape, comment)
+    tb.addcols(desc, {"TYPE": "TiledColumnStMan", "NAME": f"Tiled_{name}",
+                      "SPEC": {"DEFAULTTILESHAPE": np.array(shape + [_rows_per_tile(bytes_per_row)], np.int32)}})
+
+
+def ensure_imaging_columns(path: Path, *, rows_per_chunk: int = 100_000) -> list[str]:
+    """Give an MS written elsewhere the columns contimg's calibration and imaging use; return those added.
+
+    MODEL_DATA (zeros), CORRECTED_DATA (a copy of DATA), WEIGHT_SPECTRUM and SIGMA_SPECTRUM (the row
+    WEIGHT and SIGMA repeated over channels) are added when missing; an MS from the conversion has
+    them all and is not touched.
+
+    Raises
+    ------
+    InputFileError
+        If the MS has no DATA column.
+    """
+    from casacore import tables
+
+    from contimg.errors import InputFileError
+
+    added: list[str] = []
+    with tables.table(str(path), readonly=False, ack=False) as tb:
+        cols = set(tb.colnames())
+        if "DATA" not in cols:
+            raise InputFileError(f"{path}: has no DATA column")
+        missing = [c for c in ("MODEL_DATA", "CORRECTED_DATA") if c not in cols]
+        for c in missing:
+            add_data_column(tb, c, f"{c.split('_')[0].lower()} visibilities (Jy), added by contimg")
+        shape = list(tb.getcell("DATA", 0).shape)
+        for c, src in (("WEIGHT_SPECTRUM", "WEIGHT"), ("SIGMA_SPECTRUM", "SIGMA")):
+            if c not in cols:
+                nbytes = 4 * int(np.prod(shape))
+                tb.addcols(_tiled(c, 0.0, "float", shape, f"{src} per channel, added by contimg"),
+                           {"TYPE": "TiledColumnStMan", "NAME": f"Tiled_{c}",
+                            "SPEC": {"DEFAULTTILESHAPE": np.array(shape + [_rows_per_tile(nbytes)], np.int32)}})
+                missing.append(c)
+        nrows = tb.nrows()
+        for r0 in range(0, nrows if missing else 0, rows_per_chunk):
+            n = min(rows_per_chunk, nrows - r0)
+            if "CORRECTED_DATA" in missing:
+                tb.putcol("CORRECTED_DATA", tb.getcol("DATA", r0, n), r0, n)
+            for c, src in (("WEIGHT_SPECTRUM", "WEIGHT"), ("SIGMA_SPECTRUM", "SIGMA")):
+                if c in missing:
+                    row = tb.getcol(src, r0, n).astype(np.float32)
+                    tb.putcol(c, np.repeat(row[:, None, :], shape[0], axis=1), r0, n)
+        added = missing
+    if added:
+        log.info("%s: added the columns %s", path, ", ".join(added))
+    return added
+
+
 def sparsify_zero_column(path: Path, column: str) -> int:
     """Turn a closed MS column that holds only zeros into a sparse file; return bytes freed.
 

@@ -17,11 +17,13 @@ the flagged fraction, and refuses an MS that cannot be imaged with a
   track during the group, so the image is wider in RA than in Dec;
 * sizes are rounded up to even 5-smooth numbers (fast FFTs in WSClean and CASA).
 
-:func:`pointing_track` gives the ICRS pointing of every integration: the
-meridian (apparent RA = apparent LST) at the apparent declination of the phase
-center, which the conversion stage phased to the meridian at the group
-midpoint. The beam is fixed in HA/Dec while the sky drifts, so primary-beam
-correction uses this track (see :mod:`contimg.imaging.pbcor`).
+:func:`pointing_track` gives the ICRS pointing of every integration, read
+from the MS by :mod:`contimg.pointing`: for DSA-110 the meridian (apparent RA
+= apparent LST) at the apparent declination of the phase center, which the
+conversion stage phased to the meridian at the group midpoint; for a pointed
+observation its fixed position. A drift scan's beam is fixed in HA/Dec while
+the sky drifts, so primary-beam correction uses this track (see
+:mod:`contimg.imaging.pbcor`); the array's position is the MS's too.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from scipy.optimize import brentq
 
 from contimg.beam import SPEED_OF_LIGHT, airy_power, dish_diameter_from_antennas
 from contimg.errors import InputFileError
+from contimg.pointing import Pointing, read_pointing, read_telescope_xyz
 
 __all__ = ["ImageGeometry", "MsInfo", "derive_geometry", "pb_radius_rad", "pointing_track", "read_ms_info"]
 
@@ -91,6 +94,9 @@ class MsInfo:
     telescope_name: str
     dish_diameter_m: float = 4.65
     """The antennas' dish diameter from the ANTENNA table: the primary beam of the field and of PB correction."""
+    pointing: Pointing | None = None
+    """Where the dishes point (:func:`contimg.pointing.read_pointing`); None: DSA-110's meridian drift at the
+    phase centre's declination."""
 
     @property
     def Nfreqs(self) -> int:  # noqa: N802 - pyuvdata naming
@@ -213,6 +219,10 @@ def read_ms_info(ms_path: str | os.PathLike, *, data_column: str = "CORRECTED_DA
             diameters = np.asarray(t.getcol("DISH_DIAMETER"), float)
         with table(str(ms / "OBSERVATION"), ack=False) as t:
             tel = str(t.getcol("TELESCOPE_NAME")[0]) if t.nrows() else ""
+        if len(field) == 1 and phase_dir.shape[0] == 1 and ref in ("ICRS", "J2000"):
+            time_jd = times / 86400.0 + 2400000.5
+            pointing = read_pointing(ms, time_jd=time_jd,
+                                     telescope_xyz=read_telescope_xyz(ms, np.union1d(a1, a2)))
     except InputFileError:
         raise
     except RuntimeError as exc:  # casacore raises RuntimeError for unreadable tables
@@ -246,18 +256,20 @@ def read_ms_info(ms_path: str | os.PathLike, *, data_column: str = "CORRECTED_DA
         telescope_name=tel,
         dish_diameter_m=dish_diameter_from_antennas(
             diameters[np.union1d(a1, a2)] if diameters.size > max(a1.max(), a2.max()) else diameters, ms_path=ms),
+        pointing=pointing,
     )
 
 
 def pointing_track(info: MsInfo) -> tuple[np.ndarray, np.ndarray]:
     """ICRS (RA, Dec) of the pointing at each integration (radians).
 
-    The dish points at the meridian at a fixed *apparent* declination; the
-    conversion stage phased the MS to the meridian at the group midpoint, so
-    the phase center's apparent declination at the mid time is the pointing
-    declination. Each integration's pointing is the apparent (LST, Dec)
-    converted to ICRS at that time.
+    From the pointing read from the MS (:mod:`contimg.pointing`): a drift scan's pointing moves
+    along its hour angle, a pointed observation's stays put. Without one (an ``MsInfo`` made by
+    hand): DSA-110's convention, the meridian at the phase centre's apparent declination (the
+    conversion stage phased the MS to the meridian at the group midpoint).
     """
+    if info.pointing is not None:
+        return info.pointing.icrs(np.asarray(info.time_jd, float))
     from contimg.stations import apparent_to_icrs, icrs_to_apparent, lst_rad
 
     t = np.asarray(info.time_jd, float)

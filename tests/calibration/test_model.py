@@ -24,7 +24,9 @@ def _cols(ms, *names):
 def test_meta_recovers_the_pointing(noisefree):
     truth, ms = noisefree
     meta = read_ms_meta(ms)
-    assert meta.pointing_dec_apparent == pytest.approx(truth.pointing_dec_rad, abs=1e-9)
+    assert meta.pointing.kind == "drift" and meta.pointing.lon_rad == 0.0
+    assert meta.pointing.lat_rad == pytest.approx(truth.pointing_dec_rad, abs=1e-9)
+    assert "SCHEDULE_TYPE drift" in meta.pointing.origin
     assert meta.Nants == 16 and meta.Nfreqs == 64 and meta.Ntimes == 24
     assert np.all(np.diff(meta.freq_array) > 0)
 
