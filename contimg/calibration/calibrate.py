@@ -149,7 +149,9 @@ def _solve_and_register(ms_path: Path, *, meta, choice, sources, ms_id: int, dat
         flagged={k: v.flagged_fraction for k, v in solution.stats.items()}, snr=solution.snr,
         agreement=solution.model_agreement,
         scatter=bandpass_scatter(solution.tables["B"], previous) if previous and "B" in solution.tables else None,
-        max_flagged_fraction=calibration.max_flagged_fraction, qa=qa)
+        max_flagged_fraction=calibration.max_flagged_fraction, qa=qa,
+        dead_antennas=solution.stats["G"].antennas_without_data if "G" in solution.stats else None,
+        n_antennas=meta.Nants)
     if verdict.failed:
         raise SolveError(f"{ms_path}: calibration QA failed: {'; '.join(verdict.reasons)}")
     if verdict.reasons:

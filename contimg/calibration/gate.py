@@ -3,7 +3,10 @@
 Checks (thresholds in ``settings.qa``, :class:`contimg.config.QaSettings`):
 
 * **flagged solutions**: above ``max_flagged_fraction`` the solve already fails
-  (:class:`~contimg.calibration.solve.SolveError`); above half of it, a warning;
+  (:class:`~contimg.calibration.solve.SolveError`); above half of it, a warning.
+  Antennas whose data are all flagged are not counted (no solution is expected
+  of them); more of them than half of ``max_flagged_fraction`` of the array is
+  a warning;
 * **SNR** of the solutions (CASA's ``SNR`` column, median over unflagged
   solutions of the B and G tables; CASA leaves it empty for K): below
   ``cal_snr_warn`` a warning, below ``cal_snr_fail`` a failure;
@@ -114,7 +117,7 @@ def bandpass_scatter(new_table: str | Path, previous_table: str | Path) -> float
 
 def judge_calibration(*, flagged: dict[str, float], snr: dict[str, float | None],
                       agreement: dict[str, float] | None, scatter: float | None, max_flagged_fraction: float,
-                      qa: Any) -> Verdict:
+                      qa: Any, dead_antennas: list[str] | None = None, n_antennas: int | None = None) -> Verdict:
     """The verdict on one solved calibration set (see the module docstring).
 
     Parameters
@@ -131,8 +134,14 @@ def judge_calibration(*, flagged: dict[str, float], snr: dict[str, float | None]
         ``settings.calibration.max_flagged_fraction``.
     qa
         ``settings.qa``.
+    dead_antennas, n_antennas
+        Antennas whose data are all flagged (no solutions expected), of ``n_antennas``: a warning
+        beyond ``max_flagged_fraction / 2`` of the array (sensitivity lost, solutions still right).
     """
-    v = Verdict(figures={"flagged": flagged, "snr": snr, "model": agreement, "bandpass_scatter": scatter})
+    v = Verdict(figures={"flagged": flagged, "snr": snr, "model": agreement, "bandpass_scatter": scatter,
+                         "antennas_without_data": list(dead_antennas or [])})
+    if dead_antennas and n_antennas and len(dead_antennas) > max_flagged_fraction / 2 * n_antennas:
+        v.add(WARN, f"{len(dead_antennas)} of {n_antennas} antennas have no unflagged data")
     for kind, frac in flagged.items():
         if frac > max_flagged_fraction / 2:
             v.add(WARN, f"{kind}: {frac:.1%} of the solutions flagged")

@@ -89,6 +89,8 @@ class TableStats:
     flagged_fraction: float
     flagged_by_antenna: dict[str, float] = field(default_factory=dict)
     """Flagged fraction of each antenna that has any flagged solution (by antenna name)."""
+    antennas_without_data: list[str] = field(default_factory=list)
+    """Antennas whose data are all flagged: no solution expected (see :func:`table_stats`)."""
 
 
 @dataclass
@@ -300,22 +302,32 @@ def choose_refant(ms_path: str | Path, *, meta: MsMeta | None = None) -> str:
     return meta.antenna_names[k]
 
 
-def _channels_with_data(ms_path: Path) -> np.ndarray:
-    """Boolean (Nfreqs, Npols): any unflagged cross-correlation in the channel."""
+def _channels_with_data(ms_path: Path, antenna_numbers: np.ndarray) -> np.ndarray:
+    """Boolean (Nants, Nfreqs, Npols): any unflagged cross-correlation of the antenna in the channel.
+
+    Antennas follow ``antenna_numbers`` (the MS's antennas with rows, :class:`MsMeta` order).
+    """
     from casacore import tables
 
     with tables.table(str(ms_path), ack=False) as tb:
         a1, a2 = tb.getcol("ANTENNA1"), tb.getcol("ANTENNA2")
-        flag = tb.getcol("FLAG")[a1 != a2]
-    return ~flag.all(axis=0)
+        cross = a1 != a2
+        good = ~tb.getcol("FLAG")[cross]
+    a1, a2 = a1[cross], a2[cross]
+    return np.stack([good[(a1 == a) | (a2 == a)].any(axis=0) for a in antenna_numbers])
 
 
 def table_stats(table_path: str | Path, table_type: str, *, meta: MsMeta, channels_with_data: np.ndarray) -> TableStats:
     """Count the unflagged solutions of a CASA calibration table against the expected number.
 
-    Expected: every antenna of the MS x (channels with data for B; one for K
-    and G) x feeds. Rows of antennas without data in the MS (CASA solves for
-    every ANTENNA row) are ignored.
+    Expected: for every antenna of the MS, its channels with unflagged data for B (one solution
+    for K and G if it has any) x feeds. An antenna whose data are all flagged (a dead antenna,
+    20 % of the array on a bad night) is not expected to have solutions: losing it costs
+    sensitivity, not correctness; it is listed in ``antennas_without_data``. Rows of antennas
+    without rows in the MS (CASA solves for every ANTENNA row) are ignored.
+
+    ``channels_with_data``: (Nants, Nfreqs, Npols) per antenna (:func:`_channels_with_data`), or
+    (Nfreqs, Npols) for the whole array.
     """
     from casacore import tables
 
@@ -327,29 +339,33 @@ def table_stats(table_path: str | Path, table_type: str, *, meta: MsMeta, channe
     except RuntimeError as exc:
         raise SolveError(f"{table_path}: cannot read the {table_type} table: {exc}") from exc
     npol = flag.shape[2]
-    if table_type == "B":
-        chan_ok = channels_with_data[:, :npol]
-        if flag.shape[1] != chan_ok.shape[0]:
-            raise SolveError(f"{table_path}: B table has {flag.shape[1]} channels, the MS {chan_ok.shape[0]}")
-    else:
-        chan_ok = channels_with_data[:, :npol].any(axis=0, keepdims=True)
-    per_ant_expected = int(chan_ok.sum())
-    n_ok = 0
+    per_ant = np.asarray(channels_with_data, bool)
+    if per_ant.ndim == 2:
+        per_ant = np.broadcast_to(per_ant, (meta.Nants, *per_ant.shape))
+    n_ok = expected = 0
     by_ant: dict[str, float] = {}
+    dead: list[str] = []
     for k, a in enumerate(meta.antenna_numbers):
-        rows = np.flatnonzero(ant == a)
-        if rows.size == 0:
-            good = 0
+        if table_type == "B":
+            chan_ok = per_ant[k][:, :npol]
+            if flag.shape[1] != chan_ok.shape[0]:
+                raise SolveError(f"{table_path}: B table has {flag.shape[1]} channels, the MS {chan_ok.shape[0]}")
         else:
-            # an antenna with several rows (times) counts a solution if any row has it
-            good = int((~flag[rows] & chan_ok[None]).any(axis=0).sum())
+            chan_ok = per_ant[k][:, :npol].any(axis=0, keepdims=True)
+        want = int(chan_ok.sum())
+        if want == 0:
+            dead.append(meta.antenna_names[k])
+            continue
+        rows = np.flatnonzero(ant == a)
+        # an antenna with several rows (times) counts a solution if any row has it
+        good = int((~flag[rows] & chan_ok[None]).any(axis=0).sum()) if rows.size else 0
         n_ok += good
-        if good < per_ant_expected:
-            by_ant[meta.antenna_names[k]] = round(1.0 - good / max(per_ant_expected, 1), 4)
-    expected = per_ant_expected * meta.Nants
+        expected += want
+        if good < want:
+            by_ant[meta.antenna_names[k]] = round(1.0 - good / want, 4)
     frac = 1.0 - n_ok / expected if expected else 1.0
     return TableStats(table_type=table_type, path=str(table_path), n_solutions=n_ok, n_expected=expected,
-                      flagged_fraction=round(float(frac), 6), flagged_by_antenna=by_ant)
+                      flagged_fraction=round(float(frac), 6), flagged_by_antenna=by_ant, antennas_without_data=dead)
 
 
 def _check(stats: TableStats, ms_path: Path, max_flagged_fraction: float) -> None:
@@ -429,7 +445,7 @@ def solve_calibrator(
         if average:
             work = average_for_solve(ms_path, avg_path, meta=meta)
             timings["average"] = round(time.perf_counter() - t0, 3)
-        chans = _channels_with_data(work)
+        chans = _channels_with_data(work, meta.antenna_numbers)
         if not chans.any():
             raise SolveError(f"{ms_path}: every visibility is flagged; nothing to solve")
         if refant is None:
@@ -452,7 +468,7 @@ def solve_calibrator(
             if kind == "K":
                 _run_task("gaincal", ms_path, caltable=str(path), gaintype="K", combine="scan", **common)
             elif kind == "B":
-                solve_bandpass(path, ms_path=ms_path, channels_with_data=chans, processes=processes,
+                solve_bandpass(path, ms_path=ms_path, channels_with_data=chans.any(axis=0), processes=processes,
                                workers=workers, combine="scan", gaintable=gaintable, interp=interp, **common)
             else:
                 _run_task("gaincal", ms_path, caltable=str(path), gaintype="G", calmode="ap", combine="scan",

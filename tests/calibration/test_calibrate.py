@@ -13,6 +13,7 @@ beam or without the other sources).
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -192,14 +193,14 @@ def test_full_scale_gain_accuracy(tmp_path):
 
 def test_failed_solve_falls_back_to_the_valid_set(calibrated, ms_copy):
     """A calibrator group whose solve fails its checks is calibrated with the registry's set, and says why."""
-    from .test_solve import FLAGGED_ANTENNAS, _flag_antennas
+    from .test_solve import FLAGGED_ANTENNAS, corrupt_antennas
     from contimg.calibration.msmeta import read_ms_meta
 
     ms = ms_copy(calibrated["cal_ms"], "g0_damaged.ms")
-    _flag_antennas(ms, read_ms_meta(ms).antenna_names[:FLAGGED_ANTENNAS])
+    corrupt_antennas(ms, read_ms_meta(ms).antenna_names[:FLAGGED_ANTENNAS])
     out = calibrate_ms(ms, database=calibrated["url"], calibration=CalibrationSettings(), **calibrated["dirs"])
     assert out.mode == "applied" and out.calibration_set == calibrated["solved"].calibration_set
-    assert "B solve flagged 30.0%" in out.solve_error
+    assert re.search(r"B solve flagged \d+\.\d% of \d+ solutions", out.solve_error), out.solve_error
     assert not list(Path(calibrated["dirs"]["caltable_dir"]).glob("*g0_damaged*"))  # nothing half-written kept
 
 

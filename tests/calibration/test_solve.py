@@ -29,6 +29,19 @@ def _flag_antennas(ms, names):
         tb.putcol("FLAG", flag)
 
 
+def corrupt_antennas(ms, names):
+    """Replace the antennas' cross-correlations by loud noise: data that CASA cannot solve (SNR < 3)."""
+    meta = read_ms_meta(ms)
+    numbers = [int(meta.antenna_numbers[meta.antenna_names.index(n)]) for n in names]
+    rng = np.random.default_rng(3)
+    with tables.table(str(ms), readonly=False, ack=False) as tb:
+        a1, a2 = tb.getcol("ANTENNA1"), tb.getcol("ANTENNA2")
+        data = tb.getcol("DATA")
+        rows = (np.isin(a1, numbers) | np.isin(a2, numbers)) & (a1 != a2)
+        data[rows] = 1e4 * (rng.standard_normal(data[rows].shape) + 1j * rng.standard_normal(data[rows].shape))
+        tb.putcol("DATA", data)
+
+
 @pytest.fixture
 def modelled(gained, ms_copy):
     """A private copy of the calibrator group with MODEL_DATA of the true sky."""
@@ -64,17 +77,36 @@ def test_refant_avoids_flagged_antennas(modelled):
 
 
 def test_too_many_flagged_solutions_fail_the_solve(modelled, tmp_path):
+    """Antennas with data whose solutions CASA flags (here: their data replaced by loud noise, SNR < 3)."""
+    _, ms = modelled
+    meta = read_ms_meta(ms)
+    bad = meta.antenna_names[:FLAGGED_ANTENNAS]
+    corrupt_antennas(ms, bad)
+    with pytest.raises(SolveError, match=r"B solve flagged \d+\.\d% of 5120 solutions .* more than the allowed 20\.0%"):
+        solve_calibrator(ms, out_dir=tmp_path / "cal", prefix="bad", scratch_dir=tmp_path / "s")
+    sol = solve_calibrator(ms, out_dir=tmp_path / "cal", prefix="ok", scratch_dir=tmp_path / "s",
+                           max_flagged_fraction=0.9)
+    assert sol.stats["B"].flagged_fraction > 0.25
+    assert set(bad) <= set(sol.stats["B"].flagged_by_antenna)
+
+
+def test_dead_antennas_are_not_flagged_solutions(modelled, tmp_path):
+    """20 % and more of the array flagged (dead antennas) is a smaller array, not a failed solve: the statistics
+    name them apart, and the other antennas' solutions are all there."""
     _, ms = modelled
     meta = read_ms_meta(ms)
     dead = meta.antenna_names[:FLAGGED_ANTENNAS]
     _flag_antennas(ms, dead)
-    with pytest.raises(SolveError, match=r"B solve flagged 30\.0% of 5120 solutions .* more than the allowed 20\.0%"):
-        solve_calibrator(ms, out_dir=tmp_path / "cal", prefix="bad", scratch_dir=tmp_path / "s")
-    # allowed when the threshold says so, and the statistics name the dead antennas
-    sol = solve_calibrator(ms, out_dir=tmp_path / "cal", prefix="ok", scratch_dir=tmp_path / "s",
-                           max_flagged_fraction=0.35)
-    assert sol.stats["B"].flagged_fraction == pytest.approx(0.3)
-    assert set(sol.stats["G"].flagged_by_antenna) == set(dead)
+    sol = solve_calibrator(ms, out_dir=tmp_path / "cal", prefix="dead", scratch_dir=tmp_path / "s")
+    assert sol.stats["B"].flagged_fraction == 0.0
+    assert sol.stats["B"].n_expected == (meta.Nants - FLAGGED_ANTENNAS) * 128 * 2
+    assert set(sol.stats["G"].antennas_without_data) == set(dead)
+    from contimg.calibration.gate import judge_calibration
+    from contimg.config import QaSettings
+
+    verdict = judge_calibration(flagged={"B": 0.0, "G": 0.0}, snr={}, agreement=None, scatter=None,
+                                max_flagged_fraction=0.2, qa=QaSettings(), dead_antennas=dead, n_antennas=meta.Nants)
+    assert verdict.status == "warn" and "6 of 20 antennas have no unflagged data" in verdict.summary()
 
 
 def test_table_stats_counts_against_channels_with_data(modelled, tmp_path):
