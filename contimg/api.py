@@ -119,6 +119,7 @@ def reprocess(
     start: str | datetime | None = None,
     end: str | datetime | None = None,
     from_stage: str | None = None,
+    tier: str | None = None,
     settings: Settings | None = None,
     enqueue: Enqueue | None = None,
 ) -> list[GroupHandle]:
@@ -133,6 +134,9 @@ def reprocess(
         strings or datetimes, UTC when naive).
     from_stage
         The first stage to run (default: the first stage).
+    tier
+        Imaging tier of these runs (e.g. ``"deep"``, or ``"quicklook"`` after a diverged image); default:
+        ``settings.imaging.tier``.
     settings
         Default: :func:`contimg.config.load_settings`.
     enqueue
@@ -173,7 +177,7 @@ def reprocess(
         from workers.canvas import enqueue_group
 
         enqueue = partial(enqueue_group, settings=settings)
-    published = state.request_reprocess(settings, keys, from_stage=from_stage)
+    published = state.request_reprocess(settings, keys, from_stage=from_stage, tier=tier)
     handles = []
     for item in published:
         state.publish(settings, item, enqueue)

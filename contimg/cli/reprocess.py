@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from contimg.imaging.tiers import TIERS
+
 NAME = "reprocess"
 HELP = "reprocess groups (by key or time range), optionally from a given stage, and wait for them"
 
@@ -13,6 +15,9 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--start", help="reprocess every group with a timestamp at or after this (ISO UTC)")
     parser.add_argument("--end", help="... and at or before this (ISO UTC)")
     parser.add_argument("--from-stage", default=None, help="first stage to run (default: the first)")
+    parser.add_argument("--tier", default=None, choices=sorted(TIERS),
+                        help="imaging tier of these runs, e.g. after an image failed its QA (default: "
+                             "settings.imaging.tier)")
     parser.add_argument("--wait", type=float, default=None, metavar="SECONDS",
                         help="wait up to SECONDS for the groups to finish and report their states")
 
@@ -24,9 +29,10 @@ def run(args: argparse.Namespace, settings) -> int:
     if args.groups and (args.start or args.end):
         raise ConfigError("give group keys or --start/--end, not both")
     if args.groups:
-        handles = reprocess(args.groups, from_stage=args.from_stage, settings=settings)
+        handles = reprocess(args.groups, from_stage=args.from_stage, tier=args.tier, settings=settings)
     elif args.start or args.end:
-        handles = reprocess(start=args.start, end=args.end, from_stage=args.from_stage, settings=settings)
+        handles = reprocess(start=args.start, end=args.end, from_stage=args.from_stage, tier=args.tier,
+                            settings=settings)
     else:
         raise ConfigError("nothing to reprocess: give group keys or --start/--end")
     for h in handles:

@@ -149,6 +149,9 @@ class ObservationGroup(TimestampMixin, Base):
     the current run; None while the run's next task waits in a queue."""
     node: Mapped[str | None] = mapped_column(String(255))
     """Node whose staging holds the run's conversion (from planning to combine), else None."""
+    imaging_tier: Mapped[str | None] = mapped_column(String(16))
+    """Imaging tier asked for by ``contimg reprocess --tier`` (e.g. a safer one after a failed image); None: the
+    settings' tier."""
     calibrator_name: Mapped[str | None] = mapped_column(String(64))
     calibrator_beam_response: Mapped[float | None]
 

@@ -129,7 +129,7 @@ def judge_image(*, rms_jy: float, peak_jy: float, negative_jy: float, dynamic_ra
     """
     v = Verdict(figures={"rms_jy": rms_jy, "peak_jy": peak_jy, "negative_jy": negative_jy,
                          "dynamic_range": dynamic_range, "predicted_rms_jy": predicted_rms_jy,
-                         "flux_ratio": flux_ratio, "flux_sources": flux_sources})
+                         "flux_ratio": flux_ratio, "flux_sources": flux_sources, "deconvolution": deconvolution})
     finite = math.isfinite(rms_jy) and math.isfinite(peak_jy) and rms_jy > 0
     if not finite:
         v.add(FAIL, f"the image has no finite noise or peak (rms {rms_jy}, peak {peak_jy})")

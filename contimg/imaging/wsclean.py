@@ -211,6 +211,9 @@ def _tail(path: Path, lines: int = 5) -> str:
 
 _STOP_RE = re.compile(r"Stopped on peak (?P<value>[-+]?(?:nan|inf|[0-9.eE+-]+)) (?P<unit>[mµu]?Jy), "
                       r"because (?P<reason>[^.]+)", re.IGNORECASE)
+_START_RE = re.compile(r"Initial peak: (?P<value>[-+]?(?:nan|inf|[0-9.eE+-]+)) (?P<unit>[mµu]?Jy)", re.IGNORECASE)
+_LOOP_RE = re.compile(_START_RE.pattern + "|" + _STOP_RE.pattern.replace("(?P<value>", "(?P<svalue>")
+                      .replace("(?P<unit>", "(?P<sunit>"), re.IGNORECASE)
 _MAJOR_RE = re.compile(r"(?P<n>\d+) major iterations? (?:was|were) performed")
 _THEORETICAL_RE = re.compile(r"theoretical=(?P<arcsec>[0-9.]+)''")
 _UNIT = {"Jy": 1.0, "mJy": 1e-3, "µJy": 1e-6, "uJy": 1e-6}
@@ -225,6 +228,8 @@ class DeconvolutionLog:
     major_iterations: int | None
     theoretical_beam_arcsec: float | None
     """WSClean's theoretical beam (lambda / longest baseline)."""
+    starts: tuple[float | None, ...] = ()
+    """The residual peak each minor loop of ``stops`` started from ("Initial peak", Jy; None if not logged)."""
 
     @property
     def final_reason(self) -> str:
@@ -243,19 +248,31 @@ class DeconvolutionLog:
     @property
     def diverged(self) -> bool:
         """True if cleaning ran away: a residual peak it stopped on is not finite, grew past twice the first one,
-        or it hit the iteration limit on a negative peak (what a divergent Hogbom loop does on a PSF with strong
-        sidelobes)."""
+        or a minor loop ended on a larger residual peak than it started from (a divergent Hogbom loop on a PSF
+        with strong sidelobes: the core-only array's "stopped on -264 Jy" after a start at 23 mJy).
+
+        A loop that runs out of iterations while its residual still falls is not divergence (cleaning the
+        artefacts of a bright source can use up ``niter``): :attr:`final_reason` says ``iterations``.
+        Without "Initial peak" lines (older logs), a loop that hit the iteration limit ending further from
+        zero than where the previous loop stopped counts as growing."""
         if not self.stops:
             return False
         if not all(math.isfinite(peak) for peak, _ in self.stops):
             return True  # WSClean went numerically wrong ("Stopped on peak -nan Jy")
         first, last = abs(self.stops[0][0]), self.stops[-1][0]
-        grew = len(self.stops) > 1 and abs(last) > 2.0 * first
-        negative_at_limit = self.final_reason == "iterations" and last < 0
-        return grew or negative_at_limit
+        if len(self.stops) > 1 and abs(last) > 2.0 * first:
+            return True
+        for k, (peak, _reason) in enumerate(self.stops):
+            start = self.starts[k] if k < len(self.starts) else None
+            if start is None and k > 0 and "maximum number of iterations" in _reason:
+                start = self.stops[k - 1][0]
+            if start is not None and math.isfinite(start) and abs(peak) > 1.05 * abs(start):
+                return True
+        return False
 
     def to_dict(self) -> dict:
-        return {"stops": [list(s) for s in self.stops], "major_iterations": self.major_iterations,
+        return {"stops": [list(s) for s in self.stops], "starts": list(self.starts),
+                "major_iterations": self.major_iterations,
                 "theoretical_beam_arcsec": self.theoretical_beam_arcsec, "final_reason": self.final_reason,
                 "diverged": self.diverged}
 
@@ -271,8 +288,17 @@ def parse_wsclean_log(path: str | os.PathLike) -> DeconvolutionLog:
         text = Path(path).read_text(errors="replace")
     except OSError:
         return DeconvolutionLog((), None, None)
-    stops = tuple((float(m["value"]) * _UNIT.get(m["unit"], 1.0), m["reason"].strip())
-                  for m in _STOP_RE.finditer(text))
+    stops: list[tuple[float, str]] = []
+    starts: list[float | None] = []
+    pending: float | None = None
+    for m in _LOOP_RE.finditer(text):  # "Initial peak" opens a minor loop, "Stopped on peak" closes it
+        if m["value"] is not None:
+            pending = float(m["value"]) * _UNIT.get(m["unit"], 1.0)
+        else:
+            stops.append((float(m["svalue"]) * _UNIT.get(m["sunit"], 1.0), m["reason"].strip()))
+            starts.append(pending)
+            pending = None
     major = _MAJOR_RE.search(text)
     theo = _THEORETICAL_RE.search(text)
-    return DeconvolutionLog(stops, int(major["n"]) if major else None, float(theo["arcsec"]) if theo else None)
+    return DeconvolutionLog(tuple(stops), int(major["n"]) if major else None,
+                            float(theo["arcsec"]) if theo else None, tuple(starts))

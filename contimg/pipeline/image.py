@@ -13,8 +13,8 @@ the image's frequency is judged. An image whose verdict is ``fail`` is kept
 and recorded with its verdict for inspection, any photometry it had from an
 earlier run is deleted, and the group fails with the reasons
 (:class:`ImageQaFailed`): it never feeds normalisation, variability scoring
-or candidates. ``contimg reprocess --from-stage image`` (with a safer tier)
-can redo it.
+or candidates. ``contimg reprocess --from-stage image --tier <tier>`` redoes it
+with another tier (kept on the group as ``imaging_tier``).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 
 from contimg.config import Settings
 from contimg.db import run_transaction
-from contimg.db.models import MeasurementSet, Photometry
+from contimg.db.models import MeasurementSet, ObservationGroup, Photometry
 from contimg.errors import InputFileError, PermanentError
 from contimg.pipeline import state
 from contimg.pipeline.calibrate import group_ms
@@ -71,7 +71,9 @@ def image(settings: Settings, group_key: str, token: str) -> dict[str, Any]:
         select(MeasurementSet.calibration_set_id).where(MeasurementSet.id == ms_id)), readonly=True)
     if calset is None:
         raise InputFileError(f"group {group_key}: {ms} has no calibration applied; run the calibrate stage first")
-    products = image_ms(ms, settings=settings.imaging, out_dir=image_dir(settings, group_key),
+    tier = run_transaction(settings, lambda s: s.scalar(
+        select(ObservationGroup.imaging_tier).where(ObservationGroup.group_key == group_key)), readonly=True)
+    products = image_ms(ms, settings=settings.imaging, out_dir=image_dir(settings, group_key), tier=tier,
                         before_publish=lambda: state.check_current(settings, group_key, token))
     verdict = judge_products(settings, products)
     with session_scope(settings) as session:

@@ -490,8 +490,12 @@ def hand_back(db: Any, group_key: str, token: str, reason: str) -> bool:
     return stage is not None
 
 
-def request_reprocess(db: Any, group_keys: Sequence[str], *, from_stage: str | None = None) -> list[Published]:
+def request_reprocess(db: Any, group_keys: Sequence[str], *, from_stage: str | None = None,
+                      tier: str | None = None) -> list[Published]:
     """Make finished groups ``pending`` again with new run tokens (publish them afterwards).
+
+    ``tier`` is the imaging tier of the new run (kept on the group, ``imaging_tier``); None goes back
+    to the settings' tier.
 
     Raises
     ------
@@ -501,6 +505,10 @@ def request_reprocess(db: Any, group_keys: Sequence[str], *, from_stage: str | N
         If a group is still collecting or already queued/running.
     """
     stages_from(from_stage)
+    if tier is not None:
+        from contimg.imaging.tiers import tier_parameters
+
+        tier_parameters(tier)  # an unknown tier: ConfigError naming the known ones
 
     def _request(session: Session) -> list[Published]:
         out = []
@@ -510,6 +518,7 @@ def request_reprocess(db: Any, group_keys: Sequence[str], *, from_stage: str | N
                 raise InvalidTransitionError(
                     f"group {key}: cannot reprocess a group that is {group.state.value}; "
                     "only completed or failed groups can be reprocessed")
+            group.imaging_tier = tier
             token = make_pending(group, from_stage=from_stage)
             out.append(Published(key, token, group.current_stage))
         return out

@@ -35,6 +35,17 @@ RUNAWAY_LOG = """\
     ("Stopped on peak -nan Jy, because the threshold was reached.\n", "threshold", True),
     ("Stopped on peak 1.0 Jy, because the minor-loop threshold was reached.\n"
      "Stopped on peak 0.2 Jy, because maximum number of iterations was reached.\n", "iterations", False),
+    # the core-only array at mgain 0.95 (full-scale night): the masked loop starts at 22.7 mJy and runs away
+    ("Initial peak: 454.3 mJy at 360,270\nStopped on peak 454.3 mJy, because the minor-loop threshold was reached.\n"
+     "Initial peak: 23.5 mJy at 402,214\nStopped on peak 22.66 mJy, because the minor-loop threshold was reached.\n"
+     "Initial peak: 22.7 mJy at 375,270\nStopped on peak -50.42 Jy, because maximum number of iterations was "
+     "reached.\n", "iterations", True),
+    # the full array next to a 6.5 Jy source (full-scale night): the loop cleaning its artefacts runs out of
+    # iterations while its residual still falls -- not divergence, an iteration-limit warning
+    ("Initial peak: 6.4 Jy at 1920,1536\nStopped on peak 1.2 Jy, because the minor-loop threshold was reached.\n"
+     "Initial peak: 2.6 mJy at 1700,1536\nStopped on peak 2.2 mJy, because the minor-loop threshold was reached.\n"
+     "Initial peak: -3.9 mJy at 1750,1500\nStopped on peak -3.02 mJy, because maximum number of iterations "
+     "was reached.\n", "iterations", False),
 ])
 def test_the_wsclean_log_says_how_cleaning_stopped(tmp_path, text, reason, diverged):
     path = tmp_path / "wsclean.log"
