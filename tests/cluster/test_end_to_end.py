@@ -12,13 +12,10 @@ import sys
 import time
 
 import pytest
-from sqlalchemy import select
 
 from contimg.api import ReprocessError, UnknownGroupError, reprocess
 from contimg.cluster import EmbeddedCluster
-from contimg.db import session_scope
-from contimg.db.models import Image, MeasurementSet, ObservationGroup
-from contimg.errors import ConfigError, PermanentError
+from contimg.errors import PermanentError
 from cluster_helpers import CLUSTER_ENV, CONVERT_ONLY, drop_group, groups, timestamp, wait_finished, wait_for
 
 pytestmark = pytest.mark.integration
@@ -109,16 +106,6 @@ def test_reprocess_from_python(cluster, sim_groups):
     assert g.attempt == 2 and g.retry_count == 0
     assert sorted((t.stage, t.attempt, t.status) for t in g.stage_timings) == [("convert", 1, "ok"), ("convert", 2, "ok")]
     assert len(g.measurement_sets) == 1  # the same MS, rewritten
-    # the image stage again with another tier (an operator's answer to a failed image), kept on the group
-    (handle,) = reprocess(key, from_stage="image", tier="quicklook", settings=settings)
-    assert handle.wait(timeout=180) == "completed"
-    with session_scope(settings, readonly=True) as s:
-        tiers = {i.tier for i in s.scalars(select(Image).join(MeasurementSet, Image.ms_id == MeasurementSet.id)
-                                          .join(ObservationGroup, MeasurementSet.group_id == ObservationGroup.id)
-                                          .where(ObservationGroup.group_key == key))}
-        assert tiers == {"quicklook"} and groups(settings)[key].imaging_tier == "quicklook"
-    with pytest.raises(ConfigError, match="unknown imaging tier 'fast'"):
-        reprocess(key, from_stage="image", tier="fast", settings=settings)
     # by time range
     handles = reprocess(start="2025-07-04T09:59:00", end="2025-07-04T10:01:00", settings=settings)
     assert [h.group_key for h in handles] == [key]

@@ -117,6 +117,31 @@ def test_a_night_through_the_whole_chain(chain_cluster, sim_night):
             assert not r.upper_limit and abs(r.flux_jy / truth - 1) < 0.05, r.flux_jy  # demo: -1.3 %, -0.5 %
 
 
+def test_an_image_is_redone_with_another_tier(chain_cluster):
+    """The operator's answer to a failed image: reprocess from the image stage with another tier. The run
+    images with that tier, measures again, and the tier stays on the group; an unknown tier is refused."""
+    from contimg.api import reprocess
+    from contimg.errors import ConfigError
+
+    settings = chain_cluster.settings()
+    done = [k for k, g in groups(settings).items() if g.state.value == "completed"]
+    if not done:
+        pytest.skip("needs the night of test_a_night_through_the_whole_chain")
+    key = sorted(done)[0]
+    (handle,) = reprocess(key, from_stage="image", tier="quicklook", settings=settings)
+    assert handle.wait(timeout=300) == "completed", groups(settings)[key].error_message
+    g = groups(settings)[key]
+    assert g.imaging_tier == "quicklook"
+    assert [(t.stage, t.status) for t in g.stage_timings if t.attempt == g.attempt] == CHAIN[2:]
+    with session_scope(settings, readonly=True) as s:
+        (ms,) = s.scalars(select(MeasurementSet).where(MeasurementSet.group_id == g.id)).all()
+        assert {i.tier for i in ms.images} == {"quicklook"}
+        pbcor = next(i for i in ms.images if i.pb_corrected)
+        assert s.scalars(select(Photometry).where(Photometry.image_id == pbcor.id)).first() is not None
+    with pytest.raises(ConfigError, match="unknown imaging tier 'fast'"):
+        reprocess(key, from_stage="image", tier="fast", settings=settings)
+
+
 def test_science_group_fails_after_waiting_for_a_solution(make_cluster, sim_groups):
     """No calibrator and no valid set: the group waits ``wait_for_solution_s``, then fails naming why."""
     cluster = make_cluster("no-solution", CONTIMG_CELERY__LAST_STAGE="calibrate",
