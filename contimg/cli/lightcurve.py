@@ -69,7 +69,7 @@ def _plot(doc: dict, path: str) -> None:
     import matplotlib.pyplot as plt
     import numpy as np
 
-    from contimg.simulation.lightcurves import ese_profile
+    from contimg.variability.esemodel import ese_profile
 
     p = doc["photometry"]
     t = np.array([r["mjd"] for r in p])

@@ -28,7 +28,7 @@ Method
    stationary Ornstein-Uhlenbeck process (damped random walk, amplitude ``a``,
    correlation time ``tau``; Kelly, Bechtold & Siemiginowska 2009, ApJ 698,
    895) and ``s`` a unit-depth ESE template
-   (:func:`contimg.simulation.lightcurves.ese_shape`: dip, optional caustic
+   (:func:`contimg.variability.esemodel.ese_shape`: dip, optional caustic
    brightenings). The exact Gaussian likelihood is evaluated in O(N) per
    column with a Kalman filter on the irregular epochs
    (:mod:`contimg.variability.kalman`), which whitens the data and every
@@ -75,7 +75,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from scipy import special
 
-from contimg.simulation.lightcurves import DEFAULT_EDGE_FRAC
+from contimg.variability.esemodel import DEFAULT_EDGE_FRAC
 from contimg.variability.kalman import box_scan, whitened_products
 from contimg.variability.metrics import group_runs, to_padded
 

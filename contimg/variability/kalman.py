@@ -13,7 +13,7 @@ squares needs, for all templates at once.
 
 The kernels are compiled with numba and run over sources in parallel. The
 ESE templates are evaluated inside the kernel with :func:`shape_scalar`, which
-must equal :func:`contimg.simulation.lightcurves.ese_shape` (a test checks it).
+must equal :func:`contimg.variability.esemodel.ese_shape` (a test checks it).
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from contimg.simulation.lightcurves import DEFAULT_EDGE_FRAC, ese_shape
+from contimg.variability.esemodel import DEFAULT_EDGE_FRAC, ese_shape
 from contimg.variability.kalman import shape_scalar, whitened_products
 
 
