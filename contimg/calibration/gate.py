@@ -26,7 +26,6 @@ registry's valid set, and no science group gets it.
 from __future__ import annotations
 
 import logging
-import math
 from pathlib import Path
 from typing import Any
 

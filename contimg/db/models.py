@@ -1,7 +1,7 @@
 """SQLAlchemy 2.0 typed models of the whole pipeline.
 
 The models only describe tables; the code that reads and writes them takes a
-:class:`~sqlalchemy.orm.Session` and lives in :mod:`contimg.db.queries`,
+:class:`~sqlalchemy.orm.Session` and lives in :mod:`contimg.db.groups`,
 :mod:`contimg.db.products` and :mod:`contimg.db.science`. The schema itself is
 created and evolved by the Alembic migrations in ``contimg/db/migrations``
 (:func:`contimg.db.init_db`), never by ``create_all``. To change it: edit this
@@ -34,13 +34,10 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
-    Boolean,
     CheckConstraint,
     Enum,
-    Float,
     ForeignKey,
     Index,
-    Integer,
     MetaData,
     String,
     Text,

@@ -13,13 +13,11 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import redis
 
 from cluster_helpers import (
-    CONVERT_ONLY,
     FAST_RECOVERY,
     HERE,
     drop_group,
