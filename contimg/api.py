@@ -15,14 +15,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import select
-
 from contimg.config import Settings, load_settings
-from contimg.db import GroupState, run_transaction
-from contimg.db.models import ObservationGroup
+from contimg.db import GroupState, groups, run_transaction
+from contimg.db.groups import Enqueue, UnknownGroupError
 from contimg.errors import PermanentError
-from contimg.pipeline import state
-from contimg.pipeline.state import Enqueue, UnknownGroupError
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +47,7 @@ class GroupHandle:
         """Read the group's state from the database; returns it."""
 
         def _read(session) -> tuple[str, str | None, str | None]:
-            g = session.scalar(select(ObservationGroup).where(ObservationGroup.group_key == self.group_key))
+            g = groups.get_group(session, self.group_key)
             return g.state.value, g.error_message, g.task_id
 
         self.state, self.error, current = run_transaction(self.settings, _read, readonly=True)
@@ -102,15 +98,7 @@ def select_groups(settings: Settings, *, start: str | datetime | None, end: str 
     if lo is not None and hi is not None and lo > hi:
         raise ReprocessError(f"empty time range: start {lo.isoformat()} is after end {hi.isoformat()}")
 
-    def _select(session) -> list[str]:
-        stmt = select(ObservationGroup.group_key).order_by(ObservationGroup.timestamp)
-        if lo is not None:
-            stmt = stmt.where(ObservationGroup.timestamp >= lo)
-        if hi is not None:
-            stmt = stmt.where(ObservationGroup.timestamp <= hi)
-        return list(session.scalars(stmt))
-
-    return run_transaction(settings, _select, readonly=True)
+    return run_transaction(settings, lambda s: groups.group_keys_between(s, lo, hi), readonly=True)
 
 
 def reprocess(
@@ -177,9 +165,9 @@ def reprocess(
         from workers.canvas import enqueue_group
 
         enqueue = partial(enqueue_group, settings=settings)
-    published = state.request_reprocess(settings, keys, from_stage=from_stage, tier=tier)
+    published = groups.request_reprocess(settings, keys, from_stage=from_stage, tier=tier)
     handles = []
     for item in published:
-        state.publish(settings, item, enqueue)
+        groups.publish(settings, item, enqueue)
         handles.append(GroupHandle(item.group_key, item.token, settings))
     return handles

@@ -37,11 +37,11 @@ def node_queue(name: str) -> Queue:
 def _setup_worker(sender: str, instance: Any, **_: Any) -> None:
     from contimg.cluster.nodes import new_worker_id, node_identity, node_queue_name
 
-    from contimg.pipeline import state
+    from contimg.db import groups
 
     app = instance.app
     app.conf.contimg_worker_id = new_worker_id(str(sender))
-    state.WORKER_IDENTITY = app.conf.contimg_worker_id
+    groups.WORKER_IDENTITY = app.conf.contimg_worker_id
     app.conf.contimg_node = None
     if "convert" in app.amqp.queues.consume_from:
         settings = app.conf.contimg_settings
@@ -112,7 +112,7 @@ class PresenceThread(threading.Thread):
     def step(self, registry) -> None:
         from celery.worker import state as worker_state
 
-        from contimg.pipeline import state
+        from contimg.db import groups
 
         held = _runs(_snapshot(worker_state.requests.values()))
         scheduled = _runs(_snapshot(getattr(worker_state, "scheduled_requests", ())))
@@ -122,8 +122,8 @@ class PresenceThread(threading.Thread):
         except Exception as exc:  # noqa: BLE001 - Redis down: announce again next time
             self._warn_once("announce", exc)
         try:
-            state.beat(self.settings, sorted(set(held) - set(scheduled)))
-            state.beat(self.settings, sorted(set(scheduled)), worker=self.app.conf.contimg_worker_id)
+            groups.beat(self.settings, sorted(set(held) - set(scheduled)))
+            groups.beat(self.settings, sorted(set(scheduled)), worker=self.app.conf.contimg_worker_id)
             self._warned.discard("beat")
         except Exception as exc:  # noqa: BLE001 - database busy or down: beat again next time
             self._warn_once("beat", exc)

@@ -19,7 +19,7 @@ from celery import Task
 from celery.exceptions import Ignore
 
 from contimg.errors import ConfigError, TransientError
-from contimg.pipeline import state
+from contimg.db import groups
 from workers.app import app
 
 log = logging.getLogger(__name__)
@@ -60,22 +60,22 @@ def record_outcome_of_failure(key: str, token: str | None, task_name: str, exc: 
 
     A broker outage longer than the publish retries (``celery.publish_retry_s``)
     is not the group's fault: its run goes back to ``pending`` and is published
-    again when the broker answers (:func:`contimg.pipeline.state.hand_back`).
+    again when the broker answers (:func:`contimg.db.groups.hand_back`).
     """
     settings = _settings()
     if token is not None and _is_broker_error(exc):
-        state.hand_back(settings, key, token, f"{_short(task_name)}: {_describe(exc)}")
+        groups.hand_back(settings, key, token, f"{_short(task_name)}: {_describe(exc)}")
         return
-    state.fail(settings, key, f"{_short(task_name)}: {_describe(exc)}", token=token)
+    groups.fail(settings, key, f"{_short(task_name)}: {_describe(exc)}", token=token)
 
 
 class GroupTask(Task):
     """Base of every task that works for one group's run.
 
     Before its body runs, a task records that this worker holds the run
-    (:func:`contimg.pipeline.state.hold`); after it returns, and after Celery
+    (:func:`contimg.db.groups.hold`); after it returns, and after Celery
     has published the chain's next step, that it no longer does
-    (:func:`~contimg.pipeline.state.unhold`). So the sweep can tell a run whose
+    (:func:`~contimg.db.groups.unhold`). So the sweep can tell a run whose
     worker died from one whose next task waits in a queue.
     """
 
@@ -102,7 +102,7 @@ class GroupTask(Task):
         held = self._held_run(kwargs)
         if held is not None:
             worker, key, token = held
-            _guard(state.hold, _settings(), key, token, worker=worker)
+            _guard(groups.hold, _settings(), key, token, worker=worker)
 
     def after_return(self, status, retval, task_id, args, kwargs, einfo):  # noqa: D102 - Celery hook
         # after the chain's next step was published: its worker adds itself before this one leaves
@@ -111,7 +111,7 @@ class GroupTask(Task):
             return
         worker, key, token = held
         try:
-            state.unhold(_settings(), key, token, worker=worker, node=self.leaves_node and status == "SUCCESS")
+            groups.unhold(_settings(), key, token, worker=worker, node=self.leaves_node and status == "SUCCESS")
         except Exception:  # noqa: BLE001 - the sweep's heartbeat rule covers a holder left behind
             log.warning("group %s: could not record that %s no longer holds run %s", key, worker, token,
                         exc_info=True)
@@ -129,7 +129,7 @@ class GroupTask(Task):
 def _guard(fn, *args: Any, **kwargs: Any) -> Any:
     try:
         return fn(*args, **kwargs)
-    except state.StaleRunError as exc:
+    except groups.StaleRunError as exc:
         log.warning("%s", exc)
         raise Ignore() from exc
 
@@ -137,7 +137,7 @@ def _guard(fn, *args: Any, **kwargs: Any) -> Any:
 @app.task(name="contimg.group.start", base=GroupTask, bind=True, holds_run=False)
 def start_group(self, *, group_key: str, token: str) -> str:
     """Claim the group for this run (``pending → in_progress``); stops a duplicate run."""
-    if not state.claim(_settings(), group_key, token):
+    if not groups.claim(_settings(), group_key, token):
         raise Ignore()
     return group_key
 
@@ -155,11 +155,11 @@ def convert_plan(self, *, group_key: str, token: str) -> None:
     settings = _settings()
     worker = self.app.conf.contimg_worker_id
     planned = _guard(plan, settings, group_key, token, node=node)
-    _guard(state.hold, settings, group_key, token, worker=worker, node=node)
+    _guard(groups.hold, settings, group_key, token, worker=worker, node=node)
     try:
         raise self.replace(conversion_chord(group_key, token, planned["plan"], planned["files"], node=node))
     finally:  # replaced (its after_return never runs): the chord is on the node's queue, the node holds the run
-        state.unhold(settings, group_key, token, worker=worker)
+        groups.unhold(settings, group_key, token, worker=worker)
 
 
 @app.task(name="contimg.convert.write_part", base=GroupTask, bind=True)
@@ -229,7 +229,7 @@ def photometry_run(self, *_: Any, group_key: str, token: str) -> dict:
 @app.task(name="contimg.group.finish", base=GroupTask, bind=True)
 def finish_group(self, *_: Any, group_key: str, token: str) -> str:
     """Mark the run completed (idempotent)."""
-    _guard(state.complete, _settings(), group_key, token)
+    _guard(groups.complete, _settings(), group_key, token)
     return group_key
 
 
@@ -240,6 +240,6 @@ def record_failure(request, exc, traceback, *, group_key: str, token: str) -> No
     Not a bound task: Celery calls unbound errbacks taking ``(request, exc,
     traceback)`` directly in the failing worker, with the exception itself.
     """
-    if isinstance(exc, (Ignore, state.StaleRunError)):
+    if isinstance(exc, (Ignore, groups.StaleRunError)):
         return
     record_outcome_of_failure(group_key, token, getattr(request, "task", None) or "task", exc)

@@ -63,17 +63,12 @@ def collect_status(settings: Settings, *, latest: int = 10) -> dict[str, Any]:
     Besides the counts, groups and queue lengths, ``"broker"`` names the broker
     the queue lengths were read from, its password masked.
     """
-    from contimg.ingest.registry import counts_by_state
+    from contimg.db.groups import counts_by_state, latest_groups
 
     def _read(session) -> dict[str, Any]:
-        groups = session.scalars(
-            select(ObservationGroup).options(selectinload(ObservationGroup.stage_timings),
-                                             selectinload(ObservationGroup.measurement_sets)
-                                             .selectinload(MeasurementSet.images))
-            .order_by(ObservationGroup.timestamp.desc()).limit(latest)).all()
         return {
             "counts": counts_by_state(session),
-            "groups": [group_summary(g) for g in groups],
+            "groups": [group_summary(g) for g in latest_groups(session, limit=latest, with_products=True)],
         }
 
     out = run_transaction(settings, _read, readonly=True)

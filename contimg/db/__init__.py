@@ -1,19 +1,21 @@
-"""The database layer: typed models, engines and sessions, migrations, queries.
+"""The database layer: typed models, engines and sessions, migrations, the group store.
 
 Public entry points::
 
     from contimg.db import init_db, session_scope, GroupState
-    from contimg.db import queries
+    from contimg.db import groups
 
     init_db(settings)                      # create/upgrade the schema (Alembic), idempotent
     with session_scope(settings) as s:     # one transaction
-        group, created = queries.upsert_group(s, key="2025-10-02T10:02:45", timestamp=ts)
+        reg = groups.register_file(s, path, tolerance_s=60)
+    groups.request_reprocess(settings, ["2025-10-02T10:02:45"], from_stage="image")
 
 * :mod:`contimg.db.models` -- the tables (SQLAlchemy 2.0 typed models);
 * :mod:`contimg.db.states` -- :class:`GroupState` and the allowed transitions;
 * :mod:`contimg.db.engine` -- :func:`get_engine`, :func:`session_scope`, :func:`run_transaction`;
 * :mod:`contimg.db.migrate` -- :func:`init_db` and revision helpers;
-* :mod:`contimg.db.queries` -- groups, subband files, transitions, stage timings, housekeeping;
+* :mod:`contimg.db.groups` -- the group store: registration, promotion, the run protocol
+  (publish, claim, stage timings, heartbeats, completion, failure, requeue, reprocessing);
 * :mod:`contimg.db.products` -- Measurement Sets, calibration tables, images;
 * :mod:`contimg.db.science` -- sources, photometry, variability statistics, ESE candidates (bulk).
 

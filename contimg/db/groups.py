@@ -1,7 +1,30 @@
-"""A group's run in the database: publishing, claiming, stage timings, completion, failure.
+"""The group store: every read and write of a group's state, in one place.
 
-This is the exactly-once protocol shared by the producer, the workers, beat and
-reprocessing. It knows nothing of Celery: publishing is an ``enqueue`` callable.
+Producer, workers, beat, reprocessing, ``contimg status`` and the Python API
+all go through these functions; nothing else writes ``observation_groups``,
+``subband_files`` or ``stage_timings``. Three parts:
+
+**Lookups**: :func:`find_group`, :func:`get_group` (by object, id or key) and
+:func:`transition_group` (a checked move of the state machine,
+:mod:`contimg.db.states`).
+
+**Registration** (the producer): grouping files by timestamp and promoting
+groups. A file belongs to the existing group whose timestamp (its earliest
+file time) is nearest to the file's own, if within ``tolerance_s``; otherwise it
+starts a new group. A group's key is the earliest file time among its files
+(it follows earlier arrivals while the group is collecting, and is frozen once
+the group is enqueued). A group is *due* when it has all 16 subbands, or when
+it has waited ``group_timeout_s`` since its first file was registered: then it
+is promoted to ``pending`` if it has at least ``min_subbands`` files, and failed
+with the reason otherwise. A group that failed because one of its files was
+incomplete (the error message names the file) is found by
+:func:`failed_groups_naming_files`; when the producer sees that file changed
+and complete, :func:`reopen_failed_group` records the file's new size and makes
+the group ``pending`` again from the first stage, in one transaction.
+
+**Runs** (the exactly-once protocol shared by the producer, the workers, beat
+and reprocessing). It knows nothing of Celery: publishing is an ``enqueue``
+callable.
 
 The *run token* is the group's ``task_id``: it is written in the same
 transaction that makes the group ``pending`` and is used as the Celery task id
@@ -17,29 +40,140 @@ the database before doing anything (a fencing token), so
 
 ``pending`` groups that were never published (``enqueued_at`` is null) are
 published again by :func:`publish_unpublished`, with the *same* token.
+
+Functions taking a :class:`~sqlalchemy.orm.Session` work in the caller's
+transaction; functions taking ``db`` (a URL, engine or settings) run their own
+(:func:`contimg.db.run_transaction`, retried on lock contention).
 """
 
 from __future__ import annotations
 
+import enum
 import logging
 import socket
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
-from contimg.db import GroupState, apply_transition, run_transaction
-from contimg.db.models import ObservationGroup, StageTiming
-from contimg.db.states import utcnow
-from contimg.errors import ContimgError, InvalidTransitionError, PermanentError
+from contimg.db.engine import run_transaction
+from contimg.db.models import ObservationGroup, StageTiming, SubbandFile
+from contimg.db.states import GroupState, apply_transition, utcnow
+from contimg.errors import ContimgError, InvalidTransitionError, NotFoundError
+from contimg.naming import NSUBBANDS, TIMESTAMP_FORMAT, parse_subband_filename
 from contimg.pipeline.stages import STAGES, stages_from
+
+if TYPE_CHECKING:
+    from contimg.config import IngestSettings
 
 log = logging.getLogger(__name__)
 
+
+# =========================================================================== lookups
+GroupRef = ObservationGroup | int | str
+"""A group, its id or its key."""
+
+
+class UnknownGroupError(NotFoundError):
+    """No group with this key (or id) exists."""
+
+
+def find_group(session: Session, group: GroupRef, *, for_update: bool = False) -> ObservationGroup | None:
+    """The group with this id or key (or the row of this object), or None."""
+    if isinstance(group, ObservationGroup):
+        if group.id is None:  # pending object, not yet flushed
+            return group
+        cond = ObservationGroup.id == group.id
+    elif isinstance(group, int):
+        cond = ObservationGroup.id == group
+    elif isinstance(group, str):
+        cond = ObservationGroup.group_key == group
+    else:
+        raise TypeError(f"expected an ObservationGroup, an id or a key, got {type(group).__name__}")
+    stmt = select(ObservationGroup).where(cond)
+    if for_update:
+        stmt = stmt.with_for_update().execution_options(populate_existing=True)
+    return session.scalars(stmt).one_or_none()
+
+
+def get_group(session: Session, group: GroupRef, *, for_update: bool = False) -> ObservationGroup:
+    """Like :func:`find_group`, but raises :class:`UnknownGroupError` naming the group."""
+    found = find_group(session, group, for_update=for_update)
+    if found is None:
+        name = group.group_key if isinstance(group, ObservationGroup) else group
+        raise UnknownGroupError(f"group {name}: no such group in the database")
+    return found
+
+
+def transition_group(
+    session: Session,
+    group: GroupRef,
+    to_state: GroupState,
+    *,
+    error: str | None = None,
+    now: datetime | None = None,
+) -> ObservationGroup:
+    """Lock the group's row and move it to ``to_state`` (see :func:`contimg.db.states.apply_transition`).
+
+    Raises
+    ------
+    InvalidTransitionError
+        If the state machine forbids the change; the message names the group and both states.
+    NotFoundError
+        If there is no such group.
+    """
+    grp = get_group(session, group, for_update=True)
+    apply_transition(grp, to_state, error=error, now=now)
+    session.flush()
+    return grp
+
+
+def latest_groups(session: Session, *, limit: int = 20, with_products: bool = False) -> list[ObservationGroup]:
+    """The newest groups (by timestamp) with their stage timings loaded (and their MSs and images)."""
+    from contimg.db.models import MeasurementSet
+
+    opts = [selectinload(ObservationGroup.stage_timings)]
+    if with_products:
+        opts.append(selectinload(ObservationGroup.measurement_sets).selectinload(MeasurementSet.images))
+    return list(session.scalars(select(ObservationGroup).options(*opts)
+                                .order_by(ObservationGroup.timestamp.desc(), ObservationGroup.id.desc())
+                                .limit(limit)))
+
+
+def subband_paths(session: Session, group_key: str) -> list[str]:
+    """The group's registered subband files, by subband."""
+    return list(session.scalars(select(SubbandFile.path).join(ObservationGroup)
+                                .where(ObservationGroup.group_key == group_key).order_by(SubbandFile.subband)))
+
+
+def active_group_keys(session: Session) -> list[str]:
+    """Keys of the groups queued or running (``pending`` or ``in_progress``)."""
+    return list(session.scalars(select(ObservationGroup.group_key).where(
+        ObservationGroup.state.in_([GroupState.IN_PROGRESS, GroupState.PENDING]))))
+
+
+def nodes_in_use(session: Session) -> set[str]:
+    """Nodes whose staging holds the conversion of a run in progress."""
+    return set(session.scalars(select(ObservationGroup.node).where(
+        ObservationGroup.state == GroupState.IN_PROGRESS, ObservationGroup.node.is_not(None))))
+
+
+def group_keys_between(session: Session, start: datetime | None, end: datetime | None) -> list[str]:
+    """Keys of the groups whose timestamp lies in ``[start, end]`` (either end may be open), oldest first."""
+    stmt = select(ObservationGroup.group_key).order_by(ObservationGroup.timestamp)
+    if start is not None:
+        stmt = stmt.where(ObservationGroup.timestamp >= start)
+    if end is not None:
+        stmt = stmt.where(ObservationGroup.timestamp <= end)
+    return list(session.scalars(stmt))
+
+
+# =========================================================================== runs
 Enqueue = Callable[[str, str, str], Any]
 """``enqueue(group_key, run_token, from_stage)`` publishes a group's run; raises on failure."""
 
@@ -56,23 +190,9 @@ class StaleRunError(ContimgError):
     """The task belongs to a run that is no longer the group's current one: stop quietly."""
 
 
-class UnknownGroupError(PermanentError):
-    """No group with this key exists."""
-
-
 def new_run_token() -> str:
     """A fresh run token (also the Celery id of the run's first task)."""
     return str(uuid.uuid4())
-
-
-def _get_group(session: Session, group_key: str, *, lock: bool = True) -> ObservationGroup:
-    stmt = select(ObservationGroup).where(ObservationGroup.group_key == group_key)
-    if lock:
-        stmt = stmt.with_for_update()
-    group = session.scalar(stmt)
-    if group is None:
-        raise UnknownGroupError(f"group {group_key}: no such group in the database")
-    return group
 
 
 def make_pending(group: ObservationGroup, *, from_stage: str | None = None) -> str:
@@ -105,7 +225,7 @@ def publish(db: Any, published: Published, enqueue: Enqueue) -> None:
     enqueue(published.group_key, published.token, published.from_stage)
 
     def _mark(session: Session) -> None:
-        group = _get_group(session, published.group_key)
+        group = get_group(session, published.group_key, for_update=True)
         if group.task_id == published.token and group.enqueued_at is None:
             group.enqueued_at = utcnow()
 
@@ -155,7 +275,7 @@ def claim(db: Any, group_key: str, token: str) -> bool:
     """
 
     def _claim(session: Session) -> bool:
-        group = _get_group(session, group_key)
+        group = get_group(session, group_key, for_update=True)
         if group.task_id != token:
             log.warning("group %s: run %s is not current (current %s); not claiming", group_key, token, group.task_id)
             return False
@@ -170,7 +290,7 @@ def claim(db: Any, group_key: str, token: str) -> bool:
 
 
 def _current(session: Session, group_key: str, token: str) -> ObservationGroup:
-    group = _get_group(session, group_key)
+    group = get_group(session, group_key, for_update=True)
     if group.task_id != token or group.state is not GroupState.IN_PROGRESS:
         raise StaleRunError(
             f"group {group_key}: run {token} is not the current in-progress run "
@@ -231,7 +351,7 @@ def unhold(db: Any, group_key: str, token: str, *, worker: str, node: bool = Fal
     """
 
     def _unhold(session: Session) -> None:
-        group = _get_group(session, group_key)
+        group = get_group(session, group_key, for_update=True)
         if group.task_id != token or group.state is not GroupState.IN_PROGRESS:
             return
         _set_holders(group, holders(group) - {worker})
@@ -316,7 +436,7 @@ def complete(db: Any, group_key: str, token: str) -> bool:
     """``in_progress → completed`` for run ``token``; False if already done (idempotent)."""
 
     def _complete(session: Session) -> bool:
-        group = _get_group(session, group_key)
+        group = get_group(session, group_key, for_update=True)
         if group.task_id == token and group.state is GroupState.COMPLETED:
             return False
         group = _current(session, group_key, token)
@@ -348,7 +468,7 @@ def fail(db: Any, group_key: str, error: str, *, token: str | None = None) -> bo
     """
 
     def _fail(session: Session) -> bool:
-        group = _get_group(session, group_key)
+        group = get_group(session, group_key, for_update=True)
         if token is not None and group.task_id != token:
             log.info("group %s: failure of superseded run %s ignored: %s", group_key, token, error)
             return False
@@ -473,7 +593,7 @@ def hand_back(db: Any, group_key: str, token: str, reason: str) -> bool:
     """
 
     def _back(session: Session) -> str | None:
-        group = _get_group(session, group_key)
+        group = get_group(session, group_key, for_update=True)
         if group.task_id != token or group.state is not GroupState.IN_PROGRESS:
             return None
         retries = group.retry_count or 0
@@ -513,7 +633,7 @@ def request_reprocess(db: Any, group_keys: Sequence[str], *, from_stage: str | N
     def _request(session: Session) -> list[Published]:
         out = []
         for key in group_keys:
-            group = _get_group(session, key)
+            group = get_group(session, key, for_update=True)
             if group.state not in (GroupState.COMPLETED, GroupState.FAILED):
                 raise InvalidTransitionError(
                     f"group {key}: cannot reprocess a group that is {group.state.value}; "
@@ -524,3 +644,236 @@ def request_reprocess(db: Any, group_keys: Sequence[str], *, from_stage: str | N
         return out
 
     return run_transaction(db, _request)
+
+
+# =========================================================================== registration (the producer)
+class Outcome(str, enum.Enum):
+    """What registering a file did."""
+
+    REGISTERED = "registered"
+    DUPLICATE = "duplicate"
+    """The same path was registered before."""
+    CONFLICT = "conflict"
+    """Another file already holds this subband of the group; ignored."""
+    LATE = "late"
+    """Registered, but its group had already been enqueued; it is not processed with it."""
+
+
+@dataclass(frozen=True)
+class Registration:
+    path: Path
+    outcome: Outcome
+    group_key: str | None = None
+    nsubbands: int = 0
+
+
+def known_paths(session: Session) -> set[str]:
+    """Paths of every registered subband file."""
+    return set(session.scalars(select(SubbandFile.path)))
+
+
+def _nearest_group(session: Session, ts: datetime, tolerance_s: float) -> ObservationGroup | None:
+    lo, hi = ts - timedelta(seconds=tolerance_s), ts + timedelta(seconds=tolerance_s)
+    candidates = session.scalars(
+        select(ObservationGroup).where(ObservationGroup.timestamp >= lo, ObservationGroup.timestamp <= hi)
+    ).all()
+    if not candidates:
+        return None
+    return min(candidates, key=lambda g: abs((g.timestamp - ts).total_seconds()))
+
+
+def register_file(session: Session, path: Path, *, tolerance_s: float) -> Registration:
+    """Register one complete subband file and attach it to its group (idempotent).
+
+    Raises
+    ------
+    InputFileError
+        If the file name is not a DSA-110 subband name.
+    """
+    path = Path(path).absolute()
+    name = parse_subband_filename(path)
+    if session.scalar(select(SubbandFile.id).where(SubbandFile.path == str(path))) is not None:
+        return Registration(path, Outcome.DUPLICATE)
+    group = _nearest_group(session, name.timestamp, tolerance_s)
+    if group is None:
+        group = ObservationGroup(group_key=name.timestamp.strftime(TIMESTAMP_FORMAT), timestamp=name.timestamp,
+                                 state=GroupState.COLLECTING, nsubbands=0, attempt=0, retry_count=0)
+        session.add(group)
+        session.flush()
+        log.info("new group %s", group.group_key)
+    else:
+        session.refresh(group, with_for_update=True)
+    taken = session.scalar(select(SubbandFile).where(SubbandFile.group_id == group.id,
+                                                      SubbandFile.subband == name.subband))
+    if taken is not None:
+        log.warning("%s: group %s already has subband %02d from %s; ignoring this file",
+                    path, group.group_key, name.subband, taken.path)
+        return Registration(path, Outcome.CONFLICT, group.group_key, group.nsubbands)
+    session.add(SubbandFile(group_id=group.id, subband=name.subband, path=str(path),
+                            size_bytes=path.stat().st_size, file_timestamp=name.timestamp))
+    group.nsubbands = (group.nsubbands or 0) + 1
+    if name.timestamp < group.timestamp:
+        group.timestamp = name.timestamp
+        if group.state is GroupState.COLLECTING:
+            # the key is the earliest file time (as conversion's default group id), whatever the arrival order
+            old_key, group.group_key = group.group_key, name.timestamp.strftime(TIMESTAMP_FORMAT)
+            log.debug("group %s renamed %s (earlier file %s)", old_key, group.group_key, path.name)
+    if group.state is not GroupState.COLLECTING:
+        log.warning("%s arrived after group %s was enqueued (state %s); it is recorded but not processed "
+                    "with this run (reprocess the group to include it)", path, group.group_key, group.state.value)
+        return Registration(path, Outcome.LATE, group.group_key, group.nsubbands)
+    log.debug("registered %s in group %s (%d/%d)", path.name, group.group_key, group.nsubbands, NSUBBANDS)
+    return Registration(path, Outcome.REGISTERED, group.group_key, group.nsubbands)
+
+
+@dataclass(frozen=True)
+class Decisions:
+    """The result of :func:`promote_due_groups`."""
+
+    promoted: list[Published]
+    failed: dict[str, str]
+
+
+def promote_due_groups(session: Session, settings: IngestSettings, *, now: datetime | None = None) -> Decisions:
+    """Promote complete or timed-out collecting groups; fail timed-out groups that are too small.
+
+    The ``collecting → pending`` transition and the run token are written in
+    the caller's transaction, which is the exactly-once gate: only the
+    transaction that moves the group out of ``collecting`` publishes it.
+    """
+    now = now or utcnow()
+    timeout_cutoff = now - timedelta(seconds=settings.group_timeout_s)
+    rows = session.scalars(
+        select(ObservationGroup)
+        .where(ObservationGroup.state == GroupState.COLLECTING)
+        .where((ObservationGroup.nsubbands >= NSUBBANDS) | (ObservationGroup.created_at <= timeout_cutoff))
+        .order_by(ObservationGroup.timestamp)
+        .with_for_update()
+    ).all()
+    promoted: list[Published] = []
+    failed: dict[str, str] = {}
+    for group in rows:
+        n = group.nsubbands or 0
+        if n >= NSUBBANDS:
+            token = make_pending(group)
+            promoted.append(Published(group.group_key, token, group.current_stage))
+            continue
+        have = {f.subband for f in group.subband_files}
+        missing = ", ".join(f"sb{sb:02d}" for sb in range(NSUBBANDS) if sb not in have)
+        waited = (now - group.created_at).total_seconds()
+        if n >= settings.min_subbands:
+            log.warning("group %s: timed out after %.0f s with %d/%d subbands (missing %s); processing it anyway",
+                        group.group_key, waited, n, NSUBBANDS, missing)
+            token = make_pending(group)
+            promoted.append(Published(group.group_key, token, group.current_stage))
+        else:
+            reason = (f"group {group.group_key}: only {n} of {NSUBBANDS} subbands after waiting {waited:.0f} s "
+                      f"(need at least {settings.min_subbands}); missing {missing}")
+            apply_transition(group, GroupState.FAILED, error=reason)
+            failed[group.group_key] = reason
+            log.error("%s", reason)
+    return Decisions(promoted, failed)
+
+
+@dataclass(frozen=True)
+class RegisteredFile:
+    """A subband file as the database recorded it."""
+
+    path: str
+    size_bytes: int | None
+    discovered_at: datetime
+    """When the file (its current version, after a retry) was registered."""
+
+
+@dataclass(frozen=True)
+class FailedGroup:
+    """A failed group whose error message names some of its files (see :func:`failed_groups_naming_files`)."""
+
+    group_key: str
+    finished_at: datetime | None
+    """When it failed (also the guard of :func:`reopen_failed_group`)."""
+    error: str
+    files: tuple[RegisteredFile, ...]
+    """All its registered files."""
+    named: frozenset[str]
+    """Paths of the files its error message names."""
+
+
+def names_file(error: str, path: str) -> bool:
+    """True if the error message ``error`` names the file ``path`` (its full path or its name)."""
+    return path in error or Path(path).name in error
+
+
+def failed_groups_naming_files(session: Session, *, since: datetime, max_file_retries: int) -> list[FailedGroup]:
+    """Failed groups that may be retried because one of their files was incomplete.
+
+    A group qualifies if it failed at or after ``since``, its error message
+    names at least one of its registered files (:class:`~contimg.errors.InputFileError`
+    messages start with the path), and it has not used up its retries: it
+    has run (``attempt``) at most ``max_file_retries`` times beyond its
+    first run. Reads only; the caller checks the files.
+    """
+    if max_file_retries <= 0:
+        return []
+    rows = session.scalars(
+        select(ObservationGroup)
+        .where(ObservationGroup.state == GroupState.FAILED,
+               ObservationGroup.finished_at >= since,
+               ObservationGroup.error_message.is_not(None))
+        .options(selectinload(ObservationGroup.subband_files))
+        .order_by(ObservationGroup.timestamp)
+    ).all()
+    out: list[FailedGroup] = []
+    for group in rows:
+        if max((group.attempt or 0) - 1, 0) >= max_file_retries:
+            continue
+        error = group.error_message or ""
+        named = frozenset(f.path for f in group.subband_files if names_file(error, f.path))
+        if not named:
+            continue
+        files = tuple(RegisteredFile(f.path, f.size_bytes, f.discovered_at) for f in group.subband_files)
+        out.append(FailedGroup(group.group_key, group.finished_at, error, files, named))
+    return out
+
+
+def reopen_failed_group(session: Session, group_key: str, *, finished_at: datetime | None,
+                        sizes: Mapping[str, int], from_stage: str = STAGES[0]) -> Published | None:
+    """Record the new sizes of changed files and make their failed group ``pending`` again.
+
+    In the caller's transaction: ``size_bytes`` and ``discovered_at`` (now) of
+    the files in ``sizes`` are updated and the group gets a new run token
+    starting at ``from_stage`` (as :func:`request_reprocess`
+    does). Nothing changes, and None is returned, if the group is no longer
+    the failure seen (its state or ``finished_at`` differ: someone else
+    reprocessed it meanwhile).
+
+    Parameters
+    ----------
+    group_key
+        The failed group.
+    finished_at
+        Its ``finished_at`` when it was found (:attr:`FailedGroup.finished_at`).
+    sizes
+        New size in bytes of each changed file, by path.
+    from_stage
+        Where the new run starts.
+    """
+    group = session.scalar(select(ObservationGroup).where(ObservationGroup.group_key == group_key)
+                           .with_for_update())
+    if group is None or group.state is not GroupState.FAILED or group.finished_at != finished_at:
+        return None
+    now = utcnow()
+    for f in group.subband_files:
+        if f.path in sizes:
+            f.size_bytes = int(sizes[f.path])
+            f.discovered_at = now
+    token = make_pending(group, from_stage=from_stage)
+    return Published(group.group_key, token, group.current_stage)
+
+
+def counts_by_state(session: Session) -> dict[str, int]:
+    """Number of groups in each state (every state present, zeros included)."""
+    out = {s.value: 0 for s in GroupState}
+    for state, n in session.execute(select(ObservationGroup.state, func.count()).group_by(ObservationGroup.state)):
+        out[GroupState(state).value] = n
+    return out

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from contimg.db.models import CalibrationSet, CalibrationTable, CalTableType, Image, MeasurementSet
-from contimg.db.queries import GroupRef, get_group
+from contimg.db.groups import GroupRef, get_group
 
 def _by_path(session: Session, model: type, path: str) -> Any:
     """The ``model`` row whose ``path`` is ``path``, added to the session if new."""

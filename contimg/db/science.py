@@ -1,6 +1,6 @@
 """Bulk reads and writes of the science tables: sources, photometry, variability, ESE candidates.
 
-Like :mod:`contimg.db.queries`, every function takes a Session and only
+Like the session-level functions of :mod:`contimg.db.groups`, every function takes a Session and only
 flushes. Writes are bulk ``INSERT ... ON CONFLICT`` statements sent with
 ``executemany`` in chunks (idempotent: re-measuring a source in an image updates
 its row), so millions of photometry rows do not pass through the ORM.

@@ -4,7 +4,7 @@ This module is the ONE place that says which state changes are legal and what a
 change does to a group's bookkeeping columns (timestamps, attempt and retry
 counters, error message). Everything else -- the producer, the workers, beat
 housekeeping, reprocessing -- goes through :func:`apply_transition` (usually via
-:func:`contimg.db.queries.transition_group`).
+:func:`contimg.db.groups.transition_group`).
 
 ::
 
@@ -115,7 +115,7 @@ def apply_transition(
     """Move ``group`` to ``to_state`` and update its bookkeeping, in memory.
 
     The caller commits (and should hold the row: see
-    :func:`contimg.db.queries.transition_group`). What each target state does:
+    :func:`contimg.db.groups.transition_group`). What each target state does:
 
     ``pending``
         Clears ``task_id``, ``enqueued_at``, ``finished_at`` and

@@ -5,6 +5,6 @@ callable. See :class:`contimg.ingest.producer.Producer`.
 """
 
 from contimg.ingest.producer import Producer, StepReport
-from contimg.ingest.registry import Outcome, promote_due_groups, register_file
+from contimg.db.groups import Outcome, promote_due_groups, register_file
 
 __all__ = ["Outcome", "Producer", "StepReport", "promote_due_groups", "register_file"]

@@ -6,7 +6,7 @@ It runs without Celery: publishing is the ``enqueue`` callable it is given
 One pass (:meth:`Producer.step`):
 
 1. files nominated by the watcher or a scan are checked for completeness and
-   the complete ones registered (:func:`~contimg.ingest.registry.register_file`);
+   the complete ones registered (:func:`~contimg.db.groups.register_file`);
 2. complete and timed-out ``collecting`` groups are promoted (or failed) in one
    transaction (the exactly-once gate), then published;
 3. failed groups whose error names one of their files, when that file has
@@ -41,7 +41,7 @@ from contimg.db import run_transaction
 from contimg.errors import InputFileError, TransientError
 from contimg.db.states import utcnow
 from contimg.ingest.files import StabilityTracker, completeness_problem, scan_directory
-from contimg.ingest.registry import (
+from contimg.db.groups import (
     FailedGroup,
     Outcome,
     Registration,
@@ -53,7 +53,7 @@ from contimg.ingest.registry import (
 )
 from contimg.ingest.watch import DirectoryWatcher
 from contimg.naming import TIMESTAMP_FORMAT, parse_subband_filename
-from contimg.pipeline.state import Enqueue, publish, publish_unpublished
+from contimg.db.groups import Enqueue, publish, publish_unpublished
 
 log = logging.getLogger(__name__)
 
@@ -210,7 +210,7 @@ class Producer:
         Candidates are groups failed within ``ingest.retry_window_s`` whose
         error names one of their files and that have retries left
         (``ingest.max_file_retries``; see
-        :func:`~contimg.ingest.registry.failed_groups_naming_files`). Every
+        :func:`~contimg.db.groups.failed_groups_naming_files`). Every
         registered file of a candidate is stat'ed: it *changed* if its size
         differs from ``size_bytes`` or its modification time is later than
         its registration. The group is retried, from the first stage with a

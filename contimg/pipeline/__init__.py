@@ -1,8 +1,9 @@
 """Library-side orchestration of a group's run, without Celery.
 
 * :mod:`contimg.pipeline.stages` -- the stages, in order, in one place;
-* :mod:`contimg.pipeline.state` -- publishing, claiming, stage timings,
-  completion and failure in the database (the exactly-once protocol);
+* the group's state lives in the group store, :mod:`contimg.db.groups`
+  (publishing, claiming, stage timings, completion and failure: the
+  exactly-once protocol);
 * :mod:`contimg.pipeline.convert` -- the conversion stage for a group key;
 * :mod:`contimg.pipeline.housekeeping` -- stale runs, timeouts, staging clean-up.
 

@@ -19,11 +19,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from contimg.config import Settings
-from contimg.db import run_transaction
+from contimg.db import groups, run_transaction
 from contimg.db.models import MeasurementSet, ObservationGroup, StageTiming
 from contimg.db.states import utcnow
 from contimg.errors import InputFileError
-from contimg.pipeline import state
 
 log = logging.getLogger(__name__)
 
@@ -72,12 +71,12 @@ def calibrate(settings: Settings, group_key: str, token: str, *, fallback_solve:
     """
     from contimg.calibration import calibrate_ms
 
-    state.stage_started(settings, group_key, token, STAGE)
+    groups.stage_started(settings, group_key, token, STAGE)
     _, ms = group_ms(settings, group_key)
     outcome = calibrate_ms(ms, database=settings, calibration=settings.calibration,
                            caltable_dir=settings.paths.caltables, scratch_dir=settings.paths.staging,
                            fallback_solve=fallback_solve, qa=settings.qa)
-    seconds = state.stage_finished(settings, group_key, token, STAGE)
+    seconds = groups.stage_finished(settings, group_key, token, STAGE)
     log.info("group %s: calibration %s with set %s (stage %.1f s)", group_key, outcome.mode,
              outcome.calibration_set, seconds)
     return {**outcome.to_dict(), "seconds": seconds}
@@ -91,7 +90,7 @@ def waited_s(settings: Settings, group_key: str, token: str, *, now: datetime | 
     """
 
     def _started(session: Session) -> datetime | None:
-        group = state._current(session, group_key, token)  # noqa: SLF001 - the same fencing check
+        group = groups._current(session, group_key, token)  # noqa: SLF001 - the same fencing check
         return session.scalar(select(StageTiming.started_at).where(
             StageTiming.group_id == group.id, StageTiming.stage == STAGE, StageTiming.attempt == group.attempt))
 

@@ -1,7 +1,7 @@
 """The conversion stage for one group, by key: plan, write each subband's part, combine.
 
 Each function re-reads what it needs from the database, checks that its run is
-still the group's current one (:func:`contimg.pipeline.state.check_current`)
+still the group's current one (:func:`contimg.db.groups.check_current`)
 and calls the conversion library. All of them are idempotent: the parts are
 written atomically under fixed names, and the Measurement Set row is keyed by
 its path.
@@ -17,10 +17,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from contimg.config import Settings
-from contimg.db import run_transaction
-from contimg.db.models import MeasurementSet, ObservationGroup, SubbandFile
+from contimg.db import groups, run_transaction
+from contimg.db.models import MeasurementSet
 from contimg.errors import InputFileError
-from contimg.pipeline import state
 
 log = logging.getLogger(__name__)
 
@@ -35,12 +34,7 @@ def ms_path(settings: Settings, group_key: str) -> Path:
 def group_files(settings: Settings, group_key: str) -> list[str]:
     """The group's registered subband files, by subband."""
 
-    def _files(session: Session) -> list[str]:
-        return list(session.scalars(
-            select(SubbandFile.path).join(ObservationGroup)
-            .where(ObservationGroup.group_key == group_key).order_by(SubbandFile.subband)))
-
-    return run_transaction(settings, _files, readonly=True)
+    return run_transaction(settings, lambda s: groups.subband_paths(s, group_key), readonly=True)
 
 
 def plan(settings: Settings, group_key: str, token: str, *, node: str | None = None) -> dict[str, Any]:
@@ -63,7 +57,7 @@ def plan(settings: Settings, group_key: str, token: str, *, node: str | None = N
     from contimg.cluster.nodes import check_room, group_staging_bytes
     from contimg.conversion.plan import plan_group
 
-    state.stage_started(settings, group_key, token, STAGE)
+    groups.stage_started(settings, group_key, token, STAGE)
     files = group_files(settings, group_key)
     if not files:
         raise InputFileError(f"group {group_key}: no subband files registered")
@@ -82,7 +76,7 @@ def write_part(settings: Settings, group_key: str, token: str, plan_dict: dict[s
     """Write one subband's part into the staging directory; returns its path."""
     from contimg.conversion.subband import write_subband_part
 
-    state.check_current(settings, group_key, token)
+    groups.check_current(settings, group_key, token)
     staging = settings.paths.staging
     staging.mkdir(parents=True, exist_ok=True)
     return str(write_subband_part(plan_dict, subband_file, staging))
@@ -101,15 +95,15 @@ def combine(settings: Settings, group_key: str, token: str, plan_dict: dict[str,
     from contimg.conversion import combine_parts
     from contimg.conversion.plan import ConversionPlan
 
-    state.check_current(settings, group_key, token)
+    groups.check_current(settings, group_key, token)
     out_ms = ms_path(settings, group_key)
     out_ms.parent.mkdir(parents=True, exist_ok=True)
     conversion_plan = ConversionPlan.from_dict(plan_dict)
     result = combine_parts(conversion_plan, [Path(p) for p in part_paths], out_ms,
-                           before_publish=lambda: state.check_current(settings, group_key, token))
+                           before_publish=lambda: groups.check_current(settings, group_key, token))
     summary = _result_summary(result)
     _record_ms(settings, group_key, out_ms, conversion_plan, summary)
-    seconds = state.stage_finished(settings, group_key, token, STAGE)
+    seconds = groups.stage_finished(settings, group_key, token, STAGE)
     log.info("group %s: converted to %s in %.1f s", group_key, out_ms, seconds)
     return {"ms": str(out_ms), "seconds": seconds, **{k: v for k, v in summary.items() if k != "ms"}}
 
@@ -134,7 +128,7 @@ def _record_ms(settings: Settings, group_key: str, out_ms: Path, plan: Any, summ
     validation = summary.get("validation") if isinstance(summary.get("validation"), dict) else summary or None
 
     def _upsert(session: Session) -> None:
-        group = session.scalar(select(ObservationGroup).where(ObservationGroup.group_key == group_key))
+        group = groups.find_group(session, group_key)
         row = session.scalar(select(MeasurementSet).where(MeasurementSet.path == str(out_ms)))
         if row is None:
             row = MeasurementSet(path=str(out_ms))

@@ -15,15 +15,13 @@ import importlib
 import logging
 import shutil
 import time
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select
 
 from contimg.config import Settings
-from contimg.db import GroupState, run_transaction
-from contimg.db.models import ObservationGroup, Photometry
-from contimg.pipeline import state
+from contimg.db import groups, run_transaction
+from contimg.db.models import Photometry
 
 log = logging.getLogger(__name__)
 
@@ -34,13 +32,13 @@ NIGHTLY_ENTRY_POINT = ("contimg.variability.nightly", "run_nightly")
 """``run_nightly(settings) -> dict``: the variability library's nightly scoring."""
 
 
-def liveness(settings: Settings) -> tuple[state.Liveness | None, Any]:
+def liveness(settings: Settings) -> tuple[groups.Liveness | None, Any]:
     """Who is alive, from the workers' presence in Redis; ``(None, None)`` if Redis cannot be read.
 
     Returns
     -------
     tuple
-        The :class:`~contimg.pipeline.state.Liveness` and the
+        The :class:`~contimg.db.groups.Liveness` and the
         :class:`~contimg.cluster.nodes.PresenceRegistry` it was read from.
     """
     import redis
@@ -55,30 +53,30 @@ def liveness(settings: Settings) -> tuple[state.Liveness | None, Any]:
         log.warning("housekeeping: cannot read worker presence (%s); judging runs by their heartbeat only",
                     mask_text(str(exc), [settings.broker_url]))
         return None, None
-    alive = state.Liveness(workers=frozenset(present),
+    alive = groups.Liveness(workers=frozenset(present),
                            nodes=frozenset(p.node for p in present.values() if p.node))
     return alive, registry
 
 
-def sweep(settings: Settings, *, enqueue: state.Enqueue, staging_max_age_s: float = STAGING_MAX_AGE_S) -> dict[str, Any]:
+def sweep(settings: Settings, *, enqueue: groups.Enqueue, staging_max_age_s: float = STAGING_MAX_AGE_S) -> dict[str, Any]:
     """One housekeeping pass; returns what it did.
 
     Lost runs (their worker or node gone, or a hung step) are re-planned on
     live workers; the queues of nodes that are gone are deleted once none of
     their runs is current (their messages belong to superseded runs).
     """
-    from contimg.ingest.registry import promote_due_groups
+    from contimg.db.groups import promote_due_groups
 
     ingest = settings.ingest
     alive, registry = liveness(settings)
-    stale = state.requeue_stale(settings, enqueue, stale_s=ingest.stale_in_progress_s,
+    stale = groups.requeue_stale(settings, enqueue, stale_s=ingest.stale_in_progress_s,
                                 max_retries=ingest.max_retries, alive=alive,
                                 grace_s=settings.celery.presence_ttl_s)
     dropped = clean_node_queues(settings, registry, alive) if alive is not None else {}
     decisions = run_transaction(settings, lambda s: promote_due_groups(s, ingest))
     for item in decisions.promoted:
-        state.publish(settings, item, enqueue)
-    republished = state.publish_unpublished(settings, enqueue, grace_s=max(60.0, 3 * ingest.poll_interval_s))
+        groups.publish(settings, item, enqueue)
+    republished = groups.publish_unpublished(settings, enqueue, grace_s=max(60.0, 3 * ingest.poll_interval_s))
     removed = clean_staging(settings, max_age_s=staging_max_age_s)
     report = {**stale, "promoted": [p.group_key for p in decisions.promoted], "timed_out": list(decisions.failed),
               "republished": republished, "staging_removed": removed, "node_queues_removed": dropped}
@@ -87,7 +85,7 @@ def sweep(settings: Settings, *, enqueue: state.Enqueue, staging_max_age_s: floa
     return report
 
 
-def clean_node_queues(settings: Settings, registry: Any, alive: state.Liveness) -> dict[str, int]:
+def clean_node_queues(settings: Settings, registry: Any, alive: groups.Liveness) -> dict[str, int]:
     """Delete the queues of nodes that are gone and hold no current run; returns ``{queue: messages dropped}``."""
     from contimg.cluster.nodes import NODE_QUEUE_PREFIX
 
@@ -99,9 +97,7 @@ def clean_node_queues(settings: Settings, registry: Any, alive: state.Liveness) 
         return {}
     if not orphans:
         return {}
-    pinned = run_transaction(settings, lambda s: set(s.scalars(
-        select(ObservationGroup.node).where(ObservationGroup.state == GroupState.IN_PROGRESS,
-                                            ObservationGroup.node.is_not(None)))), readonly=True)
+    pinned = run_transaction(settings, groups.nodes_in_use, readonly=True)
     dropped = {}
     for queue in orphans:
         if queue.removeprefix(NODE_QUEUE_PREFIX) in pinned:
@@ -121,12 +117,8 @@ def clean_staging(settings: Settings, *, max_age_s: float) -> list[str]:
     if not root.is_dir():
         return []
 
-    def _running(session) -> set[str]:
-        keys = session.scalars(select(ObservationGroup.group_key)
-                               .where(ObservationGroup.state.in_([GroupState.IN_PROGRESS, GroupState.PENDING])))
-        return {k.replace(":", "").replace("/", "_") for k in keys}
-
-    running = run_transaction(settings, _running, readonly=True)
+    running = {k.replace(":", "").replace("/", "_")
+               for k in run_transaction(settings, groups.active_group_keys, readonly=True)}
     now = time.time()
     removed = []
     for entry in root.iterdir():
@@ -182,7 +174,7 @@ class Sweeper:
         Publishes a group's run (``workers.canvas.enqueue_group``).
     """
 
-    def __init__(self, settings: Settings, *, enqueue: state.Enqueue):
+    def __init__(self, settings: Settings, *, enqueue: groups.Enqueue):
         import threading
         import uuid
 

@@ -27,10 +27,9 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from contimg.config import Settings
-from contimg.db import run_transaction
-from contimg.db.models import MeasurementSet, ObservationGroup, Photometry
+from contimg.db import groups, run_transaction
+from contimg.db.models import MeasurementSet, Photometry
 from contimg.errors import InputFileError, PermanentError
-from contimg.pipeline import state
 from contimg.pipeline.calibrate import group_ms
 from contimg.verdict import jsonable
 
@@ -65,16 +64,15 @@ def image(settings: Settings, group_key: str, token: str) -> dict[str, Any]:
     from contimg.db import session_scope
     from contimg.imaging import image_ms, record_images
 
-    state.stage_started(settings, group_key, token, STAGE)
+    groups.stage_started(settings, group_key, token, STAGE)
     ms_id, ms = group_ms(settings, group_key)
     calset = run_transaction(settings, lambda s: s.scalar(
         select(MeasurementSet.calibration_set_id).where(MeasurementSet.id == ms_id)), readonly=True)
     if calset is None:
         raise InputFileError(f"group {group_key}: {ms} has no calibration applied; run the calibrate stage first")
-    tier = run_transaction(settings, lambda s: s.scalar(
-        select(ObservationGroup.imaging_tier).where(ObservationGroup.group_key == group_key)), readonly=True)
+    tier = run_transaction(settings, lambda s: groups.get_group(s, group_key).imaging_tier, readonly=True)
     products = image_ms(ms, settings=settings.imaging, out_dir=image_dir(settings, group_key), tier=tier,
-                        before_publish=lambda: state.check_current(settings, group_key, token))
+                        before_publish=lambda: groups.check_current(settings, group_key, token))
     verdict = judge_products(settings, products)
     with session_scope(settings) as session:
         rows = record_images(session, products, ms=ms_id)
@@ -91,7 +89,7 @@ def image(settings: Settings, group_key: str, token: str) -> dict[str, Any]:
         raise ImageQaFailed(f"group {group_key}: image {products.image} failed QA: {'; '.join(verdict.reasons)}")
     if verdict.status != "pass":
         log.warning("group %s: image QA %s", group_key, verdict.summary())
-    seconds = state.stage_finished(settings, group_key, token, STAGE)
+    seconds = groups.stage_finished(settings, group_key, token, STAGE)
     qa = products.qa
     log.info("group %s: imaged in %.1f s: rms %.3g Jy/beam, beam %.1fx%.1f arcsec", group_key, seconds,
              qa.rms_jy, qa.beam_major_arcsec, qa.beam_minor_arcsec)

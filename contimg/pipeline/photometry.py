@@ -16,10 +16,9 @@ from typing import Any
 from sqlalchemy import or_, select
 
 from contimg.config import Settings
-from contimg.db import run_transaction
+from contimg.db import groups, run_transaction
 from contimg.db.models import Image
 from contimg.errors import InputFileError, PermanentError
-from contimg.pipeline import state
 from contimg.pipeline.calibrate import group_ms
 
 log = logging.getLogger(__name__)
@@ -44,7 +43,7 @@ def photometry(settings: Settings, group_key: str, token: str) -> dict[str, Any]
     """
     from contimg.photometry.run import photometry_for_image
 
-    state.stage_started(settings, group_key, token, STAGE)
+    groups.stage_started(settings, group_key, token, STAGE)
     ms_id, ms = group_ms(settings, group_key)
     image_ids = run_transaction(settings, lambda s: list(s.scalars(
         select(Image.id).where(Image.ms_id == ms_id, Image.pb_corrected.is_(True),
@@ -56,7 +55,7 @@ def photometry(settings: Settings, group_key: str, token: str) -> dict[str, Any]
     results = []
     failed = []
     for image_id in image_ids:
-        state.check_current(settings, group_key, token)
+        groups.check_current(settings, group_key, token)
         result = photometry_for_image(image_id, database=settings, settings=settings)
         verdict = record_verdict(settings, result)
         result["qa_verdict"], result["qa_reasons"] = verdict.status, verdict.reasons
@@ -66,7 +65,7 @@ def photometry(settings: Settings, group_key: str, token: str) -> dict[str, Any]
     if failed:
         raise PhotometryQaFailed(f"group {group_key}: photometry failed QA (its rows were removed): "
                                  + " | ".join(failed))
-    seconds = state.stage_finished(settings, group_key, token, STAGE)
+    seconds = groups.stage_finished(settings, group_key, token, STAGE)
     n_measured = sum(int(r.get("n_measured", 0)) for r in results)
     log.info("group %s: photometry of %d source(s) in %d image(s) in %.1f s", group_key, n_measured,
              len(results), seconds)

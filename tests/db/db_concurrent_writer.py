@@ -17,19 +17,21 @@ def write_many(url: str, worker: int, n_transactions: int, barrier) -> dict:
     increments the shared group's ``retry_count`` by read-modify-write (a lost
     update would show up as a final count below the number of transactions).
     """
-    from contimg.db import GroupState, run_transaction
-    from contimg.db import queries as q
+    from contimg.db import GroupState, groups, run_transaction
+    from contimg.db.models import StageTiming, SubbandFile
+    from db_helpers import add_group
 
     def one(k: int):
         def txn(session):
             ts = T0 + timedelta(seconds=309 * (worker * n_transactions + k))
-            group, _ = q.upsert_group(session, key=f"w{worker}-{k:04d}", timestamp=ts)
-            q.add_subband_file(session, group=group, subband=k % 16, path=f"/in/w{worker}/{k}_sb{k % 16:02d}.hdf5")
-            q.transition_group(session, group, GroupState.PENDING)
-            q.transition_group(session, group, GroupState.IN_PROGRESS)
-            q.record_stage_timing(session, group, "convert", started_at=ts, finished_at=ts + timedelta(seconds=3),
-                                  hostname=f"pid{os.getpid()}")
-            shared = q.get_group(session, SHARED_KEY, for_update=True)
+            group = add_group(session, f"w{worker}-{k:04d}", ts)
+            session.add(SubbandFile(group_id=group.id, subband=k % 16, path=f"/in/w{worker}/{k}_sb{k % 16:02d}.hdf5"))
+            groups.transition_group(session, group, GroupState.PENDING)
+            groups.transition_group(session, group, GroupState.IN_PROGRESS)
+            session.add(StageTiming(group_id=group.id, stage="convert", attempt=1, started_at=ts,
+                                    finished_at=ts + timedelta(seconds=3), seconds=3.0, status="ok",
+                                    hostname=f"pid{os.getpid()}"))
+            shared = groups.get_group(session, SHARED_KEY, for_update=True)
             shared.retry_count = shared.retry_count + 1
         return txn
 

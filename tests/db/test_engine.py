@@ -16,8 +16,10 @@ from sqlalchemy import select, text
 from sqlalchemy.exc import StatementError
 
 from contimg.db import DatabaseBusyError, dispose_engine, get_engine, init_db, run_transaction, session_scope
-from contimg.db import queries as q
+from contimg.db import groups as q
 from contimg.db.models import ObservationGroup, StageTiming
+
+from db_helpers import add_group
 from contimg.errors import TransientError
 
 T0 = datetime(2025, 10, 2, 10, 2, 45, tzinfo=timezone.utc)
@@ -48,23 +50,21 @@ def test_times_are_timezone_aware_utc(db_url):
     init_db(db_url)
     local = timezone(timedelta(hours=-7))
     with session_scope(db_url) as s:
-        g, _ = q.upsert_group(s, key="k", timestamp=T0.astimezone(local))
+        add_group(s, "k", T0.astimezone(local))
     with session_scope(db_url, readonly=True) as s:
         g = q.get_group(s, "k")
         assert g.timestamp == T0 and g.timestamp.utcoffset() == timedelta(0)
-        assert q.find_group_near(s, T0.astimezone(local), tolerance_s=1).id == g.id
     with pytest.raises(StatementError, match="naive datetime"):
         with session_scope(db_url) as s:
-            q.upsert_group(s, key="naive", timestamp=datetime(2025, 10, 2, 10, 2, 45))
+            add_group(s, "naive", datetime(2025, 10, 2, 10, 2, 45))
 
 
 _FORK_SCRIPT = """
 import json, multiprocessing, os, sys
 from datetime import datetime, timezone
 from sqlalchemy import select
-from contimg.db import get_engine, init_db, session_scope
-from contimg.db import queries as q
-from contimg.db.models import ObservationGroup
+from contimg.db import GroupState, get_engine, init_db, session_scope
+from contimg.db.models import ObservationGroup as G
 
 T0 = datetime(2025, 10, 2, 10, 2, 45, tzinfo=timezone.utc)
 url = sys.argv[1]
@@ -73,14 +73,14 @@ url = sys.argv[1]
 def child(parent_engine_id, out):
     engine = get_engine(url)
     with session_scope(url) as s:
-        q.upsert_group(s, key="from-child", timestamp=T0)
+        s.add(G(group_key="from-child", timestamp=T0, state=GroupState.COLLECTING))
     out.put(id(engine) != parent_engine_id)
 
 
 init_db(url)
 engine = get_engine(url)
 with session_scope(url) as s:  # the parent holds a pooled connection
-    q.upsert_group(s, key="from-parent", timestamp=T0)
+    s.add(G(group_key="from-parent", timestamp=T0, state=GroupState.COLLECTING))
 ctx = multiprocessing.get_context("fork")
 out = ctx.Queue()
 proc = ctx.Process(target=child, args=(id(engine), out))
@@ -88,8 +88,8 @@ proc.start()
 new_engine = out.get(timeout=60)
 proc.join(timeout=60)
 with session_scope(url) as s:  # the parent's pool still works after the child exited
-    q.upsert_group(s, key="parent-again", timestamp=T0.replace(minute=8))
-    keys = sorted(s.scalars(select(ObservationGroup.group_key)))
+    s.add(G(group_key="parent-again", timestamp=T0.replace(minute=8), state=GroupState.COLLECTING))
+    keys = sorted(s.scalars(select(G.group_key)))
 print(json.dumps({"child_exit": proc.exitcode, "child_new_engine": new_engine, "keys": keys,
                   "same_parent_engine": get_engine(url) is engine}))
 """
@@ -128,10 +128,10 @@ def test_a_persistent_lock_becomes_a_transient_error(tmp_path):
     try:
         with pytest.raises(DatabaseBusyError, match="database is locked") as info:
             with session_scope(url) as s:
-                q.upsert_group(s, key="k", timestamp=T0)
+                add_group(s, "k", T0)
         assert "contimg.sqlite3" in str(info.value)
         with pytest.raises(DatabaseBusyError, match="gave up after 2 attempts"):
-            run_transaction(url, lambda s: q.upsert_group(s, key="k", timestamp=T0), attempts=2)
+            run_transaction(url, lambda s: add_group(s, "k", T0), attempts=2)
     finally:
         holder.join()
     dispose_engine(url)
@@ -142,7 +142,7 @@ def test_run_transaction_retries_until_the_lock_is_released(tmp_path):
     init_db(url)
     holder = _hold_write_lock(tmp_path / "nested" / "state" / "contimg.sqlite3", 0.5)
     try:
-        group_id = run_transaction(url, lambda s: q.upsert_group(s, key="k", timestamp=T0)[0].id, attempts=8)
+        group_id = run_transaction(url, lambda s: add_group(s, "k", T0).id, attempts=8)
     finally:
         holder.join()
     assert group_id == 1
@@ -168,7 +168,7 @@ def test_concurrent_writer_processes(db_url, n_workers):
 
     n_transactions = 100
     with session_scope(db_url) as s:
-        q.upsert_group(s, key=SHARED_KEY, timestamp=T0 - timedelta(days=1))
+        add_group(s, SHARED_KEY, T0 - timedelta(days=1))
     ctx = multiprocessing.get_context("spawn")
     barrier = ctx.Barrier(n_workers)
     results = ctx.Queue()
@@ -197,7 +197,7 @@ def test_settings_name_the_database(db_settings, db_url, settings):
     if db_url.startswith("sqlite"):
         assert settings.database == db_url  # the default database of the data root
     with session_scope(db_settings) as s:  # a Settings object is a valid target
-        q.upsert_group(s, key="k", timestamp=T0)
+        add_group(s, "k", T0)
     with session_scope(db_url, readonly=True) as s:
         assert q.get_group(s, "k").timestamp == T0
 
@@ -209,7 +209,7 @@ def test_only_database_errors_are_retried(tmp_path):
 
     def fn(session):
         calls.append(1)
-        q.upsert_group(session, key="k", timestamp=T0)
+        add_group(session, "k", T0)
         raise TransientError("staging full (not a database problem)")
 
     with pytest.raises(TransientError, match="staging full"):

@@ -8,7 +8,6 @@ from sqlalchemy.exc import IntegrityError
 
 from contimg.db import get_engine, session_scope
 from contimg.db import products
-from contimg.db import queries as q
 from contimg.db import science as sci
 from contimg.db.models import CandidateStatus, EseCandidate, Photometry, VariabilityStats
 from contimg.errors import NotFoundError

@@ -8,7 +8,9 @@ from itertools import product
 import pytest
 
 from contimg.db import session_scope
-from contimg.db import queries as q
+from contimg.db import groups as q
+
+from db_helpers import add_group
 from contimg.db.models import ObservationGroup
 from contimg.db.states import (
     ALLOWED_TRANSITIONS,
@@ -102,7 +104,7 @@ def _path_to(state: GroupState) -> list[GroupState]:
                          ids=lambda s: s.value)
 def test_every_allowed_transition_in_the_database(db_url, a, b):
     with session_scope(db_url) as s:
-        group, _ = q.upsert_group(s, key="2025-10-02T10:02:45", timestamp=T0)
+        group = add_group(s, "2025-10-02T10:02:45", T0)
         for step in _path_to(a):
             q.transition_group(s, group, step, error="setup" if step is F else None)
     with session_scope(db_url) as s:
@@ -116,7 +118,7 @@ def test_every_allowed_transition_in_the_database(db_url, a, b):
 @pytest.mark.parametrize(("a", "b"), [(C, I), (C, D), (P, D), (D, F), (F, I), (D, D)], ids=lambda s: s.value)
 def test_forbidden_transition_in_the_database_is_rolled_back(db_url, a, b):
     with session_scope(db_url) as s:
-        group, _ = q.upsert_group(s, key="k", timestamp=T0)
+        group = add_group(s, "k", T0)
         for step in _path_to(a):
             q.transition_group(s, group, step, error="setup" if step is F else None)
     with pytest.raises(InvalidTransitionError, match=f"group k: cannot go from {a.value} to {b.value}"):

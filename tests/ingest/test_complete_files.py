@@ -21,9 +21,9 @@ from contimg.db.models import ObservationGroup, SubbandFile
 from contimg.errors import InputFileError
 from contimg.ingest.files import StabilityTracker, content_problem
 from contimg.ingest.producer import Producer
-from contimg.ingest.registry import register_file
+from contimg.db.groups import register_file
 from contimg.naming import format_subband_filename
-from contimg.pipeline import state
+from contimg.db import groups
 
 T0 = datetime(2025, 10, 2, 10, 2, 45, tzinfo=timezone.utc)
 KEY = "2025-10-02T10:02:45"
@@ -279,12 +279,12 @@ def _fail_as_convert_does(url, path: Path, token: str) -> str:
     """Claim the run and fail it with the InputFileError that conversion raises for ``path``."""
     from contimg.conversion.plan import read_header
 
-    assert state.claim(url, KEY, token)
+    assert groups.claim(url, KEY, token)
     with pytest.raises(InputFileError) as info:
         read_header(path)
     error = f"convert.plan: {type(info.value).__name__}: {info.value}"
     assert str(path) in error
-    assert state.fail(url, KEY, error, token=token)
+    assert groups.fail(url, KEY, error, token=token)
     return error
 
 
@@ -316,22 +316,22 @@ def test_file_retries_need_an_error_naming_a_changed_file_and_are_limited(env, u
     bad, token = _registered_group(env, uvh5_bytes)
     producer = make(max_file_retries=2)
     # run 1 fails with an error that names none of the group's files: never retried
-    assert state.claim(url, KEY, token)
-    state.fail(url, KEY, f"calibrate.solve: ValidationError: group {KEY}: 40% of solutions flagged", token=token)
+    assert groups.claim(url, KEY, token)
+    groups.fail(url, KEY, f"calibrate.solve: ValidationError: group {KEY}: 40% of solutions flagged", token=token)
     bad.write_bytes(uvh5_bytes)
     _age(bad, 1.0)
     assert not producer.step().retried
     # run 2 (an operator's reprocess) fails on the file, which has changed and is complete: retried
-    (item,) = state.request_reprocess(url, [KEY])
-    assert state.claim(url, KEY, item.token)
+    (item,) = groups.request_reprocess(url, [KEY])
+    assert groups.claim(url, KEY, item.token)
     error = f"convert.plan: InputFileError: {bad}: cannot read as HDF5 (corrupt or truncated?)"
-    state.fail(url, KEY, error, token=item.token)
+    groups.fail(url, KEY, error, token=item.token)
     assert make(max_file_retries=0).step().retried == []  # retries turned off
     assert producer.step().retried == [KEY]
     # run 3 fails on the same file again: unchanged since the retry, so not retried
     token = _group(url).task_id
-    assert state.claim(url, KEY, token)
-    state.fail(url, KEY, error, token=token)
+    assert groups.claim(url, KEY, token)
+    groups.fail(url, KEY, error, token=token)
     assert not producer.step().retried
     # rewritten again (same size, newer mtime), but the group has run 3 times: 2 runs beyond the first
     bad.write_bytes(uvh5_bytes)

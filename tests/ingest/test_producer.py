@@ -18,7 +18,7 @@ from contimg.db.models import ObservationGroup, SubbandFile
 from contimg.ingest.files import StabilityTracker, opens_as_hdf5
 from contimg.ingest.producer import Producer
 from contimg.naming import format_subband_filename
-from contimg.pipeline import state
+from contimg.db import groups
 
 T0 = datetime(2025, 10, 2, 10, 2, 45, tzinfo=timezone.utc)
 
@@ -133,8 +133,8 @@ def test_crash_between_commit_and_publish_is_swept_with_same_token(env):
     assert published == [("2025-10-02T10:02:45", token, "convert")]
     assert not make().step()  # recorded as published: never again
     # a duplicate publication is claimed only once
-    assert state.claim(url, "2025-10-02T10:02:45", token) is True
-    assert state.claim(url, "2025-10-02T10:02:45", token) is False
+    assert groups.claim(url, "2025-10-02T10:02:45", token) is True
+    assert groups.claim(url, "2025-10-02T10:02:45", token) is False
 
 
 def test_file_still_being_written_waits(env, tmp_path):
@@ -190,6 +190,6 @@ def test_reprocess_refuses_groups_that_are_not_finished(env):
     producer.nominate([_write(incoming, T0, 0)])
     producer.step()
     with pytest.raises(InvalidTransitionError, match="2025-10-02T10:02:45: cannot reprocess a group that is collecting"):
-        state.request_reprocess(url, ["2025-10-02T10:02:45"])
-    with pytest.raises(state.UnknownGroupError, match="2000-01-01T00:00:00"):
-        state.request_reprocess(url, ["2000-01-01T00:00:00"])
+        groups.request_reprocess(url, ["2025-10-02T10:02:45"])
+    with pytest.raises(groups.UnknownGroupError, match="2000-01-01T00:00:00"):
+        groups.request_reprocess(url, ["2000-01-01T00:00:00"])

@@ -9,7 +9,8 @@ import pytest
 from contimg.db import GroupState, session_scope
 from contimg.db.models import ObservationGroup
 from contimg.errors import InputFileError, PermanentError
-from contimg.pipeline import calibrate, state
+from contimg.db import groups
+from contimg.pipeline import calibrate
 from contimg.pipeline.stages import PLANNED_STAGES, STAGES, stages_from, stages_until
 
 T0 = datetime(2025, 10, 2, 10, 2, 45, tzinfo=timezone.utc)
@@ -69,16 +70,16 @@ def test_waited_counts_from_the_stage_start_and_is_fenced(db_settings):
         g = ObservationGroup(group_key=key, timestamp=T0, state=GroupState.COLLECTING, nsubbands=16)
         s.add(g)
         s.flush()
-        token = state.make_pending(g)
-    assert state.claim(db_settings, key, token)
+        token = groups.make_pending(g)
+    assert groups.claim(db_settings, key, token)
     assert calibrate.waited_s(db_settings, key, token) == 0.0
-    state.stage_started(db_settings, key, token, "calibrate")
+    groups.stage_started(db_settings, key, token, "calibrate")
     from contimg.db.states import utcnow
 
     later = utcnow() + timedelta(seconds=100)
-    state.stage_started(db_settings, key, token, "calibrate")  # a retry does not restart the clock
+    groups.stage_started(db_settings, key, token, "calibrate")  # a retry does not restart the clock
     assert 99 <= calibrate.waited_s(db_settings, key, token, now=later) <= 101
-    with pytest.raises(state.StaleRunError):
+    with pytest.raises(groups.StaleRunError):
         calibrate.waited_s(db_settings, key, "another-run")
     with pytest.raises(InputFileError, match="no Measurement Set recorded"):
         calibrate.group_ms(db_settings, key)
