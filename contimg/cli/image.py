@@ -23,6 +23,9 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cell", type=float, default=None, metavar="ARCSEC", help="override the derived cell")
     parser.add_argument("--size", type=int, nargs=2, default=None, metavar=("NX", "NY"),
                         help="override the derived image size")
+    parser.add_argument("--no-record", action="store_true",
+                        help="do not judge and record the images in the database (by default they are, as the "
+                             "cluster records them: Image rows with their QA verdict)")
     parser.add_argument("--json", action="store_true", help="print the products and QA as JSON")
 
 
@@ -41,8 +44,14 @@ def run(args: argparse.Namespace, settings) -> int:
         data_column=args.data_column, mask_positions_deg=positions, cell_arcsec=args.cell,
         size=tuple(args.size) if args.size else None,
     )
+    record = None
+    if not args.no_record:
+        record = _record(settings, products)
     if args.json:
-        print(json.dumps(products.to_dict(), indent=1, default=str))
+        out = products.to_dict()
+        if record is not None:
+            out["recorded"] = record
+        print(json.dumps(out, indent=1, default=str))
     else:
         qa = products.qa
         print(f"image:  {products.image}")
@@ -52,4 +61,25 @@ def run(args: argparse.Namespace, settings) -> int:
               f"beam {qa.beam_major_arcsec:.1f}x{qa.beam_minor_arcsec:.1f} arcsec PA {qa.beam_pa_deg:.0f}, "
               f"rms {qa.rms_jy * 1e3:.3f} mJy/beam, peak {qa.peak_jy:.4g} Jy/beam, DR {qa.dynamic_range:.0f}, "
               f"{products.total_s:.1f} s (imager {products.imager_s:.1f} s)")
+        if record is not None:
+            print(f"QA {record['qa_verdict']}{': ' + '; '.join(record['qa_reasons']) if record['qa_reasons'] else ''}"
+                  f" (recorded as image ids {', '.join(map(str, record['image_ids']))})")
     return 0
+
+
+def _record(settings, products) -> dict:
+    """Judge the images and record them with their verdict, under the MS's row when it has one."""
+    from pathlib import Path
+
+    from sqlalchemy import select
+
+    from contimg.db import init_db, run_transaction
+    from contimg.db.models import MeasurementSet
+    from contimg.pipeline.image import judge_and_record
+
+    init_db(settings)
+    ms = str(Path(products.ms_path).absolute())
+    ms_id = run_transaction(settings, lambda s: s.scalar(select(MeasurementSet.id).where(MeasurementSet.path == ms)),
+                            readonly=True)
+    verdict, ids = judge_and_record(settings, products, ms_id=ms_id)
+    return {"image_ids": ids, "qa_verdict": verdict.status, "qa_reasons": verdict.reasons, "ms_id": ms_id}

@@ -61,8 +61,7 @@ def image(settings: Settings, group_key: str, token: str) -> dict[str, Any]:
     contimg.errors.ExternalToolError
         If the imager failed.
     """
-    from contimg.db import session_scope
-    from contimg.imaging import image_ms, record_images
+    from contimg.imaging import image_ms
 
     groups.stage_started(settings, group_key, token, STAGE)
     ms_id, ms = group_ms(settings, group_key)
@@ -73,18 +72,7 @@ def image(settings: Settings, group_key: str, token: str) -> dict[str, Any]:
     tier = run_transaction(settings, lambda s: groups.get_group(s, group_key).imaging_tier, readonly=True)
     products = image_ms(ms, settings=settings.imaging, out_dir=image_dir(settings, group_key), tier=tier,
                         before_publish=lambda: groups.check_current(settings, group_key, token))
-    verdict = judge_products(settings, products)
-    with session_scope(settings) as session:
-        rows = record_images(session, products, ms=ms_id)
-        for row in rows:
-            row.qa_verdict, row.qa = verdict.status, jsonable(verdict.to_dict())
-        ids = [row.id for row in rows]
-        if verdict.failed:
-            dropped = session.execute(delete(Photometry).where(Photometry.image_id.in_(ids))).rowcount
-            if dropped:
-                log.warning("group %s: %d photometry row(s) of the earlier images deleted", group_key, dropped)
-        else:
-            _mark_imaged(session, ms_id)
+    verdict, ids = judge_and_record(settings, products, ms_id=ms_id)
     if verdict.failed:
         raise ImageQaFailed(f"group {group_key}: image {products.image} failed QA: {'; '.join(verdict.reasons)}")
     if verdict.status != "pass":
@@ -97,6 +85,31 @@ def image(settings: Settings, group_key: str, token: str) -> dict[str, Any]:
             "qa_reasons": verdict.reasons, "rms_jy": qa.rms_jy,
             "peak_jy": qa.peak_jy, "beam_arcsec": [qa.beam_major_arcsec, qa.beam_minor_arcsec, qa.beam_pa_deg],
             "imager_s": products.imager_s, "seconds": seconds}
+
+
+def judge_and_record(settings: Settings, products: Any, *, ms_id: int | None) -> tuple[Any, list[int]]:
+    """Judge an imaging run (:func:`judge_products`) and record its images with the verdict.
+
+    A failed image keeps its rows (for inspection) but loses any photometry an earlier run of the same
+    image had; a passed or warned one marks its MS ``imaged``. Returns the verdict and the Image ids
+    (flat-noise, PB-corrected). Used by the image stage and by ``contimg image``.
+    """
+    from contimg.db import session_scope
+    from contimg.imaging import record_images
+
+    verdict = judge_products(settings, products)
+    with session_scope(settings) as session:
+        rows = record_images(session, products, ms=ms_id)
+        for row in rows:
+            row.qa_verdict, row.qa = verdict.status, jsonable(verdict.to_dict())
+        ids = [row.id for row in rows]
+        if verdict.failed:
+            dropped = session.execute(delete(Photometry).where(Photometry.image_id.in_(ids))).rowcount
+            if dropped:
+                log.warning("%s: %d photometry row(s) of the earlier images deleted", products.image, dropped)
+        elif ms_id is not None:
+            _mark_imaged(session, ms_id)
+    return verdict, ids
 
 
 class ImageQaFailed(PermanentError):

@@ -72,6 +72,36 @@ def photometry(settings: Settings, group_key: str, token: str) -> dict[str, Any]
     return {"images": [_jsonable(r) for r in results], "n_measured": n_measured, "seconds": seconds}
 
 
+def measure_recorded_image(settings: Settings, image: int | str) -> dict[str, Any]:
+    """Forced photometry of one recorded image (by id or path) with its normalisation verdict, as the stage does.
+
+    An image whose QA verdict is ``fail`` is refused: it feeds no science.
+
+    Raises
+    ------
+    contimg.errors.ValidationError
+        If the image failed its QA.
+    contimg.errors.NotFoundError
+        If no Image row has that id or path.
+    """
+    from contimg.errors import ValidationError
+    from contimg.photometry.run import photometry_for_image, resolve_image
+
+    def _verdict(session) -> tuple[str, str | None, list[str]]:
+        found = resolve_image(session, image)
+        row = session.get(Image, found.image_id)
+        return found.path, row.qa_verdict, list((row.qa or {}).get("reasons", []))
+
+    path, status, reasons = run_transaction(settings, _verdict, readonly=True)
+    if status == "fail":
+        raise ValidationError(f"image {path} failed its QA ({'; '.join(reasons)}); it feeds no photometry "
+                              "(re-image it, e.g. contimg reprocess --from-stage image --tier ...)")
+    result = photometry_for_image(image, database=settings, settings=settings)
+    verdict = record_verdict(settings, result)
+    result["qa_verdict"], result["qa_reasons"] = verdict.status, verdict.reasons
+    return _jsonable(result)
+
+
 class PhotometryQaFailed(PermanentError):
     """The photometry gate failed an image's normalisation: its photometry rows are removed, the group fails."""
 

@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+from sqlalchemy import select
 from astropy.io import fits
 
 from contimg.imaging import image_ms, read_ms_info
@@ -137,3 +138,31 @@ def test_catalog_mask_and_cli(sim_group, tmp_path, clean_env, capsys, source_err
     assert "-fits-mask" in products["arguments"]
     errors = source_errors(products["pbcor"], sim_group["truth"], products["ref_freq_hz"])
     assert max(abs(e["ratio"] - 1) for e in errors) < 0.05
+    # recorded as the cluster records images: both rows, with the gate's verdict
+    from contimg.calibration.catalog import import_truth
+    from contimg.config import load_settings
+    from contimg.db import session_scope
+    from contimg.db.models import Image, Photometry
+
+    settings = load_settings()
+    rec = products["recorded"]
+    assert len(rec["image_ids"]) == 2 and rec["qa_verdict"] in ("pass", "warn", "fail")
+    with session_scope(settings) as s:
+        rows = {i.path: i for i in s.scalars(select(Image))}
+        assert set(rows) == {products["image"], products["pbcor"]}
+        assert {i.qa_verdict for i in rows.values()} == {rec["qa_verdict"]} and rows[products["image"]].tier == "quicklook"
+        import_truth(s, sim_group["truth"].path)
+        rows[products["pbcor"]].qa_verdict = rows[products["image"]].qa_verdict = "pass"
+    # `contimg photometry IMAGE`: forced photometry of the recorded image, stored
+    rc = main(["photometry", products["pbcor"], "--json"])
+    assert rc == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["n_measured"] >= 3 and result["qa_verdict"] in ("pass", "warn")
+    with session_scope(settings, readonly=True) as s:
+        assert len(s.scalars(select(Photometry)).all()) == result["n_measured"]
+    # a failed image feeds no photometry
+    with session_scope(settings) as s:
+        for i in s.scalars(select(Image)):
+            i.qa_verdict, i.qa = "fail", {"reasons": ["fail: made up for the test"]}
+    assert main(["photometry", str(rec["image_ids"][1])]) != 0
+    assert "failed its QA (fail: made up for the test)" in capsys.readouterr().err
