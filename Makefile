@@ -1,7 +1,7 @@
 # contimg: set-up, tests, demo.
 #
 #   make demo       set up everything, then run a small simulated night end to end
-#   make test       set up everything, then run the default test suite (not slow)
+#   make test       set up everything, then ruff and the default test suite (not slow)
 #
 # Set-up (shared by every target below, idempotent, a few seconds when done):
 #   1. system packages: wsclean, redis-server, casacore-data (apt-get, sudo when not root)
@@ -28,11 +28,12 @@ PG_TEST_URL := postgresql+psycopg2://postgres@127.0.0.1:5432/test
 # Inputs that change what `contimg setup` writes or checks.
 SETUP_INPUTS := contimg/casa_env.py contimg/cli/setup.py
 
-.PHONY: help setup system-packages venv demo test test-all bench docs clean distclean
+.PHONY: help setup system-packages venv demo lint test test-all bench docs clean distclean
 
 help:  ## list the targets
 	@echo "make demo       set up, then run 'contimg demo' (a simulated night through the whole chain)"
-	@echo "make test       set up, then run the default tests (pytest -m 'not slow'; PYTEST_ARGS=...)"
+	@echo "make test       set up, then ruff (pyflakes rules) and the default tests (pytest -m 'not slow'; PYTEST_ARGS=...)"
+	@echo "make lint       set up, then ruff only"
 	@echo "make test-all   set up, then run every test, slow ones included"
 	@echo "make bench      set up, then run every benchmarks/*.py"
 	@echo "make setup      only the set-up: system packages, .venv, 'contimg setup'"
@@ -107,7 +108,13 @@ else \
 fi
 endef
 
+LINT_PATHS := contimg workers beat tests benchmarks docs
+
+lint: setup
+	$(VENV)/bin/ruff check $(LINT_PATHS)
+
 test: setup
+	$(VENV)/bin/ruff check $(LINT_PATHS)
 	@$(PG_ENV); \
 	$(VENV)/bin/pytest -m "not slow" $(PYTEST_ARGS)
 

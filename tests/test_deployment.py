@@ -321,9 +321,9 @@ def make_dry_run():
 def test_makefile_test_target_sets_up_then_runs_pytest(make_dry_run):
     out = make_dry_run("test")
     for step in ("apt-get install", "-m venv", "pip install", "-e '.[test]'", "contimg setup",
-                 "CONTIMG_TEST_POSTGRES_URL", 'pytest -m "not slow"'):
+                 "CONTIMG_TEST_POSTGRES_URL", "ruff check", 'pytest -m "not slow"'):
         assert step in out, f"make test does not run {step!r}"
-    assert out.index("contimg setup") < out.index("pytest")
+    assert out.index("contimg setup") < out.index("ruff check") < out.index("pytest")
 
 
 def test_makefile_demo_target_runs_contimg_demo(make_dry_run):
@@ -334,7 +334,7 @@ def test_makefile_demo_target_runs_contimg_demo(make_dry_run):
 
 def test_makefile_has_the_documented_targets():
     text = (ROOT / "Makefile").read_text()
-    for target in ("demo", "test", "test-all", "bench", "clean", "setup", "docs"):
+    for target in ("demo", "lint", "test", "test-all", "bench", "clean", "setup", "docs"):
         assert re.search(rf"^{re.escape(target)}:", text, re.M), f"Makefile lacks target {target}"
 
 

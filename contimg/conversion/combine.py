@@ -302,7 +302,7 @@ def _publish(tmp: Path, out_ms: Path) -> None:
 
 def _write_ms(path: Path, plan: ConversionPlan, parts: _Parts) -> int:
     """Write the MS; return the number of non-finite visibilities that were flagged."""
-    nrows, nf, npol, nsb = plan.Nblts, plan.Nfreqs, plan.Npols, plan.Nfreqs_subband
+    nrows, nf, npol = plan.Nblts, plan.Nfreqs, plan.Npols
     times_jd = np.asarray(plan.times_jd)[parts.time_index]
     uvw_ms = -phased_uvw(plan, times_jd=times_jd, ant_1_array=parts.ant_1_array, ant_2_array=parts.ant_2_array)
     time_s = msio.jd_to_mjd_seconds(times_jd)

@@ -103,7 +103,7 @@ def _casacore_uvw(path: str) -> np.ndarray:
     """UVW recomputed by casacore from the ANTENNA and FIELD tables (J2000, m)."""
     from casacore import tables
 
-    with tables.table(path, ack=False) as tb:
+    with tables.table(path, ack=False) as tb:  # noqa: F841 - TaQL reads it as $tb
         res = tables.taql("select mscal.uvwj2000() as U from $tb")
         return -res.getcol("U")
 

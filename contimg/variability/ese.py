@@ -299,7 +299,6 @@ def _examine(
     tmpl_c = np.broadcast_to(c0[:, :, None, None, None] + fc[None, None, None, :, None] * d0[:, :, None, None, None], shape).reshape(n_src, -1)
     tmpl_d = np.broadcast_to(d0[:, :, None, None, None] * fd[None, None, :, None, None], shape).reshape(n_src, -1)
     tmpl_a = np.broadcast_to(ca[None, None, None, None, :], shape).reshape(n_src, -1)
-    n_tmpl = tmpl_c.shape[1]
     # 3. padded arrays for the compiled filter
     T = to_padded(t_rows, starts, new_counts, fill=0.0)
     Y = to_padded(y_rows, starts, new_counts, fill=0.0)

@@ -48,7 +48,7 @@ def test_import_calibrators_is_an_idempotent_upsert(db_url, tmp_path):
 def test_calibrator_without_flux_is_refused_naming_file_and_line(db_url, tmp_path, flux):
     text = CALIBRATORS + f"J1234+5678,188.5,56.9,{flux},-0.7,\n"
     path = _write(tmp_path, "cal.csv", text)
-    with pytest.raises(InputFileError, match=rf"cal\.csv, line 4: .*J1234\+5678"):
+    with pytest.raises(InputFileError, match=r"cal\.csv, line 4: .*J1234\+5678"):
         with session_scope(db_url) as s:
             catalog.import_calibrators(s, path)
     assert _all(db_url) == {}  # nothing half-imported
