@@ -49,7 +49,7 @@ from contimg.errors import InputFileError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["MAX_POINTING_SPREAD_DEG", "Pointing", "read_pointing", "read_telescope_xyz"]
+__all__ = ["MAX_POINTING_SPREAD_DEG", "Pointing", "earth_location", "read_pointing", "read_telescope_xyz"]
 
 MAX_POINTING_SPREAD_DEG = 0.05
 """A POINTING table whose directions spread wider than this (in their own frame) is not one pointing."""
@@ -83,11 +83,7 @@ class Pointing:
     @property
     def location(self):
         """The array's astropy ``EarthLocation``."""
-        import astropy.units as u
-        from astropy.coordinates import EarthLocation
-
-        x, y, z = self.telescope_xyz
-        return EarthLocation.from_geocentric(x * u.m, y * u.m, z * u.m)
+        return earth_location(self.telescope_xyz)
 
     def apparent(self, time_jd) -> tuple[np.ndarray, np.ndarray]:
         """Apparent (RA, Dec) of the pointing at ``time_jd`` (radians, the shape of ``time_jd``)."""
@@ -198,7 +194,7 @@ def read_pointing(ms_path: str | Path, *, time_jd: np.ndarray, telescope_xyz: np
         with tables.table(p + "/ANTENNA", ack=False) as t:
             mounts = {str(m).strip().lower() for m in t.getcol("MOUNT")} - {""}  # "": unused antenna rows
         if mounts == {"fixed"}:
-            return Pointing("drift", 0.0, _latitude(xyz), xyz, "POINTING table ZENITH, fixed mounts")
+            return Pointing("drift", 0.0, float(earth_location(xyz).lat.rad), xyz, "POINTING table ZENITH, fixed mounts")
         log.info("%s: ignoring the POINTING table's ZENITH placeholder (pyuvdata writes it for any array; the "
                  "mounts are %s)", ms_path, ", ".join(sorted(mounts)))
         nrows = 0
@@ -219,7 +215,7 @@ def read_pointing(ms_path: str | Path, *, time_jd: np.ndarray, telescope_xyz: np
             return Pointing("drift", lon, lat, xyz, "POINTING table, HADEC")
         if ref in ("AZEL", "AZELGEO", "AZELSW", "AZELSWGEO"):
             az = lon + math.pi if ref.startswith("AZELSW") else lon
-            site_lat = _latitude(xyz)
+            site_lat = float(earth_location(xyz).lat.rad)
             ha, dec = _azel_to_hadec(az, lat, site_lat)
             return Pointing("drift", ha, dec, xyz, f"POINTING table, {ref}")
         raise InputFileError(f"{ms_path}: POINTING table directions in frame {ref}, which contimg does not handle "
@@ -238,8 +234,7 @@ def read_pointing(ms_path: str | Path, *, time_jd: np.ndarray, telescope_xyz: np
     if sched == "drift" or tel.upper() in _DSA110_NAMES:
         from contimg.stations import icrs_to_apparent
 
-        probe = Pointing("fixed", float(ra0), float(dec0), xyz, "")
-        _, dec_app = icrs_to_apparent(np.array(ra0), np.array(dec0), np.array(t_mid), probe.location)
+        _, dec_app = icrs_to_apparent(np.array(ra0), np.array(dec0), np.array(t_mid), earth_location(xyz))
         why = "OBSERVATION::SCHEDULE_TYPE drift" if sched == "drift" else f"telescope {tel}"
         return Pointing("drift", 0.0, float(dec_app), xyz, f"meridian drift at the phase centre's Dec ({why})")
     log.info("%s: no POINTING rows and not a drift scan (telescope %r); assuming a fixed pointing at the FIELD's "
@@ -251,15 +246,17 @@ def _as_drift(direction: np.ndarray, row_jd: np.ndarray, xyz) -> tuple[float, fl
     """(HA, apparent Dec) if ICRS ``direction`` rows at ``row_jd`` keep one hour angle and declination, else None."""
     from contimg.stations import icrs_to_apparent, lst_rad
 
-    probe = Pointing("fixed", 0.0, 0.0, tuple(xyz), "")
-    app_ra, app_dec = icrs_to_apparent(direction[:, 0], direction[:, 1], row_jd, probe.location)
-    ha = np.asarray(lst_rad(row_jd, probe.location), float) - np.asarray(app_ra, float)
+    loc = earth_location(xyz)
+    app_ra, app_dec = icrs_to_apparent(direction[:, 0], direction[:, 1], row_jd, loc)
+    ha = np.asarray(lst_rad(row_jd, loc), float) - np.asarray(app_ra, float)
     mha, mdec, spread = _circular_spread(ha, np.asarray(app_dec, float))
     return (mha, mdec) if math.degrees(spread) <= MAX_POINTING_SPREAD_DEG else None
 
 
-def _latitude(xyz: tuple[float, float, float]) -> float:
+def earth_location(xyz):
+    """The astropy ``EarthLocation`` of an ITRF position (m)."""
     import astropy.units as u
     from astropy.coordinates import EarthLocation
 
-    return float(EarthLocation.from_geocentric(*(v * u.m for v in xyz)).lat.rad)
+    x, y, z = (float(v) for v in xyz)
+    return EarthLocation.from_geocentric(x * u.m, y * u.m, z * u.m)

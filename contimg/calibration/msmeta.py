@@ -28,7 +28,7 @@ import numpy as np
 
 from contimg.beam import dish_diameter_from_antennas
 from contimg.errors import InputFileError
-from contimg.pointing import Pointing, read_pointing, read_telescope_xyz
+from contimg.pointing import Pointing, earth_location, read_pointing, read_telescope_xyz
 
 log = logging.getLogger(__name__)
 
@@ -114,11 +114,7 @@ class MsMeta:
     @property
     def location(self):
         """The telescope's astropy ``EarthLocation``."""
-        import astropy.units as u
-        from astropy.coordinates import EarthLocation
-
-        x, y, z = self.telescope_xyz
-        return EarthLocation.from_geocentric(x * u.m, y * u.m, z * u.m)
+        return earth_location(self.telescope_xyz)
 
 
 def read_ms_meta(ms_path: str | Path) -> MsMeta:

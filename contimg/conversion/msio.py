@@ -147,13 +147,14 @@ class EarlyWriteback:
         self._fds.clear()
 
 
-def add_data_column(tb, name: str, comment: str) -> None:
-    """Add a complex visibility column shaped like DATA to the open, writable main table ``tb`` (zeros)."""
+def add_data_column(tb, name: str, comment: str, *, valuetype: str = "complex") -> None:
+    """Add a column shaped like DATA (complex, or ``float``) to the open, writable main table ``tb`` (zeros)."""
     shape = list(tb.getcell("DATA", 0).shape)
-    bytes_per_row = 8 * int(np.prod(shape))
-    desc = _tiled(name, 0j, "complex", shape, comment)
+    value, itemsize = (0j, 8) if valuetype == "complex" else (0.0, 4)
+    desc = _tiled(name, value, valuetype, shape, comment)
+    tiles = _rows_per_tile(itemsize * int(np.prod(shape)))
     tb.addcols(desc, {"TYPE": "TiledColumnStMan", "NAME": f"Tiled_{name}",
-                      "SPEC": {"DEFAULTTILESHAPE": np.array(shape + [_rows_per_tile(bytes_per_row)], np.int32)}})
+                      "SPEC": {"DEFAULTTILESHAPE": np.array(shape + [tiles], np.int32)}})
 
 
 def ensure_imaging_columns(path: Path, *, rows_per_chunk: int = 100_000) -> list[str]:
@@ -172,35 +173,33 @@ def ensure_imaging_columns(path: Path, *, rows_per_chunk: int = 100_000) -> list
 
     from contimg.errors import InputFileError
 
-    added: list[str] = []
-    with tables.table(str(path), readonly=False, ack=False) as tb:
+    spectra = (("WEIGHT_SPECTRUM", "WEIGHT"), ("SIGMA_SPECTRUM", "SIGMA"))
+    with tables.table(str(path), ack=False) as tb:  # read-only: the usual MS needs nothing
         cols = set(tb.colnames())
-        if "DATA" not in cols:
-            raise InputFileError(f"{path}: has no DATA column")
-        missing = [c for c in ("MODEL_DATA", "CORRECTED_DATA") if c not in cols]
+    if "DATA" not in cols:
+        raise InputFileError(f"{path}: has no DATA column")
+    missing = [c for c in ("MODEL_DATA", "CORRECTED_DATA", *(c for c, _ in spectra)) if c not in cols]
+    if not missing:
+        return []
+    with tables.table(str(path), readonly=False, ack=False) as tb:
         for c in missing:
-            add_data_column(tb, c, f"{c.split('_')[0].lower()} visibilities (Jy), added by contimg")
-        shape = list(tb.getcell("DATA", 0).shape)
-        for c, src in (("WEIGHT_SPECTRUM", "WEIGHT"), ("SIGMA_SPECTRUM", "SIGMA")):
-            if c not in cols:
-                nbytes = 4 * int(np.prod(shape))
-                tb.addcols(_tiled(c, 0.0, "float", shape, f"{src} per channel, added by contimg"),
-                           {"TYPE": "TiledColumnStMan", "NAME": f"Tiled_{c}",
-                            "SPEC": {"DEFAULTTILESHAPE": np.array(shape + [_rows_per_tile(nbytes)], np.int32)}})
-                missing.append(c)
+            if c.endswith("_DATA"):
+                add_data_column(tb, c, f"{c.split('_')[0].lower()} visibilities (Jy), added by contimg")
+            else:
+                src = dict(spectra)[c]
+                add_data_column(tb, c, f"{src} per channel, added by contimg", valuetype="float")
+        nchan = tb.getcell("DATA", 0).shape[0]
         nrows = tb.nrows()
-        for r0 in range(0, nrows if missing else 0, rows_per_chunk):
+        for r0 in range(0, nrows, rows_per_chunk):
             n = min(rows_per_chunk, nrows - r0)
             if "CORRECTED_DATA" in missing:
                 tb.putcol("CORRECTED_DATA", tb.getcol("DATA", r0, n), r0, n)
-            for c, src in (("WEIGHT_SPECTRUM", "WEIGHT"), ("SIGMA_SPECTRUM", "SIGMA")):
+            for c, src in spectra:
                 if c in missing:
                     row = tb.getcol(src, r0, n).astype(np.float32)
-                    tb.putcol(c, np.repeat(row[:, None, :], shape[0], axis=1), r0, n)
-        added = missing
-    if added:
-        log.info("%s: added the columns %s", path, ", ".join(added))
-    return added
+                    tb.putcol(c, np.repeat(row[:, None, :], nchan, axis=1), r0, n)
+    log.info("%s: added the columns %s", path, ", ".join(missing))
+    return missing
 
 
 def sparsify_zero_column(path: Path, column: str) -> int:

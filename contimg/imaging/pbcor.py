@@ -110,8 +110,9 @@ def average_beam(wcs, shape: tuple[int, int], info: MsInfo, *, step: int | None 
     from contimg.beam import airy_fwhm_rad
 
     if step is None:
-        cell_rad = np.radians(float(np.abs(wcs.wcs.cdelt[1])) if wcs.wcs.has_cd() is False
-                              else float(np.abs(wcs.pixel_scale_matrix[1, 1])))
+        from astropy.wcs.utils import proj_plane_pixel_scales
+
+        cell_rad = np.radians(float(proj_plane_pixel_scales(wcs)[1]))
         fwhm_px = float(airy_fwhm_rad(info.max_freq_hz, info.dish_diameter_m)) / cell_rad
         step = int(max(1, min(32, fwhm_px // 8)))
     ny, nx = shape

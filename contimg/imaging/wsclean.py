@@ -209,11 +209,10 @@ def _tail(path: Path, lines: int = 5) -> str:
     return " | ".join(text[-lines:])
 
 
-_STOP_RE = re.compile(r"Stopped on peak (?P<value>[-+]?(?:nan|inf|[0-9.eE+-]+)) (?P<unit>[mµu]?Jy), "
-                      r"because (?P<reason>[^.]+)", re.IGNORECASE)
-_START_RE = re.compile(r"Initial peak: (?P<value>[-+]?(?:nan|inf|[0-9.eE+-]+)) (?P<unit>[mµu]?Jy)", re.IGNORECASE)
-_LOOP_RE = re.compile(_START_RE.pattern + "|" + _STOP_RE.pattern.replace("(?P<value>", "(?P<svalue>")
-                      .replace("(?P<unit>", "(?P<sunit>"), re.IGNORECASE)
+_PEAK = r"(?P<{v}>[-+]?(?:nan|inf|[0-9.eE+-]+)) (?P<{u}>[mµu]?Jy)"
+_LOOP_RE = re.compile(  # "Initial peak: X Jy" opens a minor loop, "Stopped on peak X Jy, because ..." closes it
+    "Initial peak: " + _PEAK.format(v="value", u="unit")
+    + "|Stopped on peak " + _PEAK.format(v="svalue", u="sunit") + r", because (?P<reason>[^.]+)", re.IGNORECASE)
 _MAJOR_RE = re.compile(r"(?P<n>\d+) major iterations? (?:was|were) performed")
 _THEORETICAL_RE = re.compile(r"theoretical=(?P<arcsec>[0-9.]+)''")
 _UNIT = {"Jy": 1.0, "mJy": 1e-3, "µJy": 1e-6, "uJy": 1e-6}

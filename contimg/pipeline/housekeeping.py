@@ -54,7 +54,7 @@ def liveness(settings: Settings) -> tuple[groups.Liveness | None, Any]:
                     mask_text(str(exc), [settings.broker_url]))
         return None, None
     alive = groups.Liveness(workers=frozenset(present),
-                           nodes=frozenset(p.node for p in present.values() if p.node))
+                            nodes=frozenset(p.node for p in present.values() if p.node))
     return alive, registry
 
 
@@ -70,8 +70,8 @@ def sweep(settings: Settings, *, enqueue: groups.Enqueue, staging_max_age_s: flo
     ingest = settings.ingest
     alive, registry = liveness(settings)
     stale = groups.requeue_stale(settings, enqueue, stale_s=ingest.stale_in_progress_s,
-                                max_retries=ingest.max_retries, alive=alive,
-                                grace_s=settings.celery.presence_ttl_s)
+                                 max_retries=ingest.max_retries, alive=alive,
+                                 grace_s=settings.celery.presence_ttl_s)
     dropped = clean_node_queues(settings, registry, alive) if alive is not None else {}
     decisions = run_transaction(settings, lambda s: promote_due_groups(s, ingest))
     for item in decisions.promoted:

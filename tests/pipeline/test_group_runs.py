@@ -103,7 +103,7 @@ def test_stale_runs_are_requeued_then_failed(settings):
     assert groups.claim(settings, key, g.task_id)
     groups.hold(settings, key, g.task_id, worker="w1@host#1")
     report = groups.requeue_stale(settings, enqueue, stale_s=3600, max_retries=1,
-                                 now=later + timedelta(hours=2))
+                                  now=later + timedelta(hours=2))
     assert report == {"requeued": [], "failed": [key]}
     assert "after 1 re-enqueues" in _group(settings).error_message
 
