@@ -105,6 +105,10 @@ from contimg.naming import TIMESTAMP_FORMAT, parse_subband_filename  # noqa: E40
 
 STATES = ("full", "core", "flagged20", "missing_subband")
 FLAGGED_FRACTION = 0.2
+MAX_ERROR_TARGET = 0.05
+"""The issue's target for ``max_flux_error``: ``expected_beyond_max_target`` is how many compared rows thermal noise
+alone (each row's own error, Gaussian) would put beyond it; ``flux_pull_rms`` the rms of (S/S_true - 1) / (its
+relative error), 1 when the errors the photometry reports are honest."""
 SNR_MIN = 50.0
 """Sources compared with the truth: SNR (flux / error of the photometry row) above this."""
 TARGETS = {"qa_failed": 0, "median_flux_error": 0.02, "max_flux_error": 0.05, "realtime_factor": 3.0}
@@ -329,7 +333,7 @@ def collect(settings, truth, keys: dict[str, int], *, t_first: float, t_end: flo
     # flux against the truth
     cat = truth.catalog
     freqs: dict[str, float] = {}
-    norm_err, raw_err, ratios = [], [], []
+    norm_err, raw_err, ratios, pulls, beyond = [], [], [], [], []
     worst: dict[str, Any] | None = None
     n_unnormalised = n_no_freq = 0
     for flux, err, norm, name, path, key in phot:
@@ -353,8 +357,12 @@ def collect(settings, truth, keys: dict[str, int], *, t_first: float, t_end: flo
         measured = norm if norm is not None else flux
         ratios.append(measured / s_true)
         norm_err.append(abs(measured / s_true - 1))
+        rel_sigma = err / flux  # the row's own relative error (the normalised flux carries the same)
+        pulls.append((measured / s_true - 1) / rel_sigma)
+        beyond.append(math.erfc(MAX_ERROR_TARGET / rel_sigma / math.sqrt(2)))
         if worst is None or norm_err[-1] > worst["error"]:
             worst = {"source": name, "group": key, "error": round(norm_err[-1], 4), "snr": round(flux / err, 1),
+                     "pull": round(pulls[-1], 2),
                      "s_true_jy": round(s_true, 4), "flux_jy": round(measured, 4), "normalised": norm is not None,
                      "calibrator": bool(cat.calibrator[k])}
 
@@ -378,6 +386,8 @@ def collect(settings, truth, keys: dict[str, int], *, t_first: float, t_end: flo
         "median_raw_flux_error": _round(_median(raw_err), 4),
         "max_raw_flux_error": _round(max(raw_err) if raw_err else None, 4),
         "worst_source": worst,
+        "flux_pull_rms": _round(math.sqrt(sum(z * z for z in pulls) / len(pulls)) if pulls else None, 3),
+        "expected_beyond_max_target": _round(sum(beyond), 2),
         "sky_s": round(sky, 1),
         "wall_s": round(wall, 1),
         "stage_median_s": {st: round(statistics.median(stages[st]), 1)

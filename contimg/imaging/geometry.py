@@ -10,7 +10,11 @@ the flagged fraction, and refuses an MS that cannot be imaged with a
 * cell = ``lambda_min / B_max / pixels_per_beam`` (``B_max`` the longest
   projected baseline in the uv plane), rounded down to 0.1 arcsec: the
   synthesized beam's narrowest fringe is sampled by at least
-  ``pixels_per_beam`` (3 ... 5) pixels;
+  ``pixels_per_beam`` (3 ... 5) pixels; and, given the PSF's predicted main
+  lobe (:mod:`contimg.imaging.psf`), no more than its narrowest half-power
+  width / ``pixels_per_beam``: where the Briggs weights leave the main lobe
+  narrower than the longest baseline says (DSA-110's core-only array: 57
+  arcsec for an 85 arcsec fringe), the lobe sets the cell;
 * the field reaches the primary-beam response ``pb_limit`` of the
   *time-averaged* Airy beam at the lowest frequency (the widest beam): a
   circle of radius ``theta(pb_limit, nu_min)`` swept along the pointing's RA
@@ -306,6 +310,7 @@ def derive_geometry(
     pb_limit: float,
     pixels_per_beam: float = 3.0,
     cell_arcsec: float | None = None,
+    psf_minor_arcsec: float | None = None,
     max_pixels: int = 8192,
 ) -> ImageGeometry:
     """Cell and image size for ``info`` (see the module docstring).
@@ -321,12 +326,18 @@ def derive_geometry(
         Pixels across ``lambda_min / B_max`` (3 ... 5).
     cell_arcsec
         Force this cell instead of deriving it.
+    psf_minor_arcsec
+        The narrowest half-power width of the PSF's main lobe
+        (:func:`contimg.imaging.psf.main_lobe_fwhm`); the cell samples it by
+        ``pixels_per_beam`` too.
     max_pixels
         Upper bound of either dimension.
     """
     lam_min = SPEED_OF_LIGHT / info.max_freq_hz
     if cell_arcsec is None:
         cell = lam_min / info.max_baseline_m / pixels_per_beam / ARCSEC
+        if psf_minor_arcsec is not None and psf_minor_arcsec > 0:
+            cell = min(cell, psf_minor_arcsec / pixels_per_beam)
         cell_arcsec = math.floor(cell * 10) / 10
     radius = pb_radius_rad(pb_limit, info.min_freq_hz, info.dish_diameter_m)
     ra, dec = pointing_track(info)

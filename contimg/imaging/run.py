@@ -164,7 +164,12 @@ def image_ms(
     params = tier_parameters(tier_name)
     ms = Path(ms_path).absolute()
     info = read_ms_info(ms, data_column=data_column)
+    tracks = read_uv_tracks(ms)  # uv tracks, read once: the cell, the averaging plan and the noise prediction
     geometry = derive_geometry(info, pb_limit=settings.pb_limit, cell_arcsec=cell_arcsec)
+    if cell_arcsec is None:
+        lobe = _main_lobe(ms, geometry, robust=settings.robust, tracks=tracks)
+        if lobe is not None:
+            geometry = derive_geometry(info, pb_limit=settings.pb_limit, psf_minor_arcsec=lobe.minor_arcsec)
     if size is not None:
         geometry = ImageGeometry(geometry.cell_arcsec, int(size[0]), int(size[1]), geometry.pb_limit,
                                  geometry.pb_radius_deg, geometry.drift_deg)
@@ -174,7 +179,6 @@ def image_ms(
     out = Path(out_dir).absolute()
     out.mkdir(parents=True, exist_ok=True)
     name = name or (ms.name[:-3] if ms.name.endswith(".ms") else ms.name)
-    tracks = read_uv_tracks(ms)  # uv tracks, read once: the averaging plan and the noise prediction
     work = Path(tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=out))
     try:
         prefix = work / "img"
@@ -310,6 +314,20 @@ def safe_tier(params: TierParameters) -> TierParameters:
 def _fov_rad(geometry: ImageGeometry) -> tuple[float, float]:
     """Image width and height (radians): the uv cell of the imaging weights."""
     return math.radians(geometry.width_deg), math.radians(geometry.height_deg)
+
+
+def _main_lobe(ms: Path, geometry: ImageGeometry, *, robust: float, tracks: UvTracks):
+    """The PSF's predicted main lobe on ``geometry``'s field (None, logged, if it cannot be predicted)."""
+    from contimg.imaging.psf import main_lobe_fwhm
+
+    try:
+        lobe = main_lobe_fwhm(tracks, robust=robust, fov_rad=_fov_rad(geometry))
+    except (ValueError, MemoryError) as exc:
+        log.warning("%s: cannot predict the PSF main lobe (%s); the cell follows the longest baseline only", ms, exc)
+        return None
+    log.info("%s: predicted PSF main lobe %.1f x %.1f arcsec (half power; narrowest at uv position angle %.0f deg)",
+             ms, lobe.major_arcsec, lobe.minor_arcsec, lobe.minor_pa_deg)
+    return lobe
 
 
 def _predicted_noise(ms: Path, geometry: ImageGeometry, *, robust: float, tracks: UvTracks) -> float | None:

@@ -46,7 +46,7 @@ import numpy as np
 
 from contimg.beam import SPEED_OF_LIGHT
 
-__all__ = ["AveragingPlan", "UvTracks", "averaging_factors", "averaging_loss", "briggs_weights",
+__all__ = ["AveragingPlan", "UvTracks", "averaging_factors", "averaging_loss", "briggs_weights", "briggs_weights_uv",
            "native_smearing_loss", "plan_baseline_averaging", "read_uv_tracks", "row_fraction"]
 
 log = logging.getLogger(__name__)
@@ -171,8 +171,20 @@ def briggs_weights(tracks: UvTracks, *, robust: float, fov_rad: tuple[float, flo
     conjugate, as the imager's gridded weights do.
     """
     lam = SPEED_OF_LIGHT / tracks.freq_mean_hz
-    iu = np.round(tracks.uvw_m[:, 0] / lam * fov_rad[0]).astype(np.int64)
-    iv = np.round(tracks.uvw_m[:, 1] / lam * fov_rad[1]).astype(np.int64)
+    return briggs_weights_uv(tracks.uvw_m[:, 0] / lam, tracks.uvw_m[:, 1] / lam, robust=robust, fov_rad=fov_rad)
+
+
+def briggs_weights_uv(u: np.ndarray, v: np.ndarray, *, robust: float, fov_rad: tuple[float, float]) -> np.ndarray:
+    """Briggs weights of equally weighted samples at ``(u, v)`` (wavelengths) on the uv cell of ``fov_rad``.
+
+    The weight of a sample is ``1 / (1 + D f^2)``, ``D`` the number of samples
+    (and Hermitian conjugates) in its uv cell and
+    ``f^2 = (5 * 10^-robust)^2 / (sum D^2 / sum 1)`` (Briggs 1995, as WSClean
+    and CASA grid it). A regular subsample of the channels gives the same
+    weights: ``D f^2`` does not depend on how many samples there are.
+    """
+    iu = np.round(np.asarray(u) * fov_rad[0]).astype(np.int64)
+    iv = np.round(np.asarray(v) * fov_rad[1]).astype(np.int64)
     keys = np.concatenate([iu * 2_000_003 + iv, -iu * 2_000_003 - iv])
     _, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
     density = counts[inverse.ravel()[: iu.size]].astype(float)
