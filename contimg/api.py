@@ -22,7 +22,7 @@ from contimg.errors import PermanentError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["GroupHandle", "ReprocessError", "UnknownGroupError", "reprocess"]
+__all__ = ["GroupHandle", "ReprocessError", "UnknownGroupError", "configured_publisher", "reprocess"]
 
 
 class ReprocessError(PermanentError, ValueError):
@@ -75,10 +75,40 @@ class GroupHandle:
 
     @property
     def async_result(self) -> Any:
-        """The Celery ``AsyncResult`` of the run's first task."""
-        from workers.canvas import app_for
+        """The Celery ``AsyncResult`` of the run's first task (read from the settings' result backend)."""
+        from celery import Celery
 
-        return app_for(self.settings).AsyncResult(self.token)
+        app = Celery("contimg-client", broker=self.settings.broker_url, backend=self.settings.result_backend_url)
+        app.conf.update(result_serializer="json", accept_content=["json"], result_accept_content=["json"])
+        return app.AsyncResult(self.token)
+
+
+def configured_publisher(settings: Settings) -> Enqueue:
+    """The publisher named by ``settings.celery.publisher`` (``module:function``), bound to ``settings``.
+
+    The library does not import the Celery application: the publisher is injected, by the caller
+    (``reprocess(enqueue=...)``) or by this setting (default ``workers.canvas:enqueue_group``, which
+    publishes a run's canvas to ``settings``' broker).
+
+    Raises
+    ------
+    ConfigError
+        If the setting does not name an importable callable.
+    """
+    import importlib
+    from functools import partial
+
+    from contimg.errors import ConfigError
+
+    name = settings.celery.publisher
+    module, _, attr = name.partition(":")
+    try:
+        fn = getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise ConfigError(f"CONTIMG_CELERY__PUBLISHER={name!r} does not name a publisher ({exc})") from exc
+    if not callable(fn):
+        raise ConfigError(f"CONTIMG_CELERY__PUBLISHER={name!r} is not callable")
+    return partial(fn, settings=settings)
 
 
 def _parse_time(value: str | datetime, what: str) -> datetime:
@@ -128,7 +158,8 @@ def reprocess(
     settings
         Default: :func:`contimg.config.load_settings`.
     enqueue
-        Publisher (default: the Celery canvas, :func:`workers.canvas.enqueue_group`).
+        Publisher ``enqueue(group_key, token, from_stage)`` (default: :func:`configured_publisher`, the
+        Celery canvas).
 
     Returns
     -------
@@ -160,11 +191,7 @@ def reprocess(
         if not keys:
             raise ReprocessError("empty list of group ids")
     if enqueue is None:
-        from functools import partial
-
-        from workers.canvas import enqueue_group
-
-        enqueue = partial(enqueue_group, settings=settings)
+        enqueue = configured_publisher(settings)
     published = groups.request_reprocess(settings, keys, from_stage=from_stage, tier=tier)
     handles = []
     for item in published:

@@ -30,7 +30,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic import ValidationError as PydanticValidationError
 from pydantic_settings import (
     BaseSettings,
@@ -39,6 +39,7 @@ from pydantic_settings import (
 )
 
 from contimg.errors import ConfigError
+from contimg.pipeline.stages import STAGES, get_stage, step_time_limits
 
 ENV_PREFIX = "CONTIMG_"
 CONFIG_FILE_VAR = "CONTIMG_CONFIG"
@@ -164,7 +165,15 @@ class CelerySettings(_Section):
     presence_interval_s: float = Field(5.0, gt=0, description="a worker refreshes its presence in Redis and the heartbeat of the groups it is working on this often")
     presence_ttl_s: float = Field(30.0, gt=0, description="a worker whose presence was not refreshed for this long is dead: its groups are re-planned on live workers")
     publish_retry_s: float = Field(180.0, gt=0, description="publishing a task (the next step of a chain) is retried this long while the broker is unreachable")
-    last_stage: Literal["convert", "calibrate", "image", "photometry"] | None = Field(None, description="a group's run ends after this stage (None: after the last stage built), e.g. convert for a conversion-only cluster")
+    publisher: str = Field("workers.canvas:enqueue_group", description="module:function publishing a group's run (enqueue(group_key, token, from_stage, settings=...)); the library calls it for reprocessing, the producer and the sweep of the CLI use the Celery canvas")
+    last_stage: str | None = Field(None, description="a group's run ends after this stage (None: after the last stage), e.g. convert for a conversion-only cluster; one of the stage registry's stages (contimg.pipeline.stages)")
+
+    @field_validator("last_stage")
+    @classmethod
+    def _known_stage(cls, value: str | None) -> str | None:
+        if value is not None and value not in STAGES:
+            raise ValueError(f"unknown stage {value!r}; stages: {', '.join(STAGES)}")
+        return value
 
 
 class Paths(BaseModel):
@@ -187,12 +196,6 @@ class Paths(BaseModel):
         return self
 
 
-_STEP_LIMIT_VARS = {
-    "convert": "CONTIMG_CONVERSION__TIMEOUT_S",
-    "calibrate": "CONTIMG_CALIBRATION__TIMEOUT_S",
-    "image": "CONTIMG_IMAGING__TIMEOUT_S x 1.25",
-    "photometry": "CONTIMG_PHOTOMETRY__TIMEOUT_S",
-}
 
 
 class _TomlSource(PydanticBaseSettingsSource):
@@ -255,7 +258,7 @@ class Settings(BaseSettings):
         problems = []
         if limits[longest] >= stale:
             problems.append(f"the {longest} step may run {limits[longest]:.0f} s "
-                            f"({_STEP_LIMIT_VARS[longest]}), not less than CONTIMG_INGEST__STALE_IN_PROGRESS_S="
+                            f"({get_stage(longest).timeout_variable}), not less than CONTIMG_INGEST__STALE_IN_PROGRESS_S="
                             f"{stale:g}: a running step would be taken for a lost one")
         if stale >= self.celery.visibility_timeout_s:
             problems.append(f"CONTIMG_INGEST__STALE_IN_PROGRESS_S={stale:g} must be less than "
@@ -271,16 +274,11 @@ class Settings(BaseSettings):
     def step_time_limits(self) -> dict[str, float]:
         """The hard time limit (s) of one task of each stage (Celery kills the task's process after it).
 
-        The imaging step gets the imager's own timeout plus 25 % (primary-beam
-        correction and QA), so that WSClean's timeout, which names the MS and
-        the log, fires first.
+        From the stage registry (:func:`contimg.pipeline.stages.step_time_limits`): each stage's
+        ``timeout_s``; the imaging step gets the imager's own timeout plus 25 % (primary-beam
+        correction and QA), so that WSClean's timeout, which names the MS and the log, fires first.
         """
-        return {
-            "convert": self.conversion.timeout_s,
-            "calibrate": self.calibration.timeout_s,
-            "image": self.imaging.timeout_s * 1.25,
-            "photometry": self.photometry.timeout_s,
-        }
+        return step_time_limits(self)
 
     @classmethod
     def settings_customise_sources(

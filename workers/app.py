@@ -26,30 +26,19 @@ from celery.signals import worker_process_init, setup_logging
 from kombu import Exchange, Queue
 
 from contimg.config import Settings, load_settings
+from contimg.pipeline.stages import CONTROL_QUEUE, QUEUES, REGISTRY, task_routes, task_time_limits
 
 log = logging.getLogger(__name__)
 
-STAGE_QUEUES = ("convert", "calibrate", "image", "photometry")
-"""One queue per pipeline stage, in the order data flows."""
+STAGE_QUEUES = tuple(q for q in QUEUES if q != CONTROL_QUEUE)
+"""One queue per pipeline stage, in the order data flows (from the stage registry)."""
 
-CONTROL_QUEUE = "housekeeping"
-"""Bookkeeping: starting a group, recording failures, beat jobs. Light and fast."""
+ALL_QUEUES = QUEUES
 
-ALL_QUEUES = (*STAGE_QUEUES, CONTROL_QUEUE)
-
-STAGE_TASKS = ("contimg.convert.plan", "contimg.convert.write_part", "contimg.convert.combine",
-               "contimg.calibrate.run", "contimg.image.run", "contimg.photometry.run")
+STAGE_TASKS = tuple(task for stage in REGISTRY for task in stage.steps)
 """The tasks doing a stage's work; each gets its stage's hard time limit (``Settings.step_time_limits``)."""
 
-TASK_ROUTES = {
-    "contimg.group.*": {"queue": CONTROL_QUEUE},
-    "contimg.housekeeping.*": {"queue": CONTROL_QUEUE},
-    "contimg.variability.*": {"queue": CONTROL_QUEUE},
-    "contimg.convert.*": {"queue": "convert"},
-    "contimg.calibrate.*": {"queue": "calibrate"},
-    "contimg.image.*": {"queue": "image"},
-    "contimg.photometry.*": {"queue": "photometry"},
-}
+TASK_ROUTES = task_routes()
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -73,8 +62,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     retry_s = c.publish_retry_s
     publish_policy = {"max_retries": max(3, int(retry_s / 2.0)), "interval_start": 0.5, "interval_step": 0.5,
                       "interval_max": 2.0}
-    limits = settings.step_time_limits()
-    annotations = {name: {"time_limit": limits[name.split(".")[1]]} for name in STAGE_TASKS}
+    annotations = {name: {"time_limit": limit} for name, limit in task_time_limits(settings).items()}
     return {
         "broker_url": settings.broker_url,
         "task_publish_retry": True,

@@ -8,8 +8,8 @@
       └── link_error: record_failure (every task)
 
 The first task's id is the run token, so a second publication of the same run
-is recognisable (and refused by the claim). Stages are appended by adding an
-entry to :data:`STAGE_SIGNATURES` in the order of :data:`contimg.pipeline.stages.STAGES`.
+is recognisable (and refused by the claim). The stages and their tasks come from the
+stage registry (:data:`contimg.pipeline.stages.REGISTRY`).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from celery import Celery, chain, chord
 from celery.canvas import Signature
 
 from contimg.config import Settings
-from contimg.pipeline.stages import STAGES, stages_from, stages_until
+from contimg.pipeline.stages import REGISTRY, stages_from, stages_until
 from workers.app import app, create_app
 
 _apps: dict[str, Celery] = {}
@@ -38,10 +38,6 @@ def app_for(settings: Settings | None) -> Celery:
     return _apps[key]
 
 
-def _convert(group_key: str, token: str, *, app: Celery = app) -> Signature:
-    return app.signature("contimg.convert.plan", kwargs={"group_key": group_key, "token": token}, immutable=True)
-
-
 def _stage_task(name: str) -> Callable[..., Signature]:
     def build(group_key: str, token: str, *, app: Celery = app) -> Signature:
         return app.signature(name, kwargs={"group_key": group_key, "token": token}, immutable=True)
@@ -50,15 +46,8 @@ def _stage_task(name: str) -> Callable[..., Signature]:
     return build
 
 
-STAGE_SIGNATURES: dict[str, Callable[..., Signature]] = {
-    "convert": _convert,
-    "calibrate": _stage_task("contimg.calibrate.run"),
-    "image": _stage_task("contimg.image.run"),
-    "photometry": _stage_task("contimg.photometry.run"),
-}
+STAGE_SIGNATURES: dict[str, Callable[..., Signature]] = {stage.name: _stage_task(stage.task) for stage in REGISTRY}
 """Stage name → builder of the stage's (immutable) signature for one run."""
-
-assert tuple(STAGE_SIGNATURES) == STAGES, "every stage needs a signature builder"  # noqa: S101
 
 
 def run_canvas(group_key: str, token: str, *, from_stage: str | None = None, app: Celery = app) -> Signature:

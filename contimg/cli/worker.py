@@ -23,12 +23,13 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, settings) -> int:
     from contimg.errors import ConfigError
-    from workers.app import ALL_QUEUES, app
+    from contimg.pipeline.stages import QUEUES
 
-    queues = [q.strip() for q in (args.queues or ",".join(ALL_QUEUES)).split(",") if q.strip()]
-    unknown = sorted(set(queues) - set(ALL_QUEUES))
+    queues = [q.strip() for q in (args.queues or ",".join(QUEUES)).split(",") if q.strip()]
+    unknown = sorted(set(queues) - set(QUEUES))
     if unknown:
-        raise ConfigError(f"unknown queue(s) {', '.join(unknown)}; known: {', '.join(ALL_QUEUES)}")
+        raise ConfigError(f"unknown queue(s) {', '.join(unknown)}; known: {', '.join(QUEUES)}")
+    from workers.app import app
     argv = ["worker", "-Q", ",".join(queues), "--loglevel", args.loglevel or settings.log_level,
             "--without-gossip", "--without-mingle", "-P", "prefork"]
     concurrency = args.concurrency if args.concurrency is not None else settings.celery.concurrency

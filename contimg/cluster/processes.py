@@ -295,10 +295,10 @@ class EmbeddedCluster:
             if queues:
                 args += ["--queues", ",".join(queues)]
         else:
-            from workers.app import ALL_QUEUES
+            from contimg.pipeline.stages import QUEUES
 
             args = [sys.executable, "-m", "celery", "-A", app, "worker", "--concurrency", str(concurrency),
-                    "-n", f"{name}@%h", "-Q", ",".join(queues or ALL_QUEUES), "--without-gossip",
+                    "-n", f"{name}@%h", "-Q", ",".join(queues or QUEUES), "--without-gossip",
                     "--without-mingle", "--loglevel", "INFO"]
         if private_staging is not None:
             args = private_node_command(args, staging=self.settings().paths.staging, size=private_staging)

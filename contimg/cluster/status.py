@@ -15,13 +15,11 @@ from sqlalchemy.orm import selectinload
 from contimg.config import Settings
 from contimg.db import run_transaction
 from contimg.db.models import CalibrationTable, Image, MeasurementSet, ObservationGroup, Photometry
+from contimg.pipeline.stages import QUEUES, STAGES
 from contimg.verdict import worst
 from contimg.secrets import mask_text, mask_url, url_passwords
 
 log = logging.getLogger(__name__)
-
-QUEUES = ("convert", "calibrate", "image", "photometry", "housekeeping")
-"""The Celery queues (same names as ``workers.app.ALL_QUEUES``, without importing Celery)."""
 
 
 def queue_lengths(broker_url: str, queues: tuple[str, ...] = QUEUES) -> dict[str, int | None]:
@@ -80,8 +78,10 @@ def collect_status(settings: Settings, *, latest: int = 10) -> dict[str, Any]:
 
 def group_summary(g: ObservationGroup) -> dict[str, Any]:
     """One group as a dict: state, stage, subbands, timings of its latest attempt, products."""
+    order = {name: i for i, name in enumerate(STAGES)}  # the registry's order, whatever the rows' order
     timings = {t.stage: {"seconds": t.seconds, "status": t.status, "host": t.hostname}
-               for t in g.stage_timings if t.attempt == g.attempt}
+               for t in sorted(g.stage_timings, key=lambda t: order.get(t.stage, len(order)))
+               if t.attempt == g.attempt}
     return {
         "group": g.group_key,
         "state": g.state.value,

@@ -52,7 +52,7 @@ import enum
 import logging
 import socket
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -734,22 +734,34 @@ class Decisions:
     failed: dict[str, str]
 
 
-def promote_due_groups(session: Session, settings: IngestSettings, *, now: datetime | None = None) -> Decisions:
+def promote_due_groups(session: Session, settings: IngestSettings, *, now: datetime | None = None,
+                       only: Collection[str] | None = None, final: bool = False) -> Decisions:
     """Promote complete or timed-out collecting groups; fail timed-out groups that are too small.
 
     The ``collecting → pending`` transition and the run token are written in
     the caller's transaction, which is the exactly-once gate: only the
     transaction that moves the group out of ``collecting`` publishes it.
+
+    Parameters
+    ----------
+    session, settings
+        The caller's transaction; ``settings.ingest``.
+    now
+        The time against which the group timeout is measured (default: now).
+    only
+        Consider only these group keys (default: every collecting group).
+    final
+        No more files will arrive (the serial path has registered a whole directory): decide on
+        every considered group now instead of waiting for its timeout.
     """
     now = now or utcnow()
     timeout_cutoff = now - timedelta(seconds=settings.group_timeout_s)
-    rows = session.scalars(
-        select(ObservationGroup)
-        .where(ObservationGroup.state == GroupState.COLLECTING)
-        .where((ObservationGroup.nsubbands >= NSUBBANDS) | (ObservationGroup.created_at <= timeout_cutoff))
-        .order_by(ObservationGroup.timestamp)
-        .with_for_update()
-    ).all()
+    query = select(ObservationGroup).where(ObservationGroup.state == GroupState.COLLECTING)
+    if not final:
+        query = query.where((ObservationGroup.nsubbands >= NSUBBANDS) | (ObservationGroup.created_at <= timeout_cutoff))
+    if only is not None:
+        query = query.where(ObservationGroup.group_key.in_(list(only)))
+    rows = session.scalars(query.order_by(ObservationGroup.timestamp).with_for_update()).all()
     promoted: list[Published] = []
     failed: dict[str, str] = {}
     for group in rows:
@@ -761,13 +773,14 @@ def promote_due_groups(session: Session, settings: IngestSettings, *, now: datet
         have = {f.subband for f in group.subband_files}
         missing = ", ".join(f"sb{sb:02d}" for sb in range(NSUBBANDS) if sb not in have)
         waited = (now - group.created_at).total_seconds()
+        why = "with all its files registered" if final else f"after waiting {waited:.0f} s"
         if n >= settings.min_subbands:
-            log.warning("group %s: timed out after %.0f s with %d/%d subbands (missing %s); processing it anyway",
-                        group.group_key, waited, n, NSUBBANDS, missing)
+            log.warning("group %s: %d/%d subbands %s (missing %s); processing it anyway",
+                        group.group_key, n, NSUBBANDS, why, missing)
             token = make_pending(group)
             promoted.append(Published(group.group_key, token, group.current_stage))
         else:
-            reason = (f"group {group.group_key}: only {n} of {NSUBBANDS} subbands after waiting {waited:.0f} s "
+            reason = (f"group {group.group_key}: only {n} of {NSUBBANDS} subbands {why} "
                       f"(need at least {settings.min_subbands}); missing {missing}")
             apply_transition(group, GroupState.FAILED, error=reason)
             failed[group.group_key] = reason

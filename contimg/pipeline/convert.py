@@ -10,6 +10,8 @@ its path.
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -106,6 +108,40 @@ def combine(settings: Settings, group_key: str, token: str, plan_dict: dict[str,
     seconds = groups.stage_finished(settings, group_key, token, STAGE)
     log.info("group %s: converted to %s in %.1f s", group_key, out_ms, seconds)
     return {"ms": str(out_ms), "seconds": seconds, **{k: v for k, v in summary.items() if k != "ms"}}
+
+
+def convert(settings: Settings, group_key: str, token: str, *, processes: int | None = None) -> dict[str, Any]:
+    """The whole conversion stage in this process: plan, write the parts, combine (the serial path).
+
+    The cluster runs the same three steps as tasks (the parts as a chord on one node); here the parts
+    are written by ``processes`` worker processes (default ``settings.conversion.processes``, 0: one
+    per core) into this machine's staging directory.
+    """
+    from concurrent.futures import ProcessPoolExecutor
+
+    planned = plan(settings, group_key, token)
+    files = planned["files"]
+    n = processes if processes is not None else getattr(settings.conversion, "processes", 1)
+    n = min(len(files), n or (os.cpu_count() or 1))
+    parts: list[str] = []
+    try:
+        if n <= 1:
+            parts = [write_part(settings, group_key, token, planned["plan"], f) for f in files]
+        else:
+            with ProcessPoolExecutor(max_workers=n) as pool:
+                parts = list(pool.map(_write_part_in_child, [(settings, group_key, token, planned["plan"], f)
+                                                           for f in files]))
+        return combine(settings, group_key, token, planned["plan"], parts)
+    finally:
+        for part in parts:
+            shutil.rmtree(part, ignore_errors=True)
+
+
+def _write_part_in_child(args: tuple) -> str:
+    from contimg.db.engine import _reset_after_fork
+
+    _reset_after_fork()
+    return write_part(*args)
 
 
 def _result_summary(result: Any) -> dict[str, Any]:

@@ -11,13 +11,14 @@ the stage rewrites the same rows.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import or_, select
 
 from contimg.config import Settings
 from contimg.db import groups, run_transaction
-from contimg.db.models import Image
+from contimg.db.models import Image, MeasurementSet
 from contimg.errors import InputFileError, PermanentError
 from contimg.pipeline.calibrate import group_ms
 
@@ -100,6 +101,35 @@ def measure_recorded_image(settings: Settings, image: int | str) -> dict[str, An
     verdict = record_verdict(settings, result)
     result["qa_verdict"], result["qa_reasons"] = verdict.status, verdict.reasons
     return _jsonable(result)
+
+
+def images_of_ms(settings: Settings, ms_path: str | Path) -> list[int]:
+    """Ids of the PB-corrected images recorded for the Measurement Set ``ms_path`` (what photometry measures).
+
+    Raises
+    ------
+    contimg.errors.NotFoundError
+        If the MS is not recorded, or has no PB-corrected image recorded (image it first).
+    """
+    from contimg.errors import NotFoundError
+
+    path = str(Path(ms_path).absolute())
+
+    def _find(session) -> list[int] | None:
+        ms_id = session.scalar(select(MeasurementSet.id).where(MeasurementSet.path == path))
+        if ms_id is None:
+            return None
+        return list(session.scalars(select(Image.id).where(Image.ms_id == ms_id, Image.pb_corrected.is_(True))
+                                    .order_by(Image.id)))
+
+    ids = run_transaction(settings, _find, readonly=True)
+    if ids is None:
+        raise NotFoundError(f"{path}: not a Measurement Set recorded in the database (convert it with contimg, "
+                            "or give an image)")
+    if not ids:
+        raise NotFoundError(f"{path}: no primary-beam-corrected image recorded for it; image it first "
+                            "(contimg image)")
+    return ids
 
 
 class PhotometryQaFailed(PermanentError):

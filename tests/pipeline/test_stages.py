@@ -11,15 +11,57 @@ from contimg.db.models import ObservationGroup
 from contimg.errors import InputFileError, PermanentError
 from contimg.db import groups
 from contimg.pipeline import calibrate
-from contimg.pipeline.stages import PLANNED_STAGES, STAGES, stages_from, stages_until
+from contimg.pipeline.stages import QUEUES, REGISTRY, STAGES, get_stage, stages_from, stages_until
 
 T0 = datetime(2025, 10, 2, 10, 2, 45, tzinfo=timezone.utc)
 
 
 def test_stages_are_built_in_the_order_of_the_design():
-    assert STAGES == PLANNED_STAGES[:len(STAGES)]
     assert STAGES == ("convert", "calibrate", "image", "photometry")
     assert stages_from("calibrate") == STAGES[1:]
+    with pytest.raises(PermanentError, match="unknown stage 'flag'; available stages: convert, calibrate"):
+        stages_from("flag")
+
+
+def test_everything_follows_the_registry():
+    """Queues, routes, time limits, the settings' last_stage and every stage's library function come from it."""
+    from contimg.config import load_settings
+    from contimg.errors import ConfigError
+    import workers.tasks  # noqa: F401 - registers the tasks
+    from workers import app as celery_app
+
+    assert QUEUES == (*STAGES, "housekeeping") == celery_app.ALL_QUEUES
+    settings = load_settings()
+    conf = celery_app.celery_config(settings)
+    assert [q.name for q in conf["task_queues"]] == list(QUEUES)
+    for stage in REGISTRY:
+        assert callable(stage.load())  # the serial path's entry exists
+        for task in stage.steps:
+            assert task in celery_app.app.tasks, task
+            assert conf["task_routes"][task] == {"queue": stage.queue}
+            assert conf["task_annotations"][task]["time_limit"] == settings.step_time_limits()[stage.name]
+    assert settings.step_time_limits()["image"] == settings.imaging.timeout_s * 1.25
+    assert get_stage("image").timeout_variable == "CONTIMG_IMAGING__TIMEOUT_S x 1.25"
+    with pytest.raises(ConfigError, match="unknown stage 'flag'"):
+        load_settings(celery={"last_stage": "flag"})
+
+
+def test_the_library_does_not_import_the_celery_app():
+    """Nothing in contimg/ outside the CLI imports workers/ (the publisher is injected)."""
+    import ast
+    from pathlib import Path
+
+    import contimg
+
+    offenders = []
+    for path in Path(contimg.__file__).parent.rglob("*.py"):
+        if "cli" in path.parts:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            offenders += [f"{path.name}: {n}" for n in names if n == "workers" or n.startswith("workers.")]
+    assert not offenders
 
 
 def test_a_run_ends_after_the_last_stage():
@@ -28,7 +70,7 @@ def test_a_run_ends_after_the_last_stage():
     assert stages_until(STAGES, "calibrate") == ("convert", "calibrate")
     assert stages_until(stages_from("image"), "convert") == ("image",)  # reprocessing asked for it
     assert stages_until(STAGES, "photometry") == STAGES
-    assert stages_until(STAGES[:3], "photometry") == STAGES[:3]  # up to the last stage built
+    assert stages_until(STAGES[:3], "photometry") == STAGES[:3]
     with pytest.raises(PermanentError, match="unknown stage 'flag'"):
         stages_until(STAGES, "flag")
 
@@ -83,3 +125,28 @@ def test_waited_counts_from_the_stage_start_and_is_fenced(db_settings):
         calibrate.waited_s(db_settings, key, "another-run")
     with pytest.raises(InputFileError, match="no Measurement Set recorded"):
         calibrate.group_ms(db_settings, key)
+
+
+PUBLISHED: list[tuple] = []
+
+
+def recording_publisher(group_key: str, token: str, from_stage: str, *, settings) -> str:
+    PUBLISHED.append((group_key, token, from_stage))
+    return token
+
+
+def test_reprocessing_uses_the_configured_publisher(db_settings):
+    from contimg.api import configured_publisher, reprocess
+    from contimg.errors import ConfigError
+
+    PUBLISHED.clear()
+    key = "2025-10-02T10:02:45"
+    with session_scope(db_settings) as s:
+        s.add(ObservationGroup(group_key=key, timestamp=T0, state=GroupState.COMPLETED, nsubbands=16))
+    settings = db_settings.model_copy(update={"celery": db_settings.celery.model_copy(
+        update={"publisher": f"{__name__}:recording_publisher"})})
+    (handle,) = reprocess(key, from_stage="image", settings=settings)
+    assert PUBLISHED == [(key, handle.token, "image")]
+    bad = settings.model_copy(update={"celery": settings.celery.model_copy(update={"publisher": "nowhere:enqueue"})})
+    with pytest.raises(ConfigError, match="CONTIMG_CELERY__PUBLISHER='nowhere:enqueue' does not name a publisher"):
+        configured_publisher(bad)
