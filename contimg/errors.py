@@ -9,6 +9,14 @@ It is split in two branches that decide what the cluster does with a failure:
 * :class:`PermanentError` -- the input is wrong and retrying cannot help (a
   corrupt file, a missing subband, a failed validation). The group is marked
   ``failed`` with the message, which always names the file or group concerned.
+
+A third branch, :class:`DeferredError`, is neither: the work cannot be done *yet* (no calibration
+set is valid for a science group until its calibrator's transit is solved). The calibration stage
+waits for it (``calibration.wait_for_solution_s``; the serial path runs the group after the others)
+and fails the group with the reason only when the wait is over.
+
+How an external tool's failure is classified (killed, out of space, table lock: transient; bad
+input: permanent) is in :mod:`contimg.tools`.
 """
 
 from __future__ import annotations
@@ -24,6 +32,10 @@ class TransientError(ContimgError):
 
 class PermanentError(ContimgError):
     """A failure that retrying cannot fix (bad input, failed validation)."""
+
+
+class DeferredError(ContimgError):
+    """Not ready yet: what the work needs will exist later (a calibration set for a science group)."""
 
 
 class ConfigError(PermanentError):

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from contimg.errors import ExternalToolError, InputFileError
+from contimg.errors import InputFileError
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ def apply_tables(ms_path: str | Path, tables: list[tuple[str, str]]) -> ApplyRes
     ExternalToolError
         If applycal fails.
     """
-    from contimg import casa_env
+    from contimg.tools import run_casa_task
 
     ms_path = Path(ms_path)
     if not tables:
@@ -76,16 +76,9 @@ def apply_tables(ms_path: str | Path, tables: list[tuple[str, str]]) -> ApplyRes
         if not Path(path).exists():
             raise InputFileError(f"{ms_path}: {kind} table {path} does not exist")
     t0 = time.perf_counter()
-    ct = casa_env.casatasks()
-    kwargs = dict(vis=str(ms_path), gaintable=[p for _, p in tables], interp=[INTERP[k] for k, _ in tables],
-                  applymode="calflagstrict", calwt=[False] * len(tables), flagbackup=False)
-    log.debug("casatasks.applycal(%s)", kwargs)
-    try:
-        result = ct.applycal(**kwargs)
-    except (RuntimeError, AssertionError, ValueError) as exc:
-        raise ExternalToolError(f"{ms_path}: casatasks.applycal failed: {exc}") from exc
-    if result is False:
-        raise ExternalToolError(f"{ms_path}: casatasks.applycal reported failure (see the CASA log)")
+    run_casa_task("applycal", ms_path, vis=str(ms_path), gaintable=[p for _, p in tables],
+                  interp=[INTERP[k] for k, _ in tables], applymode="calflagstrict", calwt=[False] * len(tables),
+                  flagbackup=False)
     frac = _flagged_fraction(ms_path)
     res = ApplyResult(ms_path=str(ms_path), tables=[p for _, p in tables], flagged_fraction=round(frac, 6),
                       seconds=round(time.perf_counter() - t0, 3))

@@ -27,6 +27,7 @@ import numpy as np
 
 from contimg.calibration.casatask import run_task
 from contimg.errors import ExternalToolError
+from contimg.tools import ToolTimedOut, classify
 
 log = logging.getLogger(__name__)
 
@@ -229,13 +230,13 @@ def solve_bandpass(path: Path, *, ms_path: Path, channels_with_data: np.ndarray,
                 proc.wait(timeout=PART_TIMEOUT_S)
             except subprocess.TimeoutExpired as exc:
                 proc.kill()
-                raise ExternalToolError(f"{ms_path}: casatasks.bandpass on {part.name} did not finish in "
+                raise ToolTimedOut(f"{ms_path}: casatasks.bandpass on {part.name} did not finish in "
                                         f"{PART_TIMEOUT_S:.0f} s after this process's part; killed") from exc
             if proc.returncode != 0:
                 proc.err_file.seek(0)  # type: ignore[attr-defined]
                 tail = " | ".join(proc.err_file.read().strip().splitlines()[-3:])  # type: ignore[attr-defined]
-                raise ExternalToolError(f"{ms_path}: casatasks.bandpass on {part.name} failed "
-                                        f"(exit {proc.returncode}): {tail}")
+                kind = classify(tail, returncode=proc.returncode)  # killed, out of space, a lock: transient
+                raise kind(f"{ms_path}: casatasks.bandpass on {part.name} failed (exit {proc.returncode}): {tail}")
         for part in parts:
             if not part.exists():
                 raise ExternalToolError(f"{ms_path}: CASA wrote no bandpass part {part}")

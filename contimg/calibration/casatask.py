@@ -1,30 +1,14 @@
-"""Running a casatasks task with contimg's error handling."""
+"""Running a casatasks task with contimg's error handling (:func:`contimg.tools.run_casa_task`)."""
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
-
-from contimg.errors import ExternalToolError
-
-log = logging.getLogger(__name__)
 
 __all__ = ["run_task"]
 
 
-def _tasks():
-    from contimg import casa_env
-
-    return casa_env.casatasks()
-
-
 def run_task(name: str, ms: Path, **kwargs) -> None:
-    """Run a casatasks task; CASA errors become :class:`ExternalToolError` naming the MS."""
-    task = getattr(_tasks(), name)
-    log.debug("casatasks.%s(%s)", name, ", ".join(f"{k}={v!r}" for k, v in kwargs.items()))
-    try:
-        result = task(**kwargs)
-    except (RuntimeError, AssertionError, ValueError) as exc:
-        raise ExternalToolError(f"{ms}: casatasks.{name} failed: {exc}") from exc
-    if result is False:
-        raise ExternalToolError(f"{ms}: casatasks.{name} reported failure (see the CASA log)")
+    """Run a casatasks task; CASA's errors become classified contimg errors naming the MS (:mod:`contimg.tools`)."""
+    from contimg.tools import run_casa_task
+
+    run_casa_task(name, ms, **kwargs)

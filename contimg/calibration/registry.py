@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session
 
 from contimg.calibration.solve import APPLY_ORDER, SolveResult
 from contimg.db.models import CalibrationSet, CalTableType
-from contimg.errors import PermanentError
+from contimg.errors import DeferredError
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +42,11 @@ _QA_RANK = {"pass": 0, "warn": 1}
 """Between sets solved equally near in time, a passed set beats a warned one (a failed set is never registered)."""
 
 
-class NoValidCalibration(PermanentError):
-    """No registered calibration set is valid for an MS (the message names the MS and the time)."""
+class NoValidCalibration(DeferredError):
+    """No registered calibration set is valid for an MS (the message names the MS and the time).
+
+    Deferred, not permanent: the set may be solved later (its calibrator's group may still come).
+    """
 
 
 @dataclass(frozen=True)

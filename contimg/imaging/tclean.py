@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Sequence
 
 from contimg.errors import ExternalToolError
+from contimg.tools import run_casa_task
 from contimg.imaging.geometry import ImageGeometry
 from contimg.imaging.tiers import TierParameters
 
@@ -123,20 +124,14 @@ def run_tclean(
     cpu0 = time.process_time()
     try:
         with contextlib.chdir(Path(prefix).parent):
-            tasks.tclean(**kwargs)
-    except Exception as exc:  # noqa: BLE001 - casatasks raises bare Exception/RuntimeError
-        raise ExternalToolError(f"{ms_path}: tclean failed: {exc}") from exc
-    try:
+            run_casa_task("tclean", ms_path, task=tasks.tclean, **kwargs)
         for fits_suffix, casa_suffix in TCLEAN_PRODUCTS.items():
             img = f"{prefix}.{casa_suffix}"
             if not os.path.isdir(img):
                 raise ExternalToolError(f"{ms_path}: tclean did not write {img} (see the CASA log)")
-            tasks.exportfits(imagename=img, fitsimage=f"{prefix}-{fits_suffix}.fits", overwrite=True,
-                             velocity=False, dropdeg=False, dropstokes=False, history=False)
-    except ExternalToolError:
-        raise
-    except Exception as exc:  # noqa: BLE001
-        raise ExternalToolError(f"{ms_path}: exportfits failed: {exc}") from exc
+            run_casa_task("exportfits", ms_path, task=tasks.exportfits, imagename=img,
+                          fitsimage=f"{prefix}-{fits_suffix}.fits", overwrite=True, velocity=False, dropdeg=False,
+                          dropstokes=False, history=False)
     finally:
         for path in Path(prefix).parent.glob(Path(prefix).name + ".*"):
             if path.is_dir():

@@ -30,11 +30,7 @@ import logging
 import math
 import os
 import re
-import resource
-import shlex
 import shutil
-import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -172,41 +168,13 @@ def run_wsclean(
     ------
     ExternalToolError
         If WSClean is missing, exits non-zero or times out; the message names
-        the MS, the exit status and the last lines of the log.
+        the MS, the exit status and the last lines of the log. Killed, out of
+        space or a locked table are transient (:mod:`contimg.tools`).
     """
-    cmd = [wsclean_executable(), *args]
-    log.info("running: %s", shlex.join(cmd))
-    t0 = time.perf_counter()
-    cpu0 = _children_cpu()
-    log_path = Path(log_path)
-    with open(log_path, "w") as out:
-        try:
-            subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=cwd, timeout=timeout_s, check=True)
-        except subprocess.TimeoutExpired as exc:
-            raise ExternalToolError(f"{ms_path}: wsclean did not finish in {timeout_s:g} s (log {log_path})") from exc
-        except subprocess.CalledProcessError as exc:
-            raise ExternalToolError(
-                f"{ms_path}: wsclean failed with exit status {exc.returncode} (log {log_path}): {_tail(log_path)}"
-            ) from exc
-        except OSError as exc:
-            raise ExternalToolError(f"{ms_path}: cannot run {cmd[0]}: {exc}") from exc
-    wall = time.perf_counter() - t0
-    cpu = _children_cpu() - cpu0
-    log.info("wsclean finished in %.1f s wall, %.1f s CPU (%s)", wall, cpu, ms_path)
-    return wall, cpu
+    from contimg.tools import run_program
 
-
-def _children_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
-def _tail(path: Path, lines: int = 5) -> str:
-    try:
-        text = path.read_text(errors="replace").strip().splitlines()
-    except OSError:
-        return ""
-    return " | ".join(text[-lines:])
+    run = run_program([wsclean_executable(), *args], subject=ms_path, timeout_s=timeout_s, log_path=log_path, cwd=cwd)
+    return run.wall_s, run.cpu_s
 
 
 _PEAK = r"(?P<{v}>[-+]?(?:nan|inf|[0-9.eE+-]+)) (?P<{u}>[mµu]?Jy)"
