@@ -318,6 +318,9 @@ class Image(Base):
     """``pass``, ``warn`` or ``fail`` (:mod:`contimg.imaging.gate`); a failed image feeds no science."""
     qa: Mapped[dict[str, Any] | None]
     """The verdict's reasons and the figures it judged."""
+    files: Mapped[dict[str, Any] | None]
+    """The product set's files by kind (``image``, ``pbcor``, ``pb``, ``residual``, ``model``, ``psf``,
+    ``thumbnail``, ``log``), the same on both rows of a set: the manifest photometry and the pages read."""
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     ms: Mapped[MeasurementSet | None] = relationship(back_populates="images")

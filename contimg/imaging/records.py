@@ -18,7 +18,16 @@ if TYPE_CHECKING:
 
     from contimg.db.models import Image, MeasurementSet
 
-__all__ = ["image_records", "record_images"]
+__all__ = ["PRODUCT_KINDS", "image_records", "product_files", "record_images"]
+
+
+PRODUCT_KINDS = ("image", "pbcor", "pb", "residual", "model", "psf", "thumbnail", "log")
+"""The files of one imaging product set, as recorded in ``images.files``."""
+
+
+def product_files(products: ImageProducts) -> dict[str, str]:
+    """The product set's files by kind (:data:`PRODUCT_KINDS`; ``log`` only when the imager wrote one)."""
+    return {kind: str(getattr(products, kind)) for kind in PRODUCT_KINDS if getattr(products, kind) is not None}
 
 
 def image_records(products: ImageProducts) -> list[dict[str, Any]]:
@@ -28,7 +37,7 @@ def image_records(products: ImageProducts) -> list[dict[str, Any]]:
         mid_mjd=products.mid_mjd, ra_deg=products.ra_deg, dec_deg=products.dec_deg,
         beam_major_arcsec=qa.beam_major_arcsec, beam_minor_arcsec=qa.beam_minor_arcsec, beam_pa_deg=qa.beam_pa_deg,
         rms_jy=qa.rms_jy, peak_jy=qa.peak_jy, dynamic_range=qa.dynamic_range,
-        tier=products.tier, backend=products.backend,
+        tier=products.tier, backend=products.backend, files=product_files(products),
     )
     return [
         dict(path=products.image, pb_corrected=False, **common),

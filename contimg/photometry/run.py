@@ -2,11 +2,11 @@
 
 For one image recorded in the ``images`` table:
 
-1. Resolve the product set. :func:`contimg.imaging.image_ms` writes
-   ``<name>.image.fits`` (flat noise), ``<name>.image.pbcor.fits`` and
-   ``<name>.pb.fits`` (the time/band-averaged beam) side by side, and
-   :func:`contimg.imaging.record_images` records the first two as Image rows.
-   Either row may be given; photometry is always attached to the
+1. Resolve the product set from its manifest: :func:`contimg.imaging.record_images`
+   records the flat-noise and the PB-corrected image as Image rows, each with the set's
+   files by kind (``images.files``: the flat-noise and PB-corrected images, the
+   time/band-averaged beam ``pb``, residual, model, PSF, thumbnail, log); no file name is
+   parsed. Either row may be given; photometry is always attached to the
    **PB-corrected** row when it is recorded (else to the row given), so a
    rerun through the other row updates the same photometry instead of adding
    a second epoch.
@@ -14,7 +14,7 @@ For one image recorded in the ``images`` table:
    averaged primary-beam response is at least
    ``settings.photometry.min_beam_response``.
 3. Measure (:func:`contimg.photometry.forced.forced_photometry`): on the
-   flat-noise image, divided by the beam from ``<name>.pb.fits`` (or, if that
+   flat-noise image, divided by the beam from the set's ``pb`` file (or, if that
    file is missing, the beam computed from the MS); without a flat-noise
    image, on the PB-corrected image with its own local noise.
 4. In one transaction: upsert the photometry rows (unique per source and
@@ -65,9 +65,6 @@ log = logging.getLogger(__name__)
 
 UPPER_LIMIT_SNR = 3.0
 """Measurements below this SNR are flagged as upper limits (and stored all the same)."""
-_FLAT_SUFFIX = ".image.fits"
-_PBCOR_SUFFIX = ".image.pbcor.fits"
-_PB_SUFFIX = ".pb.fits"
 _IN_CHUNK = 1000
 
 
@@ -90,15 +87,18 @@ class ImageSet:
     """The Measurement Set (for computing the beam when ``pb`` is missing)."""
 
 
-def _siblings(path: str) -> tuple[Path | None, Path | None, Path | None]:
-    """(flat, pbcor, pb) named like :func:`contimg.imaging.image_ms`'s products, for either image path."""
-    if path.endswith(_PBCOR_SUFFIX):
-        base = path[: -len(_PBCOR_SUFFIX)]
-    elif path.endswith(_FLAT_SUFFIX):
-        base = path[: -len(_FLAT_SUFFIX)]
-    else:
-        return None, None, None
-    return Path(base + _FLAT_SUFFIX), Path(base + _PBCOR_SUFFIX), Path(base + _PB_SUFFIX)
+def _product_files(row: Any) -> tuple[Path | None, Path | None, Path | None]:
+    """(flat, pbcor, pb) of the row's product set, from its manifest (``images.files``).
+
+    A row recorded without one (an image registered by hand) is its own file and nothing else.
+    """
+    files = row.files or {}
+    if files:
+        def get(kind: str) -> Path | None:
+            return Path(files[kind]) if files.get(kind) else None
+
+        return get("image"), get("pbcor"), get("pb")
+    return (None, Path(row.path), None) if row.pb_corrected else (Path(row.path), None, None)
 
 
 def resolve_image(session: "Session", image: int | str | os.PathLike) -> ImageSet:
@@ -124,9 +124,7 @@ def resolve_image(session: "Session", image: int | str | os.PathLike) -> ImageSe
         what = f"image {image}"
     if row is None:
         raise NotFoundError(f"{what}: no such row in the images table")
-    flat, pbcor, pb = _siblings(row.path)
-    if flat is None:  # not named by image_ms: the row's own file is all we have
-        flat, pbcor = (None, Path(row.path)) if row.pb_corrected else (Path(row.path), None)
+    flat, pbcor, pb = _product_files(row)
     target = row
     if pbcor is not None and not row.pb_corrected:
         sibling = session.scalars(select(Image).where(Image.path == str(pbcor))).first()
@@ -163,7 +161,7 @@ def _read_fits(path: Path) -> tuple[np.ndarray, Any]:
 
 
 def beam_response_at(ra_deg: np.ndarray, dec_deg: np.ndarray, *, images: ImageSet) -> np.ndarray | None:
-    """The averaged primary beam at positions: read off ``<name>.pb.fits`` (bilinear), else computed from the MS.
+    """The averaged primary beam at positions: read off the set's ``pb`` image (bilinear), else computed from the MS.
 
     Positions off the beam image get 0. Returns None if neither the beam image
     nor the MS is available.
@@ -184,7 +182,7 @@ def beam_response_at(ra_deg: np.ndarray, dec_deg: np.ndarray, *, images: ImageSe
         from contimg.imaging.pbcor import beam_at_positions
 
         info = read_ms_info(images.ms_path, data_column="DATA")
-        log.info("%s: no %s beam image, beam computed from %s", images.path, _PB_SUFFIX, images.ms_path)
+        log.info("%s: no beam image (pb) recorded, beam computed from %s", images.path, images.ms_path)
         return beam_at_positions(np.radians(ra_deg), np.radians(dec_deg), info)
     return None
 
@@ -264,8 +262,8 @@ def measure_image(images: ImageSet, ra_deg: np.ndarray, dec_deg: np.ndarray, *, 
     else:
         raise InputFileError(f"{images.path}: no flat-noise image with a beam and no PB-corrected image to measure")
     if response is None:
-        log.warning("%s: primary beam unknown (no %s, no MS): measuring every source on the PB-corrected image",
-                    images.path, _PB_SUFFIX)
+        log.warning("%s: primary beam unknown (no pb image, no MS): measuring every source on the PB-corrected image",
+                    images.path)
         select = np.ones(ra.shape, dtype=bool)
     else:
         select = response >= min_beam_response

@@ -102,11 +102,15 @@ def get_stage(name: str) -> Stage:
 
 
 def task_routes() -> dict[str, dict[str, str]]:
-    """Celery ``task_routes``: control tasks to :data:`CONTROL_QUEUE`, each stage's tasks to its queue."""
+    """Celery ``task_routes``: control tasks to :data:`CONTROL_QUEUE`, each stage's tasks to its queue.
+
+    A stage's tasks are its :attr:`Stage.steps` and every task named ``contimg.<stage>.*``.
+    """
     routes = {f"{prefix}.*": {"queue": CONTROL_QUEUE} for prefix in CONTROL_TASK_PREFIXES}
     for s in REGISTRY:
         for task in s.steps:
             routes[task] = {"queue": s.queue}
+        routes[f"contimg.{s.name}.*"] = {"queue": s.queue}
     return routes
 
 

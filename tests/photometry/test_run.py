@@ -146,7 +146,8 @@ def test_normalization_over_epochs_removes_flux_scale_errors(field_db, tmp_path)
         with fits.open(f"{base}.image.fits", mode="update") as hdul:
             hdul[0].data *= scale
         with session_scope(url) as session:
-            upsert_image(session, path=f"{base}.image.fits", mid_mjd=p.mid_mjd + day, pb_corrected=False)
+            upsert_image(session, path=f"{base}.image.fits", mid_mjd=p.mid_mjd + day, pb_corrected=False,
+                         files={"image": f"{base}.image.fits", "pb": f"{base}.pb.fits"})
         summaries.append(photometry_for_image(f"{base}.image.fits", database=url, settings=s))
     last = summaries[-1]["normalization"]
     assert last["epochs"] == len(scales) and last["references"] == 5
@@ -189,7 +190,8 @@ def test_unknown_image_and_missing_files(field_db, tmp_path):
 
 
 def test_beam_from_ms_and_pbcor_only_products_agree(field_db, tmp_path):
-    """Without <name>.pb.fits the beam comes from the MS; with only the PB-corrected image it is measured there."""
+    """Without a pb file in the manifest the beam comes from the MS; with only the PB-corrected image it is measured
+    there. Files named like image_ms's products but not in the manifest are not used (no name is parsed)."""
     from contimg.db import session_scope
     from contimg.db.models import MeasurementSet
     from contimg.db.products import upsert_image
@@ -198,6 +200,7 @@ def test_beam_from_ms_and_pbcor_only_products_agree(field_db, tmp_path):
     p, url, s = field_db["products"], field_db["url"], field_db["settings"]
     ref = photometry_for_image(p.image, database=url, settings=s)
     shutil.copyfile(p.image, tmp_path / "nopb.image.fits")
+    shutil.copyfile(p.pb, tmp_path / "nopb.pb.fits")  # beside it, named as image_ms names a beam: not recorded
     shutil.copyfile(p.pbcor, tmp_path / "only.image.pbcor.fits")
     with session_scope(url) as session:
         ms_id = session.scalars(select(MeasurementSet.id)).one()
@@ -254,7 +257,8 @@ def test_synthetic_field_across_ra_zero(db_settings, tmp_path):
     url = db_settings.database
     with session_scope(url) as s:
         upsert_sources(s, [{"name": f"W{k}", "ra_deg": float(ra[k]), "dec_deg": float(dec[k])} for k in range(5)])
-        upsert_image(s, path=str(tmp_path / "wrap.image.fits"), mid_mjd=60500.25)
+        upsert_image(s, path=str(tmp_path / "wrap.image.fits"), mid_mjd=60500.25,
+                     files={"image": str(tmp_path / "wrap.image.fits"), "pb": str(tmp_path / "wrap.pb.fits")})
     summary = photometry_for_image(str(tmp_path / "wrap.image.fits"), database=url, settings=db_settings)
     measured = {r[1]: r for r in _photometry(url)}
     assert resp_true[3] == 0.25 and set(measured) == {"W0", "W1", "W2"} and summary["n_sources"] == 3
@@ -263,3 +267,23 @@ def test_synthetic_field_across_ra_zero(db_settings, tmp_path):
         assert flux == pytest.approx(true[k], abs=5 * err) and epoch == 60500.25
         assert err == pytest.approx(1e-3 / 0.5, rel=0.3)
         assert upper == (k == 2)  # nothing at the centre: an upper limit, stored all the same
+
+
+def test_the_manifest_names_the_files(field_db, tmp_path):
+    """A product set recorded under names image_ms would never give is measured from its manifest alone."""
+    from contimg.db import session_scope
+    from contimg.db.products import upsert_image
+    from contimg.photometry import photometry_for_image
+
+    p, url, s = field_db["products"], field_db["url"], field_db["settings"]
+    ref = photometry_for_image(p.image, database=url, settings=s)
+    files = {"image": tmp_path / "flat-noise.fits", "pb": tmp_path / "beam.fits", "pbcor": tmp_path / "corrected.fits"}
+    for kind, path in files.items():
+        shutil.copyfile(getattr(p, kind), path)
+    manifest = {k: str(v) for k, v in files.items()}
+    with session_scope(url) as session:
+        upsert_image(session, path=manifest["image"], mid_mjd=p.mid_mjd + 3, files=manifest)
+        upsert_image(session, path=manifest["pbcor"], mid_mjd=p.mid_mjd + 3, pb_corrected=True, files=manifest)
+    got = photometry_for_image(manifest["image"], database=url, settings=s)
+    assert got["method"] == "flat/pb" and got["path"] == manifest["pbcor"]  # attached to the PB-corrected row
+    assert got["n_measured"] == ref["n_measured"]
