@@ -253,7 +253,7 @@ class Settings(BaseSettings):
     def _timeouts_in_order(self) -> "Settings":
         """Step time limits < stale threshold < Redis visibility timeout; presence refreshed within its TTL."""
         limits = self.step_time_limits()
-        longest = max(limits, key=limits.get)
+        longest = max(limits, key=limits.__getitem__)
         stale = self.ingest.stale_in_progress_s
         problems = []
         if limits[longest] >= stale:

@@ -176,7 +176,8 @@ def read_pointing(ms_path: str | Path, *, time_jd: np.ndarray, telescope_xyz: np
     from casacore import tables
 
     p = str(ms_path)
-    xyz = tuple(float(v) for v in np.asarray(telescope_xyz, float))
+    x, y, z = (float(v) for v in np.asarray(telescope_xyz, float))
+    xyz = (x, y, z)
     t_mid = float(0.5 * (np.min(time_jd) + np.max(time_jd)))
     try:
         with tables.table(p + "/POINTING", ack=False) as t:

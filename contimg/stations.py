@@ -148,7 +148,10 @@ class StationTable:
 
 
 def _parse(lines: Iterator[str], source: str) -> StationTable:
-    names, lats, lons, hs = [], [], [], []
+    names: list[str] = []
+    lats: list[float] = []
+    lons: list[float] = []
+    hs: list[float] = []
     for row in csv.reader(lines):
         if len(row) < 4 or not _NAME_RE.match(row[1].strip()):
             continue

@@ -150,7 +150,7 @@ def run_program(command: Sequence[str], *, subject: str | os.PathLike, timeout_s
             proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=cwd, env=env,
                                     start_new_session=True)
         except OSError as exc:
-            kind = ToolOutOfSpace if exc.errno == errno.ENOSPC else ExternalToolError
+            kind: type[Exception] = ToolOutOfSpace if exc.errno == errno.ENOSPC else ExternalToolError
             raise kind(f"{subject}: cannot run {cmd[0]}: {exc}") from exc
         try:
             returncode = proc.wait(timeout=timeout_s)

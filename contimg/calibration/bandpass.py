@@ -99,7 +99,7 @@ def merge_bandpass_parts(parts: list[Path], out_path: Path, *, vis: str | Path, 
     from casacore import tables
 
     cols = ("CPARAM", "PARAMERR", "FLAG", "SNR", "WEIGHT")
-    merged: dict[str, np.ndarray] = {}
+    merged: dict[str, list[np.ndarray]] = {}
     spw_cols = ("CHAN_FREQ", "CHAN_WIDTH", "EFFECTIVE_BW", "RESOLUTION")
     spw: dict[str, list[np.ndarray]] = {c: [] for c in spw_cols}
     keys = None
@@ -194,7 +194,7 @@ def solve_bandpass(path: Path, *, ms_path: Path, channels_with_data: np.ndarray,
     import overlaps the caller's work) are used instead of new processes; the
     caller stops them.
     """
-    has_data = np.asarray(channels_with_data).reshape(len(channels_with_data), -1).any(axis=1)
+    has_data = np.any(np.asarray(channels_with_data).reshape(len(channels_with_data), -1), axis=1)
     nchan = has_data.size
     n_parts = min(processes, max(1, nchan // MIN_CHANNELS_PER_PROCESS))
     if workers is not None:
@@ -207,7 +207,8 @@ def solve_bandpass(path: Path, *, ms_path: Path, channels_with_data: np.ndarray,
         return
     parts = [path.with_name(f"{path.name}.part{k}") for k in range(len(ranges))]
     own = workers is None
-    workers = start_bandpass_workers(len(ranges) - 1) if own else workers
+    if workers is None:
+        workers = start_bandpass_workers(len(ranges) - 1)
     if len(workers) < len(ranges) - 1:
         raise ValueError(f"{len(ranges) - 1} bandpass workers needed, {len(workers)} given")
     used = workers[:len(ranges) - 1]
@@ -216,6 +217,7 @@ def solve_bandpass(path: Path, *, ms_path: Path, channels_with_data: np.ndarray,
             shutil.rmtree(part, ignore_errors=True)
             args = dict(kwargs, caltable=str(part), bandtype="B", solnorm=False, spw=f"0:{a}~{b}")
             log.debug("bandpass worker %d: %s", proc.pid, args)
+            assert proc.stdin is not None  # start_bandpass_workers opens stdin=PIPE
             try:
                 proc.stdin.write(json.dumps(args) + "\n")
                 proc.stdin.close()

@@ -258,6 +258,7 @@ def calibrate_ms(
                        calibrator_beam_response=choice.beam_response if choice else None)
     timings["select"] = round(time.perf_counter() - t0, 3)
 
+    extra: dict[str, Any]
     chosen, mode, extra = None, "applied", {}
     waiting_for_transit = None
     if choice is not None and choice.transit_fraction < calibration.transit_fraction \

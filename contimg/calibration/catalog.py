@@ -38,9 +38,10 @@ from __future__ import annotations
 import csv
 import logging
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -84,7 +85,7 @@ def simulated_source_name(source_id: int) -> str:
     return f"SIM-{int(source_id):06d}"
 
 
-def _columns(path: Path, fieldnames: list[str] | None, required: tuple[str, ...]) -> dict[str, str]:
+def _columns(path: Path, fieldnames: Sequence[str] | None, required: tuple[str, ...]) -> dict[str, str]:
     present = {f.strip().lower(): f for f in (fieldnames or [])}
     mapping: dict[str, str] = {}
     for canon, names in _ALIASES.items():
@@ -98,6 +99,10 @@ def _columns(path: Path, fieldnames: list[str] | None, required: tuple[str, ...]
     return mapping
 
 
+@overload
+def _float(path: Path, line: int, col: str, text: str | None, *, required: Literal[True]) -> float: ...
+@overload
+def _float(path: Path, line: int, col: str, text: str | None, *, required: bool) -> float | None: ...
 def _float(path: Path, line: int, col: str, text: str | None, *, required: bool) -> float | None:
     text = (text or "").strip()
     if not text or text.lower() in ("nan", "none", "null"):
@@ -170,7 +175,8 @@ def read_calibrator_csv(path: str | Path) -> list[dict[str, Any]]:
     """
     path = Path(path)
     cols, rows = _read(path, ("name", "ra_deg", "dec_deg", "flux_jy"))
-    out, seen = [], {}
+    out: list[dict[str, Any]] = []
+    seen: dict[str, int] = {}
     for line, row in rows:
         name = _unique_name(path, line, row, cols, seen, "calibrator")
         flux = _float(path, line, f"flux_jy of calibrator {name}", row.get(cols["flux_jy"]), required=True)
@@ -197,7 +203,8 @@ def read_source_csv(path: str | Path) -> list[dict[str, Any]]:
     """
     path = Path(path)
     cols, rows = _read(path, ("name", "ra_deg", "dec_deg"))
-    out, seen = [], {}
+    out: list[dict[str, Any]] = []
+    seen: dict[str, int] = {}
     for line, row in rows:
         name = _unique_name(path, line, row, cols, seen, "source")
         ra, dec = _ra_dec(path, line, row, cols)

@@ -51,6 +51,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 from threadpoolctl import threadpool_limits
@@ -147,7 +148,7 @@ def antenna_delay_m(sources: PointSources, meta: MsMeta) -> np.ndarray:
 
 
 def apparent_flux(sources: PointSources, meta: MsMeta, *, freq_hz: np.ndarray | None = None,
-                  diameter_m: float | None | str = "ms") -> np.ndarray:
+                  diameter_m: float | None | Literal["ms"] = "ms") -> np.ndarray:
     """Beam-attenuated flux ``S(nu) A(theta(t), nu)`` (Jy), shape (Nsrc, Ntimes, Nfreqs).
 
     The beam is the Airy pattern of the MS's own dishes (``meta.dish_diameter_m``, from its ANTENNA
@@ -225,7 +226,7 @@ def write_model_data(
     sources: PointSources,
     *,
     meta: MsMeta | None = None,
-    diameter_m: float | None | str = "ms",
+    diameter_m: float | None | Literal["ms"] = "ms",
     column: str = "MODEL_DATA",
 ) -> ModelReport:
     """Compute the model of ``sources`` for every row of ``ms_path`` and write it to ``column``.

@@ -38,7 +38,7 @@ __all__ = ["NoValidCalibration", "ValidSet", "check_window", "find_valid_set", "
            "validity_hours"]
 
 _HOURS_PER_DAY = 24.0
-_QA_RANK = {"pass": 0, "warn": 1}
+_QA_RANK: dict[str | None, int] = {"pass": 0, "warn": 1}
 """Between sets solved equally near in time, a passed set beats a warned one (a failed set is never registered)."""
 
 
@@ -117,7 +117,7 @@ def find_valid_set(session: Session, *, start_mjd: float, end_mjd: float) -> Val
     """
     mid = 0.5 * (start_mjd + end_mjd)
     sets = session.scalars(select(CalibrationSet).where(CalibrationSet.active.is_(True))).all()
-    best: tuple[tuple[float, int], CalibrationSet] | None = None
+    best: tuple[tuple[float, int, int], CalibrationSet] | None = None
     for cs in sets:
         tables = [t for t in cs.tables if t.active]
         kinds = {t.table_type for t in tables}

@@ -468,7 +468,7 @@ def solve_calibrator(
             if kind == "K":
                 _run_task("gaincal", ms_path, caltable=str(path), gaintype="K", combine="scan", **common)
             elif kind == "B":
-                solve_bandpass(path, ms_path=ms_path, channels_with_data=chans.any(axis=0), processes=processes,
+                solve_bandpass(path, ms_path=ms_path, channels_with_data=np.any(chans, axis=0), processes=processes,
                                workers=workers, combine="scan", gaintable=gaintable, interp=interp, **common)
             else:
                 _run_task("gaincal", ms_path, caltable=str(path), gaintype="G", calmode="ap", combine="scan",

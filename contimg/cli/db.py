@@ -18,6 +18,7 @@ import argparse
 import json
 import logging
 import sys
+from typing import Any
 
 NAME = "db"
 HELP = "create/upgrade the database schema (upgrade), show its revision (current), verify it (check)"
@@ -44,7 +45,7 @@ def run(args: argparse.Namespace, settings) -> int:
     if args.action == "upgrade":
         before = current_revision(target)
         after = init_db(target)
-        report = {"database": url, "before": before, "revision": after, "head": head}
+        report: dict[str, Any] = {"database": url, "before": before, "revision": after, "head": head}
         text = (f"database {url}: already at revision {after} (head)" if before == after
                 else f"database {url}: upgraded from {before or 'empty'} to {after} (head)")
         return _emit(args, report, text, 0)

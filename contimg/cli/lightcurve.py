@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import Any
 
 NAME = "lightcurve"
 HELP = "show a source's light curve and variability statistics (or plot it)"
@@ -37,7 +38,7 @@ def run(args: argparse.Namespace, settings) -> int:
                           .order_by(EseCandidate.id)).all()
     stat_cols = ("n_epochs", "weighted_mean_jy", "chi2_nu", "eta", "v", "modulation_index", "max_vs", "max_m",
                  "ese_score", "ese_significance", "last_epoch_mjd")
-    doc = {
+    doc: dict[str, Any] = {
         "source": src.name, "source_id": src.id, "ra_deg": src.ra_deg, "dec_deg": src.dec_deg,
         "statistics": {c: getattr(stats, c) for c in stat_cols} if stats else None,
         "candidates": [{"id": c.id, "status": c.status.value, "significance": c.significance, "template": c.template}

@@ -36,7 +36,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:  # pragma: no cover
     from contimg.config import Settings
@@ -511,7 +511,7 @@ def _unpack_measures(source: Path, tmp: Path) -> Path:
                 if member.name.startswith("/") or ".." in parts or not (member.isfile() or member.isdir()):
                     raise ValueError(f"unsafe or unexpected tar member {member.name!r}")
                 members.append(member)
-            kwargs = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+            kwargs: dict[str, Any] = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
             tar.extractall(tmp, members=members, **kwargs)  # noqa: S202 - members checked above
         base = tmp
     for candidate in (base, *sorted(p for p in base.iterdir() if p.is_dir())):

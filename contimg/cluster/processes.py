@@ -133,6 +133,8 @@ class ClusterProcess:
             if needle in self.log_text()[start_offset:]:
                 return
             if not self.alive():
+                if self.proc is None:
+                    raise ClusterProcessError(f"{self.name} was not started")
                 raise ClusterProcessError(f"{self.name} exited (status {self.proc.returncode}) before "
                                           f"logging {needle!r}; see {self.log_path}:\n{self.log_text()[-3000:]}")
             time.sleep(0.1)

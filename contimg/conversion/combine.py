@@ -219,10 +219,10 @@ def combine_parts(
     if isinstance(plan, dict):
         plan = ConversionPlan.from_dict(plan)
     out_ms = Path(out_ms).absolute()
-    part_paths = [Path(p) for p in part_paths]
-    missing = [p for p in part_paths if not p.exists()]
+    paths = [Path(p) for p in part_paths]
+    missing = [p for p in paths if not p.exists()]
     if missing:
-        if out_ms.exists() and len(missing) == len(part_paths):
+        if out_ms.exists() and len(missing) == len(paths):
             log.info("group %s: parts already combined into %s; revalidating", plan.group_id, out_ms)
             report = validate_ms(out_ms, plan=plan, present_subbands=None)
             return _result(plan, out_ms, report, {}, present=report.present_subbands)
@@ -231,7 +231,7 @@ def combine_parts(
     t0 = time.perf_counter()
     out_ms.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_ms.with_name(f".{out_ms.name}.tmp-{uuid.uuid4().hex[:8]}")
-    parts = _Parts(plan, part_paths)
+    parts = _Parts(plan, paths)
     present = parts.subbands
     try:
         try:
@@ -252,13 +252,13 @@ def combine_parts(
         raise
     finally:
         parts.close()
-    for p in part_paths:
+    for p in paths:
         remove_part(p)
     # debris of step-1 attempts killed mid-write (hidden .sbNN.part.tmp-PID / .old-PID)
-    for debris in part_paths[0].parent.glob(".sb??.part.*"):
+    for debris in paths[0].parent.glob(".sb??.part.*"):
         remove_part(debris)
     with contextlib.suppress(OSError):
-        part_paths[0].parent.rmdir()
+        paths[0].parent.rmdir()
     if nonfinite:
         log.warning("group %s: flagged %d non-finite visibilities", plan.group_id, nonfinite)
     timings = {"write": round(t_write, 3), "validate": round(t_valid, 3)}
@@ -310,6 +310,7 @@ def _write_ms(path: Path, plan: ConversionPlan, parts: _Parts) -> int:
 
     # row WEIGHT: mean of WEIGHT_SPECTRUM over the channels with data (sums come with the parts)
     wsum = sum(parts.small[sb]["weight_sum"] for sb in parts.subbands)
+    assert isinstance(wsum, np.ndarray)  # _Parts holds at least one part
     wcount = sum(parts.small[sb]["weight_count"] for sb in parts.subbands)
     row_weight = np.zeros(wsum.shape, dtype=np.float32)
     np.divide(wsum, wcount, out=row_weight, where=wcount > 0, casting="unsafe")

@@ -250,7 +250,7 @@ def _check_data_extent(fh: h5py.File, path: Path, size: int) -> None:
                 )
 
 
-def read_header(path: str | Path) -> SubbandHeader:
+def read_header(path: str | os.PathLike) -> SubbandHeader:
     """Read the metadata of one UVH5 subband file (no visibilities).
 
     Raises

@@ -191,21 +191,21 @@ def write_subband_part(
         nsamples = np.full(vis.shape, nsamples, dtype=np.float32)  # one value, but not 1: weights follow it
     # reordering all-False flags or one nsamples value is a no-op; skip the copies
     reorder_flags = bool(flags.any())
-    reorder_nsamples = isinstance(nsamples, np.ndarray)
     pol_order = np.argsort([CASA_POL[p] for p in header.polarization_array])
     if not np.array_equal(pol_order, np.arange(pol_order.size)):
         vis = np.ascontiguousarray(vis[:, :, pol_order])
         if reorder_flags:
             flags = np.ascontiguousarray(flags[:, :, pol_order])
-        if reorder_nsamples:
+        if isinstance(nsamples, np.ndarray):
             nsamples = np.ascontiguousarray(nsamples[:, :, pol_order])
+    chan: np.ndarray | slice
     chan = np.argsort(freq)
     if np.array_equal(chan, np.arange(freq.size)[::-1]):
         chan = slice(None, None, -1)  # the usual case: a view, no fancy-index copy
     vis, freq = vis[:, chan], freq[chan]
     if reorder_flags:
         flags = np.ascontiguousarray(flags[:, chan])
-    if reorder_nsamples:
+    if isinstance(nsamples, np.ndarray):
         nsamples = nsamples[:, chan]
 
     uvw = phased_uvw(plan, times_jd=times, ant_1_array=header.ant_1_array, ant_2_array=header.ant_2_array)

@@ -254,5 +254,5 @@ def _check_data(rep: ValidationReport, tb, plan: "ConversionPlan", present: Sequ
     return found
 
 
-def _raise(rep: ValidationError | ValidationReport) -> None:
+def _raise(rep: ValidationReport) -> None:
     raise ValidationError(f"group {rep.group_id}: {rep.ms_path} failed validation: {rep.summary()}")

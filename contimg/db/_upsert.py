@@ -17,18 +17,19 @@ _CHUNK = 20000
 def _insert(session: Session, table: Table) -> Any:
     name = session.get_bind().dialect.name
     if name == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+        return sqlite_insert(table)
     elif name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
+        from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+        return postgresql_insert(table)
     else:  # pragma: no cover - get_engine only ever builds these two
         raise ConfigError(f"unsupported database backend {name!r}: contimg supports sqlite and postgresql")
-    return insert(table)
 
 
 def insert_ignore(session: Session, table: Table, row: Mapping[str, Any], *, keys: Sequence[str]) -> bool:
     """Insert one row unless it conflicts on ``keys``; True if it was inserted."""
     stmt = _insert(session, table).values(dict(row)).on_conflict_do_nothing(index_elements=list(keys))
-    return session.execute(stmt).rowcount == 1
+    return session.execute(stmt).rowcount == 1  # type: ignore[attr-defined]  # CursorResult at runtime
 
 
 def upsert_rows(

@@ -194,7 +194,10 @@ def get_engine(target: str | URL | Settings) -> Engine:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 create_sqlite_file(path)
             # A ``?timeout=`` in the URL overrides the busy timeout (seconds).
-            timeout_s = float(url.query.get("timeout", SQLITE_BUSY_TIMEOUT_S))
+            timeout = url.query.get("timeout", SQLITE_BUSY_TIMEOUT_S)
+            if isinstance(timeout, tuple):  # ?timeout= given more than once: the last one wins
+                timeout = timeout[-1]
+            timeout_s = float(timeout)
             engine = create_engine(url.difference_update_query(["timeout"]), connect_args={"timeout": timeout_s})
             _configure_sqlite(engine, timeout_s)
         else:

@@ -216,6 +216,12 @@ class Published:
     from_stage: str
 
 
+def _published(group: ObservationGroup, token: str) -> Published:
+    """The publication of the run :func:`make_pending` just gave ``group`` (token ``token``)."""
+    assert group.current_stage is not None  # make_pending sets it
+    return Published(group.group_key, token, group.current_stage)
+
+
 def publish(db: Any, published: Published, enqueue: Enqueue) -> None:
     """Call ``enqueue`` for a pending run, then record ``enqueued_at``.
 
@@ -381,8 +387,8 @@ def beat(db: Any, runs: Sequence[tuple[str, str]], *, worker: str | None = None)
             current = (ObservationGroup.group_key == key, ObservationGroup.task_id == token,
                        ObservationGroup.state == GroupState.IN_PROGRESS)
             if worker is None:
-                n += session.execute(update(ObservationGroup).where(*current)
-                                     .values(heartbeat_at=now)).rowcount or 0
+                result = session.execute(update(ObservationGroup).where(*current).values(heartbeat_at=now))
+                n += result.rowcount or 0  # type: ignore[attr-defined]  # CursorResult at runtime
                 continue
             group = session.scalar(select(ObservationGroup).where(*current).with_for_update())
             if group is not None:
@@ -640,7 +646,7 @@ def request_reprocess(db: Any, group_keys: Sequence[str], *, from_stage: str | N
                     "only completed or failed groups can be reprocessed")
             group.imaging_tier = tier
             token = make_pending(group, from_stage=from_stage)
-            out.append(Published(key, token, group.current_stage))
+            out.append(_published(group, token))
         return out
 
     return run_transaction(db, _request)
@@ -768,7 +774,7 @@ def promote_due_groups(session: Session, settings: IngestSettings, *, now: datet
         n = group.nsubbands or 0
         if n >= NSUBBANDS:
             token = make_pending(group)
-            promoted.append(Published(group.group_key, token, group.current_stage))
+            promoted.append(_published(group, token))
             continue
         have = {f.subband for f in group.subband_files}
         missing = ", ".join(f"sb{sb:02d}" for sb in range(NSUBBANDS) if sb not in have)
@@ -778,7 +784,7 @@ def promote_due_groups(session: Session, settings: IngestSettings, *, now: datet
             log.warning("group %s: %d/%d subbands %s (missing %s); processing it anyway",
                         group.group_key, n, NSUBBANDS, why, missing)
             token = make_pending(group)
-            promoted.append(Published(group.group_key, token, group.current_stage))
+            promoted.append(_published(group, token))
         else:
             reason = (f"group {group.group_key}: only {n} of {NSUBBANDS} subbands {why} "
                       f"(need at least {settings.min_subbands}); missing {missing}")
@@ -881,7 +887,7 @@ def reopen_failed_group(session: Session, group_key: str, *, finished_at: dateti
             f.size_bytes = int(sizes[f.path])
             f.discovered_at = now
     token = make_pending(group, from_stage=from_stage)
-    return Published(group.group_key, token, group.current_stage)
+    return _published(group, token)
 
 
 def counts_by_state(session: Session) -> dict[str, int]:

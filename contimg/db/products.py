@@ -7,7 +7,7 @@ harmless.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -15,7 +15,10 @@ from sqlalchemy.orm import Session
 from contimg.db.models import CalibrationSet, CalibrationTable, CalTableType, Image, MeasurementSet
 from contimg.db.groups import GroupRef, get_group
 
-def _by_path(session: Session, model: type, path: str) -> Any:
+_PathRow = TypeVar("_PathRow", MeasurementSet, Image)
+
+
+def _by_path(session: Session, model: type[_PathRow], path: str) -> _PathRow:
     """The ``model`` row whose ``path`` is ``path``, added to the session if new."""
     row = session.scalars(select(model).where(model.path == str(path))).one_or_none()
     if row is None:

@@ -224,7 +224,6 @@ def image_ms(
             deconvolution = None
             imager_s, imager_cpu_s = run_tclean(ms, prefix=prefix, geometry=geometry, tier=params, robust=settings.robust,
                                   data_column=data_column, mask_region=mask_file)
-            log_file = None
         files = {k: work / f"img-{k}.fits" for k in ("image", *_AUX)}
         missing = [str(p) for p in files.values() if not p.exists()]
         if missing:
@@ -252,7 +251,7 @@ def image_ms(
         if before_publish is not None:
             before_publish()
         final_log = None
-        if log_file is not None and log_file.exists():
+        if backend == "wsclean" and log_file.exists():  # only WSClean's own log is kept
             final_log = out / f"{name}.{backend}.log"
             os.replace(log_file, final_log)
         for key, dest in final.items():  # the flat-noise image last: its presence means the set is complete

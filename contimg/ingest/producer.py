@@ -144,8 +144,8 @@ class Producer:
             self.scan()
         for path in self.tracker.pop_complete():
             try:
-                reg = run_transaction(self.db, lambda s, p=path: register_file(
-                    s, p, tolerance_s=self.settings.tolerance_s))
+                reg = run_transaction(self.db, lambda s: register_file(  # called at once: no late binding
+                    s, path, tolerance_s=self.settings.tolerance_s))
             except InputFileError as exc:
                 self._ignore(path, logging.ERROR, "ignoring %s: %s", path, exc)
                 continue
@@ -235,8 +235,8 @@ class Producer:
             if waiting:
                 log.debug("group %s: changed file(s) not complete yet: %s", group.group_key, waiting)
                 continue
-            item = run_transaction(self.db, lambda s, g=group, c=changed: reopen_failed_group(
-                s, g.group_key, finished_at=g.finished_at, sizes=c))
+            item = run_transaction(self.db, lambda s: reopen_failed_group(  # called at once: no late binding
+                s, group.group_key, finished_at=group.finished_at, sizes=changed))
             if item is None:
                 continue
             before = {f.path: f.size_bytes for f in group.files}

@@ -12,8 +12,12 @@ from __future__ import annotations
 import logging
 import queue
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from contimg.naming import is_subband_filename
+
+if TYPE_CHECKING:
+    from watchdog.observers.api import BaseObserver
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +40,7 @@ class DirectoryWatcher:
         self.polling = polling
         self.poll_interval_s = poll_interval_s
         self.events: queue.SimpleQueue[Path] = queue.SimpleQueue()
-        self._observer = None
+        self._observer: BaseObserver | None = None
 
     def start(self) -> None:
         from watchdog.events import FileSystemEventHandler
@@ -64,6 +68,7 @@ class DirectoryWatcher:
                 if not event.is_directory:
                     self._put(event.dest_path)
 
+        observer: BaseObserver
         if self.polling:
             from watchdog.observers.polling import PollingObserver
 

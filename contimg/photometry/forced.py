@@ -290,7 +290,8 @@ def forced_photometry(
     half = int(math.ceil(beam.major_pix)) + 1
     x0 = np.where(on_image, np.rint(x), 0).astype(int)
     y0 = np.where(on_image, np.rint(y), 0).astype(int)
-    full = beam_template(*np.meshgrid(np.arange(-half, half + 1), np.arange(-half, half + 1)), beam)
+    gx, gy = np.meshgrid(np.arange(-half, half + 1), np.arange(-half, half + 1))
+    full = beam_template(gx, gy, beam)
     n_template = int((full >= TEMPLATE_MIN).sum())
     for lo in range(0, n, _CHUNK):
         sl = slice(lo, lo + _CHUNK)

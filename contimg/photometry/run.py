@@ -45,7 +45,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -53,6 +53,8 @@ from contimg.errors import InputFileError, NotFoundError, ValidationError
 from contimg.photometry.forced import ForcedPhotometry, forced_photometry
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from sqlalchemy import Engine
     from sqlalchemy.orm import Session
 
@@ -115,7 +117,9 @@ def resolve_image(session: "Session", image: int | str | os.PathLike) -> ImageSe
 
     from contimg.db.models import Image, MeasurementSet
 
-    if isinstance(image, (int, np.integer)) and not isinstance(image, bool):
+    if isinstance(image, bool):  # an int, but neither an id nor a path
+        raise TypeError(f"expected an image id or path, not {image!r}")
+    if isinstance(image, (int, np.integer)):
         row = session.get(Image, int(image))
         what = f"image id {int(image)}"
     else:
@@ -227,9 +231,9 @@ def catalogue_in_field(session: "Session", image_fits: Path) -> dict[str, np.nda
     extra = {}
     for start in range(0, cone["id"].size, _IN_CHUNK):
         ids = [int(i) for i in cone["id"][start:start + _IN_CHUNK]]
-        for sid, flux, alpha in session.execute(select(Source.id, Source.flux_jy, Source.spectral_index)
-                                                .where(Source.id.in_(ids))):
-            extra[sid] = (np.nan if flux is None else flux, np.nan if alpha is None else alpha)
+        for sid, s_flux, s_alpha in session.execute(select(Source.id, Source.flux_jy, Source.spectral_index)
+                                                    .where(Source.id.in_(ids))):
+            extra[sid] = (np.nan if s_flux is None else s_flux, np.nan if s_alpha is None else s_alpha)
     flux = np.array([extra.get(int(i), (np.nan, np.nan))[0] for i in cone["id"]], float)
     alpha = np.array([extra.get(int(i), (np.nan, np.nan))[1] for i in cone["id"]], float)
     keep = np.isfinite(flux)
@@ -269,7 +273,7 @@ def measure_image(images: ImageSet, ra_deg: np.ndarray, dec_deg: np.ndarray, *, 
         select = response >= min_beam_response
     idx = np.flatnonzero(select)
     res = forced_photometry(data, header, ra[idx], dec[idx],
-                            beam_response=response[idx] if method == "flat/pb" else None,
+                            beam_response=response[idx] if method == "flat/pb" and response is not None else None,
                             upper_limit_snr=upper_limit_snr)
     return idx, res, method
 
@@ -280,7 +284,7 @@ def _photometry_rows(session: "Session", source_ids: np.ndarray) -> np.ndarray:
 
     from contimg.db.models import Photometry as P
 
-    out = []
+    out: list[Sequence[Any]] = []
     ids = [int(i) for i in source_ids]
     for lo in range(0, len(ids), _IN_CHUNK):
         out += session.execute(
@@ -352,7 +356,7 @@ def normalize_sources(session: "Session", source_ids: np.ndarray, candidate_ids:
 
 
 def _section(settings: "Settings | PhotometrySettings") -> "PhotometrySettings":
-    return getattr(settings, "photometry", settings)
+    return cast("PhotometrySettings", getattr(settings, "photometry", settings))  # a Settings has a photometry
 
 
 def photometry_for_image(

@@ -15,13 +15,16 @@ import importlib
 import logging
 import shutil
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
 
 from contimg.config import Settings
 from contimg.db import groups, run_transaction
 from contimg.db.models import Photometry
+
+if TYPE_CHECKING:
+    import redis
 
 log = logging.getLogger(__name__)
 
@@ -183,7 +186,7 @@ class Sweeper:
         self.interval_s = settings.ingest.sweep_interval_s
         self.stopping = threading.Event()
         self._me = uuid.uuid4().hex
-        self._client = None
+        self._client: redis.Redis | None = None
         self._thread = threading.Thread(target=self._run, name="contimg-sweeper", daemon=True)
 
     def start(self) -> "Sweeper":

@@ -104,7 +104,8 @@ def judge_and_record(settings: Settings, products: Any, *, ms_id: int | None) ->
             row.qa_verdict, row.qa = verdict.status, jsonable(verdict.to_dict())
         ids = [row.id for row in rows]
         if verdict.failed:
-            dropped = session.execute(delete(Photometry).where(Photometry.image_id.in_(ids))).rowcount
+            result = session.execute(delete(Photometry).where(Photometry.image_id.in_(ids)))
+            dropped = result.rowcount  # type: ignore[attr-defined]  # CursorResult at runtime
             if dropped:
                 log.warning("%s: %d photometry row(s) of the earlier images deleted", products.image, dropped)
         elif ms_id is not None:

@@ -120,8 +120,8 @@ def register_files(settings: Settings, paths: Sequence[Path]) -> tuple[list[str]
             log.error("ignoring %s: %s", path, problem)
             continue
         try:
-            reg = run_transaction(settings, lambda s, p=path: groups.register_file(
-                s, p, tolerance_s=settings.ingest.tolerance_s))
+            reg = run_transaction(settings, lambda s: groups.register_file(  # called at once: no late binding
+                s, path, tolerance_s=settings.ingest.tolerance_s))
         except InputFileError as exc:
             ignored[str(path)] = str(exc)
             log.error("ignoring %s: %s", path, exc)

@@ -20,6 +20,7 @@ the complex conjugates, see NOTES).
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from typing import Any
 
 import numpy as np
 
@@ -151,7 +152,7 @@ class GainModel:
 
     @classmethod
     def from_arrays(cls, arrays: "dict[str, np.ndarray]", prefix: str = "gain_") -> "GainModel":
-        kw = {}
+        kw: dict[str, Any] = {}
         for f in fields(cls):
             value = arrays[f"{prefix}{f.name}"]
             kw[f.name] = float(value) if np.ndim(value) == 0 else np.asarray(value)

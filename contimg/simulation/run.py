@@ -153,10 +153,10 @@ def _lightcurves(
                 duration_days=float(rng_ese.uniform(dlo, dhi)),
                 depth=float(rng_ese.uniform(*config.ese_depth_range)),
             )
-    for ev in config.events:
-        if ev.source_id not in set(catalog.source_id.tolist()):
-            raise ConfigError(f"ESE injection for source {ev.source_id}, which is not in the catalogue")
-        events[ev.source_id] = ev
+    for given in config.events:
+        if given.source_id not in set(catalog.source_id.tolist()):
+            raise ConfigError(f"ESE injection for source {given.source_id}, which is not in the catalogue")
+        events[given.source_id] = given
     flux = np.empty((catalog.Nsrc, epoch_days.size))
     for k in range(catalog.Nsrc):
         sid = int(catalog.source_id[k])

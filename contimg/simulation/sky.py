@@ -52,7 +52,7 @@ class SkyCatalog:
         cls,
         ra_deg: "np.ndarray | list[float]",
         dec_deg: "np.ndarray | list[float]",
-        flux_jy: "np.ndarray | list[float]",
+        flux_jy: "np.ndarray | list[float] | float",
         *,
         spectral_index: "np.ndarray | list[float] | float" = 0.0,
         calibrator: "np.ndarray | list[bool] | bool" = False,
@@ -183,7 +183,8 @@ def random_field(
     hi = min(np.pi / 2, dec_r + rad)
     cosd = max(np.cos(dec_r + np.sign(dec_r) * rad) if abs(dec_r) + rad < np.pi / 2 else 0.0, 1e-3)
     pad = min(180.0, np.degrees(rad / cosd))
-    ras, decs = [], []
+    ras: list[float] = []
+    decs: list[float] = []
     while len(ras) < n:  # rejection sampling in an RA/sin(dec) box
         m = 4 * (n - len(ras)) + 16
         ra = rng.uniform(ra0 - pad, ra1 + pad, m)

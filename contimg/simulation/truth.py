@@ -165,7 +165,7 @@ def write_truth(truth: Truth) -> Path:
         "antenna_numbers": truth.antenna_numbers,
     }
     arrays.update(truth.gain_model.to_arrays())
-    np.savez(out / TRUTH_NPZ, **arrays)
+    np.savez(out / TRUTH_NPZ, **arrays)  # type: ignore[arg-type]  # stubs: a key might be allow_pickle
     cat.write_csv(out / SOURCES_CSV)
     meta = {
         "format_version": FORMAT_VERSION,

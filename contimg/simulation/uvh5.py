@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -32,6 +33,9 @@ from contimg.stations import (
     StationTable,
     offline_iers,
 )
+
+if TYPE_CHECKING:
+    import pyuvdata
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +53,7 @@ def make_group_template(
     vis_units: str,
     history: str,
     dish_diameter_m: float = DISH_DIAMETER_M,
-) -> "pyuvdata.UVData":  # noqa: F821 - imported lazily
+) -> "pyuvdata.UVData":
     """A metadata-only UVData for one group (all subbands share it).
 
     Parameters
@@ -110,7 +114,7 @@ def make_group_template(
 
 
 def write_subband(
-    template: "pyuvdata.UVData",  # noqa: F821
+    template: "pyuvdata.UVData",
     path: Path,
     *,
     freq_hz: np.ndarray,

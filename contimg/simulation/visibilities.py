@@ -24,13 +24,18 @@ product ``conj(P) diag(S A) P^T`` of the (antenna x source) phasor matrix ``P``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from astropy.coordinates import EarthLocation
+from numpy.typing import DTypeLike
 
 from contimg.beam import SPEED_OF_LIGHT, airy_power, angular_separation
 from contimg.simulation.sky import REFERENCE_FREQ_HZ, SkyCatalog
 from contimg.stations import DISH_DIAMETER_M, icrs_to_apparent
+
+if TYPE_CHECKING:
+    import pyuvdata
 
 __all__ = ["SkyGeometry", "apparent_flux", "baseline_pairs", "model_visibilities", "predict_uvdata", "sky_geometry"]
 
@@ -192,7 +197,7 @@ def visibility_matrices(
     *,
     time_index: int,
     diameter_m: float | None = DISH_DIAMETER_M,
-    dtype: type = np.complex64,
+    dtype: DTypeLike = np.complex64,
 ) -> np.ndarray:
     """Model visibilities of every antenna pair at one time, shape (Nfreqs, Nants, Nants).
 
@@ -243,7 +248,7 @@ def model_visibilities(
     freq_hz: np.ndarray,
     *,
     diameter_m: float | None = DISH_DIAMETER_M,
-    dtype: type = np.complex64,
+    dtype: DTypeLike = np.complex64,
 ) -> np.ndarray:
     """Noise-free, gain-free visibilities for all baselines (with autos).
 
@@ -277,13 +282,13 @@ def model_visibilities(
 
 
 def predict_uvdata(
-    uvd: "pyuvdata.UVData",  # noqa: F821 - imported lazily
+    uvd: "pyuvdata.UVData",
     catalog: SkyCatalog,
     *,
     pointing_dec_rad: float | None = None,
     flux_jy: np.ndarray | None = None,
     diameter_m: float | None = DISH_DIAMETER_M,
-    dtype: type = np.complex128,
+    dtype: DTypeLike = np.complex128,
 ) -> np.ndarray:
     """Noise-free model visibilities with the layout of ``uvd.data_array``.
 

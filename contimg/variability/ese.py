@@ -285,8 +285,8 @@ def _examine(
     # 2. proposals from a box scan of the clipped curves
     dchi2, center, span = _box_scan(y_rows, 1.0 / s_rows**2, t_rows, starts, new_counts, search.box_widths)
     order = np.argsort(-dchi2, axis=1, kind="stable")[:, : search.n_proposals]
-    best = order[:, :1]
-    order = np.where(np.take_along_axis(dchi2, order, 1) > 0, order, best)
+    top = order[:, :1]
+    order = np.where(np.take_along_axis(dchi2, order, 1) > 0, order, top)
     c0 = np.take_along_axis(center, order, 1)
     d0 = np.maximum(np.take_along_axis(span, order, 1) + cadence, search.min_duration_days)
     bad = ~np.isfinite(c0)
