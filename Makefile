@@ -1,7 +1,7 @@
 # contimg: set-up, tests, demo.
 #
 #   make demo       set up everything, then run a small simulated night end to end
-#   make test       set up everything, then ruff and the default test suite (not slow)
+#   make test       set up everything, then ruff, mypy and the default test suite (not slow)
 #
 # Set-up (shared by every target below, idempotent, a few seconds when done):
 #   1. system packages: wsclean, redis-server, casacore-data (apt-get, sudo when not root)
@@ -32,8 +32,8 @@ SETUP_INPUTS := contimg/casa_env.py contimg/cli/setup.py
 
 help:  ## list the targets
 	@echo "make demo       set up, then run 'contimg demo' (a simulated night through the whole chain)"
-	@echo "make test       set up, then ruff (pyflakes rules) and the default tests (pytest -m 'not slow'; PYTEST_ARGS=...)"
-	@echo "make lint       set up, then ruff only"
+	@echo "make test       set up, then ruff (pyflakes rules), mypy and the default tests (pytest -m 'not slow'; PYTEST_ARGS=...)"
+	@echo "make lint       set up, then ruff and mypy only"
 	@echo "make test-all   set up, then run every test, slow ones included"
 	@echo "make bench      set up, then run every benchmarks/*.py"
 	@echo "make setup      only the set-up: system packages, .venv, 'contimg setup'"
@@ -112,9 +112,11 @@ LINT_PATHS := contimg workers beat tests benchmarks docs
 
 lint: setup
 	$(VENV)/bin/ruff check $(LINT_PATHS)
+	$(VENV)/bin/mypy
 
 test: setup
 	$(VENV)/bin/ruff check $(LINT_PATHS)
+	$(VENV)/bin/mypy
 	@$(PG_ENV); \
 	$(VENV)/bin/pytest -m "not slow" $(PYTEST_ARGS)
 

@@ -321,9 +321,9 @@ def make_dry_run():
 def test_makefile_test_target_sets_up_then_runs_pytest(make_dry_run):
     out = make_dry_run("test")
     for step in ("apt-get install", "-m venv", "pip install", "-e '.[test]'", "contimg setup",
-                 "CONTIMG_TEST_POSTGRES_URL", "ruff check", 'pytest -m "not slow"'):
+                 "CONTIMG_TEST_POSTGRES_URL", "ruff check", "bin/mypy", 'pytest -m "not slow"'):
         assert step in out, f"make test does not run {step!r}"
-    assert out.index("contimg setup") < out.index("ruff check") < out.index("pytest")
+    assert out.index("contimg setup") < out.index("ruff check") < out.index("bin/mypy") < out.index("pytest")
 
 
 def test_makefile_demo_target_runs_contimg_demo(make_dry_run):
