@@ -24,6 +24,7 @@ Importing this package imports SQLAlchemy but not Alembic (loaded by ``init_db``
 
 from contimg.db.engine import (
     DatabaseBusyError,
+    NestedWriteError,
     dispose_engine,
     dispose_engines,
     get_engine,
@@ -37,6 +38,7 @@ from contimg.db.states import ALLOWED_TRANSITIONS, GroupState, apply_transition,
 
 __all__ = [
     "DatabaseBusyError",
+    "NestedWriteError",
     "ALLOWED_TRANSITIONS",
     "GroupState",
     "apply_transition",

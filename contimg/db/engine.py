@@ -66,18 +66,89 @@ class DatabaseBusyError(TransientError):
     """The database was locked, unreachable, or aborted the transaction (deadlock, serialization)."""
 
 
+class _ForkGate:
+    """Keeps ``fork`` out of database sessions: a fork waits until no other thread is inside one.
+
+    SQLite keeps each process's lock state in memory (which of the
+    process's connections hold which lock), and ``fork`` copies it. A child
+    forked while another thread of its parent was inside a write transaction
+    inherits "this process holds the write lock" with no thread left to
+    release it: every write it tries waits out the busy timeout and fails,
+    for the child's whole life (a Celery worker child forked while the
+    worker's presence thread beat the heartbeats: measured, every write in
+    such a child failed with "database is locked"). So sessions enter the gate
+    and a fork (``os.register_at_fork(before=...)``) waits, holding new
+    sessions back, until every other thread has left its session, then
+    closes the idle pooled connections, so that the child inherits no
+    connection at all. The forking thread's own open session, if any, is not
+    waited for (it could never finish).
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._inside: dict[int, int] = {}
+        self._forking: int | None = None
+
+    def enter(self) -> None:
+        me = threading.get_ident()
+        with self._cond:
+            while self._forking is not None and self._forking != me and me not in self._inside:
+                self._cond.wait()
+            self._inside[me] = self._inside.get(me, 0) + 1
+
+    def leave(self) -> None:
+        me = threading.get_ident()
+        with self._cond:
+            depth = self._inside.get(me, 0) - 1
+            if depth > 0:
+                self._inside[me] = depth
+            else:
+                self._inside.pop(me, None)
+            self._cond.notify_all()
+
+    def before_fork(self) -> None:
+        me = threading.get_ident()
+        with self._cond:
+            self._forking = me
+            while any(thread != me for thread in self._inside):
+                self._cond.wait()
+        for engine in list(_engines.values()):
+            try:
+                engine.pool.dispose()  # closes the checked-in connections; a checked-out one stays open
+            except Exception:  # noqa: BLE001 - never fail a fork over a pool
+                pass
+
+    def after_fork_in_parent(self) -> None:
+        with self._cond:
+            self._forking = None
+            self._cond.notify_all()
+
+
+_gate = _ForkGate()
+
+
 def _reset_after_fork() -> None:
     """In a forked child: forget the parent's engines without closing its connections."""
-    global _lock, _pid
+    global _lock, _pid, _gate
     _lock = threading.Lock()
+    _gate = _ForkGate()
     for engine in _engines.values():
         engine.dispose(close=False)
     _engines.clear()
     _pid = os.getpid()
 
 
+def _before_fork() -> None:
+    _gate.before_fork()
+
+
+def _after_fork_in_parent() -> None:
+    _gate.after_fork_in_parent()
+
+
 if hasattr(os, "register_at_fork"):  # POSIX
-    os.register_at_fork(after_in_child=_reset_after_fork)
+    os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent,
+                        after_in_child=_reset_after_fork)
 
 
 def database_url(target: str | URL | Settings) -> URL:
@@ -135,6 +206,27 @@ def sqlite_path(url: URL) -> Path | None:
     return Path(url.database)
 
 
+class NestedWriteError(RuntimeError):
+    """A thread asked for a SQLite write transaction while it already holds one on the same database.
+
+    The inner ``BEGIN IMMEDIATE`` would wait for the outer transaction's lock,
+    which its own thread holds: a self-deadlock that stalls every other
+    process's writes for the busy timeout times the retries (minutes) and
+    then fails. A programming error, raised at once.
+    """
+
+
+_writers = threading.local()
+
+
+def _held_writes(engine: Engine) -> set[int]:
+    """The ids of the DBAPI connections through which this thread holds a write transaction on ``engine``."""
+    held = getattr(_writers, "held", None)
+    if held is None:
+        held = _writers.held = {}
+    return held.setdefault(id(engine), set())
+
+
 def _configure_sqlite(engine: Engine, timeout_s: float) -> None:
     busy_ms = int(timeout_s * 1000)
 
@@ -154,7 +246,26 @@ def _configure_sqlite(engine: Engine, timeout_s: float) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
         mode = conn.get_execution_options().get("sqlite_begin", "IMMEDIATE")
+        held = _held_writes(engine)
+        dbapi_id = id(conn.connection.dbapi_connection)
+        if mode != "DEFERRED" and held - {dbapi_id}:
+            raise NestedWriteError(
+                f"database {safe_url(engine)}: a write transaction was started while this thread already "
+                "holds one on another connection; it would wait for its own lock (finish the outer "
+                "transaction first, or pass its session down)")
         conn.exec_driver_sql(f"BEGIN {mode}")
+        if mode != "DEFERRED":
+            held.add(dbapi_id)
+
+    def _on_end(conn: Any) -> None:
+        _held_writes(engine).discard(id(conn.connection.dbapi_connection))
+
+    event.listen(engine, "commit", _on_end)
+    event.listen(engine, "rollback", _on_end)
+
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(dbapi_conn: Any, _record: Any) -> None:
+        _held_writes(engine).discard(id(dbapi_conn))
 
 
 def get_engine(target: str | URL | Settings) -> Engine:
@@ -270,6 +381,8 @@ def session_scope(target: str | URL | Engine | Settings, *, readonly: bool = Fal
     """
     engine = target if isinstance(target, Engine) else get_engine(target)
     bind = engine.execution_options(sqlite_begin="DEFERRED") if readonly else engine
+    gate = _gate
+    gate.enter()
     session = Session(bind=bind, expire_on_commit=False)
     try:
         yield session
@@ -286,6 +399,7 @@ def session_scope(target: str | URL | Engine | Settings, *, readonly: bool = Fal
         raise
     finally:
         session.close()
+        gate.leave()
 
 
 def run_transaction(

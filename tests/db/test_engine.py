@@ -105,6 +105,87 @@ def test_forked_child_gets_its_own_engine(tmp_path):
                       "keys": ["from-child", "from-parent", "parent-again"]}
 
 
+_FORK_DURING_WRITE_SCRIPT = r"""
+import json, os, sys, threading, time
+from sqlalchemy import text
+from contimg.db import init_db, run_transaction, session_scope
+
+url = sys.argv[1]
+init_db(url)
+inside = threading.Event()
+
+
+def beat():  # a worker's presence thread: a write transaction that takes a while
+    with session_scope(url) as s:
+        s.execute(text("UPDATE sources SET name = name"))
+        s.execute(text("INSERT INTO sources (name, ra_deg, dec_deg, resolved, confused, is_calibrator) "
+                       "VALUES ('beat', 0, 0, 0, 0, 0)"))
+        inside.set()
+        time.sleep(0.5)
+
+
+thread = threading.Thread(target=beat)
+thread.start()
+inside.wait()
+t0 = time.monotonic()
+pid = os.fork()  # while the other thread holds the write lock
+if pid == 0:
+    try:
+        run_transaction(url, lambda s: s.execute(text(
+            "INSERT INTO sources (name, ra_deg, dec_deg, resolved, confused, is_calibrator) "
+            "VALUES ('child', 0, 0, 0, 0, 0)")), attempts=1)
+        os._exit(0)
+    except Exception as exc:
+        print(f"child: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+        os._exit(3)
+fork_wait = time.monotonic() - t0
+thread.join()
+_, status = os.waitpid(pid, 0)
+with session_scope(url, readonly=True) as s:
+    names = sorted(s.scalars(text("SELECT name FROM sources")))
+print(json.dumps({"child_exit": os.waitstatus_to_exitcode(status), "names": names,
+                  "fork_waited_s": round(fork_wait, 2)}))
+"""
+
+
+def test_a_child_forked_during_another_threads_write_can_still_write(tmp_path):
+    """SQLite's in-memory lock state is copied by fork: without the fork gate the child's writes all fail.
+
+    (Measured before the gate: the child waited out the busy timeout and got
+    "database is locked", however long the parent's transaction had since
+    been committed.) The fork waits for the other thread's transaction.
+    """
+    url = _sqlite_url(tmp_path, timeout="3")
+    proc = subprocess.run([sys.executable, "-c", _FORK_DURING_WRITE_SCRIPT, url], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["child_exit"] == 0, proc.stderr
+    assert result["names"] == ["beat", "child"]
+    assert result["fork_waited_s"] >= 0.3  # the fork waited for the transaction to end
+
+
+def test_a_nested_write_transaction_in_one_thread_fails_at_once(tmp_path):
+    """The inner BEGIN IMMEDIATE would wait for its own thread's lock (minutes, blocking every process)."""
+    from contimg.db import NestedWriteError
+
+    url = _sqlite_url(tmp_path, timeout="5")
+    init_db(url)
+    with session_scope(url) as outer:
+        add_group(outer, "outer", T0)
+        start = time.monotonic()
+        with pytest.raises(NestedWriteError, match="would wait for its own lock"):
+            with session_scope(url) as inner:
+                add_group(inner, "inner", T0.replace(minute=5))
+        assert time.monotonic() - start < 1.0
+        with session_scope(url, readonly=True) as reader:  # a read beside the write is fine (WAL)
+            assert reader.scalars(select(ObservationGroup.group_key)).all() == []
+    with session_scope(url) as s:  # the outer transaction committed; the thread can write again
+        assert s.scalars(select(ObservationGroup.group_key)).all() == ["outer"]
+        add_group(s, "after", T0.replace(minute=10))
+    dispose_engine(url)
+
+
 def _hold_write_lock(path, seconds: float) -> threading.Thread:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     conn.execute("BEGIN IMMEDIATE")
