@@ -5,7 +5,7 @@ antennas, 16 subbands x 48 channels (768), 24 x 12.9 s, a 10 Jy calibrator
 transiting mid-group, 100 random sources, thermal noise (SEFD 6500 Jy) and
 random gains; converts it to one MS; imports the truth catalogue; then
 
-* **ours**: :func:`contimg.calibration.calibrate_ms` end to end (calibrator
+* **ours**: :func:`contimg.pipeline.calibrate.calibrate_ms` end to end (calibrator
   selection, MODEL_DATA from every source near the track, python-casacore time
   average, bandpass (two processes over halves of the band) + gaincal on the
   averaged copy, QA plots, registry, applycal on the full MS);
@@ -92,9 +92,9 @@ def main() -> int:
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-    from contimg.calibration import calibrate_ms
+    from contimg.pipeline.calibrate import calibrate_ms
     from contimg.calibration.apply import apply_tables
-    from contimg.calibration.catalog import import_truth
+    from contimg.pipeline.catalog import import_truth
     from contimg.calibration.solve import solve_calibrator
     from contimg.config import CalibrationSettings
     from contimg.db import init_db, session_scope

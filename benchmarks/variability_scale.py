@@ -4,7 +4,7 @@ Loads ``--sources`` x ``--epochs`` photometry rows (default 50,000 x 200) into
 the configured database -- a fresh SQLite file in a temporary directory by
 default, or ``--database-url`` (e.g. PostgreSQL; the schema is created with
 the project's migrations and the tables are emptied first) -- and times
-:func:`contimg.variability.nightly.score_sources` on it: every source is new,
+:func:`contimg.pipeline.nightly.score_sources` on it: every source is new,
 so every light curve is read, scored and its statistics written.
 
 The population: white noise of 1-5 % per epoch (by SNR), 10 % of the sources
@@ -156,7 +156,7 @@ def load(url: str, n_src: int, n_ep: int, seed: int) -> dict:
 
 def score(url: str, threshold: float) -> dict:
     """Run the nightly scoring once; its wall time and this process's peak memory."""
-    from contimg.variability import nightly
+    from contimg.pipeline import nightly
     from contimg.variability.ese import EseSearch, detect_ese
     from contimg.variability.kalman import whitened_products  # noqa: F401  (compile outside the timing)
 

@@ -122,7 +122,26 @@ def _parse_time(value: str | datetime, what: str) -> datetime:
 
 
 def select_groups(settings: Settings, *, start: str | datetime | None, end: str | datetime | None) -> list[str]:
-    """Keys of the groups whose timestamp lies in ``[start, end]`` (either may be open)."""
+    """Keys of the groups whose timestamp lies in ``[start, end]`` (either may be open).
+
+    Parameters
+    ----------
+    settings
+        The pipeline settings; its database is queried (read-only).
+    start, end
+        Inclusive bounds: ISO strings (e.g. ``"2025-10-02T10:00:00"``) or datetimes, taken as UTC when naive;
+        None leaves that end open.
+
+    Returns
+    -------
+    list of str
+        The matching group keys, oldest first (empty when none match).
+
+    Raises
+    ------
+    ReprocessError
+        A bound that is not an ISO time, or ``start`` after ``end``.
+    """
     lo = _parse_time(start, "start") if start is not None else None
     hi = _parse_time(end, "end") if end is not None else None
     if lo is not None and hi is not None and lo > hi:

@@ -97,7 +97,24 @@ def airy_fwhm_rad(freq_hz: np.ndarray | float, diameter_m: float = DISH_DIAMETER
 def angular_separation(
     ra1_rad: np.ndarray | float, dec1_rad: np.ndarray | float, ra2_rad: np.ndarray | float, dec2_rad: np.ndarray | float
 ) -> np.ndarray:
-    """Great-circle distance (radians) between positions, vectorised (Vincenty formula, stable everywhere)."""
+    """Great-circle distance (radians) between positions, vectorised (Vincenty formula, stable everywhere).
+
+    Parameters
+    ----------
+    ra1_rad
+        Right ascension(s) of the first position(s) (rad).
+    dec1_rad
+        Declination(s) of the first position(s) (rad).
+    ra2_rad
+        Right ascension(s) of the second position(s) (rad).
+    dec2_rad
+        Declination(s) of the second position(s) (rad); all four broadcast together.
+
+    Returns
+    -------
+    numpy.ndarray
+        Separation(s) in [0, pi] rad, the broadcast shape of the inputs.
+    """
     dra = np.asarray(ra2_rad, float) - np.asarray(ra1_rad, float)
     s1, c1 = np.sin(dec1_rad), np.cos(dec1_rad)
     s2, c2 = np.sin(dec2_rad), np.cos(dec2_rad)
@@ -120,6 +137,26 @@ def beam_response(
 
     Positions and pointing broadcast together; the result has a trailing
     frequency axis if ``freq_hz`` is an array: shape ``positions.shape + freq.shape``.
+
+    Parameters
+    ----------
+    ra_rad
+        Right ascension(s) of the sky positions (rad).
+    dec_rad
+        Declination(s) of the sky positions (rad).
+    pointing_ra_rad
+        Right ascension of the beam centre (rad), in the same frame as ``ra_rad``.
+    pointing_dec_rad
+        Declination of the beam centre (rad).
+    freq_hz
+        Frequency or frequencies (Hz), scalar or shape (Nfreqs,).
+    diameter_m
+        Dish diameter (m), 4.65 for DSA-110.
+
+    Returns
+    -------
+    numpy.ndarray
+        Power response in [0, 1] (1 on axis), shape ``positions.shape + freq.shape``.
     """
     sep = angular_separation(pointing_ra_rad, pointing_dec_rad, ra_rad, dec_rad)
     freq = np.asarray(freq_hz, dtype=float)

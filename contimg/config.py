@@ -289,6 +289,34 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """The sources settings are read from, highest priority first (pydantic-settings hook).
+
+        Arguments to ``Settings(...)``, then ``CONTIMG_*`` environment variables, then the TOML file named
+        by ``CONTIMG_CONFIG``; ``.env`` files and secret files are not read.
+
+        Parameters
+        ----------
+        settings_cls
+            The settings class being built (:class:`Settings`).
+        init_settings
+            Keyword arguments given to the constructor.
+        env_settings
+            The environment (``CONTIMG_`` prefix, ``__`` between nested names).
+        dotenv_settings
+            Ignored.
+        file_secret_settings
+            Ignored.
+
+        Returns
+        -------
+        tuple of PydanticBaseSettingsSource
+            ``(init_settings, env_settings, TOML file)``.
+
+        Raises
+        ------
+        contimg.errors.ConfigError
+            ``CONTIMG_CONFIG`` names a missing file or one that is not valid TOML.
+        """
         return (init_settings, env_settings, _TomlSource(settings_cls))
 
     # ------------------------------------------------------------------ derived

@@ -168,6 +168,12 @@ def read_pointing(ms_path: str | Path, *, time_jd: np.ndarray, telescope_xyz: np
     telescope_xyz
         The array's ITRF position (m), e.g. from :func:`read_telescope_xyz`.
 
+    Returns
+    -------
+    Pointing
+        ``drift`` (apparent hour angle and declination, rad) or ``fixed`` (ICRS RA and Dec, rad), with the
+        array position and where the pointing was read from.
+
     Raises
     ------
     InputFileError

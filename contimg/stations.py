@@ -269,6 +269,22 @@ def icrs_to_apparent(
     """Topocentric apparent RA/Dec (radians) of ICRS positions, as pyuvdata's ``phase()`` computes them.
 
     All inputs broadcast to one shape.
+
+    Parameters
+    ----------
+    ra_rad
+        ICRS right ascension(s) (rad).
+    dec_rad
+        ICRS declination(s) (rad).
+    time_jd
+        Time(s) (JD, UTC).
+    location
+        The observatory (astropy ``EarthLocation``); None: :data:`DSA110_LOCATION`.
+
+    Returns
+    -------
+    app_ra, app_dec : numpy.ndarray
+        Apparent (true equator and equinox of date, topocentric) RA and Dec (rad), the broadcast shape.
     """
     from pyuvdata.utils.phasing import transform_icrs_to_app
 
@@ -287,6 +303,22 @@ def apparent_to_icrs(
 
     For the meridian at time ``t`` pass ``app_ra = lst_rad(t)`` and the pointing's
     apparent declination (the ``phase_center_dec`` header keyword).
+
+    Parameters
+    ----------
+    app_ra_rad
+        Topocentric apparent right ascension(s) (rad).
+    app_dec_rad
+        Topocentric apparent declination(s) (rad).
+    time_jd
+        Time(s) (JD, UTC).
+    location
+        The observatory (astropy ``EarthLocation``); None: :data:`DSA110_LOCATION`.
+
+    Returns
+    -------
+    ra, dec : numpy.ndarray
+        ICRS RA and Dec (rad), the broadcast shape of the inputs.
     """
     from pyuvdata.utils.phasing import transform_app_to_icrs
 
@@ -305,6 +337,20 @@ def meridian_icrs(
 
     ``pointing_dec_rad`` is the ``phase_center_dec`` header keyword (apparent
     declination); the pointing's apparent RA is the apparent LST.
+
+    Parameters
+    ----------
+    time_jd
+        Time(s) (JD, UTC); a scalar becomes shape (1,).
+    pointing_dec_rad
+        Apparent declination (rad) of the drift scan.
+    location
+        The observatory (astropy ``EarthLocation``); None: :data:`DSA110_LOCATION`.
+
+    Returns
+    -------
+    ra, dec : numpy.ndarray
+        ICRS RA and Dec (rad) of the pointing, shape ``atleast_1d(time_jd).shape``.
     """
     t = np.atleast_1d(np.asarray(time_jd, float))
     return apparent_to_icrs(lst_rad(t, location), np.full(t.shape, float(pointing_dec_rad)), t, location)

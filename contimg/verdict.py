@@ -34,6 +34,19 @@ class Verdict:
         """Warn if ``value`` exceeds ``warn``, fail if it exceeds ``fail`` or is not finite; ``message`` says what.
 
         The threshold crossed is appended to the message (as a percentage with ``percent``).
+
+        Parameters
+        ----------
+        value
+            The figure judged (e.g. a flagged fraction); NaN or infinity fails.
+        warn
+            Threshold above which the verdict is at least ``warn`` (same units as ``value``).
+        fail
+            Threshold above which the verdict is ``fail``.
+        message
+            What was judged, recorded as the reason (``"<status>: <message> (... beyond <threshold>)"``).
+        percent
+            Show the threshold as a percentage (``value`` is a fraction), else with ``:g``.
         """
         import math
 

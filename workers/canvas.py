@@ -54,6 +54,22 @@ def run_canvas(group_key: str, token: str, *, from_stage: str | None = None, app
     """The whole run of a group: claim, the stages from ``from_stage`` on, finish.
 
     The run ends after ``settings.celery.last_stage`` of the app's settings when that is set.
+
+    Parameters
+    ----------
+    group_key
+        The group's key (its timestamp, ``YYYY-MM-DDTHH:MM:SS``).
+    token
+        The run token; also the Celery task id of the run's first task (``contimg.group.start``).
+    from_stage
+        The first stage to run (None: the first, ``convert``).
+    app
+        The Celery app the signatures are built for (its ``contimg_settings`` give ``last_stage``).
+
+    Returns
+    -------
+    Signature
+        The chain (not yet published), with ``contimg.group.record_failure`` as its ``link_error``.
     """
     kw = {"group_key": group_key, "token": token}
     steps = [app.signature("contimg.group.start", kwargs=kw, immutable=True).set(task_id=token)]
@@ -73,6 +89,24 @@ def conversion_chord(group_key: str, token: str, plan: dict[str, Any], files: li
     The parts live in the node's staging, so the writes and the combine must
     run there (every convert worker consumes its node's queue besides
     ``convert``; see :mod:`workers.presence`).
+
+    Parameters
+    ----------
+    group_key
+        The group's key (its timestamp, ``YYYY-MM-DDTHH:MM:SS``).
+    token
+        The run token, passed to every task.
+    plan
+        The conversion plan (``ConversionPlan.to_dict()``, from :func:`contimg.pipeline.convert.plan`).
+    files
+        The subband files, one part write each.
+    node
+        The node whose queue (:func:`contimg.cluster.nodes.node_queue_name`) runs the writes and the combine.
+
+    Returns
+    -------
+    Signature
+        The chord; the combine receives the list of part paths.
     """
     from contimg.cluster.nodes import node_queue_name
 
@@ -90,10 +124,19 @@ def enqueue_group(group_key: str, token: str, from_stage: str, *, settings: Sett
 
     Parameters
     ----------
+    group_key
+        The group's key (its timestamp, ``YYYY-MM-DDTHH:MM:SS``).
+    token
+        The run token (from :func:`contimg.db.groups.make_pending`); the first task's Celery id.
+    from_stage
+        The first stage to run.
     settings
         Publish to these settings' broker (default: the app's, from the environment).
 
-    Returns the run token, which is the first task's Celery id.
+    Returns
+    -------
+    str
+        The run token, which is the first task's Celery id.
     """
     run_canvas(group_key, token, from_stage=from_stage, app=app_for(settings)).apply_async(
         retry=True, retry_policy={"max_retries": 10, "interval_start": 0.5, "interval_step": 1.0,

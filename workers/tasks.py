@@ -61,6 +61,17 @@ def record_outcome_of_failure(key: str, token: str | None, task_name: str, exc: 
     A broker outage longer than the publish retries (``celery.publish_retry_s``)
     is not the group's fault: its run goes back to ``pending`` and is published
     again when the broker answers (:func:`contimg.db.groups.hand_back`).
+
+    Parameters
+    ----------
+    key
+        The group's key.
+    token
+        The failed task's run token; a superseded run changes nothing. None: fail the group whatever its run.
+    task_name
+        The Celery name of the failed task (named in the error message without its ``contimg.`` prefix).
+    exc
+        The exception; a broker error (or one caused by it) hands the run back instead of failing the group.
     """
     settings = _settings()
     if token is not None and _is_broker_error(exc):
@@ -99,12 +110,43 @@ class GroupTask(Task):
         return worker, key, token
 
     def before_start(self, task_id, args, kwargs):  # noqa: D102 - Celery hook
+        """Celery hook: record that this worker holds the run (:func:`contimg.db.groups.hold`) before the body.
+
+        Only in a cluster worker, for a task with ``holds_run``; a superseded run is ignored.
+
+        Parameters
+        ----------
+        task_id
+            The Celery id of this task.
+        args
+            Its positional arguments.
+        kwargs
+            Its keyword arguments (``group_key``, ``token`` ...).
+        """
         held = self._held_run(kwargs)
         if held is not None:
             worker, key, token = held
             _guard(groups.hold, _settings(), key, token, worker=worker)
 
     def after_return(self, status, retval, task_id, args, kwargs, einfo):  # noqa: D102 - Celery hook
+        """Celery hook: this worker no longer holds the run (:func:`contimg.db.groups.unhold`); never raises.
+
+        Parameters
+        ----------
+        status
+            The task's Celery state (``SUCCESS``, ``FAILURE``, ``RETRY`` ...); a task with ``leaves_node``
+            releases the run's node only on ``SUCCESS``.
+        retval
+            The task's return value, or its exception.
+        task_id
+            The Celery id of this task.
+        args
+            Its positional arguments.
+        kwargs
+            Its keyword arguments (``group_key``, ``token`` ...).
+        einfo
+            The exception info of a failure, else None.
+        """
         # after the chain's next step was published: its worker adds itself before this one leaves
         held = self._held_run(kwargs)
         if held is None:
@@ -117,6 +159,21 @@ class GroupTask(Task):
                         exc_info=True)
 
     def on_failure(self, exc, task_id, args, kwargs, einfo):  # noqa: D102 - Celery hook
+        """Celery hook: the task failed for good: :func:`record_outcome_of_failure` (errors are only logged).
+
+        Parameters
+        ----------
+        exc
+            The exception that failed the task.
+        task_id
+            The Celery id of this task.
+        args
+            Its positional arguments.
+        kwargs
+            Its keyword arguments; without ``group_key`` nothing is recorded.
+        einfo
+            The exception info.
+        """
         key, token = kwargs.get("group_key"), kwargs.get("token")
         if key is None:
             return
@@ -136,7 +193,20 @@ def _guard(fn, *args: Any, **kwargs: Any) -> Any:
 
 @app.task(name="contimg.group.start", base=GroupTask, bind=True, holds_run=False)
 def start_group(self, *, group_key: str, token: str) -> str:
-    """Claim the group for this run (``pending → in_progress``); stops a duplicate run."""
+    """Claim the group for this run (``pending → in_progress``); stops a duplicate run.
+
+    Parameters
+    ----------
+    group_key
+        The group's key (its timestamp, ``YYYY-MM-DDTHH:MM:SS``).
+    token
+        The run token (this task's own id).
+
+    Returns
+    -------
+    str
+        The group key. A refused claim (duplicate or superseded run) raises ``Ignore``: the chain stops.
+    """
     if not groups.claim(_settings(), group_key, token):
         raise Ignore()
     return group_key
@@ -144,7 +214,17 @@ def start_group(self, *, group_key: str, token: str) -> str:
 
 @app.task(name="contimg.convert.plan", base=GroupTask, bind=True)
 def convert_plan(self, *, group_key: str, token: str) -> None:
-    """Plan the conversion, then replace this task by the chord of subband writes."""
+    """Plan the conversion, then replace this task by the chord of subband writes.
+
+    Runs only on a worker with a node (``contimg_node``); the chord goes to that node's queue.
+
+    Parameters
+    ----------
+    group_key
+        The group's key (its timestamp, ``YYYY-MM-DDTHH:MM:SS``).
+    token
+        The run token (the group's ``task_id``), checked against the database before any work.
+    """
     from contimg.pipeline.convert import plan
     from workers.canvas import conversion_chord
 
@@ -164,7 +244,24 @@ def convert_plan(self, *, group_key: str, token: str) -> None:
 
 @app.task(name="contimg.convert.write_part", base=GroupTask, bind=True)
 def convert_write_part(self, *, group_key: str, token: str, plan: dict[str, Any], subband_file: str) -> str:
-    """Chord header: write one subband's part (idempotent)."""
+    """Chord header: write one subband's part (idempotent).
+
+    Parameters
+    ----------
+    group_key
+        The group's key (its timestamp, ``YYYY-MM-DDTHH:MM:SS``).
+    token
+        The run token (the group's ``task_id``), checked against the database before any work.
+    plan
+        The conversion plan (``ConversionPlan.to_dict()``) made by :func:`convert_plan`.
+    subband_file
+        The subband file whose part is written.
+
+    Returns
+    -------
+    str
+        Path of the part, in the node's staging directory.
+    """
     from contimg.pipeline.convert import write_part
 
     part = _guard(write_part, _settings(), group_key, token, plan, subband_file)
@@ -174,7 +271,24 @@ def convert_write_part(self, *, group_key: str, token: str, plan: dict[str, Any]
 
 @app.task(name="contimg.convert.combine", base=GroupTask, bind=True, leaves_node=True)
 def convert_combine(self, part_paths: list[str], *, group_key: str, token: str, plan: dict[str, Any]) -> dict:
-    """Chord body: combine the parts into the Measurement Set and end the stage."""
+    """Chord body: combine the parts into the Measurement Set and end the stage.
+
+    Parameters
+    ----------
+    part_paths
+        The parts' paths: the results of the chord's header.
+    group_key
+        The group's key (its timestamp, ``YYYY-MM-DDTHH:MM:SS``).
+    token
+        The run token (the group's ``task_id``), checked against the database before any work.
+    plan
+        The conversion plan (``ConversionPlan.to_dict()``) made by :func:`convert_plan`.
+
+    Returns
+    -------
+    dict
+        ``{"ms": path, "seconds": stage duration, ...}`` (:func:`contimg.pipeline.convert.combine`).
+    """
     from contimg.pipeline.convert import combine
 
     return _guard(combine, _settings(), group_key, token, plan, part_paths)
@@ -187,6 +301,21 @@ def calibrate_run(self, *_: Any, group_key: str, token: str) -> dict:
     :class:`~contimg.calibration.NoValidCalibration` is retried with a
     growing delay until ``settings.calibration.wait_for_solution_s`` has
     passed since the stage started; then the group fails with the reason.
+
+    Parameters
+    ----------
+    *_
+        Ignored positional arguments (a previous task's result; the stage signatures are immutable).
+    group_key
+        The group's key (its timestamp, ``YYYY-MM-DDTHH:MM:SS``).
+    token
+        The run token (the group's ``task_id``), checked against the database before any work.
+
+    Returns
+    -------
+    dict
+        The calibration outcome (``CalibrationOutcome.to_dict()``) plus ``seconds``, the stage's duration
+        (:func:`contimg.pipeline.calibrate.calibrate`).
     """
     from contimg.calibration import NoValidCalibration
     from contimg.pipeline.calibrate import calibrate, retry_delay_s, waited_s
@@ -212,7 +341,23 @@ def calibrate_run(self, *_: Any, group_key: str, token: str) -> dict:
 
 @app.task(name="contimg.image.run", base=GroupTask, bind=True)
 def image_run(self, *_: Any, group_key: str, token: str) -> dict:
-    """Image the group's calibrated MS and record the images with their QA."""
+    """Image the group's calibrated MS and record the images with their QA.
+
+    Parameters
+    ----------
+    *_
+        Ignored positional arguments (a previous task's result; the stage signatures are immutable).
+    group_key
+        The group's key (its timestamp, ``YYYY-MM-DDTHH:MM:SS``).
+    token
+        The run token (the group's ``task_id``), checked against the database before any work.
+
+    Returns
+    -------
+    dict
+        Image ids and paths, QA verdict and reasons, ``rms_jy``, ``peak_jy``, ``beam_arcsec``, ``imager_s`` and
+        ``seconds`` (:func:`contimg.pipeline.image.image`).
+    """
     from contimg.pipeline.image import image
 
     return _guard(image, _settings(), group_key, token)
@@ -220,7 +365,23 @@ def image_run(self, *_: Any, group_key: str, token: str) -> dict:
 
 @app.task(name="contimg.photometry.run", base=GroupTask, bind=True)
 def photometry_run(self, *_: Any, group_key: str, token: str) -> dict:
-    """Forced photometry of the group's images, stored and normalised."""
+    """Forced photometry of the group's images, stored and normalised.
+
+    Parameters
+    ----------
+    *_
+        Ignored positional arguments (a previous task's result; the stage signatures are immutable).
+    group_key
+        The group's key (its timestamp, ``YYYY-MM-DDTHH:MM:SS``).
+    token
+        The run token (the group's ``task_id``), checked against the database before any work.
+
+    Returns
+    -------
+    dict
+        ``{"images": [per-image summary, ...], "n_measured": rows measured, "seconds": stage duration}``
+        (:func:`contimg.pipeline.photometry.photometry`).
+    """
     from contimg.pipeline.photometry import photometry
 
     return _guard(photometry, _settings(), group_key, token)
@@ -228,7 +389,22 @@ def photometry_run(self, *_: Any, group_key: str, token: str) -> dict:
 
 @app.task(name="contimg.group.finish", base=GroupTask, bind=True)
 def finish_group(self, *_: Any, group_key: str, token: str) -> str:
-    """Mark the run completed (idempotent)."""
+    """Mark the run completed (idempotent).
+
+    Parameters
+    ----------
+    *_
+        Ignored positional arguments (a previous task's result; the stage signatures are immutable).
+    group_key
+        The group's key (its timestamp, ``YYYY-MM-DDTHH:MM:SS``).
+    token
+        The run token (the group's ``task_id``), checked against the database before any work.
+
+    Returns
+    -------
+    str
+        The group key.
+    """
     _guard(groups.complete, _settings(), group_key, token)
     return group_key
 
@@ -239,6 +415,19 @@ def record_failure(request, exc, traceback, *, group_key: str, token: str) -> No
 
     Not a bound task: Celery calls unbound errbacks taking ``(request, exc,
     traceback)`` directly in the failing worker, with the exception itself.
+
+    Parameters
+    ----------
+    request
+        The failed task's request (its ``task`` name goes into the error message).
+    exc
+        The exception; ``Ignore`` and :class:`~contimg.db.groups.StaleRunError` change nothing.
+    traceback
+        The traceback (unused).
+    group_key
+        The group's key (its timestamp, ``YYYY-MM-DDTHH:MM:SS``).
+    token
+        The run token; a superseded run changes nothing.
     """
     if isinstance(exc, (Ignore, groups.StaleRunError)):
         return

@@ -2,7 +2,7 @@
 
 One module per concern, in the order data flows:
 
-* :mod:`.catalog` -- calibrator and source catalogues into the database (CSV, simulator truth);
+* :mod:`.catalog` -- calibrator and source catalogue files (CSV, simulator truth) as source records;
 * :mod:`.msmeta` -- what a converted MS says about itself (times, antennas, pointing);
 * :mod:`.select` -- catalogue sources near the pointing track; the calibrator in the beam;
 * :mod:`.model` -- MODEL_DATA from point sources (Airy beam per time and channel);
@@ -12,14 +12,17 @@ One module per concern, in the order data flows:
 * :mod:`.registry` -- calibration sets with validity windows, lookup;
 * :mod:`.apply` -- applycal (``calflagstrict``) into CORRECTED_DATA;
 * :mod:`.qa` -- PNG plots of the solutions;
-* :mod:`.calibrate` -- :func:`calibrate_ms`, the stage's single entry point.
+* :mod:`.gate` -- the calibration gate (flagged solutions, SNR, scatter, model agreement);
+* :mod:`.calibrate` -- :func:`~.calibrate.solve_and_judge`: model, solve, judge, plot.
 
-The package never imports Celery; casatools/casatasks are imported lazily
-through :mod:`contimg.casa_env`.
+The package never imports Celery and never touches the database: the stage
+(:func:`contimg.pipeline.calibrate.calibrate_ms`) reads the catalogue and the
+registry, records the MS and registers the sets. casatools/casatasks are
+imported lazily through :mod:`contimg.casa_env`.
 """
 
-from contimg.calibration.calibrate import CalibrationOutcome, calibrate_ms
+from contimg.calibration.calibrate import CalibrationOutcome, solve_and_judge
 from contimg.calibration.registry import NoValidCalibration
 from contimg.calibration.solve import SolveError
 
-__all__ = ["CalibrationOutcome", "NoValidCalibration", "SolveError", "calibrate_ms"]
+__all__ = ["CalibrationOutcome", "NoValidCalibration", "SolveError", "solve_and_judge"]

@@ -95,6 +95,22 @@ def merge_bandpass_parts(parts: list[Path], out_path: Path, *, vis: str | Path, 
     (reference frequency and bandwidth from ``vis``); the parts must have
     identical rows (antennas, times). ``ms_path`` names the group in errors.
     Replaces ``out_path``.
+
+    Parameters
+    ----------
+    parts
+        The B tables of the channel ranges, in channel order (the first gives keywords and subtables).
+    out_path
+        The merged B table to write; an existing table there is removed first.
+    vis
+        The MS the parts were solved on; its SPECTRAL_WINDOW gives REF_FREQUENCY and TOTAL_BANDWIDTH.
+    ms_path
+        The group's MS, named in error messages.
+
+    Raises
+    ------
+    contimg.errors.ExternalToolError
+        If the parts hold different solution rows (antenna, spectral window, time).
     """
     from casacore import tables
 
@@ -193,6 +209,32 @@ def solve_bandpass(path: Path, *, ms_path: Path, channels_with_data: np.ndarray,
     (:func:`start_bandpass_workers`, started earlier so that their casatasks
     import overlaps the caller's work) are used instead of new processes; the
     caller stops them.
+
+    Parameters
+    ----------
+    path
+        The B table to write (parts are written beside it as ``<name>.part<k>`` and removed).
+    ms_path
+        The group's MS, named in error messages (the solve itself runs on ``kwargs['vis']``).
+    channels_with_data
+        Booleans, shape (Nfreqs,) or (Nfreqs, Npols): channels holding unflagged data.
+    processes
+        Most processes to split the channels over (at least ``MIN_CHANNELS_PER_PROCESS`` channels each);
+        1 solves in this process only.
+    workers
+        Pre-started worker interpreters (:func:`start_bandpass_workers`), at least ``parts - 1`` of them;
+        None starts (and stops) fresh ones as needed.
+    kwargs
+        Common ``casatasks.bandpass`` arguments; must include ``vis``.
+
+    Raises
+    ------
+    ValueError
+        Fewer ``workers`` than the parts beyond the first need.
+    contimg.tools.ToolTimedOut
+        A worker's part did not finish within ``PART_TIMEOUT_S`` after this process's part.
+    contimg.errors.ExternalToolError
+        A part failed or was not written (or a transient error classified from the worker's stderr).
     """
     has_data = np.any(np.asarray(channels_with_data).reshape(len(channels_with_data), -1), axis=1)
     nchan = has_data.size

@@ -1,8 +1,11 @@
-"""Catalogues in the database: calibrators and NVSS-like sources, imported from CSV or simulator truth.
+"""Catalogue files: calibrators and NVSS-like sources from CSV, and a simulation's truth, as source records.
 
-Both live in the ``sources`` table (:class:`contimg.db.models.Source`);
-calibrators carry ``is_calibrator = True``. Imports are upserts by name:
-re-importing a file changes nothing, an updated file updates the rows.
+The records go into the ``sources`` table (:class:`contimg.db.models.Source`)
+through :mod:`contimg.pipeline.catalog` (``import_calibrators``,
+``import_sources``, ``import_truth``); calibrators carry
+``is_calibrator = True``. Imports are upserts by name: re-importing a file
+changes nothing, an updated file updates the rows. Nothing here touches the
+database.
 
 Calibrator CSV (``contimg catalog import-calibrators FILE``)::
 
@@ -43,17 +46,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, overload
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
-
-from contimg.db.models import Source
-from contimg.db.science import upsert_sources
 from contimg.errors import InputFileError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ImportReport", "import_calibrators", "import_sources", "import_truth", "read_calibrator_csv",
-           "read_source_csv", "simulated_source_name"]
+__all__ = ["ImportReport", "read_calibrator_csv", "read_source_csv", "simulated_source_name", "truth_rows"]
 
 _ALIASES = {
     "name": ("name", "id", "source", "source_id"),
@@ -225,40 +222,21 @@ def read_source_csv(path: str | Path) -> list[dict[str, Any]]:
     return out
 
 
-def _keep_calibrator_flags(session: Session, rows: list[dict[str, Any]]) -> None:
-    names = [r["name"] for r in rows if not r["is_calibrator"]]
-    flagged: set[str] = set()
-    for start in range(0, len(names), 1000):
-        chunk = names[start:start + 1000]
-        flagged.update(session.scalars(select(Source.name).where(Source.name.in_(chunk), Source.is_calibrator)))
-    for r in rows:
-        if r["name"] in flagged:
-            r["is_calibrator"] = True
-
-
-def import_calibrators(session: Session, path: str | Path) -> ImportReport:
-    """Upsert the calibrators of a CSV file (see :func:`read_calibrator_csv`)."""
-    rows = read_calibrator_csv(path)
-    upsert_sources(session, rows)
-    log.info("%s: %d calibrators imported", path, len(rows))
-    return ImportReport(str(path), len(rows), len(rows))
-
-
-def import_sources(session: Session, path: str | Path) -> ImportReport:
-    """Upsert the sources of a CSV file (see :func:`read_source_csv`)."""
-    rows = read_source_csv(path)
-    _keep_calibrator_flags(session, rows)
-    upsert_sources(session, rows)
-    ncal = sum(r["is_calibrator"] for r in rows)
-    log.info("%s: %d sources imported (%d calibrators)", path, len(rows), ncal)
-    return ImportReport(str(path), len(rows), ncal)
-
-
-def import_truth(session: Session, path: str | Path) -> ImportReport:
-    """Upsert every source of a simulation (its directory or ``truth.json``).
+def truth_rows(path: str | Path) -> tuple[str, list[dict[str, Any]]]:
+    """The catalogue of a simulation (its directory or ``truth.json``) as source records.
 
     Names are :func:`simulated_source_name`; fluxes are the catalogue's
     1.4 GHz values; the simulator's calibrator becomes a calibrator.
+
+    Parameters
+    ----------
+    path
+        The simulation's directory or its ``truth.json``.
+
+    Returns
+    -------
+    tuple
+        ``(truth_path, rows)``: the truth file read and one ``sources`` record per source.
     """
     from contimg.simulation import load_truth
 
@@ -270,7 +248,4 @@ def import_truth(session: Session, path: str | Path) -> ImportReport:
         "spectral_index": float(cat.spectral_index[k]), "is_calibrator": bool(cat.calibrator[k]),
         "quality": "simulated",
     } for k in range(cat.Nsrc)]
-    upsert_sources(session, rows)
-    ncal = int(cat.calibrator.sum())
-    log.info("%s: %d simulated sources imported (%d calibrators)", truth.path, len(rows), ncal)
-    return ImportReport(str(truth.path), len(rows), ncal)
+    return str(truth.path), rows

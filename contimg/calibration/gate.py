@@ -136,6 +136,12 @@ def judge_calibration(*, flagged: dict[str, float], snr: dict[str, float | None]
     dead_antennas, n_antennas
         Antennas whose data are all flagged (no solutions expected), of ``n_antennas``: a warning
         beyond ``max_flagged_fraction / 2`` of the array (sensitivity lost, solutions still right).
+
+    Returns
+    -------
+    Verdict
+        ``pass``, ``warn`` or ``fail`` with the reasons; ``figures`` holds ``flagged``, ``snr``, ``model``,
+        ``bandpass_scatter`` and ``antennas_without_data``.
     """
     v = Verdict(figures={"flagged": flagged, "snr": snr, "model": agreement, "bandpass_scatter": scatter,
                          "antennas_without_data": list(dead_antennas or [])})

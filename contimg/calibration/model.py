@@ -153,6 +153,22 @@ def apparent_flux(sources: PointSources, meta: MsMeta, *, freq_hz: np.ndarray | 
 
     The beam is the Airy pattern of the MS's own dishes (``meta.dish_diameter_m``, from its ANTENNA
     table) unless ``diameter_m`` gives another diameter; ``diameter_m=None`` switches the beam off.
+
+    Parameters
+    ----------
+    sources
+        The point sources (ICRS positions, 1.4 GHz fluxes, spectral indices).
+    meta
+        The MS's metadata: integration times, location and pointing (the beam centre).
+    freq_hz
+        Frequencies (Hz) to evaluate, shape (Nfreqs,); None: the MS's channels (``meta.freq_array``).
+    diameter_m
+        Dish diameter (m) of the Airy beam; ``"ms"`` (default) uses ``meta.dish_diameter_m``, None no beam.
+
+    Returns
+    -------
+    numpy.ndarray
+        Apparent flux (Jy), shape (Nsrc, Ntimes, Nfreqs), times those of ``meta.time_jd``.
     """
     if diameter_m == "ms":
         diameter_m = meta.dish_diameter_m
@@ -173,6 +189,23 @@ def brighter_than(sources: PointSources, meta: MsMeta, min_flux_jy: float, *,
 
     Faint sources cost as much to predict as bright ones; one of 5 mJy beside a
     10 Jy calibrator changes the gains by less than 0.05%.
+
+    Parameters
+    ----------
+    sources
+        Candidate point sources (e.g. the catalogue near the track).
+    meta
+        The MS's metadata (times, band edges, pointing, dish diameter for the beam).
+    min_flux_jy
+        Apparent (beam-attenuated) flux threshold (Jy), at the lowest or highest channel, at any integration;
+        0 or less keeps all sources.
+    keep
+        Names of sources kept whatever their flux (the calibrator).
+
+    Returns
+    -------
+    PointSources
+        The selected subset, in the original order (``sources`` itself if empty or ``min_flux_jy <= 0``).
     """
     if sources.Nsrc == 0 or min_flux_jy <= 0:
         return sources
@@ -245,6 +278,12 @@ def write_model_data(
     column
         The column to write; MODEL_DATA is added (shaped like DATA) if the MS has none, any other
         column must exist.
+
+    Returns
+    -------
+    ModelReport
+        The MS, number and names of the sources, wall time (s) and the sum of the sources' peak apparent
+        flux (Jy) over times and channels.
 
     Raises
     ------

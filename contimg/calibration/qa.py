@@ -97,6 +97,21 @@ def plot_solutions(tables: dict[str, str], *, refant: str | None = None,
     """Write a PNG beside each table; returns ``{type: png path}``.
 
     A plot that fails is logged and skipped: QA never fails a calibration.
+
+    Parameters
+    ----------
+    tables
+        ``{type: table path}`` with type ``'K'``, ``'B'`` or ``'G'``; each PNG is written as ``<table>.png``.
+    refant
+        Name of the reference antenna, drawn in black on the bandpass plot (None: not highlighted).
+    freq_hz
+        Channel frequencies (Hz), shape (Nfreqs,), the bandpass plot's x axis in MHz; None or a length
+        different from the table's channels plots against channel index.
+
+    Returns
+    -------
+    dict[str, str]
+        ``{type: png path}`` for the plots written (failed ones left out).
     """
     out: dict[str, str] = {}
     for kind, path in tables.items():

@@ -9,6 +9,11 @@ reaches ``min_beam_response`` and its apparent flux (catalogue flux x that
 response) reaches ``min_calibrator_flux_jy``. Among usable calibrators the one
 with the highest apparent flux (beam response x flux) is chosen. A group
 without a usable calibrator is a science group.
+
+Nothing here reads the database: :func:`search_box` says which part of the
+catalogue to read, :func:`contimg.db.science.catalogue_in_box` reads it,
+:func:`sources_near_track` and :func:`choose_calibrator` work on what was read
+(:func:`contimg.pipeline.calibrate.catalogue_near_track` does all three).
 """
 
 from __future__ import annotations
@@ -17,17 +22,17 @@ import logging
 import math
 from dataclasses import dataclass
 
+from collections.abc import Sequence
+
 import numpy as np
-from sqlalchemy import and_, or_, select
-from sqlalchemy.orm import Session
 
 from contimg.calibration.model import REFERENCE_FREQ_HZ, PointSources, apparent_flux
 from contimg.calibration.msmeta import MsMeta
-from contimg.db.models import Source
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CalibratorChoice", "MODEL_RADIUS_DEG", "choose_calibrator", "sources_near_track"]
+__all__ = ["CalibratorChoice", "CatalogueRow", "MODEL_RADIUS_DEG", "SkyBox", "choose_calibrator", "search_box",
+           "sources_near_track"]
 
 MODEL_RADIUS_DEG = 6.0
 """Sources within this distance of the pointing track enter the sky model: beyond the Airy
@@ -64,45 +69,98 @@ def _track_icrs(meta: MsMeta) -> tuple[np.ndarray, np.ndarray]:
     return np.unwrap(ra), dec
 
 
-def sources_near_track(
-    session: Session,
-    meta: MsMeta,
-    *,
-    radius_deg: float | None = None,
-    calibrators_only: bool = False,
-) -> PointSources:
-    """Catalogue sources with a flux within ``radius_deg`` of the group's pointing track.
+@dataclass(frozen=True)
+class SkyBox:
+    """A declination band and a right-ascension range (deg) holding every source a group may see."""
 
-    ``radius_deg`` defaults to :data:`MODEL_RADIUS_DEG` scaled to the MS's dishes and lowest
-    frequency (the beam's size goes as wavelength / diameter). Sources without a flux cannot be
-    modelled and are left out (with a log line). A missing spectral index is taken as flat.
+    dec_lo: float
+    dec_hi: float
+    ra_lo: float
+    """Start of the RA range in [0, 360); the range wraps through 0 when ``ra_lo > ra_hi``."""
+    ra_hi: float
+    all_ra: bool = False
+    """The band is wide enough in RA to take every right ascension."""
+    radius_deg: float = 0.0
+    """The distance from the pointing track the box was drawn for."""
+
+
+@dataclass(frozen=True)
+class CatalogueRow:
+    """One catalogue source as :func:`contimg.db.science.catalogue_in_box` reads it."""
+
+    name: str
+    ra_deg: float
+    dec_deg: float
+    flux_jy: float | None
+    """1.4 GHz flux; None when the catalogue gives none."""
+    spectral_index: float | None
+
+
+def _default_radius_deg(meta: MsMeta) -> float:
+    """:data:`MODEL_RADIUS_DEG` scaled to the MS's dishes and lowest frequency (at most 90 deg)."""
+    from contimg.beam import DISH_DIAMETER_M
+
+    radius = MODEL_RADIUS_DEG * (DISH_DIAMETER_M / meta.dish_diameter_m) * (1.311e9 / float(meta.freq_array.min()))
+    return min(radius, 90.0)
+
+
+def search_box(meta: MsMeta, *, radius_deg: float | None = None) -> SkyBox:
+    """The catalogue box holding every source within ``radius_deg`` of the group's pointing track.
+
+    Parameters
+    ----------
+    meta
+        The group's MS metadata: its pointing (the track is the pointing's ICRS position at each
+        integration), lowest frequency and dish diameter.
+    radius_deg
+        Largest great-circle distance (deg) from any point of the track; None: :data:`MODEL_RADIUS_DEG`
+        scaled to the MS's dishes and lowest frequency (the beam's size goes as wavelength / diameter),
+        at most 90.
+
+    Returns
+    -------
+    SkyBox
+        The declination band and RA range to read (a superset: :func:`sources_near_track` cuts the circle).
     """
-    from contimg.beam import DISH_DIAMETER_M, angular_separation
-
-    if radius_deg is None:
-        radius_deg = MODEL_RADIUS_DEG * (DISH_DIAMETER_M / meta.dish_diameter_m) * (1.311e9 / float(meta.freq_array.min()))
-        radius_deg = min(radius_deg, 90.0)
-
+    radius_deg = _default_radius_deg(meta) if radius_deg is None else radius_deg
     ra_track, dec_track = _track_icrs(meta)
     dec0 = float(np.mean(dec_track))
     rad = math.radians(radius_deg)
-    dec_lo, dec_hi = math.degrees(dec0 - rad), math.degrees(dec0 + rad)
     cosd = max(math.cos(min(abs(dec0) + rad, math.pi / 2 - 1e-6)), 1e-6)
     pad = min(180.0, math.degrees(rad / cosd))
-    ra_lo = (math.degrees(ra_track.min()) - pad) % 360.0
-    ra_hi = (math.degrees(ra_track.max()) + pad) % 360.0
-    if pad >= 180.0:
-        ra_cond = Source.ra_deg >= 0
-    elif ra_lo <= ra_hi:
-        ra_cond = and_(Source.ra_deg >= ra_lo, Source.ra_deg <= ra_hi)
-    else:
-        ra_cond = or_(Source.ra_deg >= ra_lo, Source.ra_deg <= ra_hi)
-    stmt = select(Source).where(Source.dec_deg >= dec_lo, Source.dec_deg <= dec_hi, ra_cond)
-    if calibrators_only:
-        stmt = stmt.where(Source.is_calibrator.is_(True))
-    rows = session.scalars(stmt.order_by(Source.name)).all()
+    return SkyBox(dec_lo=math.degrees(dec0 - rad), dec_hi=math.degrees(dec0 + rad),
+                  ra_lo=(math.degrees(ra_track.min()) - pad) % 360.0, ra_hi=(math.degrees(ra_track.max()) + pad) % 360.0,
+                  all_ra=pad >= 180.0, radius_deg=radius_deg)
+
+
+def sources_near_track(rows: Sequence[CatalogueRow], meta: MsMeta, *, radius_deg: float | None = None) -> PointSources:
+    """The catalogue sources with a flux within ``radius_deg`` of the group's pointing track.
+
+    Sources without a flux cannot be modelled and are left out (with a log
+    line). A missing spectral index is taken as flat.
+
+    Parameters
+    ----------
+    rows
+        Catalogue sources, e.g. those in :func:`search_box` (read by :func:`contimg.db.science.catalogue_in_box`).
+    meta
+        The group's MS metadata (pointing track, lowest frequency, dish diameter).
+    radius_deg
+        Largest great-circle distance (deg) from any point of the track; None: as :func:`search_box`.
+
+    Returns
+    -------
+    PointSources
+        The sources, in the order given, with ICRS positions (deg), 1.4 GHz fluxes (Jy) and spectral indices;
+        empty if none is near.
+    """
+    from contimg.beam import angular_separation
+
     if not rows:
         return PointSources.empty()
+    radius_deg = _default_radius_deg(meta) if radius_deg is None else radius_deg
+    rad = math.radians(radius_deg)
+    ra_track, dec_track = _track_icrs(meta)
     ra = np.radians([r.ra_deg for r in rows])
     dec = np.radians([r.dec_deg for r in rows])
     sep = angular_separation(ra_track[None, :], dec_track[None, :], ra[:, None], dec[:, None]).min(axis=1)
@@ -142,7 +200,7 @@ def _transit_response(ra_deg: float, dec_deg: float, meta: MsMeta) -> float:
 
 
 def choose_calibrator(
-    session: Session,
+    cals: PointSources,
     meta: MsMeta,
     *,
     min_beam_response: float,
@@ -152,14 +210,21 @@ def choose_calibrator(
 
     Parameters
     ----------
-    session
-        Database session (the calibrator catalogue).
+    cals
+        The catalogue's calibrators near the group's track (:func:`sources_near_track` of the rows
+        flagged ``is_calibrator``).
     meta
         The group's Measurement Set metadata.
     min_beam_response, min_calibrator_flux_jy
         ``settings.calibration`` thresholds (see the module docstring).
+
+    Returns
+    -------
+    CalibratorChoice or None
+        The calibrator with the highest apparent flux (1.4 GHz) among the usable ones: its name, catalogue
+        flux (Jy), best beam response, apparent flux (Jy), MJD of the best response, whether that falls
+        inside the group, and the response at its transit; None if no calibrator near the track is usable.
     """
-    cals = sources_near_track(session, meta, calibrators_only=True)
     if cals.Nsrc == 0:
         log.info("%s: no catalogue calibrator near the pointing track", meta.path)
         return None

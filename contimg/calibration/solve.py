@@ -123,6 +123,26 @@ def average_for_solve(ms_path: str | Path, out_path: str | Path, *, meta: MsMeta
     are the means. The subtables are copied unchanged. Written with
     python-casacore (2-3x less I/O than ``mstransform``, which also averages
     CORRECTED_DATA and SIGMA_SPECTRUM). Replaces ``out_path``.
+
+    Parameters
+    ----------
+    ms_path
+        The group's MS, with DATA, MODEL_DATA, WEIGHT_SPECTRUM and FLAG.
+    out_path
+        The averaged MS to write (its parent is created); an existing one is removed first.
+    meta
+        The MS's metadata if already read (channels, correlations, time span).
+
+    Returns
+    -------
+    pathlib.Path
+        ``out_path``: one row per baseline, TIME the group's mid-time, INTERVAL/EXPOSURE its span (s),
+        CORRECTED_DATA a copy of the averaged DATA, WEIGHT/SIGMA(_SPECTRUM) from the summed weights.
+
+    Raises
+    ------
+    contimg.errors.InputFileError
+        If the MS cannot be opened or a baseline appears twice in one integration.
     """
     from casacore import tables
 
@@ -220,7 +240,27 @@ def average_for_solve(ms_path: str | Path, out_path: str | Path, *, meta: MsMeta
 
 
 def average_with_mstransform(ms_path: str | Path, out_path: str | Path, *, meta: MsMeta | None = None) -> Path:
-    """The same average with CASA ``mstransform`` (kept for comparison and as a cross-check in the tests)."""
+    """The same average with CASA ``mstransform`` (kept for comparison and as a cross-check in the tests).
+
+    Parameters
+    ----------
+    ms_path
+        The group's MS.
+    out_path
+        The averaged MS to write (its parent is created); an existing one is removed first.
+    meta
+        The MS's metadata if already read (its span plus one integration is the ``timebin``).
+
+    Returns
+    -------
+    pathlib.Path
+        ``out_path``, all data columns averaged over the group (``keepflags=True``).
+
+    Raises
+    ------
+    contimg.errors.ExternalToolError
+        If ``mstransform`` fails or writes nothing.
+    """
     ms_path, out_path = Path(ms_path), Path(out_path)
     meta = meta or read_ms_meta(ms_path)
     shutil.rmtree(out_path, ignore_errors=True)
@@ -328,6 +368,28 @@ def table_stats(table_path: str | Path, table_type: str, *, meta: MsMeta, channe
 
     ``channels_with_data``: (Nants, Nfreqs, Npols) per antenna (:func:`_channels_with_data`), or
     (Nfreqs, Npols) for the whole array.
+
+    Parameters
+    ----------
+    table_path
+        The CASA calibration table.
+    table_type
+        ``'K'``, ``'B'`` or ``'G'``: B is counted per channel, K and G once per antenna and feed.
+    meta
+        The MS's metadata: the antennas expected (``antenna_numbers``, ``antenna_names``).
+    channels_with_data
+        Booleans of unflagged cross-correlation data, shapes as above, antennas in ``meta`` order.
+
+    Returns
+    -------
+    TableStats
+        Unflagged and expected solution counts, the flagged fraction (1 if nothing is expected), the
+        flagged fraction of each antenna missing solutions, and the antennas without data.
+
+    Raises
+    ------
+    SolveError
+        If the table cannot be read, or a B table's channel count differs from the MS's.
     """
     from casacore import tables
 
@@ -422,6 +484,13 @@ def solve_calibrator(
         (:func:`.bandpass.solve_bandpass`); 1 solves in this process only.
     meta
         The MS's metadata if already read.
+
+    Returns
+    -------
+    SolveResult
+        The MS, reference antenna, ``{type: table path}`` in apply order, per-table :class:`TableStats`,
+        step timings (s), median solution SNR per type, and (averaged copy only) the corrected copy's
+        agreement with its model.
 
     Raises
     ------

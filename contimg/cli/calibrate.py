@@ -20,7 +20,7 @@ def register(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, settings) -> int:
     import json
 
-    from contimg.calibration import calibrate_ms
+    from contimg.pipeline.calibrate import calibrate_ms
     from contimg.db import init_db
 
     cal = settings.calibration

@@ -35,7 +35,7 @@ def run(args: argparse.Namespace, settings) -> int:
             print(f"candidate {cand.id}: {cand.status.value}")
         return 0
     if args.score:
-        from contimg.variability.nightly import score_sources
+        from contimg.pipeline.nightly import score_sources
 
         summary = score_sources(settings, threshold=settings.variability.ese_threshold, rescore_all=args.rescore_all)
         if not args.json:

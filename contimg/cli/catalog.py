@@ -20,7 +20,7 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, settings) -> int:
-    from contimg.calibration import catalog
+    from contimg.pipeline import catalog
     from contimg.db import init_db, session_scope
 
     init_db(settings)

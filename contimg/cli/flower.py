@@ -31,7 +31,23 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def flower_argv(settings, *, port: int | None = None, address: str | None = None) -> list[str]:
-    """The Celery command line that starts Flower for ``settings``."""
+    """The Celery command line that starts Flower for ``settings``.
+
+    Parameters
+    ----------
+    settings
+        The pipeline settings; ``settings.monitoring`` gives the defaults and the basic-auth user and password.
+    port
+        TCP port to listen on (default, also for ``0``: ``settings.monitoring.flower_port``).
+    address
+        Address to bind (default, also for ``""``: ``settings.monitoring.flower_address``).
+
+    Returns
+    -------
+    list of str
+        Arguments for ``app.start(argv=...)``: ``flower``, ``--port``, ``--address``, ``--basic-auth=user:password``
+        (the password in clear) and ``--purge_offline_workers=300`` (seconds).
+    """
     m = settings.monitoring
     return ["flower", f"--port={port or m.flower_port}", f"--address={address or m.flower_address}",
             f"--basic-auth={m.flower_user}:{m.flower_password.get_secret_value()}",

@@ -192,6 +192,13 @@ def run_checks(
         ``redis-server`` is not needed.
     timeout_s
         Limit for the child process that imports casatools.
+
+    Returns
+    -------
+    list of Check
+        One per check (``name``, ``status`` ``"ok"``/``"WARN"``/``"FAIL"``, ``detail``), in the order run: site
+        config (and any other site configs), user config, casatools measures and offline probe, python-casacore
+        measures, ``wsclean`` and its Debian measures, ``redis-server``.
     """
     home = home or Path.home()
     env_before = dict(os.environ)

@@ -79,7 +79,31 @@ def _staging(root: Path) -> Path:
 
 
 def run_demo(settings: Settings, options: DemoOptions, *, say: Callable[[str], None]) -> dict[str, Any]:
-    """Run the demo; returns the final status (see :func:`contimg.cluster.status.collect_status`)."""
+    """Run the demo; returns the final status (see :func:`contimg.cluster.status.collect_status`).
+
+    Parameters
+    ----------
+    settings
+        The caller's settings; only its broker is used (``settings.broker_url`` if configured, else a private
+        redis-server). Every process reads the cluster's own settings, rooted at ``options.data_root``.
+    options
+        Size of the simulated night, worker concurrency, timeouts (s) and whether to keep an earlier run's data.
+    say
+        Called with each progress line (e.g. ``print``).
+
+    Returns
+    -------
+    dict
+        The last :func:`~contimg.cluster.status.collect_status` snapshot (``counts``, ``groups``, ``queues``,
+        ``nodes``, ``broker``) plus ``elapsed_s`` (s since the cluster started), ``expected_groups``,
+        ``products`` (:func:`~contimg.cluster.status.collect_products`, every product in the database) and
+        ``timed_out`` (True, only when ``options.timeout_s`` ran out first).
+
+    Raises
+    ------
+    contimg.errors.ConfigError
+        A non-empty data root not made by the demo, or an antenna count outside 3 ... 102.
+    """
     from contimg.cluster.status import collect_products, collect_status
     from contimg.db import safe_url
     from contimg.secrets import mask_url
@@ -174,7 +198,7 @@ def core_antennas(n: int) -> tuple[int, ...]:
 
 def import_catalogue(settings: Settings, truth_path: Path) -> Any:
     """Import a simulation's catalogue (calibrators and sources) into the database; returns the report."""
-    from contimg.calibration.catalog import import_truth
+    from contimg.pipeline.catalog import import_truth
     from contimg.db import session_scope
 
     with session_scope(settings) as session:

@@ -119,6 +119,17 @@ def group_staging_bytes(files: Iterable[str | os.PathLike], *, margin: float) ->
 def check_room(staging: Path, need_bytes: int, *, node: str, group_key: str) -> None:
     """Raise :class:`NodeFullError` if ``staging`` has less than ``need_bytes`` free.
 
+    Parameters
+    ----------
+    staging
+        This node's staging directory (a missing directory counts as 0 bytes free).
+    need_bytes
+        Bytes the group's parts need (see :func:`group_staging_bytes`).
+    node
+        This node's name, for the error message.
+    group_key
+        The group being planned, for the error message.
+
     Raises
     ------
     NodeFullError

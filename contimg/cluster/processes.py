@@ -127,7 +127,24 @@ class ClusterProcess:
             return ""
 
     def wait_for_log(self, needle: str, *, timeout_s: float = 60.0, start_offset: int = 0) -> None:
-        """Wait until ``needle`` appears in the log (after ``start_offset`` characters)."""
+        """Wait until ``needle`` appears in the log (after ``start_offset`` characters).
+
+        The log is re-read every 0.1 s.
+
+        Parameters
+        ----------
+        needle
+            Text to wait for (plain substring, e.g. ``" ready."``).
+        timeout_s
+            How long to wait, in seconds.
+        start_offset
+            Characters of the log to skip, e.g. its length before a restart, so that older lines do not count.
+
+        Raises
+        ------
+        ClusterProcessError
+            The process was not started, exited first, or did not log ``needle`` within ``timeout_s``.
+        """
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if needle in self.log_text()[start_offset:]:
@@ -182,6 +199,20 @@ def private_node_command(args: Sequence[str], *, staging: Path, size: str) -> li
 
     The way to have several tmpfs nodes on one machine: each node's processes
     see only their own staging, as containers with their own tmpfs do.
+
+    Parameters
+    ----------
+    args
+        The command line to run inside the namespace (argument list).
+    staging
+        The staging path the tmpfs is mounted on; created (in the shared namespace) if missing.
+    size
+        The tmpfs size, as ``mount -o size=`` takes it (e.g. ``"1g"``, ``"512m"``).
+
+    Returns
+    -------
+    list of str
+        ``unshare --mount --propagation private sh -c 'mount -t tmpfs ... && exec "$@"' node size staging *args``.
 
     Raises
     ------
@@ -282,6 +313,20 @@ class EmbeddedCluster:
 
         Parameters
         ----------
+        name
+            Celery node name prefix (``<name>@<host>``) and log file name (``<log_dir>/<name>.log``).
+        queues
+            Queues to consume (default: all of :data:`contimg.pipeline.stages.QUEUES`).
+        concurrency
+            Number of pool processes.
+        app
+            Celery app module to run with ``celery -A`` instead of ``contimg worker`` (e.g. a test app).
+        extra_path
+            Directories put first on the worker's ``PYTHONPATH`` (e.g. where ``app`` lives).
+        wait
+            Wait until the worker's log says it is ready (``"... ready."``).
+        timeout_s
+            How long to wait for that, in seconds.
         private_staging
             Run the worker as a node of its own: in a private mount namespace
             with a RAM disk of this size (e.g. ``"1g"``) mounted at the cluster's
@@ -290,6 +335,17 @@ class EmbeddedCluster:
         supervised
             Restart the worker when it exits (as systemd or compose would); a
             restarted private-staging worker is a new node (a fresh RAM disk).
+
+        Returns
+        -------
+        ClusterProcess
+            The started worker (also in :attr:`processes`).
+
+        Raises
+        ------
+        ClusterProcessError
+            With ``wait``, the worker exited or was not ready within ``timeout_s``; with ``private_staging``,
+            not root or no ``unshare``.
         """
         if app is None:
             args = [sys.executable, "-m", "contimg", "worker", "--concurrency", str(concurrency),
@@ -344,7 +400,25 @@ class EmbeddedCluster:
         return proc
 
     def start_beat(self, name: str = "beat", *, app: str | None = None, extra_path: Sequence[Path] = ()) -> ClusterProcess:
-        """Start ``contimg beat`` (``app`` selects another Celery app module)."""
+        """Start ``contimg beat`` (``app`` selects another Celery app module).
+
+        Beat is always supervised (restarted when it exits, e.g. after losing the broker); this does not
+        wait for it to start.
+
+        Parameters
+        ----------
+        name
+            Process name, also of its log file (``<log_dir>/<name>.log``).
+        app
+            Celery app module to run with ``celery -A ... beat`` (RedBeat scheduler) instead of ``contimg beat``.
+        extra_path
+            Directories put first on beat's ``PYTHONPATH`` (e.g. where ``app`` lives).
+
+        Returns
+        -------
+        ClusterProcess
+            The started beat process (also in :attr:`processes`).
+        """
         if app is None:
             args = [sys.executable, "-m", "contimg", "beat"]
         else:

@@ -207,6 +207,13 @@ def combine_parts(
         Called after validation, before ``out_ms`` is replaced; raising there
         publishes nothing (the cluster checks that its run is still current).
 
+    Returns
+    -------
+    ConversionResult
+        The MS path, present and missing subbands, rows and channels, phase centre (deg), the validation
+        report (``to_dict()``), ``Nflagged_nonfinite`` and ``timings_s`` (``write``, ``validate``; empty when
+        an already combined MS was only revalidated, which also leaves ``Nflagged_nonfinite`` at 0).
+
     Raises
     ------
     InputFileError

@@ -55,6 +55,12 @@ def convert_group(
         Parallel part writers (0: ``os.cpu_count()``).
     group_id
         Group name for messages (default: earliest file timestamp).
+
+    Returns
+    -------
+    ConversionResult
+        As from :func:`~contimg.conversion.combine.combine_parts`, with ``timings_s`` also holding ``plan``,
+        ``parts`` and ``total`` (s).
     """
     t0 = time.perf_counter()
     plan = plan_group(files, group_id=group_id)

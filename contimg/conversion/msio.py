@@ -64,7 +64,28 @@ def _rows_per_tile(bytes_per_row: int) -> int:
 
 
 def create_main_table(path: Path, *, nrows: int, Nfreqs: int, Npols: int):
-    """Create an empty MS with ``nrows`` rows; return the open (writable) main table."""
+    """Create an empty MS with ``nrows`` rows; return the open (writable) main table.
+
+    The data columns (DATA, MODEL_DATA, CORRECTED_DATA, WEIGHT_SPECTRUM, SIGMA_SPECTRUM, FLAG), UVW, WEIGHT and
+    SIGMA are fixed-shape ``TiledColumnStMan`` columns with tiles of about :data:`TILE_BYTES`; the subtables
+    are created empty (see :func:`write_subtables`).
+
+    Parameters
+    ----------
+    path
+        Directory of the new MS (it must not exist yet).
+    nrows
+        Number of rows (baseline-times).
+    Nfreqs
+        Channels of the single spectral window (cells are ``(Nfreqs, Npols)``).
+    Npols
+        Correlation products per visibility.
+
+    Returns
+    -------
+    casacore.tables.table
+        The main table, open for writing; the caller closes it.
+    """
     from casacore import tables
 
     desc = tables.required_ms_desc("MAIN")
@@ -148,7 +169,19 @@ class EarlyWriteback:
 
 
 def add_data_column(tb, name: str, comment: str, *, valuetype: str = "complex") -> None:
-    """Add a column shaped like DATA (complex, or ``float``) to the open, writable main table ``tb`` (zeros)."""
+    """Add a column shaped like DATA (complex, or ``float``) to the open, writable main table ``tb`` (zeros).
+
+    Parameters
+    ----------
+    tb
+        The MS main table, open for writing, with at least one row of DATA (its cell shape is copied).
+    name
+        Name of the new column (e.g. ``"MODEL_DATA"``).
+    comment
+        The column's comment (what it holds, with units).
+    valuetype
+        ``"complex"`` for visibilities; anything else gives a ``float`` column (weights, sigmas).
+    """
     shape = list(tb.getcell("DATA", 0).shape)
     value, itemsize = (0j, 8) if valuetype == "complex" else (0.0, 4)
     desc = _tiled(name, value, valuetype, shape, comment)
@@ -229,7 +262,24 @@ def sparsify_zero_column(path: Path, column: str) -> int:
 
 def write_subtables(path: Path, plan: "ConversionPlan", *, time_range_mjd_s: tuple[float, float], history: str) -> None:
     """Fill ANTENNA, FEED, FIELD, SOURCE, OBSERVATION, SPECTRAL_WINDOW, POLARIZATION,
-    DATA_DESCRIPTION, STATE, PROCESSOR and HISTORY for a one-field, one-window MS."""
+    DATA_DESCRIPTION, STATE, PROCESSOR and HISTORY for a one-field, one-window MS.
+
+    ANTENNA has a row for every antenna number up to the largest one; numbers absent from the plan are
+    named ``unused-<n>`` and placed at the array centre. FIELD and SOURCE take the plan's phase centre
+    (ICRS) and the name ``drift_<group id>``.
+
+    Parameters
+    ----------
+    path
+        The MS, created by :func:`create_main_table` (its main table may be open).
+    plan
+        The group's conversion plan (antennas, frequencies, polarizations, phase centre).
+    time_range_mjd_s
+        ``(start, end)`` of the data, MJD in seconds (the MS ``TIME`` convention), edges of the first and
+        last integrations.
+    history
+        Text for the HISTORY table, one row per non-blank line (default row: ``converted by contimg``).
+    """
     from casacore import tables
 
     from contimg.conversion.geometry import telescope_location

@@ -442,6 +442,15 @@ def phase_center_icrs(time_jd: float, dec_app: float, telescope_lla: tuple[float
     rounding. (ICRS and apparent RA differ by ~0.33 deg in 2025, mostly
     precession.)
 
+    Parameters
+    ----------
+    time_jd
+        The time (JD, UTC), e.g. the middle of the group.
+    dec_app
+        Apparent declination (radians), e.g. the files' ``phase_center_dec``.
+    telescope_lla
+        Geodetic latitude, longitude (radians) and altitude (m) of the array.
+
     Returns
     -------
     ra, dec, lst

@@ -47,7 +47,22 @@ NOMINAL_SEFD_JY = 6500.0
 
 
 def part_path(plan: ConversionPlan, subband: int, staging_dir: str | os.PathLike) -> Path:
-    """Where :func:`write_subband_part` puts ``subband``'s part."""
+    """Where :func:`write_subband_part` puts ``subband``'s part.
+
+    Parameters
+    ----------
+    plan
+        The group's plan; its ``group_id`` (``:`` dropped, ``/`` as ``_``) names the group's directory.
+    subband
+        Subband number (0-15; sb00 is the highest frequency).
+    staging_dir
+        The node's staging directory (``settings.paths.staging``).
+
+    Returns
+    -------
+    Path
+        ``<staging_dir>/<group id>/sbNN.part`` (nothing is created).
+    """
     safe = plan.group_id.replace(":", "").replace("/", "_")
     return Path(staging_dir) / safe / f"sb{subband:02d}.part"
 

@@ -84,6 +84,17 @@ class ValidationReport:
         return all(c.ok for c in self.checks)
 
     def add(self, name: str, ok: bool, detail: str) -> None:
+        """Record the outcome of one check.
+
+        Parameters
+        ----------
+        name
+            Short name of the check (e.g. ``"uvw"``).
+        ok
+            Whether it passed (any truthy value).
+        detail
+            What was found, shown by :meth:`summary` when the check failed.
+        """
         self.checks.append(Check(name, bool(ok), detail))
 
     def summary(self) -> str:

@@ -27,7 +27,24 @@ def _insert(session: Session, table: Table) -> Any:
 
 
 def insert_ignore(session: Session, table: Table, row: Mapping[str, Any], *, keys: Sequence[str]) -> bool:
-    """Insert one row unless it conflicts on ``keys``; True if it was inserted."""
+    """Insert one row unless it conflicts on ``keys``; True if it was inserted.
+
+    Parameters
+    ----------
+    session
+        The caller's session (SQLite or PostgreSQL); the statement runs in its transaction.
+    table
+        The Core table (e.g. ``Model.__table__``).
+    row
+        Column values of the row.
+    keys
+        Columns of the unique constraint or index the conflict is detected on.
+
+    Returns
+    -------
+    bool
+        True if the row was inserted, False if a row with the same ``keys`` existed (it is left unchanged).
+    """
     stmt = _insert(session, table).values(dict(row)).on_conflict_do_nothing(index_elements=list(keys))
     return session.execute(stmt).rowcount == 1  # type: ignore[attr-defined]  # CursorResult at runtime
 
@@ -49,6 +66,20 @@ def upsert_rows(
     The statement carries ``RETURNING <primary key>`` so that SQLAlchemy sends
     the rows in batches of multi-row VALUES ("insertmanyvalues"); without it an
     upsert goes row by row, ~5x slower on PostgreSQL (measured).
+
+    Parameters
+    ----------
+    session
+        The caller's session (SQLite or PostgreSQL); the statements run in its transaction.
+    table
+        The Core table (e.g. ``Model.__table__``); it must have a primary key.
+    rows
+        The rows, all with the columns of the first row (extra keys of later rows are ignored); sent in chunks
+        of 20000.
+    keys
+        Columns of the unique constraint or index the conflict is detected on.
+    update
+        Columns overwritten with the new row's values on a conflict; None (or empty) keeps the old row.
 
     Returns
     -------

@@ -416,6 +416,23 @@ def run_transaction(
     retried; between attempts the wait grows exponentially from 0.1 s, with
     jitter. Any other exception propagates at once.
 
+    Parameters
+    ----------
+    target
+        URL, engine or settings naming the database.
+    fn
+        The unit of work, called with a fresh session; the transaction commits when it returns.
+    attempts
+        How many times at most ``fn`` is run.
+    readonly
+        On SQLite, a deferred transaction that never waits for writers (see :func:`session_scope`); ``fn``
+        must not write.
+
+    Returns
+    -------
+    T
+        What ``fn`` returned (ORM objects stay loaded but are detached).
+
     Raises
     ------
     DatabaseBusyError

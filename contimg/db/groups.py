@@ -84,7 +84,23 @@ class UnknownGroupError(NotFoundError):
 
 
 def find_group(session: Session, group: GroupRef, *, for_update: bool = False) -> ObservationGroup | None:
-    """The group with this id or key (or the row of this object), or None."""
+    """The group with this id or key (or the row of this object), or None.
+
+    Parameters
+    ----------
+    session
+        The caller's session; the function works in its transaction.
+    group
+        The group object, its id (``int``) or its key (``str``); an object not yet flushed (no id) is returned
+        as is. Anything else raises :class:`TypeError`.
+    for_update
+        Lock the row (``SELECT ... FOR UPDATE``) and refresh an already loaded object from the database.
+
+    Returns
+    -------
+    ObservationGroup or None
+        The group's row, or None if no group has this id or key.
+    """
     if isinstance(group, ObservationGroup):
         if group.id is None:  # pending object, not yet flushed
             return group
@@ -102,7 +118,22 @@ def find_group(session: Session, group: GroupRef, *, for_update: bool = False) -
 
 
 def get_group(session: Session, group: GroupRef, *, for_update: bool = False) -> ObservationGroup:
-    """Like :func:`find_group`, but raises :class:`UnknownGroupError` naming the group."""
+    """Like :func:`find_group`, but raises :class:`UnknownGroupError` naming the group.
+
+    Parameters
+    ----------
+    session
+        The caller's session; the function works in its transaction.
+    group
+        The group object, its id (``int``) or its key (``str``).
+    for_update
+        Lock the row (``SELECT ... FOR UPDATE``) and refresh an already loaded object from the database.
+
+    Returns
+    -------
+    ObservationGroup
+        The group's row.
+    """
     found = find_group(session, group, for_update=for_update)
     if found is None:
         name = group.group_key if isinstance(group, ObservationGroup) else group
@@ -120,6 +151,25 @@ def transition_group(
 ) -> ObservationGroup:
     """Lock the group's row and move it to ``to_state`` (see :func:`contimg.db.states.apply_transition`).
 
+    Parameters
+    ----------
+    session
+        The caller's session; the change is flushed, not committed.
+    group
+        The group object, its id (``int``) or its key (``str``).
+    to_state
+        The state to move to.
+    error
+        The error message; required when ``to_state`` is ``failed``, ignored otherwise.
+    now
+        Time written to the bookkeeping columns (``started_at``, ``finished_at``, ``updated_at`` ...;
+        default: now, UTC).
+
+    Returns
+    -------
+    ObservationGroup
+        The locked group, in its new state.
+
     Raises
     ------
     InvalidTransitionError
@@ -134,7 +184,22 @@ def transition_group(
 
 
 def latest_groups(session: Session, *, limit: int = 20, with_products: bool = False) -> list[ObservationGroup]:
-    """The newest groups (by timestamp) with their stage timings loaded (and their MSs and images)."""
+    """The newest groups (by timestamp) with their stage timings loaded (and their MSs and images).
+
+    Parameters
+    ----------
+    session
+        The caller's session; the function works in its transaction.
+    limit
+        How many groups at most.
+    with_products
+        Also load each group's Measurement Sets and their images.
+
+    Returns
+    -------
+    list of ObservationGroup
+        Newest first (by timestamp, then id).
+    """
     from contimg.db.models import MeasurementSet
 
     opts = [selectinload(ObservationGroup.stage_timings)]
@@ -164,7 +229,22 @@ def nodes_in_use(session: Session) -> set[str]:
 
 
 def group_keys_between(session: Session, start: datetime | None, end: datetime | None) -> list[str]:
-    """Keys of the groups whose timestamp lies in ``[start, end]`` (either end may be open), oldest first."""
+    """Keys of the groups whose timestamp lies in ``[start, end]`` (either end may be open), oldest first.
+
+    Parameters
+    ----------
+    session
+        The caller's session; the function works in its transaction.
+    start
+        Earliest group timestamp included (UTC); None: no lower bound.
+    end
+        Latest group timestamp included (UTC); None: no upper bound.
+
+    Returns
+    -------
+    list of str
+        The group keys, by timestamp.
+    """
     stmt = select(ObservationGroup.group_key).order_by(ObservationGroup.timestamp)
     if start is not None:
         stmt = stmt.where(ObservationGroup.timestamp >= start)
@@ -227,6 +307,19 @@ def publish(db: Any, published: Published, enqueue: Enqueue) -> None:
 
     A crash between the two leaves ``enqueued_at`` null; the sweep publishes
     the same token again, and the claim lets only one copy run.
+
+    Parameters
+    ----------
+    db
+        Database target (settings, URL or engine) for :func:`contimg.db.run_transaction`; the function runs (and
+        retries) its own transaction.
+    published
+        The run to publish (group key, run token, first stage), as returned by :func:`promote_due_groups`,
+        :func:`request_reprocess` or :func:`reopen_failed_group` once their transaction has committed.
+    enqueue
+        The publishing callable (:data:`Enqueue`, e.g. :func:`workers.canvas.enqueue_group`); if it raises,
+        the exception propagates and ``enqueued_at`` stays null. ``enqueued_at`` is only set if the group
+        still has this token and none was recorded.
     """
     enqueue(published.group_key, published.token, published.from_stage)
 
@@ -244,9 +337,21 @@ def publish_unpublished(db: Any, enqueue: Enqueue, *, grace_s: float = 0.0, now:
 
     Parameters
     ----------
+    db
+        Database target (settings, URL or engine) for :func:`contimg.db.run_transaction`; the function runs (and
+        retries) its own transaction.
+    enqueue
+        The publishing callable (:data:`Enqueue`); each run is published with its existing token.
     grace_s
         Leave alone groups made pending less than this long ago (their
         publisher may be about to record the publication).
+    now
+        The time ``grace_s`` is counted back from (default: now, UTC).
+
+    Returns
+    -------
+    list of str
+        Keys of the groups published, oldest timestamp first.
     """
     cutoff = (now or utcnow()) - timedelta(seconds=grace_s)
 
@@ -278,6 +383,22 @@ def claim(db: Any, group_key: str, token: str) -> bool:
 
     True exactly once per run. A duplicate delivery of the run's first task,
     or a superseded run, gets False.
+
+    Parameters
+    ----------
+    db
+        Database target (settings, URL or engine) for :func:`contimg.db.run_transaction`; the function runs (and
+        retries) its own transaction.
+    group_key
+        The group's key (its timestamp, ``YYYY-MM-DDTHH:MM:SS``).
+    token
+        The run token (the group's ``task_id``, also the Celery id of the run's first task).
+
+    Returns
+    -------
+    bool
+        True if this call moved the group to ``in_progress`` (the run may proceed); False if ``token`` is not
+        the group's run or the group is no longer ``pending``.
     """
 
     def _claim(session: Session) -> bool:
@@ -305,7 +426,18 @@ def _current(session: Session, group_key: str, token: str) -> ObservationGroup:
 
 
 def check_current(db: Any, group_key: str, token: str) -> None:
-    """Raise :class:`StaleRunError` unless ``token`` is the group's in-progress run; beats the heart."""
+    """Raise :class:`StaleRunError` unless ``token`` is the group's in-progress run; beats the heart.
+
+    Parameters
+    ----------
+    db
+        Database target (settings, URL or engine) for :func:`contimg.db.run_transaction`; the function runs (and
+        retries) its own transaction.
+    group_key
+        The group's key (its timestamp, ``YYYY-MM-DDTHH:MM:SS``).
+    token
+        The run token (the group's ``task_id``, also the Celery id of the run's first task).
+    """
 
     def _check(session: Session) -> None:
         _current(session, group_key, token).heartbeat_at = utcnow()
@@ -354,6 +486,20 @@ def unhold(db: Any, group_key: str, token: str, *, worker: str, node: bool = Fal
     With ``node``, the run's conversion has left its node's staging. When no
     worker holds the run, its next task waits in a queue. A superseded run
     changes nothing.
+
+    Parameters
+    ----------
+    db
+        Database target (settings, URL or engine) for :func:`contimg.db.run_transaction`; the function runs (and
+        retries) its own transaction.
+    group_key
+        The group's key (its timestamp, ``YYYY-MM-DDTHH:MM:SS``).
+    token
+        The run token (the group's ``task_id``, also the Celery id of the run's first task).
+    worker
+        The worker id to remove from the run's holders.
+    node
+        Also clear the run's node (set after a successful combine: the parts no longer need its staging).
     """
 
     def _unhold(session: Session) -> None:
@@ -375,7 +521,22 @@ def beat(db: Any, runs: Sequence[tuple[str, str]], *, worker: str | None = None)
     holds (running, or waiting for their countdown), so long steps (WSClean,
     CASA, combine) show a live heartbeat however long they take. With
     ``worker``, the runs become held by ``worker`` too (a task retried with a
-    countdown that this worker received). Returns how many groups were beaten.
+    countdown that this worker received).
+
+    Parameters
+    ----------
+    db
+        Database target (settings, URL or engine) for :func:`contimg.db.run_transaction`; the function runs (and
+        retries) its own transaction.
+    runs
+        ``(group_key, token)`` pairs; a pair whose token is no longer its group's in-progress run is skipped.
+    worker
+        Also add this worker id to the holders of each beaten run; None only updates ``heartbeat_at``.
+
+    Returns
+    -------
+    int
+        How many groups were beaten.
     """
     if not runs:
         return 0
@@ -401,7 +562,26 @@ def beat(db: Any, runs: Sequence[tuple[str, str]], *, worker: str | None = None)
 
 
 def stage_started(db: Any, group_key: str, token: str, stage: str) -> None:
-    """Record that ``stage`` started (idempotent for a redelivered task)."""
+    """Record that ``stage`` started (idempotent for a redelivered task).
+
+    Parameters
+    ----------
+    db
+        Database target (settings, URL or engine) for :func:`contimg.db.run_transaction`; the function runs (and
+        retries) its own transaction.
+    group_key
+        The group's key (its timestamp, ``YYYY-MM-DDTHH:MM:SS``).
+    token
+        The run token (the group's ``task_id``, also the Celery id of the run's first task).
+    stage
+        The stage name (:data:`contimg.pipeline.stages.STAGES`); it becomes the group's ``current_stage``, and a
+        ``running`` stage timing of the current attempt is added unless one exists.
+
+    Raises
+    ------
+    StaleRunError
+        If ``token`` is not the group's in-progress run.
+    """
 
     def _start(session: Session) -> None:
         group = _current(session, group_key, token)
@@ -418,7 +598,30 @@ def stage_started(db: Any, group_key: str, token: str, stage: str) -> None:
 
 
 def stage_finished(db: Any, group_key: str, token: str, stage: str) -> float:
-    """Record that ``stage`` finished; returns its duration in seconds."""
+    """Record that ``stage`` finished; returns its duration in seconds.
+
+    Parameters
+    ----------
+    db
+        Database target (settings, URL or engine) for :func:`contimg.db.run_transaction`; the function runs (and
+        retries) its own transaction.
+    group_key
+        The group's key (its timestamp, ``YYYY-MM-DDTHH:MM:SS``).
+    token
+        The run token (the group's ``task_id``, also the Celery id of the run's first task).
+    stage
+        The stage name; its stage timing of the current attempt is marked ``ok`` (created if a crash lost it).
+
+    Returns
+    -------
+    float
+        Seconds since the stage timing's ``started_at`` (0 if its start had not been recorded).
+
+    Raises
+    ------
+    StaleRunError
+        If ``token`` is not the group's in-progress run.
+    """
 
     def _finish(session: Session) -> float:
         group = _current(session, group_key, token)
@@ -439,7 +642,28 @@ def stage_finished(db: Any, group_key: str, token: str, stage: str) -> float:
 
 
 def complete(db: Any, group_key: str, token: str) -> bool:
-    """``in_progress → completed`` for run ``token``; False if already done (idempotent)."""
+    """``in_progress → completed`` for run ``token``; False if already done (idempotent).
+
+    Parameters
+    ----------
+    db
+        Database target (settings, URL or engine) for :func:`contimg.db.run_transaction`; the function runs (and
+        retries) its own transaction.
+    group_key
+        The group's key (its timestamp, ``YYYY-MM-DDTHH:MM:SS``).
+    token
+        The run token (the group's ``task_id``, also the Celery id of the run's first task).
+
+    Returns
+    -------
+    bool
+        True if this call completed the group; False if run ``token`` had already completed it.
+
+    Raises
+    ------
+    StaleRunError
+        If ``token`` is neither the group's in-progress run nor its completed one.
+    """
 
     def _complete(session: Session) -> bool:
         group = get_group(session, group_key, for_update=True)
@@ -470,7 +694,25 @@ def fail(db: Any, group_key: str, error: str, *, token: str | None = None) -> bo
 
     With ``token``, only if that run is still the group's current, unfinished
     one (a superseded run's failure changes nothing). Running stage timings
-    are marked failed. Returns True if the state changed.
+    are marked failed.
+
+    Parameters
+    ----------
+    db
+        Database target (settings, URL or engine) for :func:`contimg.db.run_transaction`; the function runs (and
+        retries) its own transaction.
+    group_key
+        The group's key (its timestamp, ``YYYY-MM-DDTHH:MM:SS``).
+    error
+        The reason, stored as the group's ``error_message`` (cut to 4000 characters).
+    token
+        Fail only if this run is still the group's current one; None fails the group whatever its run
+        (any state but ``completed`` or ``failed``).
+
+    Returns
+    -------
+    bool
+        True if the state changed; False if the group had already finished or failed, or the run was superseded.
     """
 
     def _fail(session: Session) -> bool:
@@ -521,6 +763,26 @@ def lost_reason(group: ObservationGroup, *, now: datetime, stale_s: float, grace
     lost: the message is in the broker. ``grace_s`` protects runs whose
     holder was recorded a moment ago. Without ``alive`` (presence unknown)
     only the heartbeat rule applies.
+
+    Parameters
+    ----------
+    group
+        An ``in_progress`` group; its ``heartbeat_at`` (else ``updated_at``), ``worker`` and ``node`` are read.
+    now
+        The current time (UTC), against which the heartbeat's age is measured.
+    stale_s
+        Heartbeat age (s) after which a held run is lost (``ingest.stale_in_progress_s``).
+    grace_s
+        Heartbeat age (s) below which the presence rules do not apply (the sweep passes
+        ``celery.presence_ttl_s``).
+    alive
+        The workers and nodes present; None: presence unknown.
+
+    Returns
+    -------
+    str or None
+        The reason, for the log and the error message (e.g. ``its worker <id> is gone``,
+        ``no heartbeat for 7300 s``), or None if the run may still be alive.
     """
     beat = group.heartbeat_at or group.updated_at
     age = (now - beat).total_seconds() if beat is not None else float("inf")
@@ -545,6 +807,25 @@ def requeue_stale(db: Any, enqueue: Enqueue, *, stale_s: float, max_retries: int
     had finished: every stage is idempotent) with a new token, so the lost
     run's stragglers cannot interfere; its running stage timings are marked
     ``lost``. After ``max_retries`` re-enqueues the group fails instead.
+
+    Parameters
+    ----------
+    db
+        Database target (settings, URL or engine) for :func:`contimg.db.run_transaction`; the function runs (and
+        retries) its own transaction.
+    enqueue
+        The publishing callable (:data:`Enqueue`) of the re-planned runs, called after the sweep's transaction.
+    stale_s
+        Heartbeat age (s) after which a held run is lost (``ingest.stale_in_progress_s``).
+    max_retries
+        Re-enqueues (``retry_count``) allowed before a lost run fails its group instead (``ingest.max_retries``).
+    alive
+        The workers and nodes present (:func:`contimg.pipeline.housekeeping.liveness`); None: presence unknown,
+        only the heartbeat rule applies.
+    grace_s
+        Heartbeat age (s) below which the presence rules do not apply (see :func:`lost_reason`).
+    now
+        The current time (default: now, UTC).
 
     Returns
     -------
@@ -594,8 +875,24 @@ def hand_back(db: Any, group_key: str, token: str, reason: str) -> bool:
     (the broker was down longer than the publish retries) must not fail the
     group: the run is made ``pending`` again with a new token at the stage
     where it stands, and :func:`publish_unpublished` (the sweep, the producer)
-    publishes it once the broker is back. Not counted as a retry. Returns
-    True if the run was handed back (False if it was not current).
+    publishes it once the broker is back. Not counted as a retry.
+
+    Parameters
+    ----------
+    db
+        Database target (settings, URL or engine) for :func:`contimg.db.run_transaction`; the function runs (and
+        retries) its own transaction.
+    group_key
+        The group's key (its timestamp, ``YYYY-MM-DDTHH:MM:SS``).
+    token
+        The run token (the group's ``task_id``, also the Celery id of the run's first task).
+    reason
+        What failed (``task: error``); only logged.
+
+    Returns
+    -------
+    bool
+        True if the run was handed back (False if it was not current).
     """
 
     def _back(session: Session) -> str | None:
@@ -622,6 +919,24 @@ def request_reprocess(db: Any, group_keys: Sequence[str], *, from_stage: str | N
 
     ``tier`` is the imaging tier of the new run (kept on the group, ``imaging_tier``); None goes back
     to the settings' tier.
+
+    Parameters
+    ----------
+    db
+        Database target (settings, URL or engine) for :func:`contimg.db.run_transaction`; the function runs (and
+        retries) its own transaction.
+    group_keys
+        Keys of the groups to reprocess, in one transaction: all of them or none.
+    from_stage
+        The stage the new runs start at (None: the first); an unknown stage raises
+        :class:`~contimg.errors.PermanentError`.
+    tier
+        Imaging tier of the new runs (see above); an unknown tier raises :class:`~contimg.errors.ConfigError`.
+
+    Returns
+    -------
+    list of Published
+        The new runs, in the order of ``group_keys``; pass each to :func:`publish`.
 
     Raises
     ------
@@ -691,6 +1006,22 @@ def _nearest_group(session: Session, ts: datetime, tolerance_s: float) -> Observ
 def register_file(session: Session, path: Path, *, tolerance_s: float) -> Registration:
     """Register one complete subband file and attach it to its group (idempotent).
 
+    Parameters
+    ----------
+    session
+        The caller's session; a new group is flushed (to get its id), nothing is committed.
+    path
+        The subband file (made absolute); it must exist, its size is recorded.
+    tolerance_s
+        Largest difference (s) between the file's timestamp and a group's timestamp for the file to join that
+        group (``ingest.tolerance_s``); the nearest group within it is chosen, whatever its state.
+
+    Returns
+    -------
+    Registration
+        The absolute path, the :class:`Outcome`, and the group's key and number of subbands after this file
+        (None and 0 for a duplicate).
+
     Raises
     ------
     InputFileError
@@ -759,6 +1090,12 @@ def promote_due_groups(session: Session, settings: IngestSettings, *, now: datet
     final
         No more files will arrive (the serial path has registered a whole directory): decide on
         every considered group now instead of waiting for its timeout.
+
+    Returns
+    -------
+    Decisions
+        ``promoted``: the runs made ``pending``, to :func:`publish` after the commit; ``failed``: the reason
+        by group key of the groups failed for having fewer than ``min_subbands`` files.
     """
     now = now or utcnow()
     timeout_cutoff = now - timedelta(seconds=settings.group_timeout_s)
@@ -831,6 +1168,21 @@ def failed_groups_naming_files(session: Session, *, since: datetime, max_file_re
     messages start with the path), and it has not used up its retries: it
     has run (``attempt``) at most ``max_file_retries`` times beyond its
     first run. Reads only; the caller checks the files.
+
+    Parameters
+    ----------
+    session
+        A session (read-only is enough).
+    since
+        Only groups that failed (``finished_at``) at or after this time (UTC); the producer passes now minus
+        ``ingest.retry_window_s``.
+    max_file_retries
+        Runs allowed beyond the first (``ingest.max_file_retries``); 0 or less returns nothing.
+
+    Returns
+    -------
+    list of FailedGroup
+        Oldest timestamp first.
     """
     if max_file_retries <= 0:
         return []
@@ -868,6 +1220,8 @@ def reopen_failed_group(session: Session, group_key: str, *, finished_at: dateti
 
     Parameters
     ----------
+    session
+        The caller's session (its transaction; the group's row is locked).
     group_key
         The failed group.
     finished_at
@@ -876,6 +1230,11 @@ def reopen_failed_group(session: Session, group_key: str, *, finished_at: dateti
         New size in bytes of each changed file, by path.
     from_stage
         Where the new run starts.
+
+    Returns
+    -------
+    Published or None
+        The new run, to :func:`publish` after the commit; None if nothing changed.
     """
     group = session.scalar(select(ObservationGroup).where(ObservationGroup.group_key == group_key)
                            .with_for_update())

@@ -7,6 +7,7 @@ harmless.
 
 from __future__ import annotations
 
+import logging
 from typing import Any, TypeVar
 
 from sqlalchemy import select
@@ -14,6 +15,9 @@ from sqlalchemy.orm import Session
 
 from contimg.db.models import CalibrationSet, CalibrationTable, CalTableType, Image, MeasurementSet
 from contimg.db.groups import GroupRef, get_group
+from contimg.errors import NotFoundError
+
+log = logging.getLogger(__name__)
 
 _PathRow = TypeVar("_PathRow", MeasurementSet, Image)
 
@@ -38,6 +42,22 @@ def upsert_measurement_set(
 
     ``fields`` are :class:`~contimg.db.models.MeasurementSet` columns, e.g.
     ``start_mjd``, ``end_mjd``, ``stage``, ``validation``, ``calibrator_name``.
+
+    Parameters
+    ----------
+    session
+        The caller's session; the row is flushed, not committed.
+    path
+        The MS's path (its unique key).
+    group
+        The group it was written from (object, id or key); None leaves the link as it is.
+    **fields
+        Columns to set (see above); an unknown name raises :class:`TypeError`.
+
+    Returns
+    -------
+    MeasurementSet
+        The row, flushed (its ``id`` is set).
     """
     _check_fields(MeasurementSet, fields)
     ms = _by_path(session, MeasurementSet, path)
@@ -50,7 +70,25 @@ def upsert_measurement_set(
 
 
 def upsert_image(session: Session, *, path: str, ms: MeasurementSet | int | None = None, **fields: Any) -> Image:
-    """Record the image at ``path`` (created or updated); ``fields`` are Image columns."""
+    """Record the image at ``path`` (created or updated); ``fields`` are Image columns.
+
+    Parameters
+    ----------
+    session
+        The caller's session; the row is flushed, not committed.
+    path
+        The FITS image's path (its unique key).
+    ms
+        The Measurement Set it was made from (row or id); None leaves the link as it is.
+    **fields
+        :class:`~contimg.db.models.Image` columns, e.g. ``mid_mjd``, ``rms_jy`` (Jy/beam), ``beam_major_arcsec``,
+        ``pb_corrected``, ``qa_verdict``; an unknown name raises :class:`TypeError`.
+
+    Returns
+    -------
+    Image
+        The row, flushed (its ``id`` is set).
+    """
     _check_fields(Image, fields)
     image = _by_path(session, Image, path)
     if ms is not None:
@@ -62,7 +100,23 @@ def upsert_image(session: Session, *, path: str, ms: MeasurementSet | int | None
 
 
 def upsert_calibration_set(session: Session, *, name: str, **fields: Any) -> CalibrationSet:
-    """The calibration set called ``name``, created or updated (``calibrator_name``, ``solve_mjd``, ``active``)."""
+    """The calibration set called ``name``, created or updated (``calibrator_name``, ``solve_mjd``, ``active``).
+
+    Parameters
+    ----------
+    session
+        The caller's session; the row is flushed, not committed.
+    name
+        The set's unique name.
+    **fields
+        :class:`~contimg.db.models.CalibrationSet` columns (also ``qa``, ``qa_verdict``); ``solve_mjd`` is an
+        MJD; an unknown name raises :class:`TypeError`.
+
+    Returns
+    -------
+    CalibrationSet
+        The row, flushed (its ``id`` is set).
+    """
     _check_fields(CalibrationSet, fields)
     calset = session.scalars(select(CalibrationSet).where(CalibrationSet.name == name)).one_or_none()
     if calset is None:
@@ -85,7 +139,31 @@ def upsert_calibration_table(
     valid_end_mjd: float,
     **fields: Any,
 ) -> CalibrationTable:
-    """Record the ``table_type`` table of a calibration set (one per type and set; re-recording updates it)."""
+    """Record the ``table_type`` table of a calibration set (one per type and set; re-recording updates it).
+
+    Parameters
+    ----------
+    session
+        The caller's session; the row is flushed, not committed.
+    calibration_set
+        The set it belongs to (flushed: its ``id`` is used).
+    table_type
+        ``K`` (delays), ``B`` (bandpass) or ``G`` (gains), as :class:`~contimg.db.models.CalTableType` or value.
+    path
+        The CASA table's path.
+    apply_order
+        Position of the table when the set is applied (unique within the set).
+    valid_start_mjd, valid_end_mjd
+        The time range (MJD) of the data the table may be applied to; the end must not precede the start.
+    **fields
+        Other :class:`~contimg.db.models.CalibrationTable` columns (``active``, ``source_ms_id``,
+        ``calibrator_name``, ``flagged_fraction``, ``n_solutions`` ...); an unknown name raises :class:`TypeError`.
+
+    Returns
+    -------
+    CalibrationTable
+        The row, flushed (its ``id`` is set).
+    """
     _check_fields(CalibrationTable, fields)
     table_type = CalTableType(table_type)
     table = session.scalars(select(CalibrationTable).where(
@@ -132,3 +210,80 @@ def _check_fields(model: type, fields: dict[str, Any]) -> None:
     if unknown:
         raise TypeError(f"{model.__name__} has no column(s) {', '.join(unknown)}")
 
+
+def register_calibration_set(session: Session, *, name: str, calibrator_name: str, solve_mjd: float,
+                             tables: list[dict[str, Any]], source_ms_id: int | None = None,
+                             qa: dict[str, Any] | None = None) -> CalibrationSet:
+    """Record (or re-record) the tables of one solve as the active calibration set ``name``.
+
+    Re-registering the same name updates the rows in place (idempotent
+    reruns); tables of a type the new solve lacks (e.g. K after rerunning
+    without ``do_k``) are deleted from the set.
+
+    Parameters
+    ----------
+    session
+        An open session; rows are flushed, not committed.
+    name
+        The calibration set's name (unique; an existing set of that name is updated and re-activated).
+    calibrator_name
+        The calibrator solved on.
+    solve_mjd
+        The solve's time (MJD): the calibrator group's mid-time.
+    tables
+        The tables' records (:func:`contimg.calibration.registry.table_rows`).
+    source_ms_id
+        Database id of the MS solved on, recorded on each table (None: unknown).
+    qa
+        JSON-ready QA record of the set (verdict, reasons, figures, plots); None stores none.
+
+    Returns
+    -------
+    CalibrationSet
+        The set's row, refreshed with its tables (its ``qa_verdict`` is left for the caller to set).
+    """
+    calset = upsert_calibration_set(session, name=name, calibrator_name=calibrator_name, solve_mjd=solve_mjd,
+                                    active=True, qa=qa)
+    kinds = {t["table_type"] for t in tables}
+    for row in list(calset.tables):
+        if row.table_type.value not in kinds:
+            session.delete(row)
+    session.flush()
+    for t in tables:
+        upsert_calibration_table(session, calibration_set=calset, active=True, source_ms_id=source_ms_id,
+                                 calibrator_name=calibrator_name, **t)
+    session.flush()
+    session.refresh(calset)
+    log.info("registered calibration set %s (%s) solved at MJD %.5f", name,
+             ", ".join(t.table_type.value for t in calset.tables), solve_mjd)
+    return calset
+
+
+def active_calibration_sets(session: Session) -> list[CalibrationSet]:
+    """Every active calibration set (with its tables: read them inside the session)."""
+    return list(session.scalars(select(CalibrationSet).where(CalibrationSet.active.is_(True))).all())
+
+
+def set_calibration_set_active(session: Session, name: str, active: bool) -> None:
+    """Switch a calibration set on or off (a bad set is deactivated, never deleted).
+
+    Parameters
+    ----------
+    session
+        An open session; the change is flushed, not committed.
+    name
+        The calibration set's name.
+    active
+        True makes the set eligible for :func:`contimg.calibration.registry.choose_valid_set`, False
+        withdraws it.
+
+    Raises
+    ------
+    contimg.errors.NotFoundError
+        If no set is called ``name``.
+    """
+    cs = session.scalars(select(CalibrationSet).where(CalibrationSet.name == name)).one_or_none()
+    if cs is None:
+        raise NotFoundError(f"calibration set {name!r} does not exist")
+    cs.active = active
+    session.flush()

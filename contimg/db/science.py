@@ -108,6 +108,22 @@ def upsert_variability_stats(session: Session, rows: Iterable[Mapping[str, Any]]
 
     Each row needs ``source_id`` and ``n_epochs``; the other statistics are
     optional (None when not computable).
+
+    Parameters
+    ----------
+    session
+        The caller's session; the rows are written in its transaction.
+    rows
+        One row per source (no ``source_id`` twice): ``source_id``, ``n_epochs`` and any of ``weighted_mean_jy``,
+        ``chi2_nu``, ``eta``, ``v``, ``modulation_index``, ``max_vs``, ``max_m``, ``ese_score``,
+        ``ese_significance``, ``last_photometry_id``, ``last_epoch_mjd``; another column raises :class:`ValueError`.
+    now
+        The rows' ``updated_at`` (default: now, UTC).
+
+    Returns
+    -------
+    int
+        Number of rows written.
     """
     now = now or utcnow()
     optional: dict[str, Any] = {f: None for f in _STATS_FIELDS if f != "n_epochs"}
@@ -143,6 +159,26 @@ def upsert_ese_candidate(
     detection; its score, significance, template and ``last_detected_mjd`` are
     replaced. A source with only closed (rejected/ended) candidates gets a new one.
 
+    Parameters
+    ----------
+    session
+        The caller's session; the open candidate's row is locked, the change flushed.
+    source_id
+        The source's id.
+    score
+        The ESE score of this detection (as ``VariabilityStats.ese_score``).
+    significance
+        Its significance (as ``VariabilityStats.ese_significance``).
+    detected_mjd
+        Epoch (MJD) of this detection: the candidate's ``last_detected_mjd``.
+    first_detected_mjd
+        ``first_detected_mjd`` of a new candidate (default: ``detected_mjd``); ignored for an open one.
+    template
+        Best-fit template parameters (e.g. ``t_center_mjd``, ``duration_days``, ``depth``), stored as JSON;
+        None clears them.
+    now
+        ``created_at``/``updated_at`` of the candidate (default: now, UTC).
+
     Returns
     -------
     (candidate, created)
@@ -166,7 +202,24 @@ def upsert_ese_candidate(
 
 def set_candidate_status(session: Session, candidate_id: int, status: CandidateStatus | str, *,
                          notes: str | None = None) -> EseCandidate:
-    """Change a candidate's review status (e.g. ``confirmed``, ``rejected``), with optional notes."""
+    """Change a candidate's review status (e.g. ``confirmed``, ``rejected``), with optional notes.
+
+    Parameters
+    ----------
+    session
+        The caller's session; the row is locked and the change flushed.
+    candidate_id
+        The candidate's id; an unknown one raises :class:`~contimg.errors.NotFoundError`.
+    status
+        The new status (``new``, ``confirmed``, ``rejected`` or ``ended``).
+    notes
+        The reviewer's notes, replacing any earlier ones; None keeps them.
+
+    Returns
+    -------
+    EseCandidate
+        The updated candidate.
+    """
     cand = session.get(EseCandidate, candidate_id, with_for_update=True)
     if cand is None:
         raise NotFoundError(f"no ESE candidate with id {candidate_id}")
@@ -175,3 +228,36 @@ def set_candidate_status(session: Session, candidate_id: int, status: CandidateS
         cand.notes = notes
     session.flush()
     return cand
+
+
+def catalogue_in_box(session: Session, box: Any, *, calibrators_only: bool = False) -> list[Any]:
+    """The catalogue sources inside a sky box, ordered by name.
+
+    Parameters
+    ----------
+    session
+        An open session.
+    box
+        A :class:`contimg.calibration.select.SkyBox` (declination band and RA range, deg).
+    calibrators_only
+        Only sources flagged ``is_calibrator``.
+
+    Returns
+    -------
+    list
+        Rows with the attributes of :class:`contimg.calibration.select.CatalogueRow`: ``name``,
+        ``ra_deg``, ``dec_deg`` (deg), ``flux_jy`` (1.4 GHz, Jy, or None) and ``spectral_index`` (or None).
+    """
+    from sqlalchemy import and_, or_
+
+    if box.all_ra:
+        ra_cond = Source.ra_deg >= 0
+    elif box.ra_lo <= box.ra_hi:
+        ra_cond = and_(Source.ra_deg >= box.ra_lo, Source.ra_deg <= box.ra_hi)
+    else:
+        ra_cond = or_(Source.ra_deg >= box.ra_lo, Source.ra_deg <= box.ra_hi)
+    stmt = select(Source.name, Source.ra_deg, Source.dec_deg, Source.flux_jy, Source.spectral_index).where(
+        Source.dec_deg >= box.dec_lo, Source.dec_deg <= box.dec_hi, ra_cond)
+    if calibrators_only:
+        stmt = stmt.where(Source.is_calibrator.is_(True))
+    return list(session.execute(stmt.order_by(Source.name)).all())

@@ -130,6 +130,24 @@ def apply_transition(
     ``failed``
         Sets ``finished_at`` and ``error_message`` (``error`` is required).
 
+    Every target but ``in_progress`` also clears ``worker`` and ``node``; ``updated_at`` is always set.
+
+    Parameters
+    ----------
+    group
+        The group to change (its ``state`` is the origin of the transition).
+    to_state
+        The state to move to (a :class:`GroupState` or its value).
+    error
+        The error message; required when ``to_state`` is ``failed``, ignored otherwise.
+    now
+        Time written to the bookkeeping columns (default: now, UTC).
+
+    Returns
+    -------
+    ObservationGroup
+        ``group`` itself, changed.
+
     Raises
     ------
     InvalidTransitionError

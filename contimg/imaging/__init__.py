@@ -40,17 +40,18 @@ baseline-dependent averaging we allow WSClean adds at most the tier's budget
 Example
 -------
 >>> from contimg.config import load_settings
->>> from contimg.imaging import image_ms, record_images
+>>> from contimg.imaging import image_ms
 >>> settings = load_settings()
 >>> products = image_ms("group.ms", settings=settings.imaging, out_dir=settings.paths.images)  # doctest: +SKIP
 >>> products.qa.rms_jy, products.pbcor                                                          # doctest: +SKIP
->>> with session_scope() as session:                                                           # doctest: +SKIP
-...     record_images(session, products, ms=ms_row)
+
+Nothing here touches the database: :func:`contimg.pipeline.image.judge_and_record`
+judges the products and records them (:func:`contimg.pipeline.image.record_images`).
 """
 
 from contimg.imaging.geometry import ImageGeometry, MsInfo, derive_geometry, read_ms_info
 from contimg.imaging.qa import ImageQA, PointSourceFit, fit_point_source, image_qa
-from contimg.imaging.records import image_records, record_images
+from contimg.imaging.records import image_records
 from contimg.imaging.run import ImageProducts, image_ms
 from contimg.imaging.tiers import TIERS, TierParameters, tier_parameters
 
@@ -68,6 +69,5 @@ __all__ = [
     "image_qa",
     "image_records",
     "read_ms_info",
-    "record_images",
     "tier_parameters",
 ]

@@ -60,6 +60,21 @@ def predicted_noise_jy(ms_path: str | os.PathLike, *, imaging_weights: np.ndarra
     :func:`contimg.imaging.smearing.briggs_weights`) the noise is
     sigma_I sqrt(sum W^2) / (sum W sqrt(f Nchan)); without them, natural weighting.
 
+    Parameters
+    ----------
+    ms_path
+        The MS to be imaged (WEIGHT_SPECTRUM, or WEIGHT when it has none, and FLAG).
+    imaging_weights
+        Imaging weight of each cross-correlation row, shape (Nrows_cross,), e.g.
+        :func:`contimg.imaging.smearing.briggs_weights`; None: natural weighting over all cross rows.
+    sample_rows
+        About how many rows are read (every ``nrows // sample_rows``-th row) for the weights and flags.
+
+    Returns
+    -------
+    float
+        Predicted rms (Jy/beam) of the Stokes-I MFS image, assuming the weights are 1/sigma^2 in Jy^-2.
+
     Raises
     ------
     contimg.errors.InputFileError

@@ -285,7 +285,27 @@ def pointing_track(info: MsInfo) -> tuple[np.ndarray, np.ndarray]:
 
 
 def pb_radius_rad(pb_limit: float, freq_hz: float, diameter_m: float = 4.65) -> float:
-    """Angular radius (radians) where the Airy power beam of ``diameter_m`` dishes at ``freq_hz`` falls to ``pb_limit``."""
+    """Angular radius (radians) where the Airy power beam of ``diameter_m`` dishes at ``freq_hz`` falls to ``pb_limit``.
+
+    Parameters
+    ----------
+    pb_limit
+        Power response (0-1) to reach, above the main lobe's floor (0 at the first null).
+    freq_hz
+        Frequency (Hz); the lowest channel for the largest radius.
+    diameter_m
+        Dish diameter (m), 4.65 for DSA-110.
+
+    Returns
+    -------
+    float
+        Radius (rad) inside the main lobe (before the first null, 1.22 lambda/D).
+
+    Raises
+    ------
+    ValueError
+        If ``pb_limit`` is not strictly between 0 and 1 (no root in the main lobe, from ``brentq``).
+    """
     first_null = 1.2197 * SPEED_OF_LIGHT / (freq_hz * diameter_m)
     return float(brentq(lambda r: float(airy_power(r, freq_hz, diameter_m)) - pb_limit, 1e-9, first_null * 0.999))
 
@@ -332,6 +352,13 @@ def derive_geometry(
         ``pixels_per_beam`` too.
     max_pixels
         Upper bound of either dimension.
+
+    Returns
+    -------
+    ImageGeometry
+        Cell (arcsec, floored to 0.1), ``nx`` (along RA: beam diameter plus the drift) and ``ny`` (along Dec:
+        beam diameter) as even 5-smooth numbers clipped to ``max_pixels``, ``pb_limit``, the beam radius (deg)
+        and the drift of the pointing track (deg).
     """
     lam_min = SPEED_OF_LIGHT / info.max_freq_hz
     if cell_arcsec is None:

@@ -33,7 +33,24 @@ def image_wcs(info: MsInfo, geometry: ImageGeometry):
 
 
 def sources_in_field(ra_deg: np.ndarray, dec_deg: np.ndarray, *, info: MsInfo, geometry: ImageGeometry) -> np.ndarray:
-    """Boolean selection of catalogue positions on the image where the averaged beam is >= ``geometry.pb_limit``."""
+    """Boolean selection of catalogue positions on the image where the averaged beam is >= ``geometry.pb_limit``.
+
+    Parameters
+    ----------
+    ra_deg
+        ICRS right ascensions (deg), shape (Nsrc,).
+    dec_deg
+        ICRS declinations (deg), shape (Nsrc,).
+    info
+        The MS imaged (phase center, pointing track, band, dish diameter).
+    geometry
+        The image grid (:func:`contimg.imaging.geometry.derive_geometry`) and its ``pb_limit``.
+
+    Returns
+    -------
+    numpy.ndarray
+        Booleans, shape (Nsrc,): inside the pixel grid and time/band-averaged beam >= ``geometry.pb_limit``.
+    """
     from contimg.imaging.pbcor import beam_at_positions
 
     ra = np.asarray(ra_deg, float)
@@ -55,7 +72,28 @@ def write_fits_mask(
     geometry: ImageGeometry,
     radius_arcsec: float,
 ) -> Path:
-    """Write a FITS mask (1 inside circles of ``radius_arcsec`` around the positions, else 0) on the image grid."""
+    """Write a FITS mask (1 inside circles of ``radius_arcsec`` around the positions, else 0) on the image grid.
+
+    Parameters
+    ----------
+    path
+        The FITS file to write (replaced if it exists).
+    ra_deg
+        ICRS right ascensions (deg) of the mask centres, shape (Nsrc,).
+    dec_deg
+        ICRS declinations (deg), shape (Nsrc,).
+    info
+        The MS imaged (phase center; mean frequency for the FREQ axis).
+    geometry
+        The image grid, which the mask matches pixel for pixel (WSClean's ``-fits-mask`` requires it).
+    radius_arcsec
+        Radius (arcsec) of each circle; circles partly off the image are clipped.
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``: a float32 (1, 1, ny, nx) image with RA/Dec SIN, FREQ and STOKES axes.
+    """
     from astropy.io import fits
 
     wcs = image_wcs(info, geometry)

@@ -74,6 +74,11 @@ def beam_at_positions(
         False: the beam at the group's middle pointing only (for comparison).
     freq_hz
         A single frequency instead of the band average (for comparison).
+
+    Returns
+    -------
+    numpy.ndarray
+        Power response (0-1), the broadcast shape of ``ra_rad`` and ``dec_rad``.
     """
     ra = np.asarray(ra_rad, float)
     dec = np.asarray(dec_rad, float)
@@ -104,6 +109,11 @@ def average_beam(wcs, shape: tuple[int, int], info: MsInfo, *, step: int | None 
         Coarse-grid spacing in pixels for the exact evaluation; default: an eighth of the beam's
         half-power width at the top of the band, at most 32 pixels (DSA-110's 4.65 m beam spans
         ~1800 pixels of 5 arcsec; a 14 m beam in a small image only a few dozen).
+
+    Returns
+    -------
+    numpy.ndarray
+        float32, shape (ny, nx), clipped to [0, 1]; 0 where pixels fall off the sky.
     """
     from scipy.interpolate import RectBivariateSpline
 
@@ -133,7 +143,22 @@ def average_beam(wcs, shape: tuple[int, int], info: MsInfo, *, step: int | None 
 
 
 def write_fits_atomic(path: str | os.PathLike, data: np.ndarray, header) -> Path:
-    """Write a FITS file under a temporary name in the same directory, then rename it."""
+    """Write a FITS file under a temporary name in the same directory, then rename it.
+
+    Parameters
+    ----------
+    path
+        The FITS file; an existing one is replaced, and readers never see a partial file.
+    data
+        The primary HDU's data.
+    header
+        The primary HDU's :class:`astropy.io.fits.Header`.
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+    """
     from astropy.io import fits
 
     path = Path(path)
@@ -167,6 +192,24 @@ def pb_correct_fits(
 
     Pixels with beam response below ``pb_limit`` are NaN in the corrected
     image. Both files are written atomically. Returns the beam (ny, nx).
+
+    Parameters
+    ----------
+    image_fits
+        The flat-noise image (Jy/beam), e.g. WSClean's ``-image.fits``; its last two axes are (Dec, RA).
+    info
+        The MS the image was made from (pointing track, band, dish diameter).
+    pbcor_fits
+        The corrected image to write (Jy/beam, intrinsic flux at the image's reference frequency).
+    pb_fits
+        Where to write the beam itself, with the image's shape (None: not written).
+    pb_limit
+        Beam response (0-1) below which corrected pixels are blanked.
+
+    Returns
+    -------
+    numpy.ndarray
+        The averaged beam, float32, shape (ny, nx).
     """
     from astropy.io import fits
     from astropy.wcs import WCS

@@ -76,6 +76,17 @@ def main_lobe_fwhm(tracks: UvTracks, *, robust: float, fov_rad: tuple[float, flo
         Image width and height (radians): the uv cell on which the Briggs weights are gridded.
     max_samples, n_angles
         Most uv samples used (see :data:`MAX_SAMPLES`); position angles of the profiles.
+
+    Returns
+    -------
+    MainLobe
+        Widest and narrowest full widths at half power (arcsec) and the uv position angle (deg) of the
+        narrowest.
+
+    Raises
+    ------
+    ValueError
+        If every uv sample is at the origin (no non-zero baselines).
     """
     n_rows = max(int(tracks.uvw_m.shape[0]), 1)
     freqs = tracks.sample_freqs(max(2, max_samples // n_rows))

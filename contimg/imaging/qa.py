@@ -71,7 +71,23 @@ class PointSourceFit:
 
 
 def robust_rms(data: np.ndarray, *, clip_sigma: float = 5.0, iterations: int = 5) -> float:
-    """MAD-based rms of the finite values of ``data``, iteratively clipped at ``clip_sigma``."""
+    """MAD-based rms of the finite values of ``data``, iteratively clipped at ``clip_sigma``.
+
+    Parameters
+    ----------
+    data
+        Pixel values of any shape (e.g. Jy/beam); NaNs (blanked pixels) are ignored, and more than
+        2 million values are subsampled regularly.
+    clip_sigma
+        Values further than this many sigma from the median are dropped before the next estimate.
+    iterations
+        Most estimate-and-clip rounds (it stops early when nothing is clipped or the MAD is 0).
+
+    Returns
+    -------
+    float
+        1.4826 x the median absolute deviation, in the units of ``data``; NaN if no value is finite.
+    """
     x = np.asarray(data, float).ravel()
     x = x[np.isfinite(x)]
     if x.size == 0:
@@ -119,6 +135,19 @@ def fit_point_source(data: np.ndarray, header, ra_deg: float, dec_deg: float, *,
         Where the source is expected (ICRS).
     box_beams
         Fit pixels within this many beam major axes of the expected position.
+
+    Returns
+    -------
+    PointSourceFit
+        Fitted amplitude (Jy for a point source in a Jy/beam image), fitted ICRS position (deg), its offset
+        (arcsec) from ``ra_deg``/``dec_deg``, the brightest pixel within half a beam (Jy/beam), and ``ok``
+        (solver converged and the centre stayed in the box); NaNs and ``ok=False`` when the position is
+        off the image or too few pixels are finite.
+
+    Raises
+    ------
+    ValueError
+        If the header has no restoring beam (BMAJ/BMIN/BPA).
     """
     from astropy.wcs import WCS
     from scipy.optimize import least_squares
@@ -204,6 +233,24 @@ def write_thumbnail(image_fits: str | os.PathLike, png: str | os.PathLike, *, ma
     """A PNG preview: block-averaged to at most ``max_pixels`` across, asinh stretch from -3 to +50 rms.
 
     Written under a temporary name and renamed.
+
+    Parameters
+    ----------
+    image_fits
+        The image (first plane of any leading axes is shown).
+    png
+        The PNG file to write (replaced if it exists).
+    max_pixels
+        Largest width or height of the preview (pixels); the image is block-averaged by an integer factor.
+    rms
+        Noise (image units) setting the stretch; None or 0: :func:`robust_rms` of the block-averaged image.
+    title
+        Text drawn above the image (None: no title).
+
+    Returns
+    -------
+    pathlib.Path
+        ``png``.
     """
     from astropy.io import fits
     from matplotlib.figure import Figure

@@ -1,24 +1,19 @@
-"""Recording image products in the database (the ``images`` table).
+"""What the ``images`` table records of an imaging product set (the rows themselves are written by
+:func:`contimg.pipeline.image.record_images`).
 
-The cluster's ``image`` task calls :func:`record_images` with its session after
-:func:`contimg.imaging.image_ms`; two rows are written per run, the flat-noise
-image (``pb_corrected=False``, QA measured on it) and the primary-beam
-corrected one (``pb_corrected=True``, same beam; its noise rises towards the
-field edge, so the recorded rms is the flat-noise one at the beam centre).
+Two rows per run: the flat-noise image (``pb_corrected=False``, QA measured on
+it) and the primary-beam corrected one (``pb_corrected=True``, same beam; its
+noise rises towards the field edge, so the recorded rms is the flat-noise one
+at the beam centre), each with the set's files by kind (the manifest).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from contimg.imaging.run import ImageProducts
 
-if TYPE_CHECKING:
-    from sqlalchemy.orm import Session
-
-    from contimg.db.models import Image, MeasurementSet
-
-__all__ = ["PRODUCT_KINDS", "image_records", "product_files", "record_images"]
+__all__ = ["PRODUCT_KINDS", "image_records", "product_files"]
 
 
 PRODUCT_KINDS = ("image", "pbcor", "pb", "residual", "model", "psf", "thumbnail", "log")
@@ -43,20 +38,3 @@ def image_records(products: ImageProducts) -> list[dict[str, Any]]:
         dict(path=products.image, pb_corrected=False, **common),
         dict(path=products.pbcor, pb_corrected=True, **common),
     ]
-
-
-def record_images(session: "Session", products: ImageProducts, *, ms: "MeasurementSet | int | None" = None) -> list["Image"]:
-    """Create or update the Image rows of ``products`` (keyed by path) in ``session``; the caller commits.
-
-    Parameters
-    ----------
-    session
-        An open session.
-    products
-        From :func:`contimg.imaging.image_ms`.
-    ms
-        The MeasurementSet row (or its id) the images were made from.
-    """
-    from contimg.db.products import upsert_image
-
-    return [upsert_image(session, ms=ms, **rec) for rec in image_records(products)]

@@ -147,6 +147,14 @@ def image_ms(
         checks that its run is still current, so a superseded run never
         replaces a live run's products).
 
+    Returns
+    -------
+    ImageProducts
+        Absolute paths of the published files (``<name>.image.fits``, ``.image.pbcor.fits``, ``.pb.fits``,
+        ``.residual.fits``, ``.model.fits``, ``.psf.fits``, ``.png`` and the WSClean log), the image QA, the
+        geometry, reference frequency (Hz), mid-time (MJD), phase centre (deg), timings (s), the WSClean
+        arguments, averaging plan, deconvolution summary, most negative pixel and predicted noise (Jy/beam).
+
     Raises
     ------
     InputFileError

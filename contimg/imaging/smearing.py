@@ -169,6 +169,20 @@ def briggs_weights(tracks: UvTracks, *, robust: float, fov_rad: tuple[float, flo
     Natural weights are equal (one per row: every row has the same channels
     and integration time); the density counts each row and its Hermitian
     conjugate, as the imager's gridded weights do.
+
+    Parameters
+    ----------
+    tracks
+        The MS's cross-correlation rows (:func:`read_uv_tracks`); u, v are taken at ``tracks.freq_mean_hz``.
+    robust
+        Briggs robust parameter (-2 near uniform, +2 near natural).
+    fov_rad
+        Image width and height (rad): the uv cell is 1 / fov wavelengths.
+
+    Returns
+    -------
+    numpy.ndarray
+        Relative imaging weight of each row, shape (Nrows,), in (0, 1].
     """
     lam = SPEED_OF_LIGHT / tracks.freq_mean_hz
     return briggs_weights_uv(tracks.uvw_m[:, 0] / lam, tracks.uvw_m[:, 1] / lam, robust=robust, fov_rad=fov_rad)
@@ -182,6 +196,22 @@ def briggs_weights_uv(u: np.ndarray, v: np.ndarray, *, robust: float, fov_rad: t
     ``f^2 = (5 * 10^-robust)^2 / (sum D^2 / sum 1)`` (Briggs 1995, as WSClean
     and CASA grid it). A regular subsample of the channels gives the same
     weights: ``D f^2`` does not depend on how many samples there are.
+
+    Parameters
+    ----------
+    u
+        Sample u coordinates (wavelengths), shape (Nsamples,).
+    v
+        Sample v coordinates (wavelengths), same shape as ``u``.
+    robust
+        Briggs robust parameter (-2 near uniform, +2 near natural).
+    fov_rad
+        Image width and height (rad): the uv cell is 1 / fov wavelengths.
+
+    Returns
+    -------
+    numpy.ndarray
+        Weight of each sample, shape (Nsamples,), in (0, 1].
     """
     iu = np.round(np.asarray(u) * fov_rad[0]).astype(np.int64)
     iv = np.round(np.asarray(v) * fov_rad[1]).astype(np.int64)
@@ -227,6 +257,11 @@ def averaging_loss(
         Imaging weights per row (default natural).
     position_angles_deg
         Directions (east of north) at which to evaluate.
+
+    Returns
+    -------
+    numpy.ndarray
+        Fractional peak loss (0: none) at each of ``position_angles_deg``, shape (Npa,).
     """
     k = averaging_factors(tracks, wavelengths)[tracks.baseline]
     w = np.ones(tracks.baseline.size) if weights is None else np.asarray(weights, float)
@@ -259,6 +294,22 @@ def native_smearing_loss(
     Bandwidth: each channel is a box of ``channel_width_hz``, a sinc of the
     fringe's delay. Time: the fringe phase moves linearly during one
     integration at the rate between neighbouring integrations of the baseline.
+
+    Parameters
+    ----------
+    tracks
+        The MS's cross-correlation rows (:func:`read_uv_tracks`), with its channel width and integration.
+    radius_rad
+        Distance (rad) of the source from the phase center.
+    weights
+        Imaging weights per row, shape (Nrows,) (default natural).
+    position_angles_deg
+        Directions (deg, east of north) at which to evaluate; the largest loss is returned.
+
+    Returns
+    -------
+    dict[str, float]
+        ``{'bandwidth': loss, 'integration': loss}``, fractional peak losses at the highest channel frequency.
     """
     w = np.ones(tracks.baseline.size) if weights is None else np.asarray(weights, float)
     pa = np.radians(position_angles_deg)
@@ -303,6 +354,17 @@ def plan_baseline_averaging(
         Image width and height (radians): sets the uv cell of the weights.
     tracks
         Already-read :func:`read_uv_tracks` (read from ``ms_path`` otherwise).
+
+    Returns
+    -------
+    AveragingPlan
+        The size chosen (wavelengths; None: no averaging), its worst loss on the edge circle, the fraction of
+        rows left, ``radius_rad`` in degrees and ``max_loss``.
+
+    Raises
+    ------
+    ValueError
+        Unless ``radius_rad > 0`` and ``0 < max_loss < 0.5``.
     """
     if radius_rad <= 0 or not 0 < max_loss < 0.5:
         raise ValueError(f"need radius > 0 and 0 < max_loss < 0.5, got {radius_rad}, {max_loss}")

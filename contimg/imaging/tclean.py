@@ -88,6 +88,11 @@ def run_tclean(
         A CRTF file (see :func:`catalog_region`) used as the clean mask
         instead of auto-masking.
 
+    Returns
+    -------
+    tuple[float, float]
+        Wall-clock and CPU time (s) of tclean and the exports.
+
     Raises
     ------
     ExternalToolError

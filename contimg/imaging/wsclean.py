@@ -106,6 +106,11 @@ def wsclean_arguments(
         (:func:`contimg.imaging.smearing.plan_baseline_averaging`); None: no averaging.
     extra
         Further arguments, appended before the MS (for experiments and benchmarks).
+
+    Returns
+    -------
+    list[str]
+        The arguments, the MS last; pass them to :func:`run_wsclean`.
     """
     args = [
         "-name", str(prefix),
@@ -163,6 +168,11 @@ def run_wsclean(
         WSClean's stdout and stderr go here.
     cwd
         Working directory of the process.
+
+    Returns
+    -------
+    tuple[float, float]
+        Wall-clock time and CPU time (user + system, all threads) of WSClean (s).
 
     Raises
     ------

@@ -183,6 +183,21 @@ def completeness_problem(path: Path, *, stable_s: float, wall_clock: Callable[[]
     For a file seen once (no observation history), stability is judged by
     its modification time: it must be at least ``stable_s`` old. Then
     :func:`content_problem` must pass.
+
+    Parameters
+    ----------
+    path
+        The subband file (UVH5).
+    stable_s
+        Minimum age of its modification time (s) before its content is checked.
+    wall_clock
+        Current Unix time (s), compared with the file's mtime (injectable for tests).
+
+    Returns
+    -------
+    str or None
+        Why the file is not complete yet (``"no such file"``, ``"modified 0.3 s ago ..."`` or a
+        :func:`content_problem` reason), or None if it is complete.
     """
     path = Path(path)
     try:

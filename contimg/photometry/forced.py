@@ -102,6 +102,20 @@ def beam_template(dx: np.ndarray, dy: np.ndarray, beam: BeamShape) -> np.ndarray
 
     Same convention as :func:`contimg.imaging.qa.fit_point_source`: major axis
     at position angle BPA east of north, +x east when CDELT1 > 0.
+
+    Parameters
+    ----------
+    dx
+        Pixel offsets along x (image columns) from the beam centre; may be fractional.
+    dy
+        Pixel offsets along y (image rows, north up); broadcast against ``dx``.
+    beam
+        The restoring beam in pixels (:meth:`BeamShape.from_header`).
+
+    Returns
+    -------
+    numpy.ndarray
+        Beam value (0-1, 1 at the centre), the broadcast shape of ``dx`` and ``dy``.
     """
     east = beam.east_sign * np.asarray(dx, float)
     north = np.asarray(dy, float)
@@ -168,6 +182,26 @@ def local_rms(img: np.ndarray, x: np.ndarray, y: np.ndarray, beam: BeamShape, *,
     ``MAX_RMS_PIXELS`` pixels.
     Where fewer than ``min_pixels`` finite pixels fall in the annulus, the
     clipped MAD rms of the whole image is used instead.
+
+    Parameters
+    ----------
+    img
+        The 2-D image (ny, nx), e.g. Jy/beam; NaN (blanked) pixels are ignored.
+    x
+        Pixel x (column) of each position, shape (Nsrc,), 0-based; rounded to the nearest pixel.
+    y
+        Pixel y (row) of each position, shape (Nsrc,).
+    beam
+        The restoring beam in pixels: its major axis scales the annulus.
+    outer_beams
+        Outer radius of the annulus, in beam major axes.
+    min_pixels
+        Fewest finite (subsampled, unclipped) annulus pixels for a local estimate.
+
+    Returns
+    -------
+    numpy.ndarray
+        Robust rms (units of ``img``) at each position, shape (Nsrc,).
     """
     from contimg.imaging.qa import robust_rms
 

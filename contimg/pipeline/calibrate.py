@@ -1,28 +1,54 @@
-"""The calibration stage for one group, by key: solve (calibrator group) or apply (science group).
+"""The calibration stage: the database side of :mod:`contimg.calibration`, for one MS or one group.
 
-A thin layer over :func:`contimg.calibration.calibrate_ms`: it finds the
-group's Measurement Set in the database, checks that its run is still the
-group's current one, records the stage's timing, and tells the caller how long
-the group has been waiting for a valid calibration set (a science group may be
+:func:`calibrate_ms` calibrates one MS: it reads the catalogue near the
+pointing track and the registry, records the MS row, and calls the science
+(:mod:`contimg.calibration`: the calibrator choice, the solve and its gate,
+the apply), which never touches the database. Transactions are short and
+never span CASA work (on SQLite a writing transaction holds the database's
+write lock), so it takes the database *target* (URL, engine or settings), not
+a session.
+
+:func:`calibrate` runs the stage for a group, by key: it finds the group's
+Measurement Set, checks that its run is still the group's current one,
+records the stage's timing; :func:`waited_s` tells the caller how long the
+group has been waiting for a valid calibration set (a science group may be
 processed before the night's calibrator group is solved; the Celery task
 retries it until ``settings.calibration.wait_for_solution_s``).
+
+Example
+-------
+>>> from contimg.pipeline.calibrate import calibrate_ms
+>>> outcome = calibrate_ms("group.ms", database=settings, calibration=settings.calibration,
+...                        caltable_dir=settings.paths.caltables, scratch_dir=settings.paths.staging)  # doctest: +SKIP
+>>> outcome.mode, outcome.calibration_set  # doctest: +SKIP
+('solved', '2025-10-02T10:02:45')
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from contimg.calibration.calibrate import CalibrationOutcome, solve_and_judge, transit_elsewhere
+from contimg.calibration.registry import NoValidCalibration, ValidSet, check_window, choose_valid_set, table_rows
+from contimg.calibration.select import search_box, sources_near_track
+from contimg.calibration.solve import SolveError
 from contimg.config import Settings
-from contimg.db import groups, run_transaction
-from contimg.db.models import MeasurementSet, ObservationGroup, StageTiming
+from contimg.db import groups, run_transaction, session_scope
+from contimg.db.models import CalibrationSet, CalTableType, MeasurementSet, ObservationGroup, StageTiming
 from contimg.db.states import utcnow
 from contimg.errors import InputFileError
+
+if TYPE_CHECKING:
+    from contimg.calibration.model import PointSources
+    from contimg.calibration.msmeta import MsMeta
+    from contimg.calibration.solve import SolveResult
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +82,18 @@ def group_ms(settings: Settings, group_key: str) -> tuple[int, Path]:
 def calibrate(settings: Settings, group_key: str, token: str, *, fallback_solve: bool = False) -> dict[str, Any]:
     """Start (or resume) the stage, calibrate the group's MS, end the stage.
 
+    Parameters
+    ----------
+    settings
+        The pipeline settings (database, ``calibration``, ``qa``, caltable and staging paths).
+    group_key
+        The group's key (its start timestamp, ``YYYY-MM-DDTHH:MM:SS``).
+    token
+        The run token; the stage is recorded only while it is the group's current in-progress run.
+    fallback_solve
+        Let a group past the calibrator's transit solve itself when no valid set exists (the Celery task sets
+        it once ``calibration.wait_for_solution_s`` is over).
+
     Returns
     -------
     dict
@@ -69,8 +107,6 @@ def calibrate(settings: Settings, group_key: str, token: str, *, fallback_solve:
     contimg.calibration.NoValidCalibration
         If no calibration set is valid for the group (yet).
     """
-    from contimg.calibration import calibrate_ms
-
     groups.stage_started(settings, group_key, token, STAGE)
     _, ms = group_ms(settings, group_key)
     outcome = calibrate_ms(ms, database=settings, calibration=settings.calibration,
@@ -82,11 +118,290 @@ def calibrate(settings: Settings, group_key: str, token: str, *, fallback_solve:
     return {**outcome.to_dict(), "seconds": seconds}
 
 
+def catalogue_near_track(session: Session, meta: MsMeta, *, calibrators_only: bool = False,
+                         radius_deg: float | None = None) -> PointSources:
+    """The catalogue sources with a flux near the group's pointing track (:mod:`contimg.calibration.select`).
+
+    Parameters
+    ----------
+    session
+        An open session (the ``sources`` table).
+    meta
+        The group's MS metadata.
+    calibrators_only
+        Only sources flagged ``is_calibrator``.
+    radius_deg
+        Largest distance (deg) from the track; None: the default of :func:`~contimg.calibration.select.search_box`.
+
+    Returns
+    -------
+    PointSources
+        Positions (deg), 1.4 GHz fluxes (Jy) and spectral indices, ordered by name.
+    """
+    from contimg.db.science import catalogue_in_box
+
+    box = search_box(meta, radius_deg=radius_deg)
+    return sources_near_track(catalogue_in_box(session, box, calibrators_only=calibrators_only), meta,
+                              radius_deg=box.radius_deg)
+
+
+def find_valid_set(session: Session, *, start_mjd: float, end_mjd: float) -> ValidSet | None:
+    """The registered calibration set to apply to data spanning ``[start_mjd, end_mjd]``, or None.
+
+    The rule is :func:`contimg.calibration.registry.choose_valid_set`, over the active sets.
+
+    Parameters
+    ----------
+    session
+        An open session.
+    start_mjd, end_mjd
+        The data's time span (MJD).
+
+    Returns
+    -------
+    ValidSet or None
+    """
+    from contimg.db.products import active_calibration_sets
+
+    return choose_valid_set(active_calibration_sets(session), start_mjd=start_mjd, end_mjd=end_mjd)
+
+
+def register_solution(session: Session, *, name: str, solution: SolveResult, calibrator_name: str, solve_mjd: float,
+                      bandpass_validity_h: float, gain_validity_h: float, source_ms_id: int | None = None,
+                      qa: dict[str, Any] | None = None) -> CalibrationSet:
+    """Record (or re-record) the tables of one solve as the active calibration set ``name``.
+
+    Windows from :func:`contimg.calibration.registry.table_rows`, rows by
+    :func:`contimg.db.products.register_calibration_set` (same name: updated in place).
+
+    Parameters
+    ----------
+    session
+        An open session; rows are flushed, not committed.
+    name
+        The calibration set's name.
+    solution
+        The solve's tables and statistics.
+    calibrator_name
+        The calibrator solved on.
+    solve_mjd
+        Centre of the validity windows (MJD): the calibrator group's mid-time.
+    bandpass_validity_h, gain_validity_h
+        Half-widths (h) of the K/B and G windows.
+    source_ms_id
+        Database id of the MS solved on (None: unknown).
+    qa
+        JSON-ready QA record of the set; None stores none.
+
+    Returns
+    -------
+    CalibrationSet
+        The set's row with its tables (its ``qa_verdict`` is left for the caller to set).
+    """
+    from contimg.db.products import register_calibration_set
+
+    rows = table_rows(solution, solve_mjd=solve_mjd, bandpass_validity_h=bandpass_validity_h,
+                      gain_validity_h=gain_validity_h)
+    return register_calibration_set(session, name=name, calibrator_name=calibrator_name, solve_mjd=solve_mjd,
+                                    tables=rows, source_ms_id=source_ms_id, qa=qa)
+
+
+def _record_ms(database: Any, ms_path: Path, **fields: Any) -> int:
+    from contimg.db.products import upsert_measurement_set
+
+    with session_scope(database) as s:
+        ms = upsert_measurement_set(s, path=str(ms_path), **fields)
+        if ms.group is not None and "calibrator_name" in fields:
+            ms.group.calibrator_name = fields["calibrator_name"]
+            ms.group.calibrator_beam_response = fields.get("calibrator_beam_response")
+        return ms.id
+
+
+def _previous_bandpass(database: Any, *, before_mjd: float, name: str) -> str | None:
+    """The B table of the active set solved last before ``before_mjd`` (another set than ``name``)."""
+    with session_scope(database, readonly=True) as s:
+        sets = s.scalars(select(CalibrationSet).where(CalibrationSet.active.is_(True), CalibrationSet.name != name,
+                                                      CalibrationSet.solve_mjd < before_mjd)
+                         .order_by(CalibrationSet.solve_mjd.desc())).all()
+        for cs in sets:
+            for t in cs.tables:
+                if t.table_type == CalTableType.B and t.active and Path(t.path).exists():
+                    return t.path
+    return None
+
+
+def _valid_set(database: Any, meta: MsMeta) -> ValidSet | None:
+    with session_scope(database, readonly=True) as s:
+        return find_valid_set(s, start_mjd=meta.start_mjd, end_mjd=meta.end_mjd)
+
+
+def calibrate_ms(
+    ms_path: str | Path,
+    *,
+    database: Any,
+    calibration: Any,
+    caltable_dir: str | Path,
+    scratch_dir: str | Path,
+    set_name: str | None = None,
+    fallback_solve: bool = False,
+    qa: Any = None,
+) -> CalibrationOutcome:
+    """Calibrate one group's MS: solve if it holds a calibrator transit, else apply the registry's valid set.
+
+    A calibrator transit is solved once, on the group that holds it (its best
+    response reaches ``calibration.transit_fraction`` of the response at
+    transit); a neighbouring group that sees the calibrator past its transit
+    applies that group's set and, until it is registered, raises
+    :class:`NoValidCalibration` (the cluster retries it, waiting up to
+    ``calibration.wait_for_solution_s``). ``calibration.resolve_low_response``
+    makes every group with a usable calibrator solve, as before;
+    ``fallback_solve`` lets this group solve once the wait is over (the transit
+    group never came, or failed). Rerunning is idempotent: the model is
+    recomputed, tables of the same names are replaced, the registry rows are
+    updated in place, CORRECTED_DATA rewritten.
+
+    Parameters
+    ----------
+    ms_path
+        The converted MS (one field, one spectral window).
+    database
+        Database target for :func:`contimg.db.session_scope` (URL, engine or settings).
+    calibration
+        ``settings.calibration`` (:class:`contimg.config.CalibrationSettings`).
+    caltable_dir
+        Where tables and QA plots are written (``settings.paths.caltables``).
+    scratch_dir
+        Fast scratch space for the time-averaged copy (``settings.paths.staging``).
+    set_name
+        Name of the calibration set a calibrator group registers (default: the MS's name without ``.ms``).
+    fallback_solve
+        Solve on a usable calibrator past its transit when no valid set exists (see above).
+    qa
+        ``settings.qa``, the calibration gate's thresholds (default: the built-in ones).
+
+    Returns
+    -------
+    CalibrationOutcome
+
+    Raises
+    ------
+    NoValidCalibration
+        A science group, or a calibrator group whose solve failed (too many
+        flagged solutions), with no valid calibration set.
+    contimg.errors.InputFileError, contimg.errors.ExternalToolError
+        An unreadable MS or a failing CASA task.
+    """
+    from contimg.calibration.apply import apply_tables
+    from contimg.calibration.msmeta import read_ms_meta
+    from contimg.calibration.select import choose_calibrator
+    from contimg.config import QaSettings
+    from contimg.conversion.msio import ensure_imaging_columns
+    from contimg.verdict import jsonable
+
+    ms_path = Path(ms_path)
+    qa = qa if qa is not None else QaSettings()
+    t0 = time.perf_counter()
+    timings: dict[str, float] = {}
+    meta = read_ms_meta(ms_path)
+    ensure_imaging_columns(ms_path)  # an MS from elsewhere may lack MODEL_DATA, CORRECTED_DATA, ...
+    with session_scope(database, readonly=True) as s:
+        choice = choose_calibrator(catalogue_near_track(s, meta, calibrators_only=True), meta,
+                                   min_beam_response=calibration.min_beam_response,
+                                   min_calibrator_flux_jy=calibration.min_calibrator_flux_jy)
+        sources = catalogue_near_track(s, meta) if choice is not None else None
+    ms_id = _record_ms(database, ms_path, start_mjd=meta.start_mjd, end_mjd=meta.end_mjd,
+                       calibrator_name=choice.name if choice else None,
+                       calibrator_beam_response=choice.beam_response if choice else None)
+    timings["select"] = round(time.perf_counter() - t0, 3)
+
+    extra: dict[str, Any] = {}
+    chosen, mode = None, "applied"
+    elsewhere = transit_elsewhere(choice, calibration)
+    if elsewhere is not None:
+        chosen = _valid_set(database, meta)
+        if chosen is None and fallback_solve:
+            log.warning("%s: %s, but no solution came within the wait; solving here instead", ms_path, elsewhere)
+        elif chosen is None:
+            raise NoValidCalibration(f"{ms_path}: {elsewhere}; no valid calibration set for MJD "
+                                     f"{meta.start_mjd:.5f}-{meta.end_mjd:.5f} yet")
+        else:
+            log.info("%s: %s; applying set %s", ms_path, elsewhere, chosen.name)
+            extra = {"solve_skipped": elsewhere}
+    if choice is not None and chosen is None:
+        name = set_name or ms_path.name.removesuffix(".ms")
+        try:
+            assert sources is not None
+            solved = solve_and_judge(
+                ms_path, meta=meta, choice=choice, sources=sources, calibration=calibration, qa=qa,
+                caltable_dir=caltable_dir, scratch_dir=scratch_dir, name=name,
+                previous_bandpass=_previous_bandpass(database, before_mjd=meta.mid_mjd, name=name), timings=timings)
+        except SolveError as exc:
+            # a failed solve (e.g. too many flagged solutions) leaves the group a science group
+            log.warning("%s: %s; applying the registry's valid set instead", ms_path, exc)
+            extra = {"solve_error": str(exc)}
+        else:
+            with session_scope(database) as s:
+                calset = register_solution(
+                    s, name=name, solution=solved.solution, calibrator_name=choice.name, solve_mjd=meta.mid_mjd,
+                    bandpass_validity_h=calibration.bandpass_validity_h, gain_validity_h=calibration.gain_validity_h,
+                    source_ms_id=ms_id, qa=jsonable(solved.qa_record))
+                calset.qa_verdict = solved.verdict.status
+                chosen = ValidSet(id=calset.id, name=calset.name, calibrator_name=calset.calibrator_name,
+                                  solve_mjd=calset.solve_mjd,
+                                  tables=[(t.table_type.value, t.path, t.valid_start_mjd, t.valid_end_mjd)
+                                          for t in sorted(calset.tables, key=lambda t: t.apply_order)])
+            extra, mode = solved.outcome_fields, "solved"
+    if chosen is None:
+        chosen = _valid_set(database, meta)
+        if chosen is None:
+            reason = extra.get("solve_error") or "no calibrator in the beam"
+            raise NoValidCalibration(
+                f"{ms_path}: {reason} and no valid calibration set for MJD "
+                f"{meta.start_mjd:.5f}-{meta.end_mjd:.5f}"
+            )
+
+    check_window(chosen, start_mjd=meta.start_mjd, end_mjd=meta.end_mjd, ms_path=str(ms_path))
+    t1 = time.perf_counter()
+    applied = apply_tables(ms_path, [(k, p) for k, p, _, _ in chosen.tables])
+    timings["apply"] = round(time.perf_counter() - t1, 3)
+    _record_ms(database, ms_path, stage="calibrated", calibration_set_id=chosen.id)
+    timings["total"] = round(time.perf_counter() - t0, 3)
+    outcome = CalibrationOutcome(
+        ms_path=str(ms_path), mode=mode, calibration_set=chosen.name, calibration_set_id=chosen.id,
+        tables=[p for _, p, _, _ in chosen.tables], calibrator_name=choice.name if choice else None,
+        calibrator_beam_response=choice.beam_response if choice else None,
+        data_flagged_fraction=applied.flagged_fraction, timings_s=timings, **extra,
+    )
+    log.info("%s: calibration %s with set %s in %.1f s", ms_path, mode, chosen.name, timings["total"])
+    return outcome
+
+
 def waited_s(settings: Settings, group_key: str, token: str, *, now: datetime | None = None) -> float:
     """Seconds since this run's attempt at the stage started (0 if it has not).
 
     Measured from the stage timing's ``started_at``, which a retried task
     does not reset, so it counts the whole wait for a calibration set.
+
+    Parameters
+    ----------
+    settings
+        The pipeline settings (its database).
+    group_key
+        The group's key (its start timestamp, ``YYYY-MM-DDTHH:MM:SS``).
+    token
+        The run token; must be the group's current in-progress run.
+    now
+        The current time (timezone-aware UTC; default :func:`contimg.db.states.utcnow`), for tests.
+
+    Returns
+    -------
+    float
+        Seconds waited (never negative).
+
+    Raises
+    ------
+    StaleRunError
+        If ``token`` is not the group's current in-progress run.
     """
 
     def _started(session: Session) -> datetime | None:
@@ -108,6 +423,23 @@ def retry_delay_s(waited: float, *, limit_s: float, stale_s: float, first_s: flo
     under a third of ``stale_s`` so that the housekeeping sweep, which
     re-enqueues runs without a heartbeat for ``stale_s``, does not mistake a
     waiting group for a lost one (every retry beats the heart).
+
+    Parameters
+    ----------
+    waited
+        Seconds already waited (:func:`waited_s`).
+    limit_s
+        The whole wait allowed (``settings.calibration.wait_for_solution_s``), in seconds.
+    stale_s
+        The sweep's staleness limit (``settings.ingest.stale_in_progress_s``), in seconds.
+    first_s
+        The first delay (s).
+
+    Returns
+    -------
+    float or None
+        The delay in seconds (at least 1 s, even when less of the budget remains), or None once ``waited``
+        reaches ``limit_s``.
     """
     remaining = limit_s - waited
     if remaining <= 0:

@@ -42,6 +42,18 @@ def group_files(settings: Settings, group_key: str) -> list[str]:
 def plan(settings: Settings, group_key: str, token: str, *, node: str | None = None) -> dict[str, Any]:
     """Start the stage and plan the conversion (on ``node``, if it has room for the group's parts).
 
+    Parameters
+    ----------
+    settings
+        The pipeline settings (database, staging path, ``conversion.staging_margin``).
+    group_key
+        The group's key (its start timestamp, ``YYYY-MM-DDTHH:MM:SS``).
+    token
+        The run token; the stage starts only if it is the group's current run.
+    node
+        The node that will write the parts: its staging must hold the files' bytes times
+        ``conversion.staging_margin``. None skips the check (the serial path).
+
     Returns
     -------
     dict
@@ -75,7 +87,35 @@ def plan(settings: Settings, group_key: str, token: str, *, node: str | None = N
 
 
 def write_part(settings: Settings, group_key: str, token: str, plan_dict: dict[str, Any], subband_file: str) -> str:
-    """Write one subband's part into the staging directory; returns its path."""
+    """Write one subband's part into the staging directory; returns its path.
+
+    Parameters
+    ----------
+    settings
+        The pipeline settings (database, ``paths.staging``, created if missing).
+    group_key
+        The group's key (its start timestamp, ``YYYY-MM-DDTHH:MM:SS``).
+    token
+        The run token; checked (and the heart beaten) before writing.
+    plan_dict
+        The group's plan, ``plan(...)["plan"]``.
+    subband_file
+        One of the plan's UVH5 files.
+
+    Returns
+    -------
+    str
+        Path of the part, ``<staging>/<group id>/sbNN.part``.
+
+    Raises
+    ------
+    StaleRunError
+        If ``token`` is not the group's current run.
+    InputFileError
+        The file is corrupt, changed since planning, or not in the plan.
+    StagingFullError
+        The staging file system is full (transient).
+    """
     from contimg.conversion.subband import write_subband_part
 
     groups.check_current(settings, group_key, token)
@@ -88,11 +128,31 @@ def combine(settings: Settings, group_key: str, token: str, plan_dict: dict[str,
             part_paths: list[str]) -> dict[str, Any]:
     """Combine the parts into the group's Measurement Set, record it, end the stage.
 
+    Parameters
+    ----------
+    settings
+        The pipeline settings (database, ``paths.ms``).
+    group_key
+        The group's key (its start timestamp, ``YYYY-MM-DDTHH:MM:SS``).
+    token
+        The run token; checked before combining and again just before the MS is published.
+    plan_dict
+        The group's plan, ``plan(...)["plan"]``.
+    part_paths
+        The parts from :func:`write_part` (missing subbands are flagged in the MS).
+
     Returns
     -------
     dict
         ``{"ms": path, "seconds": stage duration, ...}`` plus the conversion
         result's own summary when it provides ``to_dict()``.
+
+    Raises
+    ------
+    StaleRunError
+        If ``token`` is not the group's current run (nothing is published).
+    contimg.errors.ValidationError
+        The assembled MS failed validation.
     """
     from contimg.conversion import combine_parts
     from contimg.conversion.plan import ConversionPlan
@@ -116,6 +176,23 @@ def convert(settings: Settings, group_key: str, token: str, *, processes: int | 
     The cluster runs the same three steps as tasks (the parts as a chord on one node); here the parts
     are written by ``processes`` worker processes (default ``settings.conversion.processes``, 0: one
     per core) into this machine's staging directory.
+
+    Parameters
+    ----------
+    settings
+        The pipeline settings.
+    group_key
+        The group's key (its start timestamp, ``YYYY-MM-DDTHH:MM:SS``).
+    token
+        The run token; must stay the group's current run throughout.
+    processes
+        Parallel part writers (None: ``settings.conversion.processes``; 0: one per core; never more than the
+        number of files).
+
+    Returns
+    -------
+    dict
+        As :func:`combine`: ``ms`` (path), ``seconds`` (the stage's duration) and the conversion summary.
     """
     from concurrent.futures import ProcessPoolExecutor
 

@@ -31,8 +31,8 @@ log = logging.getLogger(__name__)
 STAGING_MAX_AGE_S = 6 * 3600.0
 """Parts older than this whose group is not in progress are removed."""
 
-NIGHTLY_ENTRY_POINT = ("contimg.variability.nightly", "run_nightly")
-"""``run_nightly(settings) -> dict``: the variability library's nightly scoring."""
+NIGHTLY_ENTRY_POINT = ("contimg.pipeline.nightly", "run_nightly")
+"""``run_nightly(settings) -> dict``: the nightly variability scoring (:mod:`contimg.pipeline.nightly`)."""
 
 
 def liveness(settings: Settings) -> tuple[groups.Liveness | None, Any]:
@@ -67,6 +67,23 @@ def sweep(settings: Settings, *, enqueue: groups.Enqueue, staging_max_age_s: flo
     Lost runs (their worker or node gone, or a hung step) are re-planned on
     live workers; the queues of nodes that are gone are deleted once none of
     their runs is current (their messages belong to superseded runs).
+
+    Parameters
+    ----------
+    settings
+        The pipeline settings (database, broker, ``ingest`` and ``celery`` timeouts, staging path).
+    enqueue
+        Publisher ``enqueue(group_key, token, from_stage)`` for re-planned, promoted and unpublished runs.
+    staging_max_age_s
+        Age (s, of the newest file) after which a staging directory of a group that is not pending or in
+        progress is removed.
+
+    Returns
+    -------
+    dict
+        Group keys ``requeued``, ``failed`` (out of retries), ``promoted`` and ``timed_out`` (collecting
+        groups), ``republished``; ``staging_removed`` (directory names) and ``node_queues_removed``
+        (``{queue: messages dropped}``; empty when Redis presence cannot be read).
     """
     from contimg.db.groups import promote_due_groups
 
@@ -89,7 +106,24 @@ def sweep(settings: Settings, *, enqueue: groups.Enqueue, staging_max_age_s: flo
 
 
 def clean_node_queues(settings: Settings, registry: Any, alive: groups.Liveness) -> dict[str, int]:
-    """Delete the queues of nodes that are gone and hold no current run; returns ``{queue: messages dropped}``."""
+    """Delete the queues of nodes that are gone and hold no current run; returns ``{queue: messages dropped}``.
+
+    Redis errors are not raised: the listing failing returns ``{}``, a queue failing to delete is skipped.
+
+    Parameters
+    ----------
+    settings
+        The pipeline settings (its database says which nodes hold a run in progress).
+    registry
+        The :class:`~contimg.cluster.nodes.PresenceRegistry` (Redis) the queues are listed and deleted through.
+    alive
+        The live workers and nodes (:func:`liveness`); queues of nodes in ``alive.nodes`` are kept.
+
+    Returns
+    -------
+    dict of str to int
+        The deleted queues (``<prefix><node>``) and how many messages each held.
+    """
     from contimg.cluster.nodes import NODE_QUEUE_PREFIX
 
     import redis

@@ -2,7 +2,7 @@
 
 A thin layer over :func:`contimg.imaging.image_ms`,
 :func:`contimg.imaging.gate.judge_image` and
-:func:`contimg.imaging.record_images`. The products of a group go to
+:func:`record_images`. The products of a group go to
 ``<images>/<YYYY-MM-DDTHHMMSS>/``; rerunning the stage overwrites them and
 updates the same rows (images are keyed by path).
 
@@ -21,17 +21,20 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from contimg.config import Settings
 from contimg.db import groups, run_transaction
-from contimg.db.models import MeasurementSet, Photometry
+from contimg.db.models import Image, MeasurementSet, Photometry
 from contimg.errors import InputFileError, PermanentError
 from contimg.pipeline.calibrate import group_ms
 from contimg.verdict import jsonable
+
+if TYPE_CHECKING:
+    from contimg.imaging.run import ImageProducts
 
 log = logging.getLogger(__name__)
 
@@ -46,11 +49,22 @@ def image_dir(settings: Settings, group_key: str) -> Path:
 def image(settings: Settings, group_key: str, token: str) -> dict[str, Any]:
     """Start the stage, image the group's calibrated MS, record the images, end the stage.
 
+    Parameters
+    ----------
+    settings
+        The pipeline settings (database, ``imaging``, ``qa``, ``photometry``, the images path).
+    group_key
+        The group's key (its start timestamp, ``YYYY-MM-DDTHH:MM:SS``); the imaging tier is the group's
+        ``imaging_tier``.
+    token
+        The run token; checked at the start and again before the images are published.
+
     Returns
     -------
     dict
         ``{"image_ids": [flat-noise id, pb-corrected id], "image": path, "pbcor": path,
-        "rms_jy", "peak_jy", "beam_arcsec": [major, minor, pa], "imager_s", "seconds"}``.
+        "qa_verdict": "pass" or "warn", "qa_reasons": [...], "rms_jy", "peak_jy" (Jy/beam),
+        "beam_arcsec": [major, minor (arcsec), pa (deg)], "imager_s", "seconds"}``.
 
     Raises
     ------
@@ -60,6 +74,8 @@ def image(settings: Settings, group_key: str, token: str) -> dict[str, Any]:
         If the group's MS is missing or was not calibrated.
     contimg.errors.ExternalToolError
         If the imager failed.
+    ImageQaFailed
+        If the QA gate failed the image (the images are recorded with their verdict first).
     """
     from contimg.imaging import image_ms
 
@@ -87,15 +103,51 @@ def image(settings: Settings, group_key: str, token: str) -> dict[str, Any]:
             "imager_s": products.imager_s, "seconds": seconds}
 
 
+def record_images(session: Session, products: ImageProducts, *, ms: MeasurementSet | int | None = None) -> list[Image]:
+    """Create or update the Image rows of ``products`` (keyed by path) in ``session``; the caller commits.
+
+    Parameters
+    ----------
+    session
+        An open session.
+    products
+        From :func:`contimg.imaging.image_ms`.
+    ms
+        The MeasurementSet row (or its id) the images were made from; None leaves existing links as they are.
+
+    Returns
+    -------
+    list[Image]
+        The flushed rows: the flat-noise image (``pb_corrected=False``), then the primary-beam corrected one.
+    """
+    from contimg.db.products import upsert_image
+    from contimg.imaging.records import image_records
+
+    return [upsert_image(session, ms=ms, **rec) for rec in image_records(products)]
+
+
 def judge_and_record(settings: Settings, products: Any, *, ms_id: int | None) -> tuple[Any, list[int]]:
     """Judge an imaging run (:func:`judge_products`) and record its images with the verdict.
 
     A failed image keeps its rows (for inspection) but loses any photometry an earlier run of the same
     image had; a passed or warned one marks its MS ``imaged``. Returns the verdict and the Image ids
     (flat-noise, PB-corrected). Used by the image stage and by ``contimg image``.
+
+    Parameters
+    ----------
+    settings
+        The pipeline settings (database, ``qa`` thresholds, ``photometry.min_beam_response``).
+    products
+        The imaging run's products (:func:`contimg.imaging.image_ms`): image paths, QA, beam, MS path.
+    ms_id
+        Database id of the imaged MS (None: an MS not in the database; the images are recorded without one).
+
+    Returns
+    -------
+    tuple
+        ``(verdict, ids)``: the :class:`contimg.imaging.gate.Verdict` and the recorded Image ids.
     """
     from contimg.db import session_scope
-    from contimg.imaging import record_images
 
     verdict = judge_products(settings, products)
     with session_scope(settings) as session:
@@ -150,11 +202,30 @@ def flux_scale(settings: Settings, products: Any, *, noise_jy: float) -> tuple[f
     Catalogue fluxes are taken to the image's frequency with each source's
     spectral index (:data:`DEFAULT_SPECTRAL_INDEX` when unknown). Sources
     that are resolved or confused in the catalogue are left out.
+
+    Parameters
+    ----------
+    settings
+        The pipeline settings (database catalogue, ``qa.flux_scale_min_snr``, ``photometry.min_beam_response``).
+    products
+        The imaging run's products: flat-noise, PB-corrected and beam images, MS, mid MJD and reference
+        frequency (1.4 GHz assumed when not finite).
+    noise_jy
+        The image's noise (Jy/beam) that sets the brightness threshold.
+
+    Returns
+    -------
+    tuple
+        ``(ratio, n, brightest)``: the median ratio of measured (PB-corrected) to catalogue flux, or None when
+        no bright source was measured; the number of finite ratios; the largest apparent (beam-attenuated)
+        catalogue flux in the field (Jy), or None when the field holds no catalogue source or the beam is
+        unknown.
     """
     import numpy as np
 
     from contimg.db import session_scope
-    from contimg.photometry.run import ImageSet, beam_response_at, catalogue_in_field, measure_image
+    from contimg.photometry.measure import ImageSet, beam_response_at, measure_image
+    from contimg.pipeline.photometry import catalogue_in_field
 
     images = ImageSet(image_id=0, path=products.pbcor, epoch_mjd=products.mid_mjd, flat=Path(products.image),
                       pbcor=Path(products.pbcor), pb=Path(products.pb), ms_path=Path(products.ms_path))

@@ -161,6 +161,13 @@ def run_group(settings: Settings, group_key: str, token: str, *, from_stage: str
     fallback_solve
         Passed to the calibration stage: solve on the group's own data when no set is valid.
 
+    Returns
+    -------
+    GroupOutcome
+        ``completed``, or ``failed`` with the failing stage's reason (the group is failed in the database);
+        ``stages`` holds the seconds of each stage run here (stages already finished in this attempt are
+        skipped). A pending run that cannot be claimed comes back in its state with an error, untouched.
+
     Raises
     ------
     contimg.calibration.NoValidCalibration

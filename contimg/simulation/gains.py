@@ -79,7 +79,33 @@ class GainModel:
         drift_amplitude_deg: float,
         reference_time_jd: float,
     ) -> "GainModel":
-        """Random gains with the given scales (see the module docstring)."""
+        """Random gains with the given scales (see the module docstring).
+
+        Phases are uniform in (-pi, pi); ripple periods uniform in 20-60 MHz; drift periods uniform in 2-8 h;
+        ripple and drift amplitudes are the given scales times a uniform factor in 0.5-1.5.
+
+        Parameters
+        ----------
+        antenna_numbers
+            Antennas to draw gains for (the model's first axis, in this order).
+        rng
+            The random generator (seeded by the caller for reproducible simulations).
+        amplitude_rms
+            Fractional rms of the amplitudes about 1 (amplitudes are clipped at 0.3 from below).
+        delay_rms_ns
+            Rms of the delays (ns), about 0.
+        ripple_amplitude
+            Scale of the bandpass ripple: fractional in amplitude, and the same number in radians of phase.
+        drift_amplitude_deg
+            Scale of the slow phase drift (deg).
+        reference_time_jd
+            ``t_0`` of the drift (JD), usually the start of the first group.
+
+        Returns
+        -------
+        GainModel
+            Arrays of shape (Nants, 2), feeds in :data:`FEEDS` order.
+        """
         shape = (len(antenna_numbers), len(FEEDS))
         amp = np.clip(1.0 + amplitude_rms * rng.standard_normal(shape), 0.3, None)
         return cls(
@@ -114,6 +140,12 @@ class GainModel:
             Times (JD, UTC).
         antenna_numbers
             Antennas to evaluate (default all of the model's, in its order).
+
+        Returns
+        -------
+        numpy.ndarray
+            Complex gains, shape (Nants, 2, Ntimes, Nfreqs), in the order of ``antenna_numbers``, ``time_jd``
+            and ``freq_hz`` (scalars count as length 1).
 
         Raises
         ------

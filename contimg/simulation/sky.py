@@ -58,7 +58,33 @@ class SkyCatalog:
         calibrator: "np.ndarray | list[bool] | bool" = False,
         source_id: "np.ndarray | list[int] | None" = None,
     ) -> "SkyCatalog":
-        """Build a catalogue from positions and fluxes (ids 0 ... N-1 by default)."""
+        """Build a catalogue from positions and fluxes (ids 0 ... N-1 by default).
+
+        ``ra_deg`` sets the number of sources ``N``; every other argument is a scalar (the same for all) or
+        has ``N`` entries.
+
+        Parameters
+        ----------
+        ra_deg, dec_deg
+            ICRS positions (deg).
+        flux_jy
+            Flux densities at 1.4 GHz (Jy).
+        spectral_index
+            Power-law indices, ``S ~ nu ** spectral_index`` (default flat).
+        calibrator
+            Which sources are calibrators (default none).
+        source_id
+            Unique integer ids (default ``0 ... N-1``).
+
+        Returns
+        -------
+        SkyCatalog
+
+        Raises
+        ------
+        ValueError
+            Arrays of different lengths, or repeated ids.
+        """
         ra = np.atleast_1d(np.asarray(ra_deg, float))
         n = ra.size
         return cls(
@@ -145,6 +171,22 @@ def power_law_fluxes(n: int, *, rng: np.random.Generator, s_min: float, s_max: f
     The 1.4 GHz counts of NVSS/FIRST between ~10 mJy and a few Jy have an
     integral slope N(>S) ~ S^-0.8 ... S^-1 (Condon et al. 1998, AJ 115, 1693),
     i.e. ``slope`` ~ 1.8 ... 2.
+
+    Parameters
+    ----------
+    n
+        Number of fluxes.
+    rng
+        The random generator.
+    s_min, s_max
+        Flux range (Jy), ``0 < s_min < s_max``.
+    slope
+        Differential slope: dN/dS ~ S^-slope (1 gives a log-uniform distribution).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``n`` fluxes (Jy), in random order.
     """
     x = rng.uniform(size=n)
     if abs(slope - 1.0) < 1e-9:
@@ -173,6 +215,31 @@ def random_field(
     ``radius_deg`` around every point of the track (the sky that drifts
     through the beam during the simulated groups). Sources are sorted by
     decreasing flux and numbered from ``first_id``.
+
+    Parameters
+    ----------
+    n
+        Number of sources.
+    rng
+        The random generator.
+    ra_range_deg
+        ``(start, end)`` RA of the track (deg); an end below the start wraps through 360.
+    dec_deg
+        Declination of the track (deg), e.g. the pointing.
+    radius_deg
+        Radius around the track (deg), e.g. the primary beam's extent. The distance is taken to the track point
+        at the same RA (clipped to the track), which is exact only for small radii.
+    s_min, s_max, slope
+        The 1.4 GHz flux distribution (Jy), see :func:`power_law_fluxes`.
+    alpha_mean, alpha_rms
+        Mean and rms of the Gaussian spectral indices.
+    first_id
+        Id of the brightest source; the others follow consecutively.
+
+    Returns
+    -------
+    SkyCatalog
+        ``n`` sources, none a calibrator, RA in [0, 360) deg.
     """
     ra0, ra1 = ra_range_deg
     if ra1 < ra0:

@@ -96,6 +96,25 @@ class Truth:
 
         Visibility (ant1=i, ant2=j, pol pp) = ``g[i, p] * conj(g[j, p]) * V_true``.
         All ones if the data were simulated with ``gains=False``.
+
+        Parameters
+        ----------
+        antenna_numbers
+            Antenna numbers (one or several); each must be in :attr:`antenna_numbers`.
+        freq_hz
+            Frequencies (Hz).
+        time_jd
+            Times (JD, UTC), e.g. a group's ``time_jd``.
+
+        Returns
+        -------
+        numpy.ndarray
+            Complex, shape (Nants, 2, Ntimes, Nfreqs) in the order given.
+
+        Raises
+        ------
+        KeyError
+            An antenna without gains in the model.
         """
         return self.gain_model.evaluate(np.atleast_1d(freq_hz), np.atleast_1d(time_jd),
                                         antenna_numbers=np.atleast_1d(antenna_numbers))
@@ -134,6 +153,27 @@ class Truth:
         flux-scale error), its spectrum and the Airy beam at its separation
         from the pointing at every integration of ``group``, exactly as the
         simulator computed them (before gains and noise).
+
+        Parameters
+        ----------
+        source_id
+            The source's catalogue id.
+        freq_hz
+            Frequencies (Hz).
+        group
+            Index of the simulated group (its epoch gives the flux, its integrations the times).
+        observed
+            Include the epoch's flux-scale error (calibrators have none); False gives the intrinsic flux.
+
+        Returns
+        -------
+        numpy.ndarray
+            Apparent flux density (Jy), shape (Ntimes, Nfreqs), Ntimes the group's integrations.
+
+        Raises
+        ------
+        KeyError
+            ``source_id`` is not in the catalogue.
         """
         from contimg.simulation.visibilities import apparent_flux
         from contimg.beam import angular_separation

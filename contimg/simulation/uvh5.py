@@ -74,6 +74,15 @@ def make_group_template(
         ``"uncalib"`` (with gains) or ``"Jy"``.
     history
         History string.
+    dish_diameter_m
+        Diameter of every antenna in the table (m).
+
+    Returns
+    -------
+    pyuvdata.UVData
+        Metadata only (no data, flag or nsample arrays): every baseline of ``antenna_numbers`` with
+        autocorrelations at every time, time-major, polarizations XX and YY, with the extra keywords
+        ``phase_center_dec`` and ``ha_phase_center``.
     """
     from pyuvdata import Telescope, UVData
 
@@ -126,6 +135,30 @@ def write_subband(
 
     ``data`` has shape (Nblts, Nfreqs, 2) in the template's baseline-time order.
     The file appears atomically (written as ``.<name>.partial``, then renamed).
+
+    The template is modified in place: it keeps these frequencies afterwards, and its data, flag and
+    nsample arrays are reset to None.
+
+    Parameters
+    ----------
+    template
+        The group's :func:`make_group_template`.
+    path
+        The file to write (``<timestamp>_sbNN.hdf5``); an existing file is replaced.
+    freq_hz
+        The subband's channel frequencies (Hz), descending as the correlator writes them.
+    channel_width_hz
+        Channel width (Hz), positive.
+    data
+        Complex visibilities, shape (Nblts, Nfreqs, 2), in ``template.vis_units``; flags are all False and
+        ``nsample_array`` all 1.
+    run_check
+        Let pyuvdata check the object before writing (slower).
+
+    Returns
+    -------
+    Path
+        ``path``.
     """
     uvd = template
     nf = len(freq_hz)

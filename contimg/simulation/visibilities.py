@@ -102,6 +102,12 @@ def sky_geometry(
         Apparent declination of the meridian pointing.
     location
         The telescope location (``uvd.telescope.location``).
+
+    Returns
+    -------
+    SkyGeometry
+        ``w_m`` (Nsrc, Ntimes, Nants) in metres, separations and apparent positions (Nsrc, Ntimes) in
+        radians; empty source axes for an empty catalogue.
     """
     from pyuvdata.utils.phasing import calc_uvw
 
@@ -157,6 +163,11 @@ def apparent_flux(
         Frequencies.
     diameter_m
         Dish diameter; None for no primary beam (A = 1).
+
+    Returns
+    -------
+    numpy.ndarray
+        Apparent flux density (Jy), shape ``sep_rad.shape + (Nfreqs,)``.
     """
     sep = np.asarray(sep_rad, float)
     freq = np.asarray(freq_hz, float)
@@ -203,6 +214,26 @@ def visibility_matrices(
 
     Element ``[f, i, j]`` is baseline (ant1 = antenna i, ant2 = antenna j).
     ``diameter_m=None`` switches the primary beam off.
+
+    Parameters
+    ----------
+    geometry
+        From :func:`sky_geometry`; antennas i, j index ``geometry.antenna_numbers``.
+    flux_jy, spectral_index
+        Per-source 1.4 GHz flux (Jy) and spectral index, shape (Nsrc,).
+    freq_hz
+        Channel frequencies (Hz); evenly spaced ones are computed faster.
+    time_index
+        Which of ``geometry.time_jd`` to predict.
+    diameter_m
+        Dish diameter of the Airy beam (m); None for no primary beam.
+    dtype
+        complex64 (files) or complex128 (precise comparisons).
+
+    Returns
+    -------
+    numpy.ndarray
+        Hermitian in the antenna axes (``[f, j, i] = conj([f, i, j])``), in Jy; zeros when there are no sources.
     """
     freq = np.asarray(freq_hz, float)
     na = len(geometry.antenna_numbers)
@@ -313,6 +344,11 @@ def predict_uvdata(
         Dish diameter of the Airy beam; None switches the beam off.
     dtype
         Output dtype.
+
+    Returns
+    -------
+    numpy.ndarray
+        Visibilities (Jy), shape (Nblts, Nfreqs, Npols) as ``uvd.data_array``, the same in every polarization.
 
     Raises
     ------

@@ -28,7 +28,26 @@ __all__ = ["shape_scalar", "whitened_products"]
 
 @numba.njit(cache=True, inline="always")
 def shape_scalar(dt: float, duration: float, caustic_amp: float, caustic_width: float, edge_frac: float) -> float:
-    """Unit-depth ESE template at one time offset (see ``ese_shape``)."""
+    """Unit-depth ESE template at one time offset (see ``ese_shape``).
+
+    Parameters
+    ----------
+    dt
+        Time from the middle of the event (days; the sign does not matter).
+    duration
+        Full width of the dip at half depth (days).
+    caustic_amp
+        Peak brightening at ingress and egress, as a fraction of the depth.
+    caustic_width
+        Half-width of each caustic brightening, as a fraction of ``duration`` (0: none).
+    edge_frac
+        Width of each dip edge taper, as a fraction of ``duration`` (must be > 0).
+
+    Returns
+    -------
+    float
+        -1 on the flat bottom of the dip, 0 outside the event, up to ``+caustic_amp`` on the caustics.
+    """
     dt = abs(dt)
     edge = edge_frac * duration
     inner = 0.5 * duration - 0.5 * edge
@@ -210,11 +229,25 @@ def box_scan(
     weighted mean, in units of its Delta-chi^2 against a constant:
     ``(sum_in w y - w_in ybar)**2 / (w_in (1 - w_in / w_tot))``.
 
+    Windows are centred on each epoch and span ``2 * (width // 2) + 1`` epochs (so an even width gets one
+    more), truncated at the ends; a window needs at least ``max(3, width // 2)`` epochs inside and 5 outside.
+
+    Parameters
+    ----------
+    y
+        Fluxes of all sources, concatenated (long format), shape (Nrows,).
+    w
+        Their weights (1 / sigma**2), shape (Nrows,), positive.
+    starts, counts
+        First row and number of rows of each source, shape (Nsrc,), rows in time order; every count > 0.
+    widths
+        Box widths to try, in epochs.
+
     Returns
     -------
     dchi2, lo, hi
         (sources x widths): the best Delta-chi^2 (0 if none) and the row
-        range ``lo:hi`` of the best window (-1 if none).
+        range ``lo:hi`` of the best window (-1 if none), rows of ``y`` (``starts`` included).
     """
     n_src, n_w = len(starts), len(widths)
     dchi2 = np.zeros((n_src, n_w))

@@ -22,8 +22,10 @@ import pytest
 from casacore import tables
 from sqlalchemy import func, select
 
-from contimg.calibration import NoValidCalibration, calibrate_ms
-from contimg.calibration.catalog import import_truth, simulated_source_name
+from contimg.calibration import NoValidCalibration
+from contimg.calibration.catalog import simulated_source_name
+from contimg.pipeline.calibrate import calibrate_ms
+from contimg.pipeline.catalog import import_truth
 from contimg.calibration.model import write_model_data
 from contimg.config import CalibrationSettings
 from contimg.db import dispose_engine, init_db, session_scope

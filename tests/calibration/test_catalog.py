@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, select
 
-from contimg.calibration import catalog
+from contimg.calibration import catalog as files
+from contimg.pipeline import catalog
 from contimg.db import session_scope
 from contimg.db.models import Source
 from contimg.errors import InputFileError
@@ -56,13 +57,13 @@ def test_calibrator_without_flux_is_refused_naming_file_and_line(db_url, tmp_pat
 
 def test_calibrator_csv_errors(tmp_path):
     with pytest.raises(InputFileError, match="missing column"):
-        catalog.read_calibrator_csv(_write(tmp_path, "a.csv", "name,ra_deg,dec_deg\nX,1,2\n"))
+        files.read_calibrator_csv(_write(tmp_path, "a.csv", "name,ra_deg,dec_deg\nX,1,2\n"))
     with pytest.raises(InputFileError, match="line 2: position"):
-        catalog.read_calibrator_csv(_write(tmp_path, "b.csv", "name,ra_deg,dec_deg,flux_jy\nX,400,2,1\n"))
+        files.read_calibrator_csv(_write(tmp_path, "b.csv", "name,ra_deg,dec_deg,flux_jy\nX,400,2,1\n"))
     with pytest.raises(InputFileError, match="line 3: calibrator X already on line 2"):
-        catalog.read_calibrator_csv(_write(tmp_path, "c.csv", "name,ra,dec,flux\nX,1,2,1\nX,1,2,1\n"))
+        files.read_calibrator_csv(_write(tmp_path, "c.csv", "name,ra,dec,flux\nX,1,2,1\nX,1,2,1\n"))
     with pytest.raises(InputFileError, match="no such file|cannot read"):
-        catalog.read_calibrator_csv(tmp_path / "missing.csv")
+        files.read_calibrator_csv(tmp_path / "missing.csv")
 
 
 def test_import_sources_with_flags_and_aliases_keeps_calibrator_flags(db_url, tmp_path):
@@ -84,7 +85,7 @@ def test_import_sources_with_flags_and_aliases_keeps_calibrator_flags(db_url, tm
     assert (b.flux_jy, b.resolved, b.confused, b.is_calibrator) == (None, False, True, False)
     assert rows["3C286"].is_calibrator  # importing it as a source does not clear the flag
     with pytest.raises(InputFileError, match=r"nvss2\.csv, line 2: resolved='maybe'"):
-        catalog.read_source_csv(_write(tmp_path, "nvss2.csv", "name,ra_deg,dec_deg,resolved\nX,1,2,maybe\n"))
+        files.read_source_csv(_write(tmp_path, "nvss2.csv", "name,ra_deg,dec_deg,resolved\nX,1,2,maybe\n"))
 
 
 def test_import_truth(db_url, noisefree):
@@ -96,7 +97,7 @@ def test_import_truth(db_url, noisefree):
     with session_scope(db_url, readonly=True) as s:
         assert s.scalar(select(func.count()).select_from(Source)) == truth.catalog.Nsrc
         cal = s.scalars(select(Source).where(Source.is_calibrator)).one()
-    assert cal.name == catalog.simulated_source_name(truth.calibrator_id)
+    assert cal.name == files.simulated_source_name(truth.calibrator_id)
     assert cal.flux_jy == pytest.approx(10.0)
 
 

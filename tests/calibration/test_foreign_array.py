@@ -32,7 +32,7 @@ import pytest
 from casacore import tables
 from scipy.special import j1
 
-from contimg.calibration import calibrate_ms
+from contimg.pipeline.calibrate import calibrate_ms
 from contimg.calibration.model import PointSources, write_model_data
 from contimg.calibration.msmeta import read_ms_meta
 from contimg.config import CalibrationSettings, ImagingSettings
@@ -164,7 +164,7 @@ def test_image_and_photometry_follow_the_14m_beam(pointed):
     """WSClean image, PB-corrected with the 14 m Airy beam at the fixed pointing; the off-axis source's forced
     flux is its catalogue flux (DSA-110's 4.65 m beam would give 0.95 instead of ~0.6: a 50 % error)."""
     from contimg.imaging import image_ms
-    from contimg.photometry.run import ImageSet, measure_image
+    from contimg.photometry.measure import ImageSet, measure_image
 
     if not (pointed["root"] / "caltables").exists():
         pytest.skip("needs the calibration test's solution")

@@ -4,15 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from contimg.calibration.registry import (
-    NoValidCalibration,
-    check_window,
-    find_valid_set,
-    register_solution,
-    set_active,
-)
+from contimg.calibration.registry import NoValidCalibration, check_window
 from contimg.calibration.solve import SolveResult, TableStats
 from contimg.db import session_scope
+from contimg.db.products import set_calibration_set_active as set_active
+from contimg.pipeline.calibrate import find_valid_set, register_solution
 
 
 def _solution(tmp_path, name, kinds=("B", "G")) -> SolveResult:

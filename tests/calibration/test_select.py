@@ -6,11 +6,17 @@ import math
 
 import pytest
 
-from contimg.calibration.catalog import import_truth, simulated_source_name
+from contimg.calibration.catalog import simulated_source_name
+from contimg.pipeline.calibrate import catalogue_near_track
+from contimg.pipeline.catalog import import_truth
 from contimg.calibration.msmeta import read_ms_meta
-from contimg.calibration.select import choose_calibrator, sources_near_track
+from contimg.calibration.select import CatalogueRow, choose_calibrator, sources_near_track
 from contimg.db import session_scope
 from contimg.db.science import upsert_sources
+
+
+def _choose(session, meta, **thresholds):
+    return choose_calibrator(catalogue_near_track(session, meta, calibrators_only=True), meta, **thresholds)
 
 
 @pytest.fixture
@@ -24,7 +30,7 @@ def catalogue(db_url, gained):
 def test_calibrator_transiting_the_group_is_chosen(catalogue):
     url, truth, meta = catalogue
     with session_scope(url, readonly=True) as s:
-        choice = choose_calibrator(s, meta[0], min_beam_response=0.3, min_calibrator_flux_jy=1.0)
+        choice = _choose(s, meta[0], min_beam_response=0.3, min_calibrator_flux_jy=1.0)
     assert choice.name == simulated_source_name(truth.calibrator_id)
     assert choice.beam_response > 0.99 and choice.transits_in_group
     assert choice.apparent_flux_jy == pytest.approx(10.0 * choice.beam_response)
@@ -34,10 +40,10 @@ def test_calibrator_transiting_the_group_is_chosen(catalogue):
 def test_thresholds_make_a_science_group(catalogue):
     url, truth, meta = catalogue
     with session_scope(url, readonly=True) as s:
-        late = choose_calibrator(s, meta[2], min_beam_response=0.3, min_calibrator_flux_jy=1.0)
+        late = _choose(s, meta[2], min_beam_response=0.3, min_calibrator_flux_jy=1.0)
         assert 0.3 < late.beam_response < 0.5 and not late.transits_in_group  # 10 min after transit
-        assert choose_calibrator(s, meta[2], min_beam_response=0.5, min_calibrator_flux_jy=1.0) is None
-        assert choose_calibrator(s, meta[0], min_beam_response=0.3, min_calibrator_flux_jy=20.0) is None
+        assert _choose(s, meta[2], min_beam_response=0.5, min_calibrator_flux_jy=1.0) is None
+        assert _choose(s, meta[0], min_beam_response=0.3, min_calibrator_flux_jy=20.0) is None
 
 
 def test_brighter_apparent_calibrator_wins(catalogue):
@@ -52,7 +58,7 @@ def test_brighter_apparent_calibrator_wins(catalogue):
             {"name": "near", "ra_deg": ra0, "dec_deg": dec0 + 0.3, "flux_jy": 15.0, "is_calibrator": True},
         ])
     with session_scope(url, readonly=True) as s:
-        assert choose_calibrator(s, m, min_beam_response=0.3, min_calibrator_flux_jy=1.0).name == "near"
+        assert _choose(s, m, min_beam_response=0.3, min_calibrator_flux_jy=1.0).name == "near"
 
 
 def test_sources_near_track(catalogue):
@@ -66,9 +72,21 @@ def test_sources_near_track(catalogue):
             {"name": "wrap", "ra_deg": (ra0 + 180.0) % 360.0, "dec_deg": dec0, "flux_jy": 5.0},
         ])
     with session_scope(url, readonly=True) as s:
-        model = sources_near_track(s, m)
-        cals = sources_near_track(s, m, calibrators_only=True)
+        model = catalogue_near_track(s, m)
+        cals = catalogue_near_track(s, m, calibrators_only=True)
     assert "far" not in model.name and "noflux" not in model.name and "wrap" not in model.name
     assert simulated_source_name(truth.calibrator_id) in model.name
     assert cals.name == [simulated_source_name(truth.calibrator_id)]
     assert 5 < model.Nsrc <= truth.catalog.Nsrc
+
+
+def test_sources_near_track_works_on_rows_without_a_database(catalogue):
+    """The science takes the rows it is given: the same cut as through the database, no session."""
+    _, truth, meta = catalogue
+    m = meta[0]
+    ra0, dec0 = math.degrees(m.phase_center_ra), math.degrees(m.phase_center_dec)
+    rows = [CatalogueRow("in", ra0, dec0 + 0.5, 2.0, -0.7), CatalogueRow("far", ra0, dec0 + 10.0, 5.0, None),
+            CatalogueRow("noflux", ra0, dec0 + 0.2, None, None)]
+    got = sources_near_track(rows, m)
+    assert got.name == ["in"] and got.flux_jy.tolist() == [2.0] and got.spectral_index.tolist() == [-0.7]
+    assert sources_near_track([], m).Nsrc == 0

@@ -106,7 +106,7 @@ def test_qa(wsclean_products):
 def test_record_images(wsclean_products, tmp_path):
     from contimg.db import init_db, session_scope
     from contimg.db.models import Image
-    from contimg.imaging import record_images
+    from contimg.pipeline.image import record_images
 
     url = f"sqlite:///{tmp_path / 'db.sqlite3'}"
     init_db(url)
@@ -139,7 +139,7 @@ def test_catalog_mask_and_cli(sim_group, tmp_path, clean_env, capsys, source_err
     errors = source_errors(products["pbcor"], sim_group["truth"], products["ref_freq_hz"])
     assert max(abs(e["ratio"] - 1) for e in errors) < 0.05
     # recorded as the cluster records images: both rows, with the gate's verdict
-    from contimg.calibration.catalog import import_truth
+    from contimg.pipeline.catalog import import_truth
     from contimg.config import load_settings
     from contimg.db import session_scope
     from contimg.db.models import Image, Photometry

@@ -22,7 +22,7 @@ def _record(database: str, field: dict) -> dict[str, int]:
     from contimg.db import session_scope
     from contimg.db.products import upsert_measurement_set
     from contimg.db.science import upsert_sources
-    from contimg.imaging import record_images
+    from contimg.pipeline.image import record_images
 
     products, cat = field["products"], field["truth"].catalog
     rows = [{"name": f"SIM {int(cat.source_id[k])}", "ra_deg": float(cat.ra_deg[k]), "dec_deg": float(cat.dec_deg[k]),
@@ -68,7 +68,7 @@ def _pbcor_image_id(url: str, path: str) -> int:
 
 
 def test_fluxes_match_truth_and_absent_positions_are_upper_limits(field_db):
-    from contimg.photometry import photometry_for_image
+    from contimg.pipeline.photometry import photometry_for_image
 
     p, truth, url = field_db["products"], field_db["truth"], field_db["url"]
     summary = photometry_for_image(p.image, database=url, settings=field_db["settings"])
@@ -103,7 +103,7 @@ def test_agrees_with_the_imaging_fit_on_the_pbcor_image(field_db):
     from astropy.io import fits
 
     from contimg.imaging.qa import fit_point_source
-    from contimg.photometry import photometry_for_image
+    from contimg.pipeline.photometry import photometry_for_image
 
     p, truth, url = field_db["products"], field_db["truth"], field_db["url"]
     photometry_for_image(p.pbcor, database=url, settings=field_db["settings"])
@@ -117,7 +117,7 @@ def test_agrees_with_the_imaging_fit_on_the_pbcor_image(field_db):
 
 
 def test_rerun_is_idempotent(field_db):
-    from contimg.photometry import photometry_for_image
+    from contimg.pipeline.photometry import photometry_for_image
 
     p, url, s = field_db["products"], field_db["url"], field_db["settings"]
     photometry_for_image(p.image, database=url, settings=s)
@@ -134,7 +134,7 @@ def test_normalization_over_epochs_removes_flux_scale_errors(field_db, tmp_path)
 
     from contimg.db import session_scope
     from contimg.db.products import upsert_image
-    from contimg.photometry import photometry_for_image
+    from contimg.pipeline.photometry import photometry_for_image
 
     p, url, s = field_db["products"], field_db["url"], field_db["settings"]
     scales = (1.0, 1.04, 0.97, 1.02)
@@ -176,7 +176,7 @@ def test_unknown_image_and_missing_files(field_db, tmp_path):
     from contimg.db import session_scope
     from contimg.db.products import upsert_image
     from contimg.errors import InputFileError, NotFoundError
-    from contimg.photometry import photometry_for_image
+    from contimg.pipeline.photometry import photometry_for_image
 
     url, s = field_db["url"], field_db["settings"]
     with pytest.raises(NotFoundError, match="999999"):
@@ -195,7 +195,7 @@ def test_beam_from_ms_and_pbcor_only_products_agree(field_db, tmp_path):
     from contimg.db import session_scope
     from contimg.db.models import MeasurementSet
     from contimg.db.products import upsert_image
-    from contimg.photometry import photometry_for_image
+    from contimg.pipeline.photometry import photometry_for_image
 
     p, url, s = field_db["products"], field_db["url"], field_db["settings"]
     ref = photometry_for_image(p.image, database=url, settings=s)
@@ -230,7 +230,7 @@ def test_synthetic_field_across_ra_zero(db_settings, tmp_path):
     from contimg.db import session_scope
     from contimg.db.products import upsert_image
     from contimg.db.science import upsert_sources
-    from contimg.photometry import photometry_for_image
+    from contimg.pipeline.photometry import photometry_for_image
     from contimg.photometry.forced import BeamShape, beam_template
 
     n, cell = 200, 10.0 / 3600
@@ -273,7 +273,7 @@ def test_the_manifest_names_the_files(field_db, tmp_path):
     """A product set recorded under names image_ms would never give is measured from its manifest alone."""
     from contimg.db import session_scope
     from contimg.db.products import upsert_image
-    from contimg.photometry import photometry_for_image
+    from contimg.pipeline.photometry import photometry_for_image
 
     p, url, s = field_db["products"], field_db["url"], field_db["settings"]
     ref = photometry_for_image(p.image, database=url, settings=s)

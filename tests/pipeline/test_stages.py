@@ -64,6 +64,28 @@ def test_the_library_does_not_import_the_celery_app():
     assert not offenders
 
 
+SCIENCE_PACKAGES = ("calibration", "conversion", "imaging", "photometry", "simulation", "variability")
+
+
+def test_the_stage_libraries_do_not_touch_the_database():
+    """The science takes inputs and returns results; contimg/pipeline does every database read and write."""
+    import ast
+    from pathlib import Path
+
+    import contimg
+
+    root = Path(contimg.__file__).parent
+    offenders = []
+    for package in SCIENCE_PACKAGES:
+        for path in (root / package).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                         else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+                offenders += [f"{path.relative_to(root)}: {n}" for n in names
+                              if n.split(".")[0] == "sqlalchemy" or n == "contimg.db" or n.startswith("contimg.db.")]
+    assert not offenders, offenders
+
+
 def test_a_run_ends_after_the_last_stage():
     assert stages_until(STAGES, None) == STAGES
     assert stages_until(STAGES, "convert") == ("convert",)

@@ -10,7 +10,7 @@ from contimg.db import session_scope
 from contimg.db import science as sci
 from contimg.db.models import CandidateStatus, EseCandidate, Photometry, VariabilityStats
 from contimg.variability.metrics import variability_metrics
-from contimg.variability.nightly import score_sources, sources_to_score
+from contimg.pipeline.nightly import score_sources, sources_to_score
 
 T0 = 61000.0  # first day of simulate_population
 

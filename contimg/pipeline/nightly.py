@@ -1,4 +1,5 @@
-"""The nightly variability job: score every source with new photometry, in bulk.
+"""The nightly variability job (the database side of :mod:`contimg.variability`): score every source with new
+photometry, in bulk.
 
 :func:`score_sources` finds the sources whose photometry has rows newer than
 their last scoring (``variability_stats.last_photometry_id``), reads their
