@@ -318,19 +318,18 @@ def write_model_data(
         nrows = tb.nrows()
         cache: dict[int, np.ndarray] = {}
         # the matrices are small (Nants x Nsrc): BLAS threads only spin (5-10x the CPU time, measured)
-        blas_one_thread = threadpool_limits(limits=1, user_api="blas")
-        for r0 in range(0, nrows, ROWS_PER_CHUNK):
-            n = min(ROWS_PER_CHUNK, nrows - r0)
-            ti = tidx[r0:r0 + n]
-            out = np.empty((n, meta.Nfreqs, meta.Npols), np.complex64)
-            for t in np.unique(ti):
-                if t not in cache:
-                    cache = {k: v for k, v in cache.items() if k > t - 2}
-                    cache[t] = predict_matrices(delay[:, t, :], flux[:, t, :], meta.freq_array)
-                sel = np.flatnonzero(ti == t)
-                out[sel] = cache[t][:, a1[r0 + sel], a2[r0 + sel]].T[:, :, None]
-            tb.putcol(column, out, r0, n)
-        blas_one_thread.restore_original_limits()
+        with threadpool_limits(limits=1, user_api="blas"):  # restored however the loop ends
+            for r0 in range(0, nrows, ROWS_PER_CHUNK):
+                n = min(ROWS_PER_CHUNK, nrows - r0)
+                ti = tidx[r0:r0 + n]
+                out = np.empty((n, meta.Nfreqs, meta.Npols), np.complex64)
+                for t in np.unique(ti):
+                    if t not in cache:
+                        cache = {k: v for k, v in cache.items() if k > t - 2}
+                        cache[t] = predict_matrices(delay[:, t, :], flux[:, t, :], meta.freq_array)
+                    sel = np.flatnonzero(ti == t)
+                    out[sel] = cache[t][:, a1[r0 + sel], a2[r0 + sel]].T[:, :, None]
+                tb.putcol(column, out, r0, n)
     finally:
         tb.close()
     peak = flux.max(axis=(1, 2)) if sources.Nsrc else np.zeros(0)

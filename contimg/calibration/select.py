@@ -128,9 +128,10 @@ def search_box(meta: MsMeta, *, radius_deg: float | None = None) -> SkyBox:
     rad = math.radians(radius_deg)
     cosd = max(math.cos(min(abs(dec0) + rad, math.pi / 2 - 1e-6)), 1e-6)
     pad = min(180.0, math.degrees(rad / cosd))
+    span = math.degrees(float(ra_track.max() - ra_track.min()))
     return SkyBox(dec_lo=math.degrees(dec0 - rad), dec_hi=math.degrees(dec0 + rad),
                   ra_lo=(math.degrees(ra_track.min()) - pad) % 360.0, ra_hi=(math.degrees(ra_track.max()) + pad) % 360.0,
-                  all_ra=pad >= 180.0, radius_deg=radius_deg)
+                  all_ra=span + 2.0 * pad >= 360.0, radius_deg=radius_deg)
 
 
 def sources_near_track(rows: Sequence[CatalogueRow], meta: MsMeta, *, radius_deg: float | None = None) -> PointSources:

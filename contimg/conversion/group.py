@@ -8,7 +8,7 @@ import os
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
-from typing import Sequence
+from typing import Any, Sequence
 
 from contimg.conversion.combine import ConversionResult, combine_parts
 from contimg.conversion.plan import plan_group
@@ -17,8 +17,8 @@ from contimg.conversion.subband import write_subband_part
 log = logging.getLogger(__name__)
 
 
-def _mp_context():
-    """``fork`` is fastest, but unsafe once casatools (gRPC threads) is imported."""
+def mp_context() -> Any:
+    """The multiprocessing context for part writers: ``fork`` is fastest, but unsafe once casatools (gRPC threads) is imported."""
     if "casatools" in sys.modules or "fork" not in multiprocessing.get_all_start_methods():
         return multiprocessing.get_context("spawn")
     return multiprocessing.get_context("fork")
@@ -73,7 +73,7 @@ def convert_group(
             for sb in plan.subbands:
                 parts.append(str(write_subband_part(plan, plan.files[sb], staging_dir)))
         else:
-            with ProcessPoolExecutor(max_workers=nproc, mp_context=_mp_context()) as pool:
+            with ProcessPoolExecutor(max_workers=nproc, mp_context=mp_context()) as pool:
                 futures = [pool.submit(_write_part, plan_dict, plan.files[sb], str(staging_dir))
                            for sb in plan.subbands]
                 parts = [f.result() for f in futures]

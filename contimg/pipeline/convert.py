@@ -196,6 +196,8 @@ def convert(settings: Settings, group_key: str, token: str, *, processes: int | 
     """
     from concurrent.futures import ProcessPoolExecutor
 
+    from contimg.conversion.group import mp_context
+
     planned = plan(settings, group_key, token)
     files = planned["files"]
     n = processes if processes is not None else getattr(settings.conversion, "processes", 1)
@@ -203,11 +205,22 @@ def convert(settings: Settings, group_key: str, token: str, *, processes: int | 
     parts: list[str] = []
     try:
         if n <= 1:
-            parts = [write_part(settings, group_key, token, planned["plan"], f) for f in files]
+            for f in files:
+                parts.append(write_part(settings, group_key, token, planned["plan"], f))
         else:
-            with ProcessPoolExecutor(max_workers=n) as pool:
-                parts = list(pool.map(_write_part_in_child, [(settings, group_key, token, planned["plan"], f)
-                                                           for f in files]))
+            # spawn, not fork, once casatools (its gRPC threads) is loaded: in `contimg run` the
+            # second group is converted after the first was calibrated in this process
+            with ProcessPoolExecutor(max_workers=n, mp_context=mp_context()) as pool:
+                futures = [pool.submit(_write_part_in_child, (settings, group_key, token, planned["plan"], f))
+                           for f in files]
+                errors = []
+                for future in futures:  # every part that was written is removed below, even if one failed
+                    try:
+                        parts.append(future.result())
+                    except Exception as exc:  # noqa: BLE001 - re-raised after the others finished
+                        errors.append(exc)
+                if errors:
+                    raise errors[0]
         return combine(settings, group_key, token, planned["plan"], parts)
     finally:
         for part in parts:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 
 from contimg.calibration.catalog import simulated_source_name
 from contimg.pipeline.calibrate import catalogue_near_track
 from contimg.pipeline.catalog import import_truth
 from contimg.calibration.msmeta import read_ms_meta
-from contimg.calibration.select import CatalogueRow, choose_calibrator, sources_near_track
+from contimg.calibration.select import CatalogueRow, choose_calibrator, search_box, sources_near_track
 from contimg.db import session_scope
 from contimg.db.science import upsert_sources
 
@@ -90,3 +91,41 @@ def test_sources_near_track_works_on_rows_without_a_database(catalogue):
     got = sources_near_track(rows, m)
     assert got.name == ["in"] and got.flux_jy.tolist() == [2.0] and got.spectral_index.tolist() == [-0.7]
     assert sources_near_track([], m).Nsrc == 0
+
+
+def _track(ra_deg, dec_deg):
+    """A stand-in for an MS's metadata with only the pointing track (what search_box reads)."""
+    from types import SimpleNamespace
+
+    ra, dec = np.radians(np.asarray(ra_deg, float)), np.radians(np.asarray(dec_deg, float))
+    return SimpleNamespace(pointing=SimpleNamespace(icrs=lambda _t: (ra, dec)), time_jd=np.zeros(ra.size))
+
+
+@pytest.mark.parametrize("dec", [30.0, 60.0, 80.0, 82.06, 83.5, 86.0, -82.06])
+def test_the_search_box_holds_every_source_within_the_radius(dec):
+    """Near the pole the RA padding approaches 180 deg: the box must then take every RA, not wrap to a sliver.
+
+    (Before: with padding under 180 deg but the padded range over 360 deg, the
+    range wrapped to a few degrees and nearly every source was left out.)
+    """
+    from contimg.beam import angular_separation
+
+    meta = _track(np.linspace(10.0, 21.0, 24), np.full(24, dec))  # an 11 deg track in RA
+    box = search_box(meta, radius_deg=6.0)
+    rng = np.random.default_rng(1)
+    ra = rng.uniform(0, 360, 20000)
+    de = np.degrees(np.arcsin(rng.uniform(-1, 1, 20000)))
+    track_ra, track_dec = meta.pointing.icrs(None)
+    sep = np.degrees(angular_separation(track_ra[None, :], track_dec[None, :], np.radians(ra)[:, None],
+                                        np.radians(de)[:, None]).min(axis=1))
+    near = sep <= 6.0
+    assert near.sum() > 10
+    in_dec = (de >= box.dec_lo) & (de <= box.dec_hi)
+    if box.all_ra:
+        in_ra = np.ones_like(in_dec)
+    elif box.ra_lo <= box.ra_hi:
+        in_ra = (ra >= box.ra_lo) & (ra <= box.ra_hi)
+    else:
+        in_ra = (ra >= box.ra_lo) | (ra <= box.ra_hi)
+    missed = near & ~(in_dec & in_ra)
+    assert not missed.any(), f"{missed.sum()} sources within 6 deg left out of {box}"

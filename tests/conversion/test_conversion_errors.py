@@ -219,3 +219,18 @@ def test_file_named_for_the_wrong_subband(group_copy, tmp_path):
     files = sorted(sb04.parent.glob("*.hdf5"))
     msg = _convert_fails(files, tmp_path, "off the group's subband grid")
     assert renamed.name in msg and "sb05 expected" in msg
+
+
+def test_part_writers_are_spawned_once_casatools_is_loaded():
+    """Forking a process that loaded casatools (gRPC threads) can hang the child; `contimg run` converts its
+    second group after calibrating the first in the same process, so its part writers must be spawned."""
+    import subprocess
+    import sys
+
+    code = ("from contimg.conversion.group import mp_context\n"
+            "before = mp_context().get_start_method()\n"
+            "import casatools  # noqa: F401\n"
+            "print(before, mp_context().get_start_method())\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split()[-2:] == ["fork", "spawn"]
