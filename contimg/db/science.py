@@ -26,7 +26,7 @@ from contimg.db.models import (
     VariabilityStats,
 )
 from contimg.db.states import utcnow
-from contimg.errors import NotFoundError
+from contimg.errors import NotFoundError, ValidationError
 
 log = logging.getLogger(__name__)
 
@@ -219,11 +219,29 @@ def set_candidate_status(session: Session, candidate_id: int, status: CandidateS
     -------
     EseCandidate
         The updated candidate.
+
+    Raises
+    ------
+    contimg.errors.NotFoundError
+        No candidate has that id.
+    contimg.errors.ValidationError
+        An unknown status, or reopening a closed candidate (``new``/``confirmed``) while its source
+        already has another open one (a source has at most one open candidate).
     """
+    try:
+        new = CandidateStatus(status)
+    except ValueError:
+        raise ValidationError(f"ESE candidate {candidate_id}: unknown status {status!r} (one of "
+                              f"{', '.join(c.value for c in CandidateStatus)})") from None
     cand = session.get(EseCandidate, candidate_id, with_for_update=True)
     if cand is None:
         raise NotFoundError(f"no ESE candidate with id {candidate_id}")
-    cand.status = CandidateStatus(status)
+    if new in OPEN_CANDIDATE_STATUSES and cand.status not in OPEN_CANDIDATE_STATUSES:
+        other = open_candidate(session, cand.source_id)
+        if other is not None and other.id != cand.id:
+            raise ValidationError(f"ESE candidate {candidate_id} cannot be reopened as {new.value}: its source "
+                                  f"already has open candidate {other.id} ({other.status.value})")
+    cand.status = new
     if notes is not None:
         cand.notes = notes
     session.flush()

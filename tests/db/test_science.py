@@ -10,7 +10,7 @@ from contimg.db import get_engine, session_scope
 from contimg.db import products
 from contimg.db import science as sci
 from contimg.db.models import CandidateStatus, EseCandidate, Photometry, VariabilityStats
-from contimg.errors import NotFoundError
+from contimg.errors import NotFoundError, ValidationError
 
 
 def _sources_and_images(url, n_sources=3, n_images=2):
@@ -109,3 +109,13 @@ def test_one_open_ese_candidate_per_source(db_url):
     with pytest.raises(NotFoundError):
         with session_scope(db_url) as s:
             sci.set_candidate_status(s, 12345, "confirmed")
+    # reopening the rejected one while c3 is open is refused with a message, not an IntegrityError
+    with pytest.raises(ValidationError, match=f"already has open candidate {c3.id}"):
+        with session_scope(db_url) as s:
+            sci.set_candidate_status(s, c1.id, "confirmed")
+    with pytest.raises(ValidationError, match="unknown status 'maybe'"):
+        with session_scope(db_url) as s:
+            sci.set_candidate_status(s, c1.id, "maybe")
+    with session_scope(db_url) as s:  # once c3 is closed, c1 may be reopened
+        sci.set_candidate_status(s, c3.id, "ended")
+        assert sci.set_candidate_status(s, c1.id, "confirmed").status is CandidateStatus.CONFIRMED
