@@ -37,7 +37,8 @@ from contimg.errors import DeferredError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["NoValidCalibration", "ValidSet", "check_window", "choose_valid_set", "table_rows", "validity_hours"]
+__all__ = ["NoValidCalibration", "ValidSet", "check_window", "choose_valid_set", "table_rows", "valid_set_of",
+           "validity_hours"]
 
 _HOURS_PER_DAY = 24.0
 _QA_RANK: dict[str | None, int] = {"pass": 0, "warn": 1}
@@ -158,7 +159,23 @@ def choose_valid_set(sets: Iterable[Any], *, start_mjd: float, end_mjd: float) -
             best = (key, cs)
     if best is None:
         return None
-    cs = best[1]
+    return valid_set_of(best[1])
+
+
+def valid_set_of(cs: Any) -> ValidSet:
+    """A calibration set (a row of ``calibration_sets`` with its tables) as the :class:`ValidSet` applied.
+
+    Parameters
+    ----------
+    cs
+        An object with ``id``, ``name``, ``calibrator_name``, ``solve_mjd`` and ``tables`` (as for
+        :func:`choose_valid_set`).
+
+    Returns
+    -------
+    ValidSet
+        Its active tables in apply order.
+    """
     tables = sorted((t for t in cs.tables if t.active), key=lambda t: t.apply_order)
     return ValidSet(id=cs.id, name=cs.name, calibrator_name=cs.calibrator_name, solve_mjd=cs.solve_mjd,
                     tables=[(_kind(t), t.path, t.valid_start_mjd, t.valid_end_mjd) for t in tables])

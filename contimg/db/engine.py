@@ -81,7 +81,9 @@ class _ForkGate:
     sessions back, until every other thread has left its session, then
     closes the idle pooled connections, so that the child inherits no
     connection at all. The forking thread's own open session, if any, is not
-    waited for (it could never finish).
+    waited for (it could never finish). The rule that follows: a thread must
+    not stay inside a session while it waits for a thread that may fork (the
+    nightly job's reader thread waits for its consumer, which never forks).
     """
 
     def __init__(self) -> None:

@@ -36,7 +36,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from contimg.calibration.calibrate import CalibrationOutcome, solve_and_judge, transit_elsewhere
-from contimg.calibration.registry import NoValidCalibration, ValidSet, check_window, choose_valid_set, table_rows
+from contimg.calibration.registry import (
+    NoValidCalibration,
+    ValidSet,
+    check_window,
+    choose_valid_set,
+    table_rows,
+    valid_set_of,
+)
 from contimg.calibration.select import search_box, sources_near_track
 from contimg.calibration.solve import SolveError
 from contimg.config import Settings
@@ -346,10 +353,7 @@ def calibrate_ms(
                     bandpass_validity_h=calibration.bandpass_validity_h, gain_validity_h=calibration.gain_validity_h,
                     source_ms_id=ms_id, qa=jsonable(solved.qa_record))
                 calset.qa_verdict = solved.verdict.status
-                chosen = ValidSet(id=calset.id, name=calset.name, calibrator_name=calset.calibrator_name,
-                                  solve_mjd=calset.solve_mjd,
-                                  tables=[(t.table_type.value, t.path, t.valid_start_mjd, t.valid_end_mjd)
-                                          for t in sorted(calset.tables, key=lambda t: t.apply_order)])
+                chosen = valid_set_of(calset)
             extra, mode = solved.outcome_fields, "solved"
     if chosen is None:
         chosen = _valid_set(database, meta)

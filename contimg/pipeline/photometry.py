@@ -54,7 +54,7 @@ from sqlalchemy.orm import Session
 
 from contimg.config import Settings
 from contimg.db import groups, run_transaction
-from contimg.db.models import Image, MeasurementSet
+from contimg.db.models import Image, MeasurementSet, Photometry, Source
 from contimg.errors import InputFileError, NotFoundError, PermanentError, ValidationError
 from contimg.photometry.measure import ImageSet, field_cone, measure_image, read_fits
 from contimg.pipeline.calibrate import group_ms
@@ -256,42 +256,37 @@ def sources_in_cone(session: Session, ra0: float, dec0: float, radius: float) ->
     Returns
     -------
     dict
-        Arrays ``id``, ``ra_deg``, ``dec_deg`` and ``stable`` (neither resolved nor confused).
+        Arrays ``id``, ``ra_deg``, ``dec_deg``, ``flux_jy`` (1.4 GHz), ``spectral_index`` (both NaN when
+        unknown) and ``stable`` (neither resolved nor confused).
     """
     from contimg.beam import angular_separation
-    from contimg.db.models import Source
 
     rows = session.execute(
-        select(Source.id, Source.ra_deg, Source.dec_deg, Source.resolved, Source.confused)
+        select(Source.id, Source.ra_deg, Source.dec_deg, Source.resolved, Source.confused, Source.flux_jy,
+               Source.spectral_index)
         .where(Source.dec_deg >= dec0 - radius, Source.dec_deg <= dec0 + radius)
     ).all()
-    arr = np.array([(r[0], r[1], r[2], bool(r[3]), bool(r[4])) for r in rows], dtype=float).reshape(-1, 5)
+    arr = np.array([(r[0], r[1], r[2], bool(r[3]), bool(r[4]), np.nan if r[5] is None else r[5],
+                     np.nan if r[6] is None else r[6]) for r in rows], dtype=float).reshape(-1, 7)
     sep = np.degrees(angular_separation(math.radians(ra0), math.radians(dec0), np.radians(arr[:, 1]), np.radians(arr[:, 2])))
     keep = sep <= radius
     return {"id": arr[keep, 0].astype(np.int64), "ra_deg": arr[keep, 1], "dec_deg": arr[keep, 2],
+            "flux_jy": arr[keep, 5], "spectral_index": arr[keep, 6],
             "stable": ~(arr[keep, 3].astype(bool) | arr[keep, 4].astype(bool))}
 
-def catalogue_in_field(session: Session, image_fits: Path) -> dict[str, np.ndarray]:
-    """Catalogue sources inside an image: ``id``, ``ra_deg``, ``dec_deg``, ``flux_jy`` (1.4 GHz),
-    ``spectral_index`` (NaN when unknown) and ``stable`` (neither resolved nor confused)."""
-    from contimg.db.models import Source
 
+def catalogue_in_field(session: Session, image_fits: Path) -> dict[str, np.ndarray]:
+    """Catalogue sources with a flux inside an image: ``id``, ``ra_deg``, ``dec_deg``, ``flux_jy`` (1.4 GHz),
+    ``spectral_index`` (NaN when unknown) and ``stable`` (neither resolved nor confused)."""
     _, header = read_fits(image_fits)
     cone = sources_in_cone(session, *field_cone(header))
-    extra = {}
-    for start in range(0, cone["id"].size, _IN_CHUNK):
-        ids = [int(i) for i in cone["id"][start:start + _IN_CHUNK]]
-        for sid, s_flux, s_alpha in session.execute(select(Source.id, Source.flux_jy, Source.spectral_index)
-                                                    .where(Source.id.in_(ids))):
-            extra[sid] = (np.nan if s_flux is None else s_flux, np.nan if s_alpha is None else s_alpha)
-    flux = np.array([extra.get(int(i), (np.nan, np.nan))[0] for i in cone["id"]], float)
-    alpha = np.array([extra.get(int(i), (np.nan, np.nan))[1] for i in cone["id"]], float)
-    keep = np.isfinite(flux)
-    return {**{k: v[keep] for k, v in cone.items()}, "flux_jy": flux[keep], "spectral_index": alpha[keep]}
+    keep = np.isfinite(cone["flux_jy"])
+    return {k: v[keep] for k, v in cone.items()}
+
 
 def photometry_rows(session: Session, source_ids: np.ndarray) -> np.ndarray:
     """(id, source_id, image_id, epoch_mjd, flux, err, norm_flux, norm_err) of every row of these sources (NULL: NaN)."""
-    from contimg.db.models import Photometry as P
+    P = Photometry
 
     out: list[Sequence[Any]] = []
     ids = [int(i) for i in source_ids]
@@ -441,7 +436,6 @@ def record_verdict(settings: Settings, result: dict[str, Any]) -> Any:
     from sqlalchemy import delete
 
     from contimg.db import session_scope
-    from contimg.db.models import Photometry
     from contimg.photometry.gate import judge_normalization
     from contimg.verdict import jsonable, worst
 
