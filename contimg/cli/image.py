@@ -39,10 +39,17 @@ def run(args: argparse.Namespace, settings) -> int:
         cat = SkyCatalog.read_csv(args.mask_catalog)
         positions = list(zip(cat.ra_deg.tolist(), cat.dec_deg.tolist()))
     out_dir = args.out_dir or settings.paths.images
+    catalogue = None
+    if not args.no_record:  # the database's catalogue decides on a spectral fit, as in the cluster
+        from contimg.db import init_db
+        from contimg.pipeline.image import catalogue_cone
+
+        init_db(settings)
+        catalogue = catalogue_cone(settings)
     products = image_ms(
         args.ms, settings=settings.imaging, out_dir=out_dir, name=args.name, backend=args.backend, tier=args.tier,
         data_column=args.data_column, mask_positions_deg=positions, cell_arcsec=args.cell,
-        size=tuple(args.size) if args.size else None,
+        size=tuple(args.size) if args.size else None, catalogue=catalogue,
     )
     record = None
     if not args.no_record:
@@ -61,6 +68,10 @@ def run(args: argparse.Namespace, settings) -> int:
               f"beam {qa.beam_major_arcsec:.1f}x{qa.beam_minor_arcsec:.1f} arcsec PA {qa.beam_pa_deg:.0f}, "
               f"rms {qa.rms_jy * 1e3:.3f} mJy/beam, peak {qa.peak_jy:.4g} Jy/beam, DR {qa.dynamic_range:.0f}, "
               f"{products.total_s:.1f} s (imager {products.imager_s:.1f} s)")
+        if products.spectral_fit:
+            fit = products.spectral_fit
+            print(f"spectral fit over {fit['channels_out']} parts of the band: the brightest catalogue source is "
+                  f"{fit['brightest_jy']:.3g} Jy apparent, {fit['dynamic_range']:.0f} times the predicted noise")
         if record is not None:
             print(f"QA {record['qa_verdict']}{': ' + '; '.join(record['qa_reasons']) if record['qa_reasons'] else ''}"
                   f" (recorded as image ids {', '.join(map(str, record['image_ids']))})")

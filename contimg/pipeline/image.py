@@ -34,7 +34,7 @@ from contimg.pipeline.calibrate import group_ms
 from contimg.verdict import jsonable
 
 if TYPE_CHECKING:
-    from contimg.imaging.run import ImageProducts
+    from contimg.imaging.run import CatalogueCone, ImageProducts
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +87,8 @@ def image(settings: Settings, group_key: str, token: str) -> dict[str, Any]:
         raise InputFileError(f"group {group_key}: {ms} has no calibration applied; run the calibrate stage first")
     tier = run_transaction(settings, lambda s: groups.get_group(s, group_key).imaging_tier, readonly=True)
     products = image_ms(ms, settings=settings.imaging, out_dir=image_dir(settings, group_key), tier=tier,
-                        before_publish=lambda: groups.check_current(settings, group_key, token))
+                        before_publish=lambda: groups.check_current(settings, group_key, token),
+                        catalogue=catalogue_cone(settings))
     verdict, ids = judge_and_record(settings, products, ms_id=ms_id)
     if verdict.failed:
         raise ImageQaFailed(f"group {group_key}: image {products.image} failed QA: {'; '.join(verdict.reasons)}")
@@ -169,8 +170,21 @@ class ImageQaFailed(PermanentError):
     """The image QA gate failed an image: the group fails with the gate's reasons (the products are kept)."""
 
 
-DEFAULT_SPECTRAL_INDEX = -0.7
-"""Spectral index assumed for catalogue sources without one (optically thin synchrotron)."""
+def catalogue_cone(settings: Settings) -> "CatalogueCone":
+    """The database catalogue as :func:`contimg.imaging.image_ms` asks for it: sources with a flux in a cone."""
+
+    def lookup(ra_deg: float, dec_deg: float, radius_deg: float) -> dict:
+        import numpy as np
+
+        from contimg.db import session_scope
+        from contimg.pipeline.photometry import sources_in_cone
+
+        with session_scope(settings, readonly=True) as session:
+            cone = sources_in_cone(session, ra_deg, dec_deg, radius_deg)
+        keep = np.isfinite(cone["flux_jy"])
+        return {k: v[keep] for k, v in cone.items()}
+
+    return lookup
 
 
 def judge_products(settings: Settings, products: Any) -> Any:
@@ -224,6 +238,7 @@ def flux_scale(settings: Settings, products: Any, *, noise_jy: float) -> tuple[f
     import numpy as np
 
     from contimg.db import session_scope
+    from contimg.imaging.run import DEFAULT_SPECTRAL_INDEX
     from contimg.photometry.measure import ImageSet, beam_response_at, measure_image
     from contimg.pipeline.photometry import catalogue_in_field
 
