@@ -63,6 +63,34 @@ def _rows_per_tile(bytes_per_row: int) -> int:
     return int(max(1, min(4096, TILE_BYTES // max(1, bytes_per_row))))
 
 
+_ITEMSIZE = {"complex": 8, "float": 4, "double": 8, "boolean": 1}
+
+
+def tile_shape(cell_shape, valuetype: str) -> np.ndarray:
+    """``DEFAULTTILESHAPE`` of a ``TiledColumnStMan`` column: whole cells, about :data:`TILE_BYTES` of rows.
+
+    python-casacore gives cell shapes in numpy (C) order, e.g. ``(Nfreqs, Npols)``, but a data manager's tile
+    shape is casacore's own (Fortran) axis order: ``(Npols, Nfreqs, rows)``. Given in numpy order, casacore
+    keeps its axes and clips the tile to the cell, e.g. 2 of 768 channels per tile, and every row-chunked
+    read or write touches hundreds of tiles.
+
+    Parameters
+    ----------
+    cell_shape
+        The column's cell shape in numpy order (``getcell(...).shape``, the ``shape`` of ``makearrcoldesc``).
+    valuetype
+        ``complex``, ``float``, ``double`` or ``boolean``.
+
+    Returns
+    -------
+    numpy.ndarray
+        int32 tile shape, casacore order: the cell's axes reversed, then rows.
+    """
+    shape = [int(n) for n in cell_shape]
+    rows = _rows_per_tile(int(np.prod(shape)) * _ITEMSIZE[valuetype])
+    return np.array(list(reversed(shape)) + [rows], dtype=np.int32)
+
+
 def create_main_table(path: Path, *, nrows: int, Nfreqs: int, Npols: int):
     """Create an empty MS with ``nrows`` rows; return the open (writable) main table.
 
@@ -112,11 +140,8 @@ def create_main_table(path: Path, *, nrows: int, Nfreqs: int, Npols: int):
         if spec["TYPE"] != "TiledColumnStMan":
             continue
         col = spec["COLUMNS"][0]
-        shape = desc[col]["shape"]
-        itemsize = {"complex": 8, "float": 4, "double": 8, "boolean": 1}[desc[col]["valueType"]]
-        per_row = int(np.prod(shape)) * itemsize
-        tile = list(reversed(shape)) + [_rows_per_tile(per_row)]
-        spec["SPEC"] = {"DEFAULTTILESHAPE": np.array(tile, dtype=np.int32), "MAXIMUMCACHESIZE": 0}
+        spec["SPEC"] = {"DEFAULTTILESHAPE": tile_shape(desc[col]["shape"], desc[col]["valueType"]),
+                        "MAXIMUMCACHESIZE": 0}
     tb = tables.default_ms(str(path), desc, dminfo)
     # Column keywords are set on the table, not in the description: keywords given
     # to default_ms for predefined MS columns (DATA ...) stick in casacore's static
@@ -183,11 +208,11 @@ def add_data_column(tb, name: str, comment: str, *, valuetype: str = "complex") 
         ``"complex"`` for visibilities; anything else gives a ``float`` column (weights, sigmas).
     """
     shape = list(tb.getcell("DATA", 0).shape)
-    value, itemsize = (0j, 8) if valuetype == "complex" else (0.0, 4)
-    desc = _tiled(name, value, valuetype, shape, comment)
-    tiles = _rows_per_tile(itemsize * int(np.prod(shape)))
+    if valuetype != "complex":
+        valuetype = "float"
+    desc = _tiled(name, 0j if valuetype == "complex" else 0.0, valuetype, shape, comment)
     tb.addcols(desc, {"TYPE": "TiledColumnStMan", "NAME": f"Tiled_{name}",
-                      "SPEC": {"DEFAULTTILESHAPE": np.array(shape + [tiles], np.int32)}})
+                      "SPEC": {"DEFAULTTILESHAPE": tile_shape(shape, valuetype)}})
 
 
 def ensure_imaging_columns(path: Path, *, rows_per_chunk: int = 100_000) -> list[str]:
