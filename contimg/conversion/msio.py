@@ -289,39 +289,41 @@ def write_subtables(path: Path, plan: "ConversionPlan", *, time_range_mjd_s: tup
     """Fill ANTENNA, FEED, FIELD, SOURCE, OBSERVATION, SPECTRAL_WINDOW, POLARIZATION,
     DATA_DESCRIPTION, STATE, PROCESSOR and HISTORY for a one-field, one-window MS.
 
-    ANTENNA has a row for every antenna number up to the largest one; numbers absent from the plan are
-    named ``unused-<n>`` and placed at the array centre. FIELD and SOURCE take the plan's phase centre
-    (ICRS) and the name ``drift_<group id>``.
+    What is written is the plan's MS model (``plan.ms``, :class:`contimg.msmodel.MsModel`): one ANTENNA row
+    per antenna number (0 ... Nants_telescope-1, ``unused-<n>`` rows included), the window, the
+    polarizations in its order, the telescope location, and FIELD and SOURCE at its phase centre (ICRS),
+    named ``drift_<group id>``.
 
     Parameters
     ----------
     path
         The MS, created by :func:`create_main_table` (its main table may be open).
     plan
-        The group's conversion plan (antennas, frequencies, polarizations, phase centre).
+        The group's conversion plan: its MS model and group id.
     time_range_mjd_s
         ``(start, end)`` of the data, MJD in seconds (the MS ``TIME`` convention), edges of the first and
         last integrations.
     history
         Text for the HISTORY table, one row per non-blank line (default row: ``converted by contimg``).
+
+    Raises
+    ------
+    ValueError
+        If the model's antenna numbers are not its ANTENNA row numbers 0 ... Nants_telescope-1.
     """
     from casacore import tables
 
-    from contimg.conversion.geometry import telescope_location
-    from contimg.conversion.plan import CASA_POL
+    from contimg.msmodel import AIPS_TO_CASA
 
+    ms = plan.ms
     p = str(path)
-    loc = telescope_location(plan)
-    center = np.array([loc.x.value, loc.y.value, loc.z.value], dtype=np.float64)
-    numbers = np.asarray(plan.antenna_numbers, dtype=int)
-    nant = int(numbers.max()) + 1
-    positions = np.tile(center, (nant, 1))
-    positions[numbers] = center + np.asarray(plan.antenna_positions, dtype=float)
-    names = [f"unused-{i}" for i in range(nant)]
-    for n, name in zip(numbers, plan.antenna_names):
-        names[n] = name
-    diam = np.full(nant, float(np.median(plan.antenna_diameters)))
-    diam[numbers] = plan.antenna_diameters
+    center = np.asarray(ms.telescope_location, dtype=np.float64)
+    nant = ms.Nants_telescope
+    if not np.array_equal(ms.antenna_numbers, np.arange(nant)):
+        raise ValueError(f"group {plan.group_id}: antenna numbers are not ANTENNA rows 0 ... {nant - 1}")
+    positions = center[None, :] + ms.antenna_positions
+    names = list(ms.antenna_names)
+    diam = np.asarray(ms.antenna_diameters, dtype=float)
     t_mid = 0.5 * (time_range_mjd_s[0] + time_range_mjd_s[1])
 
     with tables.table(p + "/ANTENNA", readonly=False, ack=False) as t:
@@ -335,8 +337,7 @@ def write_subtables(path: Path, plan: "ConversionPlan", *, time_range_mjd_s: tup
         t.putcol("DISH_DIAMETER", diam)
         t.putcol("FLAG_ROW", np.zeros(nant, dtype=bool))
 
-    pols = list(sorted(plan.polarization_array, key=lambda q: CASA_POL[q]))
-    corr = np.array([CASA_POL[q] for q in pols], dtype=np.int32)
+    corr = np.array([AIPS_TO_CASA[int(q)] for q in ms.polarization_array], dtype=np.int32)
     feeds = {9: ("X", "X"), 10: ("X", "Y"), 11: ("Y", "X"), 12: ("Y", "Y"),
              5: ("R", "R"), 6: ("R", "L"), 7: ("L", "R"), 8: ("L", "L")}
     receptors = sorted({r for c in corr for r in feeds.get(int(c), ("X", "Y"))}) or ["X", "Y"]
@@ -367,8 +368,8 @@ def write_subtables(path: Path, plan: "ConversionPlan", *, time_range_mjd_s: tup
         t.putcol("SPECTRAL_WINDOW_ID", np.full(nant, -1, dtype=np.int32))
         t.putcol("TIME", np.full(nant, t_mid))
 
-    freqs = plan.freq_array
-    width = np.full(freqs.size, plan.channel_width)
+    freqs = ms.freq_array
+    width = np.full(freqs.size, ms.channel_width)
     with tables.table(p + "/SPECTRAL_WINDOW", readonly=False, ack=False) as t:
         t.addrows(1)
         t.putcell("NUM_CHAN", 0, freqs.size)
@@ -392,7 +393,7 @@ def write_subtables(path: Path, plan: "ConversionPlan", *, time_range_mjd_s: tup
         t.putcell("POLARIZATION_ID", 0, 0)
         t.putcell("FLAG_ROW", 0, False)
 
-    direction = np.array([[plan.phase_center_ra, plan.phase_center_dec]])
+    direction = np.array([[ms.phase_center_ra, ms.phase_center_dec]])
     field_name = "drift_" + plan.group_id.replace(":", "").replace(" ", "_")  # CASA selection-safe
     with tables.table(p + "/FIELD", readonly=False, ack=False) as t:
         t.addrows(1)
@@ -427,7 +428,7 @@ def write_subtables(path: Path, plan: "ConversionPlan", *, time_range_mjd_s: tup
 
     with tables.table(p + "/OBSERVATION", readonly=False, ack=False) as t:
         t.addrows(1)
-        t.putcell("TELESCOPE_NAME", 0, TELESCOPE_NAME)
+        t.putcell("TELESCOPE_NAME", 0, ms.telescope_name)
         t.putcell("OBSERVER", 0, "DSA-110")
         t.putcell("PROJECT", 0, "contimg")
         t.putcell("SCHEDULE_TYPE", 0, "drift")
