@@ -64,7 +64,7 @@ from contimg.pointing import Pointing, earth_location, read_pointing, read_teles
 
 log = logging.getLogger(__name__)
 
-__all__ = ["AIPS_TO_CASA", "CASA_TO_AIPS", "MJD_JD", "MsModel", "read_ms"]
+__all__ = ["AIPS_TO_CASA", "CASA_TO_AIPS", "MJD_JD", "MsModel", "as_model", "read_ms"]
 
 MJD_JD = 2400000.5
 """JD of MJD 0."""
@@ -575,3 +575,22 @@ def read_ms(path: str | os.PathLike, *, data_column: str | None = None, flags: b
               "pointing %s", ms, model.Nblts, model.Ntimes, model.Nants_data, model.Nants_telescope, model.Nfreqs,
               model.Npols, model.dish_diameter, pointing.describe())
     return model
+
+
+def as_model(ms: MsModel | str | os.PathLike) -> MsModel:
+    """``ms`` itself if it is the model of an MS on disk (with its rows), else :func:`read_ms` of the path.
+
+    For functions that take an MS "as a model already read, or a path to read once".
+
+    Raises
+    ------
+    ValueError
+        If ``ms`` is a model of an MS not written yet (no path or no rows).
+    InputFileError
+        From :func:`read_ms`.
+    """
+    if isinstance(ms, MsModel):
+        if ms.path is None or not ms.has_rows:
+            raise ValueError(f"{ms.label}: a model of an MS on disk (read_ms) is needed here")
+        return ms
+    return read_ms(ms)

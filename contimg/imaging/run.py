@@ -1,7 +1,8 @@
 """One Measurement Set to its image products: :func:`image_ms`.
 
-Steps: read and check the MS (:func:`~contimg.imaging.geometry.read_ms_info`),
-derive the geometry, optionally build a catalogue mask, run the backend
+Steps: read the MS once (:func:`contimg.msmodel.read_ms`, with its flags) and
+check it (:func:`~contimg.imaging.geometry.check_imageable`), derive the
+geometry, optionally build a catalogue mask, run the backend
 (WSClean or tclean) in a private temporary directory inside ``out_dir``,
 primary-beam correct, measure QA, draw the thumbnail, and only then move the
 finished files to their final names. A failure at any step removes the
@@ -32,12 +33,12 @@ from typing import Sequence
 
 from contimg.config import ImagingSettings
 from contimg.errors import ConfigError, ExternalToolError
-from contimg.imaging.geometry import ImageGeometry, derive_geometry, read_ms_info
+from contimg.imaging.geometry import ImageGeometry, check_imageable, derive_geometry
 from contimg.imaging.qa import ImageQA, image_qa, write_thumbnail
 from contimg.imaging.gate import negative_peak_jy, predicted_noise_jy
-from contimg.imaging.smearing import UvTracks, read_uv_tracks
 from contimg.imaging.tiers import TierParameters, tier_parameters
 from contimg.imaging.wsclean import DeconvolutionLog, parse_wsclean_log
+from contimg.msmodel import MsModel, read_ms
 
 __all__ = ["ImageProducts", "image_ms"]
 
@@ -171,13 +172,13 @@ def image_ms(
         raise ConfigError(f"unknown imaging backend {backend!r}; known: wsclean, tclean")
     params = tier_parameters(tier_name)
     ms = Path(ms_path).absolute()
-    info = read_ms_info(ms, data_column=data_column)
-    tracks = read_uv_tracks(ms)  # uv tracks, read once: the cell, the averaging plan and the noise prediction
-    geometry = derive_geometry(info, pb_limit=settings.pb_limit, cell_arcsec=cell_arcsec)
+    ms_model = read_ms(ms, data_column=data_column, flags=True)  # read once: every step below is given it
+    check_imageable(ms_model)
+    geometry = derive_geometry(ms_model, pb_limit=settings.pb_limit, cell_arcsec=cell_arcsec)
     if cell_arcsec is None:
-        lobe = _main_lobe(ms, geometry, robust=settings.robust, tracks=tracks)
+        lobe = _main_lobe(ms_model, geometry, robust=settings.robust)
         if lobe is not None:
-            geometry = derive_geometry(info, pb_limit=settings.pb_limit, psf_minor_arcsec=lobe.minor_arcsec)
+            geometry = derive_geometry(ms_model, pb_limit=settings.pb_limit, psf_minor_arcsec=lobe.minor_arcsec)
     if size is not None:
         geometry = ImageGeometry(geometry.cell_arcsec, int(size[0]), int(size[1]), geometry.pb_limit,
                                  geometry.pb_radius_deg, geometry.drift_deg)
@@ -194,7 +195,7 @@ def image_ms(
         averaging = None
         mask_file = None
         if mask_positions_deg is not None:
-            mask_file = _write_mask(work, backend, mask_positions_deg, info=info, geometry=geometry,
+            mask_file = _write_mask(work, backend, mask_positions_deg, ms=ms_model, geometry=geometry,
                                     radius_arcsec=mask_radius_arcsec)
         log_file = work / f"{backend}.log"
         if backend == "wsclean":
@@ -202,8 +203,7 @@ def image_ms(
 
             bda = None
             if params.max_smearing_loss is not None:
-                averaging = _plan_averaging(ms, geometry, params.max_smearing_loss, robust=settings.robust,
-                                            tracks=tracks)
+                averaging = _plan_averaging(ms_model, geometry, params.max_smearing_loss, robust=settings.robust)
                 bda = averaging.wavelengths
 
             def _run(tier) -> tuple[list[str], float, float, DeconvolutionLog]:
@@ -242,10 +242,10 @@ def image_ms(
         from contimg.imaging.pbcor import pb_correct_fits
 
         pbcor_tmp, pb_tmp = work / "img-image.pbcor.fits", work / "img-pb.fits"
-        pb_correct_fits(files["image"], info=info, pbcor_fits=pbcor_tmp, pb_fits=pb_tmp, pb_limit=settings.pb_limit)
+        pb_correct_fits(files["image"], ms=ms_model, pbcor_fits=pbcor_tmp, pb_fits=pb_tmp, pb_limit=settings.pb_limit)
         qa = image_qa(files["image"], residual_fits=files["residual"])
         negative_jy = negative_peak_jy(files["image"])
-        predicted_rms_jy = _predicted_noise(ms, geometry, robust=settings.robust, tracks=tracks)
+        predicted_rms_jy = _predicted_noise(ms_model, geometry, robust=settings.robust)
         png_tmp = work / "img.png"
         write_thumbnail(files["image"], png_tmp, rms=qa.rms_jy,
                         title=f"{name} {backend}/{tier_name} rms {qa.rms_jy * 1e3:.2f} mJy/beam DR {qa.dynamic_range:.0f}")
@@ -273,8 +273,8 @@ def image_ms(
         image=str(final["image"]), pbcor=str(final["pbcor"]), pb=str(final["pb"]),
         residual=str(final["residual"]), model=str(final["model"]), psf=str(final["psf"]),
         thumbnail=str(final["thumbnail"]), log=str(final_log) if final_log else None,
-        qa=qa, geometry=geometry, ref_freq_hz=qa.ref_freq_hz, mid_mjd=info.mid_time_jd - 2400000.5,
-        ra_deg=math.degrees(info.phase_center_ra_rad), dec_deg=math.degrees(info.phase_center_dec_rad),
+        qa=qa, geometry=geometry, ref_freq_hz=qa.ref_freq_hz, mid_mjd=ms_model.mid_mjd,
+        ra_deg=math.degrees(ms_model.phase_center_ra), dec_deg=math.degrees(ms_model.phase_center_dec),
         imager_s=round(imager_s, 2), imager_cpu_s=round(imager_cpu_s, 2), total_s=round(time.perf_counter() - t0, 2), arguments=arguments,
         averaging=averaging.to_dict() if averaging is not None else None,
         deconvolution=deconvolution, negative_jy=negative_jy, predicted_rms_jy=predicted_rms_jy,
@@ -323,34 +323,35 @@ def _fov_rad(geometry: ImageGeometry) -> tuple[float, float]:
     return math.radians(geometry.width_deg), math.radians(geometry.height_deg)
 
 
-def _main_lobe(ms: Path, geometry: ImageGeometry, *, robust: float, tracks: UvTracks):
+def _main_lobe(ms: MsModel, geometry: ImageGeometry, *, robust: float):
     """The PSF's predicted main lobe on ``geometry``'s field (None, logged, if it cannot be predicted)."""
     from contimg.imaging.psf import main_lobe_fwhm
 
     try:
-        lobe = main_lobe_fwhm(tracks, robust=robust, fov_rad=_fov_rad(geometry))
+        lobe = main_lobe_fwhm(ms, robust=robust, fov_rad=_fov_rad(geometry))
     except (ValueError, MemoryError) as exc:
-        log.warning("%s: cannot predict the PSF main lobe (%s); the cell follows the longest baseline only", ms, exc)
+        log.warning("%s: cannot predict the PSF main lobe (%s); the cell follows the longest baseline only", ms.path,
+                    exc)
         return None
     log.info("%s: predicted PSF main lobe %.1f x %.1f arcsec (half power; narrowest at uv position angle %.0f deg)",
-             ms, lobe.major_arcsec, lobe.minor_arcsec, lobe.minor_pa_deg)
+             ms.path, lobe.major_arcsec, lobe.minor_arcsec, lobe.minor_pa_deg)
     return lobe
 
 
-def _predicted_noise(ms: Path, geometry: ImageGeometry, *, robust: float, tracks: UvTracks) -> float | None:
+def _predicted_noise(ms: MsModel, geometry: ImageGeometry, *, robust: float) -> float | None:
     """Thermal noise of the image from the MS's weights and the Briggs weights of the image's uv cell."""
     from contimg.errors import InputFileError
     from contimg.imaging.smearing import briggs_weights
 
     try:
-        weights = briggs_weights(tracks, robust=robust, fov_rad=_fov_rad(geometry))
-        return predicted_noise_jy(ms, imaging_weights=weights)
+        weights = briggs_weights(ms, robust=robust, fov_rad=_fov_rad(geometry))
+        return predicted_noise_jy(ms.label, imaging_weights=weights)
     except (InputFileError, RuntimeError, ValueError) as exc:
-        log.warning("%s: cannot predict the thermal noise: %s", ms, exc)
+        log.warning("%s: cannot predict the thermal noise: %s", ms.path, exc)
         return None
 
 
-def _plan_averaging(ms: Path, geometry: ImageGeometry, max_loss: float, *, robust: float, tracks: UvTracks):
+def _plan_averaging(ms: MsModel, geometry: ImageGeometry, max_loss: float, *, robust: float):
     """Baseline-dependent averaging within ``max_loss`` at the farthest point that matters.
 
     That point is the pb_limit edge of the swept field (radius plus half the
@@ -360,11 +361,10 @@ def _plan_averaging(ms: Path, geometry: ImageGeometry, max_loss: float, *, robus
 
     half_diagonal = math.hypot(geometry.width_deg, geometry.height_deg) / 2
     edge = math.radians(min(geometry.pb_radius_deg + geometry.drift_deg / 2, half_diagonal))
-    return plan_baseline_averaging(ms, radius_rad=edge, max_loss=max_loss, robust=robust, fov_rad=_fov_rad(geometry),
-                                   tracks=tracks)
+    return plan_baseline_averaging(ms, radius_rad=edge, max_loss=max_loss, robust=robust, fov_rad=_fov_rad(geometry))
 
 
-def _write_mask(work: Path, backend: str, positions: Sequence[tuple[float, float]], *, info, geometry,
+def _write_mask(work: Path, backend: str, positions: Sequence[tuple[float, float]], *, ms: MsModel, geometry,
                 radius_arcsec: float | None) -> Path:
     import numpy as np
 
@@ -374,11 +374,11 @@ def _write_mask(work: Path, backend: str, positions: Sequence[tuple[float, float
     if radius_arcsec is None:
         radius_arcsec = DEFAULT_MASK_RADIUS_ARCSEC
     pos = np.asarray(positions, float).reshape(-1, 2)
-    keep = sources_in_field(pos[:, 0], pos[:, 1], info=info, geometry=geometry)
+    keep = sources_in_field(pos[:, 0], pos[:, 1], ms=ms, geometry=geometry)
     pos = pos[keep]
-    log.info("%s: catalogue mask of %d sources (radius %.0f arcsec)", info.path, len(pos), radius_arcsec)
+    log.info("%s: catalogue mask of %d sources (radius %.0f arcsec)", ms.path, len(pos), radius_arcsec)
     if backend == "wsclean":
-        return write_fits_mask(work / "mask.fits", pos[:, 0], pos[:, 1], info=info, geometry=geometry,
+        return write_fits_mask(work / "mask.fits", pos[:, 0], pos[:, 1], ms=ms, geometry=geometry,
                                radius_arcsec=radius_arcsec)
     path = work / "mask.crtf"
     path.write_text(catalog_region([tuple(p) for p in pos], radius_arcsec))

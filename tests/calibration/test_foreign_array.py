@@ -34,7 +34,7 @@ from scipy.special import j1
 
 from contimg.pipeline.calibrate import calibrate_ms
 from contimg.calibration.model import PointSources, write_model_data
-from contimg.calibration.msmeta import read_ms_meta
+from contimg.msmodel import read_ms
 from contimg.config import CalibrationSettings, ImagingSettings
 from contimg.db import dispose_engine, init_db, session_scope
 from contimg.db.science import upsert_sources
@@ -132,12 +132,12 @@ def pointed(tmp_path_factory):
 
 
 def test_the_pointing_site_and_dish_come_from_the_ms(pointed):
-    meta = read_ms_meta(pointed["ms"])
-    assert meta.dish_diameter_m == DISH_M
-    assert meta.pointing.kind == "fixed"
-    assert "no POINTING rows" in meta.pointing.origin  # pyuvdata's ZENITH placeholder is ignored: alt-az mounts
-    assert (meta.pointing.lon_rad, meta.pointing.lat_rad) == pytest.approx((pointed["ra"], pointed["dec"]))
-    assert meta.location.lat.deg == pytest.approx(-30.72, abs=0.01)  # HERA, not OVRO
+    msm = read_ms(pointed["ms"])
+    assert msm.dish_diameter == DISH_M
+    assert msm.pointing.kind == "fixed"
+    assert "no POINTING rows" in msm.pointing.origin  # pyuvdata's ZENITH placeholder is ignored: alt-az mounts
+    assert (msm.pointing.lon_rad, msm.pointing.lat_rad) == pytest.approx((pointed["ra"], pointed["dec"]))
+    assert msm.location.lat.deg == pytest.approx(-30.72, abs=0.01)  # HERA, not OVRO
 
 
 def test_calibrate_solves_on_the_pointed_calibrator(pointed):
@@ -191,10 +191,10 @@ def test_pyuvdata_zenith_placeholder_is_a_drift_for_fixed_mounts(tmp_path):
     """HERA's fixed dishes: the ZENITH rows pyuvdata writes mean a drift through the zenith at HERA's latitude."""
     ms = tmp_path / "hera_drift.ms"
     _write_hera_ms(ms, mount="fixed", ha_deg=0.0, dec_deg=None)
-    meta = read_ms_meta(ms)
-    assert meta.pointing.kind == "drift" and meta.pointing.origin.startswith("POINTING table ZENITH")
-    assert (meta.pointing.lon_rad, math.degrees(meta.pointing.lat_rad)) == pytest.approx((0.0, -30.72), abs=0.01)
-    ra, dec = meta.pointing.icrs(meta.time_jd)
+    msm = read_ms(ms)
+    assert msm.pointing.kind == "drift" and msm.pointing.origin.startswith("POINTING table ZENITH")
+    assert (msm.pointing.lon_rad, math.degrees(msm.pointing.lat_rad)) == pytest.approx((0.0, -30.72), abs=0.01)
+    ra, dec = msm.pointing.icrs(msm.time_array)
     assert math.degrees(ra[-1] - ra[0]) == pytest.approx(11 * 20.0 / 86164.09 * 360, rel=0.01)  # it drifts
 
 
@@ -212,4 +212,4 @@ def test_a_moving_pointing_is_refused_naming_the_ms(pointed, tmp_path):
         t.putcol("DIRECTION", d)
         t.putcol("NAME", np.array(["SCAN"] * n))
     with pytest.raises(InputFileError, match=f"{ms}.*spread over .* not a mosaic or a scan"):
-        read_ms_meta(ms)
+        read_ms(ms)

@@ -1,9 +1,8 @@
 """:func:`contimg.msmodel.read_ms` on the conversion's MS: what the plan said, what the table holds, the truth.
 
-Before the one model, three readers (calibration's ``read_ms_meta``, imaging's ``read_ms_info`` and
-``read_uv_tracks``) read these values; ``read_ms`` gave exactly theirs on the converted test groups (checked
-when it replaced them). Here it is held to independent references: the plan the MS was written from, the
-MS's own columns, and the simulator's truth.
+Before the one model, calibration and imaging each had readers of their own; ``read_ms`` gave exactly
+their values on the converted test groups (checked when it replaced them). Here it is held to independent
+references: the plan the MS was written from, the MS's own columns, and the simulator's truth.
 """
 
 from __future__ import annotations
