@@ -24,7 +24,9 @@ topocentric apparent positions of source :math:`s` and of the phase center,
 :math:`\\nu_0` = 1.4 GHz and :math:`A` the Airy power pattern
 (:mod:`contimg.beam`) at the source's separation :math:`\\theta_s(t)` from the
 pointing (apparent RA = LST(t), apparent Dec = the pointing declination).
-Both correlations (XX, YY) receive the same unpolarised model.
+The sources are unpolarised: the parallel hands (XX, YY or RR, LL) and Stokes I
+receive the model, the cross hands (XY, YX or RL, LR) and Stokes Q, U, V zero
+(by the MS's ``polarization_array``: :attr:`contimg.msmodel.MsModel.unpolarized_response`).
 
 This is the complex conjugate of pyuvdata's ``exp(+2 pi i b.s nu/c)`` phased
 visibility with ``b = x_ant2 - x_ant1``, because the conversion writes
@@ -263,6 +265,9 @@ def write_model_data(
 ) -> ModelReport:
     """Compute the model of ``sources`` for every row of the MS and write it to ``column``.
 
+    Unpolarised: the parallel hands (XX, YY or RR, LL) and Stokes I get the model, the cross hands
+    (XY, YX or RL, LR) and Stokes Q, U, V zero.
+
     Parameters
     ----------
     ms
@@ -299,6 +304,7 @@ def write_model_data(
     ant_index = np.full(int(ms.ant_array.max()) + 1, -1, dtype=int)
     ant_index[ms.ant_array] = np.arange(ms.Nants_data)
     a1, a2, tidx = ant_index[ms.ant_1_array], ant_index[ms.ant_2_array], ms.time_index
+    pol = ms.unpolarized_response.astype(np.float32)  # (Npols,): 1 in the parallel hands, 0 in the cross hands
     try:
         tb = tables.table(str(ms_path), readonly=False, ack=False)
     except RuntimeError as exc:
@@ -326,7 +332,7 @@ def write_model_data(
                         cache = {k: v for k, v in cache.items() if k > t - 2}
                         cache[t] = predict_matrices(delay[:, t, :], flux[:, t, :], ms.freq_array)
                     sel = np.flatnonzero(ti == t)
-                    out[sel] = cache[t][:, a1[r0 + sel], a2[r0 + sel]].T[:, :, None]
+                    out[sel] = cache[t][:, a1[r0 + sel], a2[r0 + sel]].T[:, :, None] * pol
                 tb.putcol(column, out, r0, n)
     finally:
         tb.close()

@@ -21,7 +21,7 @@ def _cols(ms, *names):
         return [tb.getcol(n)[cross] for n in names]
 
 
-def test_meta_recovers_the_pointing(noisefree):
+def test_the_ms_model_recovers_the_pointing(noisefree):
     truth, ms = noisefree
     msm = read_ms(ms)
     assert msm.pointing.kind == "drift" and msm.pointing.lon_rad == 0.0
@@ -156,3 +156,26 @@ def test_a_heterogeneous_array_is_refused(nine_metre_group, ms_copy):
         t.putcol("DISH_DIAMETER", d)
     with pytest.raises(InputFileError, match=r"g0.ms: dishes of 9 to 25 m: contimg models one primary beam"):
         read_ms(ms)
+
+
+@pytest.mark.parametrize("pols, parallel", [(("xx", "xy", "yx", "yy"), ("xx", "yy")),
+                                            (("rr", "rl", "lr", "ll"), ("rr", "ll"))])
+def test_the_model_is_unpolarised_in_a_four_correlation_ms(tmp_path, pols, parallel):
+    """An unpolarised sky: the parallel hands get the Stokes-I model, the cross hands zero (they got I too)."""
+    from pyuvdata.utils.pol import polstr2num
+
+    from .test_foreign_array import _write_hera_ms
+
+    ms = tmp_path / "four.ms"
+    ra, dec = _write_hera_ms(ms, mount="alt-az", ha_deg=0.0, dec_deg=-30.0, pols=pols)
+    msm = read_ms(ms)
+    assert msm.Npols == 4
+    src = PointSources(["s"], np.degrees([ra + 0.01]), np.degrees([dec]), np.array([3.0]), np.array([0.0]))
+    write_model_data(msm, src, diameter_m=None)
+    (model,) = _cols(ms, "MODEL_DATA")
+    hand = {int(p): model[..., k] for k, p in enumerate(msm.polarization_array)}
+    a, b = (hand[polstr2num(p)] for p in parallel)
+    np.testing.assert_allclose(np.abs(a), 3.0, rtol=1e-5)  # the source, unattenuated (no beam)
+    np.testing.assert_array_equal(a, b)
+    for p in set(pols) - set(parallel):
+        assert not hand[polstr2num(p)].any(), f"{p} holds {np.abs(hand[polstr2num(p)]).max()} Jy"
