@@ -64,14 +64,14 @@ def prepare(data: Path, *, antennas: int, channels: int, seed: int) -> tuple[Pat
 
 
 def errors(truth, tables: dict[str, str], ms: Path, refant: str) -> tuple[float, float]:
-    from contimg.calibration.msmeta import read_ms_meta
     from contimg.calibration.qa import solution_errors
+    from contimg.msmodel import read_ms
 
-    meta = read_ms_meta(ms)
-    t_mid = 0.5 * (meta.time_jd[0] + meta.time_jd[-1])
-    true = truth.gains(meta.antenna_numbers, meta.freq_array, t_mid)[:, :, 0, :]
-    amp, phase = solution_errors(tables, antenna_numbers=meta.antenna_numbers, true_gains=true,
-                                 refant_index=meta.antenna_names.index(refant))
+    model = read_ms(ms)
+    t_mid = 0.5 * (model.time_array[0] + model.time_array[-1])
+    true = truth.gains(model.ant_array, model.freq_array, t_mid)[:, :, 0, :]
+    amp, phase = solution_errors(tables, antenna_numbers=model.ant_array, true_gains=true,
+                                 refant_index=model.data_antenna_names.index(refant))
     return float(np.median(amp) * 100), float(np.median(phase))
 
 

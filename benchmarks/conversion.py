@@ -218,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
                           flush=True)
                 elif not args.skip_monolithic:
                     run = _run_child("monolithic", {"files": files, "out": str(work / "monolithic.ms"),
-                                                    "ra": plan.phase_center_ra, "dec": plan.phase_center_dec,
+                                                    "ra": plan.ms.phase_center_ra, "dec": plan.ms.phase_center_dec,
                                                     "cold": args.cold})
                     mono_runs.append(run)
                     print(f"monolithic: {run['seconds']:.1f} s wall, {run['cpu_s']:.1f} s CPU (load "

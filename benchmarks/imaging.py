@@ -67,17 +67,18 @@ def evaluate(products, truth, *, snr_min: float = 50.0) -> dict:
     """Flux and position errors of the SNR > snr_min catalogue sources on the PB-corrected image."""
     from astropy.io import fits
 
-    from contimg.imaging import fit_point_source, read_ms_info
+    from contimg.imaging import fit_point_source
     from contimg.imaging.pbcor import beam_at_positions
     from contimg.imaging.qa import robust_rms
+    from contimg.msmodel import read_ms
 
-    info = read_ms_info(products.ms_path)
+    ms = read_ms(products.ms_path)
     data = fits.getdata(products.pbcor)
     header = fits.getheader(products.pbcor)
     resid = robust_rms(fits.getdata(products.residual))
     nu = products.ref_freq_hz
     cat = truth.catalog
-    pb = beam_at_positions(np.radians(cat.ra_deg), np.radians(cat.dec_deg), info)
+    pb = beam_at_positions(np.radians(cat.ra_deg), np.radians(cat.dec_deg), ms)
     true = cat.flux_jy * (nu / 1.4e9) ** cat.spectral_index
     ratios, offsets, pix = [], [], []
     for k in np.flatnonzero(pb * true / resid > snr_min):

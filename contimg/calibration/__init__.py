@@ -3,7 +3,7 @@
 One module per concern, in the order data flows:
 
 * :mod:`.catalog` -- calibrator and source catalogue files (CSV, simulator truth) as source records;
-* :mod:`.msmeta` -- what a converted MS says about itself (times, antennas, pointing);
+* (what an MS says about itself -- times, antennas, pointing -- is :class:`contimg.msmodel.MsModel`, read once);
 * :mod:`.select` -- catalogue sources near the pointing track; the calibrator in the beam;
 * :mod:`.model` -- MODEL_DATA from point sources (Airy beam per time and channel);
 * :mod:`.solve` -- K/B/G solves with casatasks on a time-averaged copy, solution-count checks;

@@ -2,7 +2,8 @@
 
 For one converted group (one MS) the stage (:func:`contimg.pipeline.calibrate.calibrate_ms`):
 
-1. reads the MS's metadata and chooses the calibrator in the beam
+1. reads the MS's metadata once (:func:`contimg.msmodel.read_ms`; every step
+   below is given that model) and chooses the calibrator in the beam
    (:mod:`.select`) from the catalogue near its pointing track;
 2. *calibrator group*: :func:`solve_and_judge` writes MODEL_DATA from every
    catalogue source near the track (:mod:`.model`), solves K (optional), B and
@@ -28,10 +29,10 @@ from pathlib import Path
 from typing import Any
 
 from contimg.calibration.model import PointSources, brighter_than, write_model_data
-from contimg.calibration.msmeta import MsMeta
 from contimg.calibration.qa import plot_solutions
 from contimg.calibration.select import CalibratorChoice
 from contimg.calibration.solve import SolveError, SolveResult, solve_calibrator
+from contimg.msmodel import MsModel
 
 log = logging.getLogger(__name__)
 
@@ -109,17 +110,15 @@ def transit_elsewhere(choice: CalibratorChoice | None, calibration: Any) -> str 
             f"{choice.transit_response:.2f} at transit): the group holding its transit solves it")
 
 
-def solve_and_judge(ms_path: Path, *, meta: MsMeta, choice: CalibratorChoice, sources: PointSources,
+def solve_and_judge(ms: MsModel, *, choice: CalibratorChoice, sources: PointSources,
                     calibration: Any, qa: Any, caltable_dir: str | Path, scratch_dir: str | Path, name: str,
                     previous_bandpass: str | None, timings: dict[str, float]) -> SolvedSet:
     """Model, solve, judge and plot a calibrator group's solutions (nothing is registered).
 
     Parameters
     ----------
-    ms_path
-        The calibrator group's MS (MODEL_DATA is rewritten).
-    meta
-        Its metadata (:func:`contimg.calibration.msmeta.read_ms_meta`).
+    ms
+        The calibrator group's MS as read by :func:`contimg.msmodel.read_ms` (MODEL_DATA is rewritten).
     choice
         The calibrator in the beam.
     sources
@@ -151,14 +150,15 @@ def solve_and_judge(ms_path: Path, *, meta: MsMeta, choice: CalibratorChoice, so
     """
     from contimg.calibration.gate import bandpass_scatter, judge_calibration
 
+    ms_path = ms.path
     t1 = time.perf_counter()
-    sources = brighter_than(sources, meta, calibration.model_min_flux_jy, keep=(choice.name,))
-    model = write_model_data(ms_path, sources, meta=meta)
+    sources = brighter_than(sources, ms, calibration.model_min_flux_jy, keep=(choice.name,))
+    model = write_model_data(ms, sources)
     timings["model"] = round(time.perf_counter() - t1, 3)
     t1 = time.perf_counter()
     solution = solve_calibrator(
-        ms_path, out_dir=caltable_dir, prefix=name, scratch_dir=scratch_dir, do_k=calibration.do_k,
-        refant=calibration.refant, max_flagged_fraction=calibration.max_flagged_fraction, meta=meta,
+        ms, out_dir=caltable_dir, prefix=name, scratch_dir=scratch_dir, do_k=calibration.do_k,
+        refant=calibration.refant, max_flagged_fraction=calibration.max_flagged_fraction,
     )
     timings["solve"] = round(time.perf_counter() - t1, 3)
     verdict = judge_calibration(
@@ -168,13 +168,13 @@ def solve_and_judge(ms_path: Path, *, meta: MsMeta, choice: CalibratorChoice, so
                  if previous_bandpass and "B" in solution.tables else None),
         max_flagged_fraction=calibration.max_flagged_fraction, qa=qa,
         dead_antennas=solution.stats["G"].antennas_without_data if "G" in solution.stats else None,
-        n_antennas=meta.Nants)
+        n_antennas=ms.Nants_data)
     if verdict.failed:
         raise SolveError(f"{ms_path}: calibration QA failed: {'; '.join(verdict.reasons)}")
     if verdict.reasons:
         log.warning("%s: calibration QA %s", ms_path, verdict.summary())
     t1 = time.perf_counter()
-    plots = plot_solutions(solution.tables, refant=solution.refant, freq_hz=meta.freq_array)
+    plots = plot_solutions(solution.tables, refant=solution.refant, freq_hz=ms.freq_array)
     timings["qa"] = round(time.perf_counter() - t1, 3)
     qa_record = {
         "ms": str(ms_path), "refant": solution.refant, "calibrator": choice.name,

@@ -24,7 +24,9 @@ topocentric apparent positions of source :math:`s` and of the phase center,
 :math:`\\nu_0` = 1.4 GHz and :math:`A` the Airy power pattern
 (:mod:`contimg.beam`) at the source's separation :math:`\\theta_s(t)` from the
 pointing (apparent RA = LST(t), apparent Dec = the pointing declination).
-Both correlations (XX, YY) receive the same unpolarised model.
+The sources are unpolarised: the parallel hands (XX, YY or RR, LL) and Stokes I
+receive the model, the cross hands (XY, YX or RL, LR) and Stokes Q, U, V zero
+(by the MS's ``polarization_array``: :attr:`contimg.msmodel.MsModel.unpolarized_response`).
 
 This is the complex conjugate of pyuvdata's ``exp(+2 pi i b.s nu/c)`` phased
 visibility with ``b = x_ant2 - x_ant1``, because the conversion writes
@@ -48,17 +50,17 @@ on a loaded machine, measured).
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Literal
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
 from contimg.beam import SPEED_OF_LIGHT, airy_power, angular_separation
-from contimg.calibration.msmeta import MsMeta, read_ms_meta
 from contimg.errors import InputFileError
+from contimg.msmodel import MsModel, as_model
 from contimg.stations import icrs_to_apparent
 
 log = logging.getLogger(__name__)
@@ -131,59 +133,59 @@ def _unit_vectors(app_ra: np.ndarray, app_dec: np.ndarray, lst: np.ndarray, lon:
     return np.stack([cd * np.cos(lon - h), cd * np.sin(lon - h), np.sin(app_dec)], axis=-1)
 
 
-def antenna_delay_m(sources: PointSources, meta: MsMeta) -> np.ndarray:
-    """Geometric delay (m) of each antenna toward each source relative to the phase center.
+def antenna_delay_m(sources: PointSources, ms: MsModel) -> np.ndarray:
+    """Geometric delay (m) of each antenna with data toward each source relative to the phase center.
 
-    Returns ``x_a . (s_src(t) - s_0(t))``, shape (Nsrc, Ntimes, Nants).
+    Returns ``x_a . (s_src(t) - s_0(t))``, shape (Nsrc, Ntimes, Nants_data), antennas in ``ms.ant_array`` order.
     """
-    loc = meta.location
+    loc = ms.location
     lon = float(loc.lon.rad)
-    t = meta.time_jd[None, :]
+    t = ms.time_array[None, :]
     app_ra, app_dec = icrs_to_apparent(np.radians(sources.ra_deg)[:, None], np.radians(sources.dec_deg)[:, None],
                                        t, loc)
-    ra0, dec0 = icrs_to_apparent(np.array([[meta.phase_center_ra]]), np.array([[meta.phase_center_dec]]), t, loc)
-    lst = meta.lst_rad[None, :]
+    ra0, dec0 = icrs_to_apparent(np.array([[ms.phase_center_ra]]), np.array([[ms.phase_center_dec]]), t, loc)
+    lst = ms.lst_array[None, :]
     ds = _unit_vectors(app_ra, app_dec, lst, lon) - _unit_vectors(ra0, dec0, lst, lon)  # (Nsrc, Nt, 3)
-    return np.einsum("stk,ak->sta", ds, meta.antenna_positions)
+    return np.einsum("stk,ak->sta", ds, ms.data_antenna_positions)
 
 
-def apparent_flux(sources: PointSources, meta: MsMeta, *, freq_hz: np.ndarray | None = None,
+def apparent_flux(sources: PointSources, ms: MsModel, *, freq_hz: np.ndarray | None = None,
                   diameter_m: float | None | Literal["ms"] = "ms") -> np.ndarray:
     """Beam-attenuated flux ``S(nu) A(theta(t), nu)`` (Jy), shape (Nsrc, Ntimes, Nfreqs).
 
-    The beam is the Airy pattern of the MS's own dishes (``meta.dish_diameter_m``, from its ANTENNA
+    The beam is the Airy pattern of the MS's own dishes (``ms.dish_diameter``, from its ANTENNA
     table) unless ``diameter_m`` gives another diameter; ``diameter_m=None`` switches the beam off.
 
     Parameters
     ----------
     sources
         The point sources (ICRS positions, 1.4 GHz fluxes, spectral indices).
-    meta
-        The MS's metadata: integration times, location and pointing (the beam centre).
+    ms
+        The MS's model: integration times, location and pointing (the beam centre).
     freq_hz
-        Frequencies (Hz) to evaluate, shape (Nfreqs,); None: the MS's channels (``meta.freq_array``).
+        Frequencies (Hz) to evaluate, shape (Nfreqs,); None: the MS's channels (``ms.freq_array``).
     diameter_m
-        Dish diameter (m) of the Airy beam; ``"ms"`` (default) uses ``meta.dish_diameter_m``, None no beam.
+        Dish diameter (m) of the Airy beam; ``"ms"`` (default) uses ``ms.dish_diameter``, None no beam.
 
     Returns
     -------
     numpy.ndarray
-        Apparent flux (Jy), shape (Nsrc, Ntimes, Nfreqs), times those of ``meta.time_jd``.
+        Apparent flux (Jy), shape (Nsrc, Ntimes, Nfreqs), times those of ``ms.time_array``.
     """
     if diameter_m == "ms":
-        diameter_m = meta.dish_diameter_m
-    freq = meta.freq_array if freq_hz is None else np.atleast_1d(np.asarray(freq_hz, float))
+        diameter_m = ms.dish_diameter
+    freq = ms.freq_array if freq_hz is None else np.atleast_1d(np.asarray(freq_hz, float))
     spec = sources.flux_jy[:, None] * (freq[None, :] / REFERENCE_FREQ_HZ) ** sources.spectral_index[:, None]
     if diameter_m is None:
-        return np.broadcast_to(spec[:, None, :], (sources.Nsrc, meta.Ntimes, freq.size)).copy()
+        return np.broadcast_to(spec[:, None, :], (sources.Nsrc, ms.Ntimes, freq.size)).copy()
     app_ra, app_dec = icrs_to_apparent(np.radians(sources.ra_deg)[:, None], np.radians(sources.dec_deg)[:, None],
-                                       meta.time_jd[None, :], meta.location)
-    p_ra, p_dec = meta.pointing.apparent(meta.time_jd)
+                                       ms.time_array[None, :], ms.location)
+    p_ra, p_dec = ms.pointing.apparent(ms.time_array)
     sep = angular_separation(p_ra[None, :], p_dec[None, :], app_ra, app_dec)
     return spec[:, None, :] * airy_power(sep[:, :, None], freq[None, None, :], diameter_m)
 
 
-def brighter_than(sources: PointSources, meta: MsMeta, min_flux_jy: float, *,
+def brighter_than(sources: PointSources, ms: MsModel, min_flux_jy: float, *,
                   keep: tuple[str, ...] = ()) -> PointSources:
     """The sources whose apparent flux reaches ``min_flux_jy`` at some time and band edge, plus ``keep``.
 
@@ -194,8 +196,8 @@ def brighter_than(sources: PointSources, meta: MsMeta, min_flux_jy: float, *,
     ----------
     sources
         Candidate point sources (e.g. the catalogue near the track).
-    meta
-        The MS's metadata (times, band edges, pointing, dish diameter for the beam).
+    ms
+        The MS's model (times, band edges, pointing, dish diameter for the beam).
     min_flux_jy
         Apparent (beam-attenuated) flux threshold (Jy), at the lowest or highest channel, at any integration;
         0 or less keeps all sources.
@@ -209,12 +211,12 @@ def brighter_than(sources: PointSources, meta: MsMeta, min_flux_jy: float, *,
     """
     if sources.Nsrc == 0 or min_flux_jy <= 0:
         return sources
-    edges = np.array([meta.freq_array.min(), meta.freq_array.max()])
-    peak = apparent_flux(sources, meta, freq_hz=edges).max(axis=(1, 2))
+    edges = np.array([ms.freq_min, ms.freq_max])
+    peak = apparent_flux(sources, ms, freq_hz=edges).max(axis=(1, 2))
     mask = (peak >= min_flux_jy) | np.isin(np.asarray(sources.name, dtype=object), list(keep))
     if not mask.all():
         log.info("%s: %d of %d catalogue sources near the track are below %.3g Jy apparent (%.3f Jy in total) "
-                 "and left out of the model", meta.path, int((~mask).sum()), sources.Nsrc, min_flux_jy,
+                 "and left out of the model", ms.label, int((~mask).sum()), sources.Nsrc, min_flux_jy,
                  float(peak[~mask].sum()))
     return sources.select(mask)
 
@@ -255,25 +257,26 @@ def predict_matrices(delay_m: np.ndarray, flux: np.ndarray, freq_hz: np.ndarray,
 
 
 def write_model_data(
-    ms_path: str | Path,
+    ms: MsModel | str | os.PathLike,
     sources: PointSources,
     *,
-    meta: MsMeta | None = None,
     diameter_m: float | None | Literal["ms"] = "ms",
     column: str = "MODEL_DATA",
 ) -> ModelReport:
-    """Compute the model of ``sources`` for every row of ``ms_path`` and write it to ``column``.
+    """Compute the model of ``sources`` for every row of the MS and write it to ``column``.
+
+    Unpolarised: the parallel hands (XX, YY or RR, LL) and Stokes I get the model, the cross hands
+    (XY, YX or RL, LR) and Stokes Q, U, V zero.
 
     Parameters
     ----------
-    ms_path
-        A one-field, one-window MS (as the conversion writes).
+    ms
+        A one-field, one-window MS (as the conversion writes): its model
+        (:func:`contimg.msmodel.read_ms`, read once by the caller) or its path (read here).
     sources
         Catalogue point sources (an empty model writes zeros).
-    meta
-        The MS's metadata if already read.
     diameter_m
-        Dish diameter of the Airy beam: ``"ms"`` (default) reads it from the MS's ANTENNA table; None
+        Dish diameter of the Airy beam: ``"ms"`` (default) the MS's own (its ANTENNA table); None
         switches the beam off (for tests).
     column
         The column to write; MODEL_DATA is added (shaped like DATA) if the MS has none, any other
@@ -288,21 +291,28 @@ def write_model_data(
     Raises
     ------
     InputFileError
-        If the MS cannot be read or lacks ``column``.
+        If the MS cannot be read, lacks ``column``, or no longer has the rows of its model.
     """
     from casacore import tables
 
     t0 = time.perf_counter()
-    meta = meta or read_ms_meta(ms_path)
-    delay = antenna_delay_m(sources, meta)  # (Nsrc, Nt, Na)
-    flux = apparent_flux(sources, meta, diameter_m=diameter_m)  # (Nsrc, Nt, Nf)
-    ant_index = np.full(int(meta.antenna_numbers.max()) + 1, -1, dtype=int)
-    ant_index[meta.antenna_numbers] = np.arange(meta.Nants)
+    ms = as_model(ms)
+    assert ms.ant_1_array is not None and ms.ant_2_array is not None and ms.time_index is not None
+    ms_path = ms.path
+    delay = antenna_delay_m(sources, ms)  # (Nsrc, Nt, Na)
+    flux = apparent_flux(sources, ms, diameter_m=diameter_m)  # (Nsrc, Nt, Nf)
+    ant_index = np.full(int(ms.ant_array.max()) + 1, -1, dtype=int)
+    ant_index[ms.ant_array] = np.arange(ms.Nants_data)
+    a1, a2, tidx = ant_index[ms.ant_1_array], ant_index[ms.ant_2_array], ms.time_index
+    pol = ms.unpolarized_response.astype(np.float32)  # (Npols,): 1 in the parallel hands, 0 in the cross hands
     try:
         tb = tables.table(str(ms_path), readonly=False, ack=False)
     except RuntimeError as exc:
         raise InputFileError(f"{ms_path}: cannot open for writing the model: {exc}") from exc
     try:
+        nrows = tb.nrows()
+        if nrows != ms.Nblts:
+            raise InputFileError(f"{ms_path}: has {nrows} rows, {ms.Nblts} when its metadata were read")
         if column not in tb.colnames():
             if column != "MODEL_DATA" or "DATA" not in tb.colnames():
                 raise InputFileError(f"{ms_path}: no {column} column to write the model into")
@@ -310,25 +320,19 @@ def write_model_data(
 
             log.info("%s: has no MODEL_DATA column; adding one", ms_path)
             add_data_column(tb, "MODEL_DATA", "model visibilities (Jy), added by contimg")
-        time_s = tb.getcol("TIME")
-        a1 = ant_index[tb.getcol("ANTENNA1")]
-        a2 = ant_index[tb.getcol("ANTENNA2")]
-        tidx = np.searchsorted(meta.time_jd, time_s / 86400.0 + 2400000.5 - 1e-9)
-        tidx = np.clip(tidx, 0, meta.Ntimes - 1)
-        nrows = tb.nrows()
         cache: dict[int, np.ndarray] = {}
         # the matrices are small (Nants x Nsrc): BLAS threads only spin (5-10x the CPU time, measured)
         with threadpool_limits(limits=1, user_api="blas"):  # restored however the loop ends
             for r0 in range(0, nrows, ROWS_PER_CHUNK):
                 n = min(ROWS_PER_CHUNK, nrows - r0)
                 ti = tidx[r0:r0 + n]
-                out = np.empty((n, meta.Nfreqs, meta.Npols), np.complex64)
+                out = np.empty((n, ms.Nfreqs, ms.Npols), np.complex64)
                 for t in np.unique(ti):
                     if t not in cache:
                         cache = {k: v for k, v in cache.items() if k > t - 2}
-                        cache[t] = predict_matrices(delay[:, t, :], flux[:, t, :], meta.freq_array)
+                        cache[t] = predict_matrices(delay[:, t, :], flux[:, t, :], ms.freq_array)
                     sel = np.flatnonzero(ti == t)
-                    out[sel] = cache[t][:, a1[r0 + sel], a2[r0 + sel]].T[:, :, None]
+                    out[sel] = cache[t][:, a1[r0 + sel], a2[r0 + sel]].T[:, :, None] * pol
                 tb.putcol(column, out, r0, n)
     finally:
         tb.close()

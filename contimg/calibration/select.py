@@ -27,7 +27,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from contimg.calibration.model import REFERENCE_FREQ_HZ, PointSources, apparent_flux
-from contimg.calibration.msmeta import MsMeta
+from contimg.msmodel import MsModel
 
 log = logging.getLogger(__name__)
 
@@ -63,9 +63,9 @@ class CalibratorChoice:
         return self.beam_response / self.transit_response if self.transit_response > 0 else 0.0
 
 
-def _track_icrs(meta: MsMeta) -> tuple[np.ndarray, np.ndarray]:
+def _track_icrs(ms: MsModel) -> tuple[np.ndarray, np.ndarray]:
     """ICRS (RA, Dec) of the pointing at each integration (RA unwrapped)."""
-    ra, dec = meta.pointing.icrs(meta.time_jd)
+    ra, dec = ms.pointing.icrs(ms.time_array)
     return np.unwrap(ra), dec
 
 
@@ -96,21 +96,21 @@ class CatalogueRow:
     spectral_index: float | None
 
 
-def _default_radius_deg(meta: MsMeta) -> float:
+def _default_radius_deg(ms: MsModel) -> float:
     """:data:`MODEL_RADIUS_DEG` scaled to the MS's dishes and lowest frequency (at most 90 deg)."""
     from contimg.beam import DISH_DIAMETER_M
 
-    radius = MODEL_RADIUS_DEG * (DISH_DIAMETER_M / meta.dish_diameter_m) * (1.311e9 / float(meta.freq_array.min()))
+    radius = MODEL_RADIUS_DEG * (DISH_DIAMETER_M / ms.dish_diameter) * (1.311e9 / ms.freq_min)
     return min(radius, 90.0)
 
 
-def search_box(meta: MsMeta, *, radius_deg: float | None = None) -> SkyBox:
+def search_box(ms: MsModel, *, radius_deg: float | None = None) -> SkyBox:
     """The catalogue box holding every source within ``radius_deg`` of the group's pointing track.
 
     Parameters
     ----------
-    meta
-        The group's MS metadata: its pointing (the track is the pointing's ICRS position at each
+    ms
+        The group's MS model: its pointing (the track is the pointing's ICRS position at each
         integration), lowest frequency and dish diameter.
     radius_deg
         Largest great-circle distance (deg) from any point of the track; None: :data:`MODEL_RADIUS_DEG`
@@ -122,8 +122,8 @@ def search_box(meta: MsMeta, *, radius_deg: float | None = None) -> SkyBox:
     SkyBox
         The declination band and RA range to read (a superset: :func:`sources_near_track` cuts the circle).
     """
-    radius_deg = _default_radius_deg(meta) if radius_deg is None else radius_deg
-    ra_track, dec_track = _track_icrs(meta)
+    radius_deg = _default_radius_deg(ms) if radius_deg is None else radius_deg
+    ra_track, dec_track = _track_icrs(ms)
     dec0 = float(np.mean(dec_track))
     rad = math.radians(radius_deg)
     cosd = max(math.cos(min(abs(dec0) + rad, math.pi / 2 - 1e-6)), 1e-6)
@@ -134,7 +134,7 @@ def search_box(meta: MsMeta, *, radius_deg: float | None = None) -> SkyBox:
                   all_ra=span + 2.0 * pad >= 360.0, radius_deg=radius_deg)
 
 
-def sources_near_track(rows: Sequence[CatalogueRow], meta: MsMeta, *, radius_deg: float | None = None) -> PointSources:
+def sources_near_track(rows: Sequence[CatalogueRow], ms: MsModel, *, radius_deg: float | None = None) -> PointSources:
     """The catalogue sources with a flux within ``radius_deg`` of the group's pointing track.
 
     Sources without a flux cannot be modelled and are left out (with a log
@@ -144,8 +144,8 @@ def sources_near_track(rows: Sequence[CatalogueRow], meta: MsMeta, *, radius_deg
     ----------
     rows
         Catalogue sources, e.g. those in :func:`search_box` (read by :func:`contimg.db.science.catalogue_in_box`).
-    meta
-        The group's MS metadata (pointing track, lowest frequency, dish diameter).
+    ms
+        The group's MS model (pointing track, lowest frequency, dish diameter).
     radius_deg
         Largest great-circle distance (deg) from any point of the track; None: as :func:`search_box`.
 
@@ -159,9 +159,9 @@ def sources_near_track(rows: Sequence[CatalogueRow], meta: MsMeta, *, radius_deg
 
     if not rows:
         return PointSources.empty()
-    radius_deg = _default_radius_deg(meta) if radius_deg is None else radius_deg
+    radius_deg = _default_radius_deg(ms) if radius_deg is None else radius_deg
     rad = math.radians(radius_deg)
-    ra_track, dec_track = _track_icrs(meta)
+    ra_track, dec_track = _track_icrs(ms)
     ra = np.radians([r.ra_deg for r in rows])
     dec = np.radians([r.dec_deg for r in rows])
     sep = angular_separation(ra_track[None, :], dec_track[None, :], ra[:, None], dec[:, None]).min(axis=1)
@@ -169,7 +169,7 @@ def sources_near_track(rows: Sequence[CatalogueRow], meta: MsMeta, *, radius_deg
     no_flux = [rows[k].name for k in keep if rows[k].flux_jy is None]
     if no_flux:
         log.info("%s: %d catalogue sources near the track have no flux and are not modelled (e.g. %s)",
-                 meta.path, len(no_flux), ", ".join(no_flux[:3]))
+                 ms.label, len(no_flux), ", ".join(no_flux[:3]))
     keep = [k for k in keep if rows[k].flux_jy is not None]
     return PointSources(
         name=[rows[k].name for k in keep],
@@ -181,7 +181,7 @@ def sources_near_track(rows: Sequence[CatalogueRow], meta: MsMeta, *, radius_deg
     )
 
 
-def _transit_response(ra_deg: float, dec_deg: float, meta: MsMeta) -> float:
+def _transit_response(ra_deg: float, dec_deg: float, ms: MsModel) -> float:
     """Primary-beam response (1.4 GHz) at a source's transit (its closest approach to the pointing).
 
     Drift: the source crosses the pointing's hour angle, where the separation is the difference of
@@ -190,32 +190,32 @@ def _transit_response(ra_deg: float, dec_deg: float, meta: MsMeta) -> float:
     from contimg.beam import airy_power, angular_separation
     from contimg.stations import icrs_to_apparent
 
-    t_mid = np.array([[meta.time_jd[meta.Ntimes // 2]]])
-    p_ra, p_dec = meta.pointing.apparent(t_mid)
-    app_ra, app_dec = icrs_to_apparent(np.radians([[ra_deg]]), np.radians([[dec_deg]]), t_mid, meta.location)
-    if meta.pointing.kind == "drift":
+    t_mid = np.array([[ms.time_array[ms.Ntimes // 2]]])
+    p_ra, p_dec = ms.pointing.apparent(t_mid)
+    app_ra, app_dec = icrs_to_apparent(np.radians([[ra_deg]]), np.radians([[dec_deg]]), t_mid, ms.location)
+    if ms.pointing.kind == "drift":
         sep = abs(float(app_dec[0, 0]) - float(p_dec[0, 0]))
     else:
         sep = float(angular_separation(p_ra, p_dec, app_ra, app_dec)[0, 0])
-    return float(airy_power(np.array([sep]), np.array([REFERENCE_FREQ_HZ]), meta.dish_diameter_m)[0])
+    return float(airy_power(np.array([sep]), np.array([REFERENCE_FREQ_HZ]), ms.dish_diameter)[0])
 
 
 def choose_calibrator(
     cals: PointSources,
-    meta: MsMeta,
+    ms: MsModel,
     *,
     min_beam_response: float,
     min_calibrator_flux_jy: float,
 ) -> CalibratorChoice | None:
-    """The best usable calibrator for the group of ``meta``, or None for a science group.
+    """The best usable calibrator for the group of ``ms``, or None for a science group.
 
     Parameters
     ----------
     cals
         The catalogue's calibrators near the group's track (:func:`sources_near_track` of the rows
         flagged ``is_calibrator``).
-    meta
-        The group's Measurement Set metadata.
+    ms
+        The group's MS model.
     min_beam_response, min_calibrator_flux_jy
         ``settings.calibration`` thresholds (see the module docstring).
 
@@ -227,29 +227,29 @@ def choose_calibrator(
         inside the group, and the response at its transit; None if no calibrator near the track is usable.
     """
     if cals.Nsrc == 0:
-        log.info("%s: no catalogue calibrator near the pointing track", meta.path)
+        log.info("%s: no catalogue calibrator near the pointing track", ms.label)
         return None
     unit = PointSources(cals.name, cals.ra_deg, cals.dec_deg, np.ones(cals.Nsrc), np.zeros(cals.Nsrc))
-    response = apparent_flux(unit, meta, freq_hz=np.array([REFERENCE_FREQ_HZ]))[:, :, 0]  # (Ncal, Ntimes)
+    response = apparent_flux(unit, ms, freq_hz=np.array([REFERENCE_FREQ_HZ]))[:, :, 0]  # (Ncal, Ntimes)
     best_t = response.argmax(axis=1)
     best = response[np.arange(cals.Nsrc), best_t]
     app = best * cals.flux_jy
     ok = (best >= min_beam_response) & (app >= min_calibrator_flux_jy)
     for k in range(cals.Nsrc):
-        log.debug("%s: calibrator %s response %.3f apparent %.2f Jy%s", meta.path, cals.name[k], best[k], app[k],
+        log.debug("%s: calibrator %s response %.3f apparent %.2f Jy%s", ms.label, cals.name[k], best[k], app[k],
                   "" if ok[k] else " (not usable)")
     if not ok.any():
-        log.info("%s: no usable calibrator (best: %s at response %.3f, %.2f Jy apparent)", meta.path,
+        log.info("%s: no usable calibrator (best: %s at response %.3f, %.2f Jy apparent)", ms.label,
                  cals.name[int(app.argmax())], best[int(app.argmax())], app.max())
         return None
     k = int(np.flatnonzero(ok)[np.argmax(app[ok])])
     t = int(best_t[k])
-    transit = _transit_response(cals.ra_deg[k], cals.dec_deg[k], meta)
+    transit = _transit_response(cals.ra_deg[k], cals.dec_deg[k], ms)
     choice = CalibratorChoice(
         name=cals.name[k], flux_jy=float(cals.flux_jy[k]), beam_response=float(best[k]),
-        apparent_flux_jy=float(app[k]), peak_mjd=float(meta.time_jd[t] - 2400000.5),
-        transits_in_group=0 < t < meta.Ntimes - 1, transit_response=max(transit, float(best[k])),
+        apparent_flux_jy=float(app[k]), peak_mjd=float(ms.time_array[t] - 2400000.5),
+        transits_in_group=0 < t < ms.Ntimes - 1, transit_response=max(transit, float(best[k])),
     )
-    log.info("%s: calibrator %s (%.2f Jy, beam response %.3f)", meta.path, choice.name, choice.flux_jy,
+    log.info("%s: calibrator %s (%.2f Jy, beam response %.3f)", ms.label, choice.name, choice.flux_jy,
              choice.beam_response)
     return choice

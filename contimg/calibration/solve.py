@@ -38,6 +38,7 @@ fraction than ``max_flagged_fraction`` fails the solve with
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import time
 import warnings
@@ -53,8 +54,8 @@ from contimg.calibration.bandpass import (
     stop_bandpass_workers,
 )
 from contimg.calibration.casatask import run_task as _run_task
-from contimg.calibration.msmeta import MsMeta, read_ms_meta
 from contimg.errors import ExternalToolError, InputFileError, ValidationError
+from contimg.msmodel import MsModel, as_model
 
 log = logging.getLogger(__name__)
 
@@ -113,8 +114,8 @@ class SolveResult:
         return asdict(self)
 
 
-def average_for_solve(ms_path: str | Path, out_path: str | Path, *, meta: MsMeta | None = None) -> Path:
-    """Average DATA and MODEL_DATA of ``ms_path`` over the whole group into a new MS ``out_path``.
+def average_for_solve(ms: MsModel | str | os.PathLike, out_path: str | Path) -> Path:
+    """Average DATA and MODEL_DATA of the MS over the whole group into a new MS ``out_path``.
 
     One row per baseline remains, every channel is kept. Each visibility is
     the weighted mean (WEIGHT_SPECTRUM, flagged samples excluded) of its
@@ -126,12 +127,11 @@ def average_for_solve(ms_path: str | Path, out_path: str | Path, *, meta: MsMeta
 
     Parameters
     ----------
-    ms_path
-        The group's MS, with DATA, MODEL_DATA, WEIGHT_SPECTRUM and FLAG.
+    ms
+        The group's MS, with DATA, MODEL_DATA, WEIGHT_SPECTRUM and FLAG: its model
+        (:func:`contimg.msmodel.read_ms`; rows, channels, correlations, time span) or its path (read here).
     out_path
         The averaged MS to write (its parent is created); an existing one is removed first.
-    meta
-        The MS's metadata if already read (channels, correlations, time span).
 
     Returns
     -------
@@ -146,8 +146,9 @@ def average_for_solve(ms_path: str | Path, out_path: str | Path, *, meta: MsMeta
     """
     from casacore import tables
 
-    ms_path, out_path = Path(ms_path), Path(out_path)
-    meta = meta or read_ms_meta(ms_path)
+    ms = as_model(ms)
+    ms_path, out_path, time_index = ms.path, Path(out_path), ms.time_index
+    assert ms_path is not None and time_index is not None  # as_model: read from disk, with its rows
     shutil.rmtree(out_path, ignore_errors=True)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -155,12 +156,13 @@ def average_for_solve(ms_path: str | Path, out_path: str | Path, *, meta: MsMeta
     except RuntimeError as exc:
         raise InputFileError(f"{ms_path}: cannot open for averaging: {exc}") from exc
     try:
-        time_s = tb.getcol("TIME")
-        a1, a2 = tb.getcol("ANTENNA1"), tb.getcol("ANTENNA2")
-        key = a1.astype(np.int64) * 65536 + a2
-        ukey, first, bl = np.unique(key, return_index=True, return_inverse=True)
-        nbl, nrows = ukey.size, tb.nrows()
-        shape = (nbl, meta.Nfreqs, meta.Npols)
+        nrows = tb.nrows()
+        if nrows != ms.Nblts:
+            raise InputFileError(f"{ms_path}: has {nrows} rows, {ms.Nblts} when its metadata were read")
+        _, first, bl = np.unique(ms.baseline_index, return_index=True, return_inverse=True)
+        bl = bl.ravel()
+        nbl = first.size
+        shape = (nbl, ms.Nfreqs, ms.Npols)
         # single precision is ample for sums of 24 samples and halves the memory traffic
         sum_wd = np.zeros(shape, np.complex64)
         sum_wm = np.zeros(shape, np.complex64)
@@ -168,7 +170,7 @@ def average_for_solve(ms_path: str | Path, out_path: str | Path, *, meta: MsMeta
         sum_uvw = np.zeros((nbl, 3))
         count = np.zeros(nbl)
         all_bl = np.arange(nbl)
-        rows_per_chunk = max(1, AVERAGE_CHUNK_BYTES // (meta.Nfreqs * meta.Npols * 8))
+        rows_per_chunk = max(1, AVERAGE_CHUNK_BYTES // (ms.Nfreqs * ms.Npols * 8))
         step = max(1, rows_per_chunk // nbl) * nbl if rows_per_chunk >= nbl else rows_per_chunk
         for r0 in range(0, nrows, step):
             n = min(step, nrows - r0)
@@ -180,7 +182,7 @@ def average_for_solve(ms_path: str | Path, out_path: str | Path, *, meta: MsMeta
             m *= w
             uvw = tb.getcol("UVW", r0, n)
             b = bl[r0:r0 + n]
-            t_chunk = time_s[r0:r0 + n]
+            t_chunk = time_index[r0:r0 + n]
             # rows of one chunk may repeat a baseline (several integrations): add per integration
             for t in np.unique(t_chunk):
                 rows = np.flatnonzero(t_chunk == t)
@@ -216,11 +218,11 @@ def average_for_solve(ms_path: str | Path, out_path: str | Path, *, meta: MsMeta
     flag = ~good[order]
     sigma = np.divide(1.0, np.sqrt(weight), out=np.zeros_like(weight), where=weight > 0)
     nvalid = (~flag).sum(axis=1)
-    row_w = np.divide(np.where(flag, 0, weight).sum(axis=1), nvalid, out=np.zeros((nbl, meta.Npols), np.float32),
+    row_w = np.divide(np.where(flag, 0, weight).sum(axis=1), nvalid, out=np.zeros((nbl, ms.Npols), np.float32),
                       where=nvalid > 0)
     row_s = np.divide(1.0, np.sqrt(row_w), out=np.zeros_like(row_w), where=row_w > 0)
-    span_s = (meta.end_mjd - meta.start_mjd) * 86400.0
-    mid_s = (meta.mid_mjd + 0.0) * 86400.0
+    span_s = (ms.end_mjd - ms.start_mjd) * 86400.0
+    mid_s = ms.mid_mjd * 86400.0
     with tables.table(str(out_path), readonly=False, ack=False) as out:
         out.putcol("DATA", data)
         out.putcol("CORRECTED_DATA", data)
@@ -239,17 +241,15 @@ def average_for_solve(ms_path: str | Path, out_path: str | Path, *, meta: MsMeta
     return out_path
 
 
-def average_with_mstransform(ms_path: str | Path, out_path: str | Path, *, meta: MsMeta | None = None) -> Path:
+def average_with_mstransform(ms: MsModel | str | os.PathLike, out_path: str | Path) -> Path:
     """The same average with CASA ``mstransform`` (kept for comparison and as a cross-check in the tests).
 
     Parameters
     ----------
-    ms_path
-        The group's MS.
+    ms
+        The group's MS: its model (its span plus one integration is the ``timebin``) or its path (read here).
     out_path
         The averaged MS to write (its parent is created); an existing one is removed first.
-    meta
-        The MS's metadata if already read (its span plus one integration is the ``timebin``).
 
     Returns
     -------
@@ -261,11 +261,12 @@ def average_with_mstransform(ms_path: str | Path, out_path: str | Path, *, meta:
     contimg.errors.ExternalToolError
         If ``mstransform`` fails or writes nothing.
     """
-    ms_path, out_path = Path(ms_path), Path(out_path)
-    meta = meta or read_ms_meta(ms_path)
+    ms = as_model(ms)
+    ms_path, out_path = ms.path, Path(out_path)
+    assert ms_path is not None  # as_model: read from disk
     shutil.rmtree(out_path, ignore_errors=True)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    span_s = (meta.end_mjd - meta.start_mjd) * 86400.0 + meta.integration_time_s
+    span_s = (ms.end_mjd - ms.start_mjd) * 86400.0 + ms.integration_time
     _run_task("mstransform", ms_path, vis=str(ms_path), outputvis=str(out_path), datacolumn="all",
               timeaverage=True, timebin=f"{span_s:.3f}s", keepflags=True)
     if not out_path.exists():
@@ -273,9 +274,10 @@ def average_with_mstransform(ms_path: str | Path, out_path: str | Path, *, meta:
     return out_path
 
 
-def _antenna_quality(ms_path: Path, meta: MsMeta) -> tuple[np.ndarray, np.ndarray]:
-    """Unflagged fraction and amplitude scatter of each antenna of ``meta`` (cross-correlations).
+def _antenna_quality(ms_path: Path, ms: MsModel) -> tuple[np.ndarray, np.ndarray]:
+    """Unflagged fraction and amplitude scatter of each antenna with data of ``ms``.
 
+    Read from the cross-correlations of the table ``ms_path`` (the MS itself or its time-averaged copy).
     The scatter is the median, over the antenna's baselines, of the robust
     (MAD) scatter across channels of log |DATA / MODEL_DATA|: an antenna whose
     data follow the model smoothly scores low.
@@ -296,10 +298,10 @@ def _antenna_quality(ms_path: Path, meta: MsMeta) -> tuple[np.ndarray, np.ndarra
         med = np.nanmedian(ratio, axis=1, keepdims=True)
         mad = np.nanmedian(np.abs(ratio - med), axis=1)  # (Nrows, Npols)
         bl_scatter = np.nanmean(mad, axis=1)
-    nant = meta.Nants
+    nant = ms.Nants_data
     frac = np.zeros(nant)
     scatter = np.full(nant, np.inf)
-    for k, a in enumerate(meta.antenna_numbers):
+    for k, a in enumerate(ms.ant_array):
         rows = (a1 == a) | (a2 == a)
         if rows.any():
             frac[k] = good[rows].mean()
@@ -310,7 +312,7 @@ def _antenna_quality(ms_path: Path, meta: MsMeta) -> tuple[np.ndarray, np.ndarra
     return frac, scatter
 
 
-def choose_refant(ms_path: str | Path, *, meta: MsMeta | None = None) -> str:
+def choose_refant(ms: MsModel | str | os.PathLike, *, data_path: str | Path | None = None) -> str:
     """A healthy, central reference antenna (by name).
 
     Candidates are the antennas whose unflagged fraction is within 2% of the
@@ -318,34 +320,48 @@ def choose_refant(ms_path: str | Path, *, meta: MsMeta | None = None) -> str:
     (distance from the array's median position / median distance) wins, i.e.
     consistent data first, then a short distance to the other antennas.
 
+    Parameters
+    ----------
+    ms
+        The MS: its model (the antennas with data and their positions) or its path (read here).
+    data_path
+        The table whose DATA, MODEL_DATA and FLAG are judged, e.g. the MS's time-averaged copy
+        (default: the MS itself).
+
+    Returns
+    -------
+    str
+        The reference antenna's name.
+
     Raises
     ------
     SolveError
         If no antenna has unflagged cross-correlations.
     """
-    ms_path = Path(ms_path)
-    meta = meta or read_ms_meta(ms_path)
-    frac, scatter = _antenna_quality(ms_path, meta)
+    ms = as_model(ms)
+    ms_path = Path(data_path) if data_path is not None else ms.path
+    assert ms_path is not None  # as_model: read from disk
+    frac, scatter = _antenna_quality(ms_path, ms)
     if frac.max() <= 0:
         raise SolveError(f"{ms_path}: no antenna has unflagged cross-correlations with a model")
     cand = np.flatnonzero((frac >= frac.max() - 0.02) & np.isfinite(scatter))
     if cand.size == 0:
         cand = np.flatnonzero(frac >= frac.max() - 0.02)
         scatter = np.zeros_like(frac)
-    pos = meta.antenna_positions
+    pos = ms.data_antenna_positions
     dist = np.linalg.norm(pos - np.median(pos, axis=0), axis=1)
     s = scatter[cand] / max(float(np.median(scatter[cand])), 1e-12)
     d = dist[cand] / max(float(np.median(dist[cand])), 1e-12)
     k = int(cand[np.argmin(s + d)])
     log.info("%s: reference antenna %s (unflagged %.3f, scatter %.4f, %.0f m from centre)", ms_path,
-             meta.antenna_names[k], frac[k], scatter[k], dist[k])
-    return meta.antenna_names[k]
+             ms.data_antenna_names[k], frac[k], scatter[k], dist[k])
+    return ms.data_antenna_names[k]
 
 
 def _channels_with_data(ms_path: Path, antenna_numbers: np.ndarray) -> np.ndarray:
     """Boolean (Nants, Nfreqs, Npols): any unflagged cross-correlation of the antenna in the channel.
 
-    Antennas follow ``antenna_numbers`` (the MS's antennas with rows, :class:`MsMeta` order).
+    Antennas follow ``antenna_numbers`` (the MS's antennas with data, ``MsModel.ant_array``).
     """
     from casacore import tables
 
@@ -357,7 +373,7 @@ def _channels_with_data(ms_path: Path, antenna_numbers: np.ndarray) -> np.ndarra
     return np.stack([good[(a1 == a) | (a2 == a)].any(axis=0) for a in antenna_numbers])
 
 
-def table_stats(table_path: str | Path, table_type: str, *, meta: MsMeta, channels_with_data: np.ndarray) -> TableStats:
+def table_stats(table_path: str | Path, table_type: str, *, ms: MsModel, channels_with_data: np.ndarray) -> TableStats:
     """Count the unflagged solutions of a CASA calibration table against the expected number.
 
     Expected: for every antenna of the MS, its channels with unflagged data for B (one solution
@@ -375,10 +391,10 @@ def table_stats(table_path: str | Path, table_type: str, *, meta: MsMeta, channe
         The CASA calibration table.
     table_type
         ``'K'``, ``'B'`` or ``'G'``: B is counted per channel, K and G once per antenna and feed.
-    meta
-        The MS's metadata: the antennas expected (``antenna_numbers``, ``antenna_names``).
+    ms
+        The MS's model: the antennas expected (those with data: ``ant_array``, ``data_antenna_names``).
     channels_with_data
-        Booleans of unflagged cross-correlation data, shapes as above, antennas in ``meta`` order.
+        Booleans of unflagged cross-correlation data, shapes as above, antennas in ``ms.ant_array`` order.
 
     Returns
     -------
@@ -403,11 +419,12 @@ def table_stats(table_path: str | Path, table_type: str, *, meta: MsMeta, channe
     npol = flag.shape[2]
     per_ant = np.asarray(channels_with_data, bool)
     if per_ant.ndim == 2:
-        per_ant = np.broadcast_to(per_ant, (meta.Nants, *per_ant.shape))
+        per_ant = np.broadcast_to(per_ant, (ms.Nants_data, *per_ant.shape))
     n_ok = expected = 0
     by_ant: dict[str, float] = {}
     dead: list[str] = []
-    for k, a in enumerate(meta.antenna_numbers):
+    names = ms.data_antenna_names
+    for k, a in enumerate(ms.ant_array):
         if table_type == "B":
             chan_ok = per_ant[k][:, :npol]
             if flag.shape[1] != chan_ok.shape[0]:
@@ -416,7 +433,7 @@ def table_stats(table_path: str | Path, table_type: str, *, meta: MsMeta, channe
             chan_ok = per_ant[k][:, :npol].any(axis=0, keepdims=True)
         want = int(chan_ok.sum())
         if want == 0:
-            dead.append(meta.antenna_names[k])
+            dead.append(names[k])
             continue
         rows = np.flatnonzero(ant == a)
         # an antenna with several rows (times) counts a solution if any row has it
@@ -424,7 +441,7 @@ def table_stats(table_path: str | Path, table_type: str, *, meta: MsMeta, channe
         n_ok += good
         expected += want
         if good < want:
-            by_ant[meta.antenna_names[k]] = round(1.0 - good / want, 4)
+            by_ant[names[k]] = round(1.0 - good / want, 4)
     frac = 1.0 - n_ok / expected if expected else 1.0
     return TableStats(table_type=table_type, path=str(table_path), n_solutions=n_ok, n_expected=expected,
                       flagged_fraction=round(float(frac), 6), flagged_by_antenna=by_ant, antennas_without_data=dead)
@@ -445,7 +462,7 @@ def _check(stats: TableStats, ms_path: Path, max_flagged_fraction: float) -> Non
 
 
 def solve_calibrator(
-    ms_path: str | Path,
+    ms: MsModel | str | os.PathLike,
     *,
     out_dir: str | Path,
     prefix: str,
@@ -455,14 +472,14 @@ def solve_calibrator(
     max_flagged_fraction: float = 0.2,
     average: bool = True,
     processes: int = BANDPASS_PROCESSES,
-    meta: MsMeta | None = None,
 ) -> SolveResult:
     """Solve K (optional), B and G on a calibrator group whose MODEL_DATA is set.
 
     Parameters
     ----------
-    ms_path
-        The calibrator group's MS, with MODEL_DATA written (:mod:`.model`).
+    ms
+        The calibrator group's MS, with MODEL_DATA written (:mod:`.model`): its model
+        (:func:`contimg.msmodel.read_ms`, read once by the caller) or its path (read here).
     out_dir
         Directory of the tables (``<prefix>.K``, ``.B``, ``.G``); existing
         tables of the same names are replaced.
@@ -482,8 +499,6 @@ def solve_calibrator(
     processes
         Processes sharing the bandpass solve over channel ranges
         (:func:`.bandpass.solve_bandpass`); 1 solves in this process only.
-    meta
-        The MS's metadata if already read.
 
     Returns
     -------
@@ -499,10 +514,11 @@ def solve_calibrator(
     ExternalToolError
         If a CASA task fails.
     """
-    ms_path = Path(ms_path)
+    ms = as_model(ms)
+    ms_path = ms.path
+    assert ms_path is not None  # as_model: a model read from disk
     out_dir, scratch_dir = Path(out_dir), Path(scratch_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    meta = meta or read_ms_meta(ms_path)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     work = ms_path
@@ -512,16 +528,16 @@ def solve_calibrator(
     workers = start_bandpass_workers(processes - 1) if processes > 1 else []
     try:
         if average:
-            work = average_for_solve(ms_path, avg_path, meta=meta)
+            work = average_for_solve(ms, avg_path)
             timings["average"] = round(time.perf_counter() - t0, 3)
-        chans = _channels_with_data(work, meta.antenna_numbers)
+        chans = _channels_with_data(work, ms.ant_array)
         if not chans.any():
             raise SolveError(f"{ms_path}: every visibility is flagged; nothing to solve")
         if refant is None:
             t1 = time.perf_counter()
-            refant = choose_refant(work, meta=meta)
+            refant = choose_refant(ms, data_path=work)
             timings["refant"] = round(time.perf_counter() - t1, 3)
-        elif refant not in meta.antenna_names:
+        elif refant not in ms.data_antenna_names:
             raise InputFileError(f"{ms_path}: reference antenna {refant!r} has no data in this MS")
         stats: dict[str, TableStats] = {}
         common = dict(vis=str(work), refant=refant, solint="inf", minsnr=MIN_SNR, minblperant=MIN_BASELINES_PER_ANTENNA)
@@ -545,7 +561,7 @@ def solve_calibrator(
             timings[kind] = round(time.perf_counter() - t1, 3)
             if not path.exists():
                 raise SolveError(f"{ms_path}: CASA wrote no {kind} table ({path})")
-            st = table_stats(path, kind, meta=meta, channels_with_data=chans)
+            st = table_stats(path, kind, ms=ms, channels_with_data=chans)
             _check(st, ms_path, max_flagged_fraction)
             stats[kind] = st
         from contimg.calibration.gate import model_agreement, solution_snr

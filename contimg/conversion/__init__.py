@@ -9,7 +9,8 @@ Two steps, which the cluster runs as a chord and the CLI runs on one node:
    and the parts removed.
 
 :func:`plan_group` (headers only) comes first and produces the
-JSON-serialisable :class:`ConversionPlan` that both steps receive;
+JSON-serialisable :class:`ConversionPlan` that both steps receive (its ``ms``
+is the :class:`~contimg.msmodel.MsModel` of the MS to be written);
 :func:`convert_group` does everything on one node.
 
 Example

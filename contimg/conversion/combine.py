@@ -114,12 +114,12 @@ class _Parts:
             sb = int(meta["subband"])
             if meta["group_id"] != plan.group_id:
                 raise InputFileError(f"{p}: part of group {meta['group_id']}, not {plan.group_id}")
-            if (abs(float(meta["phase_center_ra"]) - plan.phase_center_ra) > 1e-12
-                    or abs(float(meta["phase_center_dec"]) - plan.phase_center_dec) > 1e-12):
+            if (abs(float(meta["phase_center_ra"]) - plan.ms.phase_center_ra) > 1e-12
+                    or abs(float(meta["phase_center_dec"]) - plan.ms.phase_center_dec) > 1e-12):
                 raise InputFileError(f"{p}: part was phased to another phase center than group {plan.group_id}'s plan")
             if sb in self.meta:
                 raise InputFileError(f"{p}: second part for sb{sb:02d} of group {plan.group_id}")
-            if arrays["data"].shape != (plan.Nblts, plan.Nfreqs_subband, plan.Npols):
+            if arrays["data"].shape != (plan.ms.Nblts, plan.Nfreqs_subband, plan.ms.Npols):
                 raise InputFileError(f"{p}: data shape {arrays['data'].shape} does not match the plan")
             self.meta[sb] = meta
             self.paths[sb] = Path(p)
@@ -270,7 +270,7 @@ def combine_parts(
         log.warning("group %s: flagged %d non-finite visibilities", plan.group_id, nonfinite)
     timings = {"write": round(t_write, 3), "validate": round(t_valid, 3)}
     log.info("group %s: wrote %s (%d rows x %d channels) in %.1f s, validated in %.1f s; %s",
-             plan.group_id, out_ms, plan.Nblts, plan.Nfreqs, t_write, t_valid, report.summary())
+             plan.group_id, out_ms, plan.ms.Nblts, plan.ms.Nfreqs, t_write, t_valid, report.summary())
     result = _result(plan, out_ms, report, timings, present=present)
     result.Nflagged_nonfinite = nonfinite
     return result
@@ -282,10 +282,10 @@ def _result(plan: ConversionPlan, out_ms: Path, report: ValidationReport, timing
         ms_path=str(out_ms),
         subbands=list(present),
         missing_subbands=[sb for sb in range(16) if sb not in present],
-        Nrows=plan.Nblts,
-        Nfreqs=plan.Nfreqs,
-        phase_center_ra_deg=math.degrees(plan.phase_center_ra),
-        phase_center_dec_deg=math.degrees(plan.phase_center_dec),
+        Nrows=plan.ms.Nblts,
+        Nfreqs=plan.ms.Nfreqs,
+        phase_center_ra_deg=math.degrees(plan.ms.phase_center_ra),
+        phase_center_dec_deg=math.degrees(plan.ms.phase_center_dec),
         validation=report.to_dict(),
         timings_s=timings,
     )
@@ -309,9 +309,10 @@ def _publish(tmp: Path, out_ms: Path) -> None:
 
 def _write_ms(path: Path, plan: ConversionPlan, parts: _Parts) -> int:
     """Write the MS; return the number of non-finite visibilities that were flagged."""
-    nrows, nf, npol = plan.Nblts, plan.Nfreqs, plan.Npols
-    times_jd = np.asarray(plan.times_jd)[parts.time_index]
-    uvw_ms = -phased_uvw(plan, times_jd=times_jd, ant_1_array=parts.ant_1_array, ant_2_array=parts.ant_2_array)
+    ms = plan.ms
+    nrows, nf, npol = ms.Nblts, ms.Nfreqs, ms.Npols
+    times_jd = ms.time_array[parts.time_index]
+    uvw_ms = -phased_uvw(ms, times_jd=times_jd, ant_1_array=parts.ant_1_array, ant_2_array=parts.ant_2_array)
     time_s = msio.jd_to_mjd_seconds(times_jd)
     sigma1 = np.float32(sigma_per_sample(plan))
 
@@ -332,8 +333,8 @@ def _write_ms(path: Path, plan: ConversionPlan, parts: _Parts) -> int:
         tb.putcol("ANTENNA2", parts.ant_2_array)
         tb.putcol("TIME", time_s)
         tb.putcol("TIME_CENTROID", time_s)
-        tb.putcol("INTERVAL", np.full(nrows, plan.integration_time))
-        tb.putcol("EXPOSURE", np.full(nrows, plan.integration_time))
+        tb.putcol("INTERVAL", np.full(nrows, ms.integration_time))
+        tb.putcol("EXPOSURE", np.full(nrows, ms.integration_time))
         tb.putcol("SCAN_NUMBER", np.ones(nrows, dtype=np.int32))
         for col in ("FIELD_ID", "DATA_DESC_ID", "ARRAY_ID", "OBSERVATION_ID", "PROCESSOR_ID",
                     "STATE_ID", "FEED1", "FEED2"):
@@ -381,11 +382,11 @@ def _write_ms(path: Path, plan: ConversionPlan, parts: _Parts) -> int:
         f"contimg conversion of group {plan.group_id}\n"
         f"subbands present: {' '.join(f'sb{s:02d}' for s in parts.subbands)}\n"
         f"source files: {' '.join(Path(plan.files[s]).name for s in parts.subbands)}\n"
-        f"phase center ICRS RA {math.degrees(plan.phase_center_ra):.6f} deg "
-        f"Dec {math.degrees(plan.phase_center_dec):.6f} deg (apparent LST at "
-        f"JD {plan.time_mid_jd:.6f}, apparent pointing Dec {math.degrees(plan.pointing_dec_apparent):.6f} deg)"
+        f"phase center ICRS RA {math.degrees(ms.phase_center_ra):.6f} deg "
+        f"Dec {math.degrees(ms.phase_center_dec):.6f} deg (apparent LST at "
+        f"MJD {ms.mid_mjd:.6f}, apparent pointing Dec {math.degrees(ms.pointing.lat_rad):.6f} deg)"
     )
-    half = 0.5 * plan.integration_time
+    half = 0.5 * ms.integration_time
     msio.write_subtables(path, plan, time_range_mjd_s=(float(time_s.min() - half), float(time_s.max() + half)),
                          history=history)
     return parts.nonfinite

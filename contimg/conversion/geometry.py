@@ -25,14 +25,9 @@ import numpy as np
 from contimg.stations import offline_iers  # noqa: F401 - re-exported for conversion modules
 
 if TYPE_CHECKING:
-    from contimg.conversion.plan import ConversionPlan
+    from contimg.msmodel import MsModel
 
 C_M_S = 299792458.0
-
-
-def telescope_location(plan: "ConversionPlan"):
-    """The array's astropy ``EarthLocation``."""
-    return earth_location(plan.telescope_lla)
 
 
 def earth_location(telescope_lla: tuple[float, float, float]):
@@ -57,18 +52,18 @@ def lst_for_times(times_jd: np.ndarray, telescope_lla: tuple[float, float, float
 
 
 def phased_uvw(
-    plan: "ConversionPlan",
+    ms: "MsModel",
     *,
     times_jd: np.ndarray,
     ant_1_array: np.ndarray,
     ant_2_array: np.ndarray,
 ) -> np.ndarray:
-    """Baseline coordinates (m, pyuvdata convention ``x2 - x1``) toward the plan's phase center.
+    """Baseline coordinates (m, pyuvdata convention ``x2 - x1``) toward the MS's phase center.
 
     Parameters
     ----------
-    plan
-        The group plan (antenna positions, telescope location, ICRS phase center).
+    ms
+        The model of the MS (antenna positions, telescope location, ICRS phase center), e.g. a plan's ``ms``.
     times_jd
         Time of each baseline-time (UTC JD), shape (Nblts,).
     ant_1_array, ant_2_array
@@ -80,18 +75,17 @@ def phased_uvw(
     """
     times_jd = np.asarray(times_jd, dtype=float)
     utimes, inverse = np.unique(times_jd, return_inverse=True)
-    loc = telescope_location(plan)
-    lsts = lst_for_times(utimes, plan.telescope_lla)
+    lsts = lst_for_times(utimes, ms.telescope_lla)
     with offline_iers():
-        return _phased_uvw(plan, utimes, inverse, lsts, loc, ant_1_array, ant_2_array)
+        return _phased_uvw(ms, utimes, inverse, lsts, ms.location, ant_1_array, ant_2_array)
 
 
-def _phased_uvw(plan, utimes, inverse, lsts, loc, ant_1_array, ant_2_array) -> np.ndarray:
+def _phased_uvw(ms, utimes, inverse, lsts, loc, ant_1_array, ant_2_array) -> np.ndarray:
     from pyuvdata.utils import phasing
 
     app_ra, app_dec = phasing.calc_app_coords(
-        lon_coord=plan.phase_center_ra,
-        lat_coord=plan.phase_center_dec,
+        lon_coord=ms.phase_center_ra,
+        lat_coord=ms.phase_center_dec,
         coord_frame="icrs",
         coord_type="sidereal",
         time_array=utimes,
@@ -102,11 +96,11 @@ def _phased_uvw(plan, utimes, inverse, lsts, loc, ant_1_array, ant_2_array) -> n
     frame_pa = phasing.calc_frame_pos_angle(
         time_array=utimes, app_ra=app_ra, app_dec=app_dec, telescope_loc=loc, ref_frame="icrs",
     )
-    lat, lon, _ = plan.telescope_lla
+    lat, lon, _ = ms.telescope_lla
     # pyuvdata's rotation of antenna positions, once per (time, antenna) instead of per
     # baseline-time (its per-row dict look-ups cost more than the rotation): vectors of
     # every antenna relative to the first, then differences (the reference cancels).
-    nums = np.asarray(plan.antenna_numbers)
+    nums = np.asarray(ms.antenna_numbers)
     nt, na = utimes.size, nums.size
     ti = np.repeat(np.arange(nt), na)
     vec = phasing.calc_uvw(
@@ -115,7 +109,7 @@ def _phased_uvw(plan, utimes, inverse, lsts, loc, ant_1_array, ant_2_array) -> n
         frame_pa=frame_pa[ti],
         lst_array=lsts[ti],
         use_ant_pos=True,
-        antenna_positions=np.asarray(plan.antenna_positions, dtype=float),
+        antenna_positions=np.asarray(ms.antenna_positions, dtype=float),
         antenna_numbers=nums,
         ant_1_array=np.full(nt * na, nums[0]),
         ant_2_array=np.tile(nums, nt),
@@ -127,7 +121,7 @@ def _phased_uvw(plan, utimes, inverse, lsts, loc, ant_1_array, ant_2_array) -> n
     lookup[nums] = np.arange(na)
     i1, i2 = lookup[ant_1_array], lookup[ant_2_array]
     if np.any(i1 < 0) or np.any(i2 < 0):
-        raise ValueError("baseline antenna numbers missing from the plan's antenna list")
+        raise ValueError(f"{ms.label}: baseline antenna numbers missing from the antenna list")
     return vec[inverse, i2] - vec[inverse, i1]
 
 

@@ -63,6 +63,34 @@ def _rows_per_tile(bytes_per_row: int) -> int:
     return int(max(1, min(4096, TILE_BYTES // max(1, bytes_per_row))))
 
 
+_ITEMSIZE = {"complex": 8, "float": 4, "double": 8, "boolean": 1}
+
+
+def tile_shape(cell_shape, valuetype: str) -> np.ndarray:
+    """``DEFAULTTILESHAPE`` of a ``TiledColumnStMan`` column: whole cells, about :data:`TILE_BYTES` of rows.
+
+    python-casacore gives cell shapes in numpy (C) order, e.g. ``(Nfreqs, Npols)``, but a data manager's tile
+    shape is casacore's own (Fortran) axis order: ``(Npols, Nfreqs, rows)``. Given in numpy order, casacore
+    keeps its axes and clips the tile to the cell, e.g. 2 of 768 channels per tile, and every row-chunked
+    read or write touches hundreds of tiles.
+
+    Parameters
+    ----------
+    cell_shape
+        The column's cell shape in numpy order (``getcell(...).shape``, the ``shape`` of ``makearrcoldesc``).
+    valuetype
+        ``complex``, ``float``, ``double`` or ``boolean``.
+
+    Returns
+    -------
+    numpy.ndarray
+        int32 tile shape, casacore order: the cell's axes reversed, then rows.
+    """
+    shape = [int(n) for n in cell_shape]
+    rows = _rows_per_tile(int(np.prod(shape)) * _ITEMSIZE[valuetype])
+    return np.array(list(reversed(shape)) + [rows], dtype=np.int32)
+
+
 def create_main_table(path: Path, *, nrows: int, Nfreqs: int, Npols: int):
     """Create an empty MS with ``nrows`` rows; return the open (writable) main table.
 
@@ -112,11 +140,8 @@ def create_main_table(path: Path, *, nrows: int, Nfreqs: int, Npols: int):
         if spec["TYPE"] != "TiledColumnStMan":
             continue
         col = spec["COLUMNS"][0]
-        shape = desc[col]["shape"]
-        itemsize = {"complex": 8, "float": 4, "double": 8, "boolean": 1}[desc[col]["valueType"]]
-        per_row = int(np.prod(shape)) * itemsize
-        tile = list(reversed(shape)) + [_rows_per_tile(per_row)]
-        spec["SPEC"] = {"DEFAULTTILESHAPE": np.array(tile, dtype=np.int32), "MAXIMUMCACHESIZE": 0}
+        spec["SPEC"] = {"DEFAULTTILESHAPE": tile_shape(desc[col]["shape"], desc[col]["valueType"]),
+                        "MAXIMUMCACHESIZE": 0}
     tb = tables.default_ms(str(path), desc, dminfo)
     # Column keywords are set on the table, not in the description: keywords given
     # to default_ms for predefined MS columns (DATA ...) stick in casacore's static
@@ -183,11 +208,11 @@ def add_data_column(tb, name: str, comment: str, *, valuetype: str = "complex") 
         ``"complex"`` for visibilities; anything else gives a ``float`` column (weights, sigmas).
     """
     shape = list(tb.getcell("DATA", 0).shape)
-    value, itemsize = (0j, 8) if valuetype == "complex" else (0.0, 4)
-    desc = _tiled(name, value, valuetype, shape, comment)
-    tiles = _rows_per_tile(itemsize * int(np.prod(shape)))
+    if valuetype != "complex":
+        valuetype = "float"
+    desc = _tiled(name, 0j if valuetype == "complex" else 0.0, valuetype, shape, comment)
     tb.addcols(desc, {"TYPE": "TiledColumnStMan", "NAME": f"Tiled_{name}",
-                      "SPEC": {"DEFAULTTILESHAPE": np.array(shape + [tiles], np.int32)}})
+                      "SPEC": {"DEFAULTTILESHAPE": tile_shape(shape, valuetype)}})
 
 
 def ensure_imaging_columns(path: Path, *, rows_per_chunk: int = 100_000) -> list[str]:
@@ -264,39 +289,41 @@ def write_subtables(path: Path, plan: "ConversionPlan", *, time_range_mjd_s: tup
     """Fill ANTENNA, FEED, FIELD, SOURCE, OBSERVATION, SPECTRAL_WINDOW, POLARIZATION,
     DATA_DESCRIPTION, STATE, PROCESSOR and HISTORY for a one-field, one-window MS.
 
-    ANTENNA has a row for every antenna number up to the largest one; numbers absent from the plan are
-    named ``unused-<n>`` and placed at the array centre. FIELD and SOURCE take the plan's phase centre
-    (ICRS) and the name ``drift_<group id>``.
+    What is written is the plan's MS model (``plan.ms``, :class:`contimg.msmodel.MsModel`): one ANTENNA row
+    per antenna number (0 ... Nants_telescope-1, ``unused-<n>`` rows included), the window, the
+    polarizations in its order, the telescope location, and FIELD and SOURCE at its phase centre (ICRS),
+    named ``drift_<group id>``.
 
     Parameters
     ----------
     path
         The MS, created by :func:`create_main_table` (its main table may be open).
     plan
-        The group's conversion plan (antennas, frequencies, polarizations, phase centre).
+        The group's conversion plan: its MS model and group id.
     time_range_mjd_s
         ``(start, end)`` of the data, MJD in seconds (the MS ``TIME`` convention), edges of the first and
         last integrations.
     history
         Text for the HISTORY table, one row per non-blank line (default row: ``converted by contimg``).
+
+    Raises
+    ------
+    ValueError
+        If the model's antenna numbers are not its ANTENNA row numbers 0 ... Nants_telescope-1.
     """
     from casacore import tables
 
-    from contimg.conversion.geometry import telescope_location
-    from contimg.conversion.plan import CASA_POL
+    from contimg.msmodel import AIPS_TO_CASA
 
+    ms = plan.ms
     p = str(path)
-    loc = telescope_location(plan)
-    center = np.array([loc.x.value, loc.y.value, loc.z.value], dtype=np.float64)
-    numbers = np.asarray(plan.antenna_numbers, dtype=int)
-    nant = int(numbers.max()) + 1
-    positions = np.tile(center, (nant, 1))
-    positions[numbers] = center + np.asarray(plan.antenna_positions, dtype=float)
-    names = [f"unused-{i}" for i in range(nant)]
-    for n, name in zip(numbers, plan.antenna_names):
-        names[n] = name
-    diam = np.full(nant, float(np.median(plan.antenna_diameters)))
-    diam[numbers] = plan.antenna_diameters
+    center = np.asarray(ms.telescope_location, dtype=np.float64)
+    nant = ms.Nants_telescope
+    if not np.array_equal(ms.antenna_numbers, np.arange(nant)):
+        raise ValueError(f"group {plan.group_id}: antenna numbers are not ANTENNA rows 0 ... {nant - 1}")
+    positions = center[None, :] + ms.antenna_positions
+    names = list(ms.antenna_names)
+    diam = np.asarray(ms.antenna_diameters, dtype=float)
     t_mid = 0.5 * (time_range_mjd_s[0] + time_range_mjd_s[1])
 
     with tables.table(p + "/ANTENNA", readonly=False, ack=False) as t:
@@ -310,8 +337,7 @@ def write_subtables(path: Path, plan: "ConversionPlan", *, time_range_mjd_s: tup
         t.putcol("DISH_DIAMETER", diam)
         t.putcol("FLAG_ROW", np.zeros(nant, dtype=bool))
 
-    pols = list(sorted(plan.polarization_array, key=lambda q: CASA_POL[q]))
-    corr = np.array([CASA_POL[q] for q in pols], dtype=np.int32)
+    corr = np.array([AIPS_TO_CASA[int(q)] for q in ms.polarization_array], dtype=np.int32)
     feeds = {9: ("X", "X"), 10: ("X", "Y"), 11: ("Y", "X"), 12: ("Y", "Y"),
              5: ("R", "R"), 6: ("R", "L"), 7: ("L", "R"), 8: ("L", "L")}
     receptors = sorted({r for c in corr for r in feeds.get(int(c), ("X", "Y"))}) or ["X", "Y"]
@@ -342,8 +368,8 @@ def write_subtables(path: Path, plan: "ConversionPlan", *, time_range_mjd_s: tup
         t.putcol("SPECTRAL_WINDOW_ID", np.full(nant, -1, dtype=np.int32))
         t.putcol("TIME", np.full(nant, t_mid))
 
-    freqs = plan.freq_array
-    width = np.full(freqs.size, plan.channel_width)
+    freqs = ms.freq_array
+    width = np.full(freqs.size, ms.channel_width)
     with tables.table(p + "/SPECTRAL_WINDOW", readonly=False, ack=False) as t:
         t.addrows(1)
         t.putcell("NUM_CHAN", 0, freqs.size)
@@ -367,7 +393,7 @@ def write_subtables(path: Path, plan: "ConversionPlan", *, time_range_mjd_s: tup
         t.putcell("POLARIZATION_ID", 0, 0)
         t.putcell("FLAG_ROW", 0, False)
 
-    direction = np.array([[plan.phase_center_ra, plan.phase_center_dec]])
+    direction = np.array([[ms.phase_center_ra, ms.phase_center_dec]])
     field_name = "drift_" + plan.group_id.replace(":", "").replace(" ", "_")  # CASA selection-safe
     with tables.table(p + "/FIELD", readonly=False, ack=False) as t:
         t.addrows(1)
@@ -402,7 +428,7 @@ def write_subtables(path: Path, plan: "ConversionPlan", *, time_range_mjd_s: tup
 
     with tables.table(p + "/OBSERVATION", readonly=False, ack=False) as t:
         t.addrows(1)
-        t.putcell("TELESCOPE_NAME", 0, TELESCOPE_NAME)
+        t.putcell("TELESCOPE_NAME", 0, ms.telescope_name)
         t.putcell("OBSERVER", 0, "DSA-110")
         t.putcell("PROJECT", 0, "contimg")
         t.putcell("SCHEDULE_TYPE", 0, "drift")

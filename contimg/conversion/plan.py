@@ -4,7 +4,11 @@
 visibilities), checks that the files belong together and returns a
 :class:`ConversionPlan`: a JSON-serialisable description of the group that the
 two conversion steps (:mod:`contimg.conversion.subband`,
-:mod:`contimg.conversion.combine`) receive instead of arrays.
+:mod:`contimg.conversion.combine`) receive instead of arrays. Besides the files,
+it holds the MS to be written as a :class:`contimg.msmodel.MsModel` (``plan.ms``,
+no path and no rows yet): the writer writes it, and the validator
+(:mod:`contimg.conversion.validate`) compares the written MS, read back with
+:func:`contimg.msmodel.read_ms`, with it.
 
 Frequency grid
 --------------
@@ -35,7 +39,7 @@ import json
 import logging
 import math
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -43,7 +47,9 @@ import h5py
 import numpy as np
 
 from contimg.errors import InputFileError
+from contimg.msmodel import AIPS_TO_CASA, MsModel
 from contimg.naming import NSUBBANDS, parse_subband_filename
+from contimg.pointing import Pointing
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +65,9 @@ FREQ_TOLERANCE_HZ = 1.0
 DEC_TOLERANCE_RAD = math.radians(1.0 / 3600.0)
 """Largest allowed difference between two files' pointing declinations (1 arcsec)."""
 
-CASA_POL = {-5: 9, -6: 12, -7: 10, -8: 11, 1: 1, 2: 2, 3: 3, 4: 4}
-"""pyuvdata (AIPS) polarization numbers → CASA Stokes enum (XX=9, XY=10, YX=11, YY=12)."""
+CASA_POL = {p: AIPS_TO_CASA[p] for p in (-5, -6, -7, -8, 1, 2, 3, 4)}
+"""The polarizations the conversion writes: pyuvdata (AIPS) codes → CASA Stokes enum (XX=9, XY=10, YX=11,
+YY=12; Stokes I-V 1-4)."""
 
 
 @dataclass(frozen=True)
@@ -98,46 +105,25 @@ class SubbandHeader:
 
 @dataclass
 class ConversionPlan:
-    """Everything the conversion steps need to know about a group; JSON-serialisable.
+    """The plan of a group's conversion: its files, and the MS they become; JSON-serialisable.
 
-    Build it with :func:`plan_group`; pass it between processes as
-    ``plan.to_dict()`` / ``ConversionPlan.from_dict(d)``.
+    Build it with :func:`plan_group`; pass it between processes as ``plan.to_dict()`` /
+    ``ConversionPlan.from_dict(d)``. What the MS will hold is :attr:`ms`, an
+    :class:`~contimg.msmodel.MsModel` (no path, no rows yet) that the writer writes and the validator
+    compares the written MS with.
     """
 
     group_id: str
     files: dict[int, str]
     """Subband index → absolute path of its file."""
     file_sizes: dict[int, int]
-    Nants_data: int
-    Nbls: int
-    Nblts: int
-    Ntimes: int
-    Npols: int
+    ms: MsModel
+    """The Measurement Set to be written: the full 16-subband window, the group's integration centres
+    (mean over subbands), polarizations in CASA order, an ANTENNA row for every number up to the largest
+    (``unused-<n>`` at the array centre where the headers have none), the ICRS phase centre and the
+    pointing (a meridian drift at the headers' apparent ``phase_center_dec``)."""
     Nfreqs_subband: int
-    polarization_array: list[int]
-    channel_width: float
-    """Channel width in Hz, positive."""
-    integration_time: float
-    freq_start: float
-    """Frequency (Hz) of the lowest channel of the full 16-subband grid."""
-    times_jd: list[float]
-    """The group's integration centers (UTC JD), mean over subbands."""
-    time_mid_jd: float
-    lst_mid_rad: float
-    phase_center_ra: float
-    """ICRS right ascension of the shared phase center (radians)."""
-    phase_center_dec: float
-    """ICRS declination of the shared phase center (radians)."""
-    pointing_dec_apparent: float
-    """The headers' pointing declination (apparent, radians)."""
-    antenna_numbers: list[int]
-    antenna_names: list[str]
-    antenna_positions: list[list[float]]
-    """Antenna positions (m), ECEF relative to the telescope location."""
-    antenna_diameters: list[float]
-    telescope_name: str
-    telescope_lla: tuple[float, float, float]
-    """Telescope latitude, longitude (radians) and altitude (m)."""
+    """Channels per subband file."""
     sefd_jy: float | None = None
     """System equivalent flux density from the headers (keyword ``sefd_jy``), if given."""
 
@@ -150,16 +136,6 @@ class ConversionPlan:
     def missing_subbands(self) -> list[int]:
         return [sb for sb in range(NSUBBANDS) if sb not in self.files]
 
-    @property
-    def Nfreqs(self) -> int:
-        """Channels in the final spectral window (always the full 16-subband grid)."""
-        return NSUBBANDS * self.Nfreqs_subband
-
-    @property
-    def freq_array(self) -> np.ndarray:
-        """Channel centers (Hz) of the final spectral window, ascending."""
-        return self.freq_start + self.channel_width * np.arange(self.Nfreqs)
-
     def channel_offset(self, subband: int) -> int:
         """Index of ``subband``'s lowest channel in the final spectral window."""
         return (NSUBBANDS - 1 - subband) * self.Nfreqs_subband
@@ -167,25 +143,37 @@ class ConversionPlan:
     def subband_freqs(self, subband: int) -> np.ndarray:
         """Ascending channel centers (Hz) that ``subband`` must have."""
         off = self.channel_offset(subband)
-        return self.freq_array[off:off + self.Nfreqs_subband]
+        return self.ms.freq_array[off:off + self.Nfreqs_subband]
 
     # ------------------------------------------------------------ serialisation
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-serialisable dict (only str/int/float/list/dict)."""
-        d = asdict(self)
-        d["files"] = {str(k): v for k, v in self.files.items()}
-        d["file_sizes"] = {str(k): v for k, v in self.file_sizes.items()}
-        d["telescope_lla"] = list(self.telescope_lla)
-        return d
+        """A JSON-serialisable dict (only str/int/float/list/dict/None)."""
+        return {
+            "group_id": self.group_id,
+            "files": {str(k): v for k, v in self.files.items()},
+            "file_sizes": {str(k): int(v) for k, v in self.file_sizes.items()},
+            "ms": self.ms.to_dict(),
+            "Nfreqs_subband": self.Nfreqs_subband,
+            "sefd_jy": self.sefd_jy,
+        }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "ConversionPlan":
-        """Inverse of :meth:`to_dict`."""
-        d = dict(d)
-        d["files"] = {int(k): v for k, v in d["files"].items()}
-        d["file_sizes"] = {int(k): int(v) for k, v in d["file_sizes"].items()}
-        d["telescope_lla"] = tuple(d["telescope_lla"])
-        return cls(**d)
+        """Inverse of :meth:`to_dict` (the MS model is checked).
+
+        Raises
+        ------
+        InputFileError
+            If the plan's MS model is inconsistent (:meth:`contimg.msmodel.MsModel.check`).
+        """
+        return cls(
+            group_id=d["group_id"],
+            files={int(k): v for k, v in d["files"].items()},
+            file_sizes={int(k): int(v) for k, v in d["file_sizes"].items()},
+            ms=MsModel.from_dict(d["ms"]),
+            Nfreqs_subband=int(d["Nfreqs_subband"]),
+            sefd_jy=d.get("sefd_jy"),
+        )
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict())
@@ -478,6 +466,40 @@ def _optional_float(value: Any) -> float | None:
     return out if math.isfinite(out) and out > 0 else None
 
 
+def _planned_ms(ref: SubbandHeader, *, freq_start: float, times: np.ndarray,
+                phase_center: tuple[float, float]) -> MsModel:
+    """The model of the MS the conversion writes from ``ref``'s header (see :attr:`ConversionPlan.ms`)."""
+    from contimg.conversion.geometry import earth_location, lst_for_times
+    from contimg.conversion.msio import TELESCOPE_NAME
+
+    loc = earth_location(ref.telescope_lla)
+    xyz = np.array([loc.x.to_value("m"), loc.y.to_value("m"), loc.z.to_value("m")])
+    numbers = ref.antenna_numbers.astype(int)
+    nant = int(numbers.max()) + 1  # the MS has an ANTENNA row for every number up to the largest
+    given = ref.antenna_diameters if ref.antenna_diameters is not None else np.full(numbers.size, 4.65)
+    positions = np.zeros((nant, 3))
+    positions[numbers] = ref.antenna_positions
+    diameters = np.full(nant, float(np.median(given)))
+    diameters[numbers] = given
+    names = [f"unused-{i}" for i in range(nant)]
+    for n, name in zip(numbers, ref.antenna_names):
+        names[n] = name
+    nfreqs = NSUBBANDS * ref.Nfreqs
+    return MsModel(
+        path=None,
+        Nants_data=np.union1d(ref.ant_1_array, ref.ant_2_array).size, Nants_telescope=nant, Nbls=ref.Nbls,
+        Nblts=ref.Nblts, Nfreqs=nfreqs, Npols=ref.Npols, Ntimes=ref.Ntimes,
+        freq_array=freq_start + ref.channel_width * np.arange(nfreqs), channel_width=ref.channel_width,
+        polarization_array=np.array(sorted(ref.polarization_array.tolist(), key=CASA_POL.__getitem__)),
+        time_array=times, lst_array=lst_for_times(times, ref.telescope_lla), integration_time=ref.integration_time,
+        antenna_numbers=np.arange(nant), antenna_names=tuple(names), antenna_positions=positions,
+        antenna_diameters=diameters, telescope_name=TELESCOPE_NAME, telescope_location=xyz,
+        phase_center_ra=phase_center[0], phase_center_dec=phase_center[1], phase_center_frame="ICRS",
+        pointing=Pointing("drift", 0.0, ref.phase_center_dec, (float(xyz[0]), float(xyz[1]), float(xyz[2])),
+                          "UVH5 headers: meridian drift at the apparent phase_center_dec"),
+    )
+
+
 def default_group_id(headers: Sequence[SubbandHeader]) -> str:
     """The earliest file-name timestamp of the group, e.g. ``2025-10-02T10:02:45``."""
     stamps = sorted(parse_subband_filename(h.path).timestamp for h in headers)
@@ -520,34 +542,18 @@ def plan_group(files: Sequence[str | os.PathLike], *, group_id: str | None = Non
     times = t0 + np.mean([h.unique_times - t0 for h in headers], axis=0)
     mids = [0.5 * ((h.unique_times[0] - t0) + (h.unique_times[-1] - t0)) for h in headers]
     time_mid = t0 + float(np.mean(mids))
-    ra, dec, lst = phase_center_icrs(time_mid, ref.phase_center_dec, ref.telescope_lla)
-    diam = ref.antenna_diameters if ref.antenna_diameters is not None else np.full(ref.antenna_numbers.size, 4.65)
+    ra, dec, _ = phase_center_icrs(time_mid, ref.phase_center_dec, ref.telescope_lla)
+    ms = _planned_ms(ref, freq_start=freq_start, times=times, phase_center=(ra, dec))
+    try:
+        ms.check()
+    except InputFileError as exc:
+        raise InputFileError(f"group {group_id} ({ref.path} ...): {exc}") from exc
     plan = ConversionPlan(
         group_id=group_id,
         files={h.subband: h.path for h in headers},
         file_sizes={h.subband: h.size_bytes for h in headers},
-        Nants_data=ref.Nants_data,
-        Nbls=ref.Nbls,
-        Nblts=ref.Nblts,
-        Ntimes=ref.Ntimes,
-        Npols=ref.Npols,
+        ms=ms,
         Nfreqs_subband=ref.Nfreqs,
-        polarization_array=ref.polarization_array.tolist(),
-        channel_width=ref.channel_width,
-        integration_time=ref.integration_time,
-        freq_start=freq_start,
-        times_jd=times.tolist(),
-        time_mid_jd=time_mid,
-        lst_mid_rad=lst,
-        phase_center_ra=ra,
-        phase_center_dec=dec,
-        pointing_dec_apparent=ref.phase_center_dec,
-        antenna_numbers=ref.antenna_numbers.tolist(),
-        antenna_names=list(ref.antenna_names),
-        antenna_positions=ref.antenna_positions.tolist(),
-        antenna_diameters=[float(d) for d in diam],
-        telescope_name=ref.telescope_name,
-        telescope_lla=ref.telescope_lla,
         sefd_jy=_optional_float(ref.extra_keywords.get("sefd_jy")),
     )
     log.info(
@@ -555,6 +561,6 @@ def plan_group(files: Sequence[str | os.PathLike], *, group_id: str | None = Non
         "RA %.5f Dec %.5f deg",
         group_id, len(headers),
         f" (missing {', '.join(f'sb{s:02d}' for s in plan.missing_subbands)})" if plan.missing_subbands else "",
-        plan.Nants_data, plan.Ntimes, math.degrees(ra), math.degrees(dec),
+        ms.Nants_data, ms.Ntimes, math.degrees(ra), math.degrees(dec),
     )
     return plan

@@ -223,7 +223,7 @@ def write_subband_part(
     if isinstance(nsamples, np.ndarray):
         nsamples = nsamples[:, chan]
 
-    uvw = phased_uvw(plan, times_jd=times, ant_1_array=header.ant_1_array, ant_2_array=header.ant_2_array)
+    uvw = phased_uvw(plan.ms, times_jd=times, ant_1_array=header.ant_1_array, ant_2_array=header.ant_2_array)
     vis = phase_to_ms(vis, w_m=uvw[:, 2], freq_hz=freq)  # a new, contiguous array
     flags[header.ant_1_array == header.ant_2_array] = True
     bad = ~np.isfinite(vis)
@@ -285,7 +285,7 @@ def sigma_per_sample(plan: ConversionPlan) -> float:
     :data:`NOMINAL_SEFD_JY`; this is how the simulator adds its noise.
     """
     sefd = plan.sefd_jy or NOMINAL_SEFD_JY
-    return sefd / math.sqrt(2.0 * plan.channel_width * plan.integration_time)
+    return sefd / math.sqrt(2.0 * plan.ms.channel_width * plan.ms.integration_time)
 
 
 def _write_part(out: Path, *, plan: ConversionPlan, subband: int, source: Path, arrays: dict[str, np.ndarray],
@@ -305,8 +305,8 @@ def _write_part(out: Path, *, plan: ConversionPlan, subband: int, source: Path, 
         "group_id": plan.group_id,
         "subband": subband,
         "source": str(source),
-        "phase_center_ra": plan.phase_center_ra,
-        "phase_center_dec": plan.phase_center_dec,
+        "phase_center_ra": plan.ms.phase_center_ra,
+        "phase_center_dec": plan.ms.phase_center_dec,
         "arrays": {name: [list(a.shape), a.dtype.str] for name, a in arrays.items()},
         **extra,
     }

@@ -1,6 +1,10 @@
 """Validation of a converted Measurement Set against its plan.
 
-Checks (each a named entry of the :class:`ValidationReport`):
+The written MS is read once with :func:`contimg.msmodel.read_ms` (which
+refuses more than one field, spectral window or data description, a phase
+centre not in ICRS/J2000, channels not ascending and inconsistent metadata:
+the ``model`` check fails with its message) and its model compared with the
+plan's (``plan.ms``). Checks (each a named entry of the :class:`ValidationReport`):
 
 ``columns``
     DATA, MODEL_DATA, CORRECTED_DATA, FLAG, WEIGHT_SPECTRUM, SIGMA_SPECTRUM and
@@ -14,6 +18,11 @@ Checks (each a named entry of the :class:`ValidationReport`):
 ``frequencies``
     the expected number of channels, ascending, on the plan's grid (coverage
     reported).
+``model``
+    the rest of the model as planned: baselines, integrations (centres within
+    :data:`TIME_TOLERANCE_S`), correlations, antennas with data and ANTENNA
+    rows, names and positions (within :data:`POSITION_TOLERANCE_M`), channel
+    width, integration time, telescope name and location.
 ``uvw``
     UVW agrees with the antenna positions: casacore recomputes every row's UVW
     independently from the ANTENNA table, TIME and the FIELD direction (TaQL
@@ -45,10 +54,11 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
-from contimg.errors import ValidationError
+from contimg.errors import InputFileError, ValidationError
 
 if TYPE_CHECKING:
     from contimg.conversion.plan import ConversionPlan
+    from contimg.msmodel import MsModel
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +66,10 @@ UVW_TOLERANCE_REL = 5e-5
 """Largest allowed UVW error relative to the baseline length (10 arcsec of orientation)."""
 PHASE_CENTER_TOLERANCE_RAD = 1e-9
 FREQ_TOLERANCE_HZ = 1.0
+TIME_TOLERANCE_S = 1e-3
+"""Largest allowed difference between a written and a planned integration centre or integration time."""
+POSITION_TOLERANCE_M = 1e-3
+"""Largest allowed difference between a written and a planned antenna or array position."""
 REQUIRED_COLUMNS = ("DATA", "MODEL_DATA", "CORRECTED_DATA", "FLAG", "WEIGHT_SPECTRUM", "SIGMA_SPECTRUM", "UVW")
 
 
@@ -127,6 +141,10 @@ def validate_ms(
 ) -> ValidationReport:
     """Validate a converted MS; raise :class:`ValidationError` if any check fails.
 
+    The MS is read once with :func:`contimg.msmodel.read_ms` and its model compared with the plan's
+    (``plan.ms``); the columns, the UVW recomputed by casacore and one integration's data are read
+    from the table itself.
+
     Parameters
     ----------
     path
@@ -143,7 +161,10 @@ def validate_ms(
     """
     from casacore import tables
 
+    from contimg.msmodel import read_ms
+
     path = str(Path(path))
+    want = plan.ms
     rep = ValidationReport(ms_path=path, group_id=plan.group_id)
     try:
         tb = tables.table(path, ack=False)
@@ -158,46 +179,26 @@ def validate_ms(
         rep.add("columns", not lacking and units == ["Jy"],
                 f"missing {lacking}" if lacking else f"DATA units {units}")
         nrows = tb.nrows()
-        rep.add("rows", nrows == plan.Nblts, f"{nrows} rows, expected {plan.Nblts}")
+        rep.add("rows", nrows == want.Nblts, f"{nrows} rows, expected {want.Nblts}")
         if nrows == 0 or lacking:
             _raise(rep)
-        field_ids = np.unique(tb.getcol("FIELD_ID"))
-        ddids = np.unique(tb.getcol("DATA_DESC_ID"))
-        with tables.table(path + "/FIELD", ack=False) as ft:
-            nfield = ft.nrows()
-            pdir = ft.getcol("PHASE_DIR")[:, 0, :]
-            ref = ft.getcolkeyword("PHASE_DIR", "MEASINFO").get("Ref")
-        with tables.table(path + "/SPECTRAL_WINDOW", ack=False) as st:
-            nspw = st.nrows()
-            freqs = st.getcell("CHAN_FREQ", 0) if nspw else np.array([])
-        dra = (pdir[0, 0] - plan.phase_center_ra + np.pi) % (2 * np.pi) - np.pi if nfield else np.inf
-        ddec = pdir[0, 1] - plan.phase_center_dec if nfield else np.inf
-        off = math.hypot(dra * math.cos(plan.phase_center_dec), ddec)
-        rep.add(
-            "phase_center",
-            nfield == 1 and nspw == 1 and list(field_ids) == [0] and list(ddids) == [0]
-            and ref == "ICRS" and off < PHASE_CENTER_TOLERANCE_RAD,
-            f"{nfield} field(s) ({ref}), {nspw} spectral window(s), field ids {field_ids.tolist()}, "
-            f"data descriptions {ddids.tolist()}, offset from plan {math.degrees(off) * 3600:.2e} arcsec",
-        )
-        expect = plan.freq_array
-        rep.Nfreqs = int(freqs.size)
-        if freqs.size:
-            rep.freq_min_hz, rep.freq_max_hz = float(freqs.min()), float(freqs.max())
-        ok = freqs.size == expect.size and bool(np.all(np.diff(freqs) > 0)) and \
-            float(np.max(np.abs(freqs - expect))) <= FREQ_TOLERANCE_HZ
-        rep.add("frequencies", ok,
-                f"{freqs.size} channels (expected {expect.size}), "
-                f"{rep.freq_min_hz / 1e6:.4f}-{rep.freq_max_hz / 1e6:.4f} MHz, "
-                f"{'ascending' if np.all(np.diff(freqs) > 0) else 'NOT ascending'}")
+        try:
+            ms = read_ms(path)
+        except InputFileError as exc:  # more than one field or window, not ICRS, inconsistent ...
+            rep.add("model", False, str(exc))
+            _raise(rep)
+        _check_phase_center(rep, ms, want)
+        _check_frequencies(rep, ms, want)
+        _check_model(rep, ms, want)
 
-        uvw = tb.getcol("UVW")
+        assert ms.uvw_array is not None  # read_ms reads the rows
+        uvw = np.asarray(ms.uvw_array)
         try:
             diff = np.linalg.norm(uvw - _casacore_uvw(path), axis=1)
             how = "vs casacore -mscal.uvwj2000()"
         except RuntimeError as exc:  # derivedmscal unavailable: fall back to lengths
             log.warning("casacore could not recompute UVW (%s); checking baseline lengths only", exc)
-            diff = _length_error(path, tb, uvw)
+            diff = _length_error(ms)
             how = "baseline lengths vs ANTENNA positions"
         length = np.linalg.norm(uvw, axis=1)
         err = float(np.max(diff)) if diff.size else 0.0
@@ -212,19 +213,67 @@ def validate_ms(
     return rep
 
 
-def _length_error(path: str, tb, uvw: np.ndarray) -> np.ndarray:
-    from casacore import tables
+def _check_phase_center(rep: ValidationReport, ms: "MsModel", want: "MsModel") -> None:
+    """One field (ICRS) at the planned phase centre (read_ms has refused several fields or windows)."""
+    dra = (ms.phase_center_ra - want.phase_center_ra + np.pi) % (2 * np.pi) - np.pi
+    off = math.hypot(dra * math.cos(want.phase_center_dec), ms.phase_center_dec - want.phase_center_dec)
+    rep.add("phase_center", ms.phase_center_frame == "ICRS" and off < PHASE_CENTER_TOLERANCE_RAD,
+            f"1 field ({ms.phase_center_frame}), 1 spectral window, offset from plan "
+            f"{math.degrees(off) * 3600:.2e} arcsec")
 
-    with tables.table(path + "/ANTENNA", ack=False) as at:
-        pos = at.getcol("POSITION")
-    a1, a2 = tb.getcol("ANTENNA1"), tb.getcol("ANTENNA2")
-    lengths = np.linalg.norm(pos[a2] - pos[a1], axis=1)
-    return np.abs(np.linalg.norm(uvw, axis=1) - lengths)
+
+def _check_frequencies(rep: ValidationReport, ms: "MsModel", want: "MsModel") -> None:
+    freqs, expect = ms.freq_array, want.freq_array
+    rep.Nfreqs = int(freqs.size)
+    rep.freq_min_hz, rep.freq_max_hz = ms.freq_min, ms.freq_max
+    ok = freqs.size == expect.size and float(np.max(np.abs(freqs - expect))) <= FREQ_TOLERANCE_HZ
+    rep.add("frequencies", ok, f"{freqs.size} channels (expected {expect.size}), "
+            f"{rep.freq_min_hz / 1e6:.4f}-{rep.freq_max_hz / 1e6:.4f} MHz, ascending")
+
+
+def _check_model(rep: ValidationReport, ms: "MsModel", want: "MsModel") -> None:
+    """The rest of the written MS's model against the plan's: axes, times, antennas, site, polarizations."""
+    problems = []
+    for name in ("Nbls", "Ntimes", "Npols", "Nants_data", "Nants_telescope"):
+        if getattr(ms, name) != getattr(want, name):
+            problems.append(f"{name} {getattr(ms, name)} (planned {getattr(want, name)})")
+    if ms.polarization_array.tolist() != want.polarization_array.tolist():
+        problems.append(f"polarizations {ms.polarization_array.tolist()} (planned {want.polarization_array.tolist()})")
+    if abs(ms.channel_width - want.channel_width) > FREQ_TOLERANCE_HZ * 1e-3:
+        problems.append(f"channel width {ms.channel_width} Hz (planned {want.channel_width})")
+    if abs(ms.integration_time - want.integration_time) > TIME_TOLERANCE_S:
+        problems.append(f"integration time {ms.integration_time} s (planned {want.integration_time})")
+    if ms.Ntimes == want.Ntimes:
+        dt = float(np.max(np.abs(ms.time_array - want.time_array))) * 86400.0
+        if dt > TIME_TOLERANCE_S:
+            problems.append(f"integration centres off the plan's by up to {dt:.2e} s")
+    if ms.Nants_telescope == want.Nants_telescope:
+        if list(ms.antenna_names) != list(want.antenna_names):
+            problems.append("antenna names differ from the plan's")
+        dpos = float(np.max(np.abs((ms.antenna_positions + ms.telescope_location)
+                                   - (want.antenna_positions + want.telescope_location))))
+        if dpos > POSITION_TOLERANCE_M:
+            problems.append(f"antenna positions off the plan's by up to {dpos * 1e3:.2f} mm")
+    dloc = float(np.linalg.norm(ms.telescope_location - want.telescope_location))
+    if dloc > POSITION_TOLERANCE_M:
+        problems.append(f"telescope location {dloc * 1e3:.2f} mm from the plan's")
+    if ms.telescope_name != want.telescope_name:
+        problems.append(f"telescope {ms.telescope_name!r} (planned {want.telescope_name!r})")
+    rep.add("model", not problems, "; ".join(problems) if problems else
+            f"{ms.Nants_data} antennas with data, {ms.Nbls} baselines, {ms.Ntimes} integrations, "
+            f"{ms.Npols} correlations as planned")
+
+
+def _length_error(ms: "MsModel") -> np.ndarray:
+    assert ms.uvw_array is not None and ms.ant_1_array is not None and ms.ant_2_array is not None
+    pos = ms.antenna_positions
+    lengths = np.linalg.norm(pos[ms.antenna_index(ms.ant_2_array)] - pos[ms.antenna_index(ms.ant_1_array)], axis=1)
+    return np.abs(np.linalg.norm(ms.uvw_array, axis=1) - lengths)
 
 
 def _check_data(rep: ValidationReport, tb, plan: "ConversionPlan", present: Sequence[int] | None) -> list[int]:
-    nbl = plan.Nbls
-    mid = (plan.Ntimes // 2) * nbl
+    nbl = plan.ms.Nbls
+    mid = (plan.ms.Ntimes // 2) * nbl
     times = tb.getcol("TIME", mid, nbl)
     if np.ptp(times) > 0:  # not time-major: take any block of rows
         mid = 0
@@ -261,7 +310,7 @@ def _check_data(rep: ValidationReport, tb, plan: "ConversionPlan", present: Sequ
         problems.append("no unflagged data at all")
     rep.add("data", not problems,
             "; ".join(problems) if problems else f"{len(found)} subband(s) with data in integration "
-            f"{plan.Ntimes // 2}, autocorrelations flagged")
+            f"{plan.ms.Ntimes // 2}, autocorrelations flagged")
     return found
 
 

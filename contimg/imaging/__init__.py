@@ -3,8 +3,9 @@
 One interface, :func:`image_ms`, over two backends: WSClean (default, through
 the one wrapper :mod:`.wsclean`) and CASA ``tclean`` (:mod:`.tclean`).
 
-Modules, in the order data flows: :mod:`.geometry` (what the MS holds; cell and
-size), :mod:`.tiers` (quicklook / standard / deep), :mod:`.mask` (catalogue
+The MS is read once (:func:`contimg.msmodel.read_ms`) and its model passed to
+every step. Modules, in the order data flows: :mod:`.geometry` (is the MS
+imageable; cell and size), :mod:`.tiers` (quicklook / standard / deep), :mod:`.mask` (catalogue
 masks), :mod:`.smearing` (how much WSClean may average), :mod:`.wsclean` / :mod:`.tclean`, :mod:`.pbcor` (time/band-averaged
 Airy beam), :mod:`.qa` (noise, beam, peak, fits at known positions,
 thumbnail), :mod:`.run` (:func:`image_ms`), :mod:`.records` (database rows).
@@ -49,7 +50,7 @@ Nothing here touches the database: :func:`contimg.pipeline.image.judge_and_recor
 judges the products and records them (:func:`contimg.pipeline.image.record_images`).
 """
 
-from contimg.imaging.geometry import ImageGeometry, MsInfo, derive_geometry, read_ms_info
+from contimg.imaging.geometry import ImageGeometry, check_imageable, derive_geometry
 from contimg.imaging.qa import ImageQA, PointSourceFit, fit_point_source, image_qa
 from contimg.imaging.records import image_records
 from contimg.imaging.run import ImageProducts, image_ms
@@ -59,15 +60,14 @@ __all__ = [
     "ImageGeometry",
     "ImageProducts",
     "ImageQA",
-    "MsInfo",
     "PointSourceFit",
     "TIERS",
     "TierParameters",
+    "check_imageable",
     "derive_geometry",
     "fit_point_source",
     "image_ms",
     "image_qa",
     "image_records",
-    "read_ms_info",
     "tier_parameters",
 ]

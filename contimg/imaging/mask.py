@@ -14,25 +14,26 @@ from pathlib import Path
 
 import numpy as np
 
-from contimg.imaging.geometry import ImageGeometry, MsInfo
+from contimg.imaging.geometry import ImageGeometry
+from contimg.msmodel import MsModel
 
 __all__ = ["image_wcs", "sources_in_field", "write_fits_mask"]
 
 
-def image_wcs(info: MsInfo, geometry: ImageGeometry):
+def image_wcs(ms: MsModel, geometry: ImageGeometry):
     """The celestial WCS WSClean gives an image: SIN at the phase center, reference pixel nx/2, ny/2 (0-based)."""
     from astropy.wcs import WCS
 
     w = WCS(naxis=2)
     w.wcs.ctype = ["RA---SIN", "DEC--SIN"]
-    w.wcs.crval = [math.degrees(info.phase_center_ra_rad), math.degrees(info.phase_center_dec_rad)]
+    w.wcs.crval = [math.degrees(ms.phase_center_ra), math.degrees(ms.phase_center_dec)]
     w.wcs.crpix = [geometry.nx // 2 + 1, geometry.ny // 2 + 1]
     w.wcs.cdelt = [-geometry.cell_arcsec / 3600, geometry.cell_arcsec / 3600]
     w.wcs.radesys = "ICRS"
     return w
 
 
-def sources_in_field(ra_deg: np.ndarray, dec_deg: np.ndarray, *, info: MsInfo, geometry: ImageGeometry) -> np.ndarray:
+def sources_in_field(ra_deg: np.ndarray, dec_deg: np.ndarray, *, ms: MsModel, geometry: ImageGeometry) -> np.ndarray:
     """Boolean selection of catalogue positions on the image where the averaged beam is >= ``geometry.pb_limit``.
 
     Parameters
@@ -41,8 +42,8 @@ def sources_in_field(ra_deg: np.ndarray, dec_deg: np.ndarray, *, info: MsInfo, g
         ICRS right ascensions (deg), shape (Nsrc,).
     dec_deg
         ICRS declinations (deg), shape (Nsrc,).
-    info
-        The MS imaged (phase center, pointing track, band, dish diameter).
+    ms
+        The model of the MS imaged (phase center, pointing track, band, dish diameter).
     geometry
         The image grid (:func:`contimg.imaging.geometry.derive_geometry`) and its ``pb_limit``.
 
@@ -57,9 +58,9 @@ def sources_in_field(ra_deg: np.ndarray, dec_deg: np.ndarray, *, info: MsInfo, g
     dec = np.asarray(dec_deg, float)
     if ra.size == 0:
         return np.zeros(0, bool)
-    x, y = image_wcs(info, geometry).world_to_pixel_values(ra, dec)
+    x, y = image_wcs(ms, geometry).world_to_pixel_values(ra, dec)
     on = np.isfinite(x) & np.isfinite(y) & (x >= 0) & (x <= geometry.nx - 1) & (y >= 0) & (y <= geometry.ny - 1)
-    pb = beam_at_positions(np.radians(ra), np.radians(dec), info)
+    pb = beam_at_positions(np.radians(ra), np.radians(dec), ms)
     return on & (pb >= geometry.pb_limit)
 
 
@@ -68,7 +69,7 @@ def write_fits_mask(
     ra_deg: np.ndarray,
     dec_deg: np.ndarray,
     *,
-    info: MsInfo,
+    ms: MsModel,
     geometry: ImageGeometry,
     radius_arcsec: float,
 ) -> Path:
@@ -82,8 +83,8 @@ def write_fits_mask(
         ICRS right ascensions (deg) of the mask centres, shape (Nsrc,).
     dec_deg
         ICRS declinations (deg), shape (Nsrc,).
-    info
-        The MS imaged (phase center; mean frequency for the FREQ axis).
+    ms
+        The model of the MS imaged (phase center; mean frequency for the FREQ axis).
     geometry
         The image grid, which the mask matches pixel for pixel (WSClean's ``-fits-mask`` requires it).
     radius_arcsec
@@ -96,7 +97,7 @@ def write_fits_mask(
     """
     from astropy.io import fits
 
-    wcs = image_wcs(info, geometry)
+    wcs = image_wcs(ms, geometry)
     mask = np.zeros((geometry.ny, geometry.nx), np.float32)
     r_pix = radius_arcsec / geometry.cell_arcsec
     n = int(math.ceil(r_pix))
@@ -113,7 +114,7 @@ def write_fits_mask(
     header = wcs.to_header()
     header.remove("WCSAXES", ignore_missing=True)
     hdu = fits.PrimaryHDU(data=mask[None, None], header=header)
-    hdu.header["CTYPE3"], hdu.header["CRVAL3"], hdu.header["CDELT3"], hdu.header["CRPIX3"] = "FREQ", info.mean_freq_hz, 1.0, 1.0
+    hdu.header["CTYPE3"], hdu.header["CRVAL3"], hdu.header["CDELT3"], hdu.header["CRPIX3"] = "FREQ", ms.freq_mean, 1.0, 1.0
     hdu.header["CTYPE4"], hdu.header["CRVAL4"], hdu.header["CDELT4"], hdu.header["CRPIX4"] = "STOKES", 1.0, 1.0, 1.0
     path = Path(path)
     hdu.writeto(path, overwrite=True)

@@ -36,7 +36,8 @@ from pathlib import Path
 import numpy as np
 
 from contimg.beam import airy_power, angular_separation
-from contimg.imaging.geometry import MsInfo, pointing_track
+from contimg.imaging.geometry import pointing_track
+from contimg.msmodel import MJD_JD, MsModel
 
 __all__ = ["average_beam", "beam_at_positions", "pb_correct_fits", "write_fits_atomic"]
 
@@ -46,8 +47,8 @@ _NFREQ_SAMPLES = 16
 """Frequencies at which the beam is averaged (midpoints of equal parts of the band)."""
 
 
-def _freq_samples(info: MsInfo, n: int = _NFREQ_SAMPLES) -> np.ndarray:
-    freq = np.asarray(info.freq_array, float)
+def _freq_samples(ms: MsModel, n: int = _NFREQ_SAMPLES) -> np.ndarray:
+    freq = np.asarray(ms.freq_array, float)
     if freq.size <= n:
         return freq
     parts = np.array_split(freq, n)
@@ -57,7 +58,7 @@ def _freq_samples(info: MsInfo, n: int = _NFREQ_SAMPLES) -> np.ndarray:
 def beam_at_positions(
     ra_rad: np.ndarray,
     dec_rad: np.ndarray,
-    info: MsInfo,
+    ms: MsModel,
     *,
     time_average: bool = True,
     freq_hz: float | None = None,
@@ -68,8 +69,8 @@ def beam_at_positions(
     ----------
     ra_rad, dec_rad
         Positions (any broadcastable shape).
-    info
-        The MS (times, frequencies, phase center).
+    ms
+        The model of the MS (times, frequencies, pointing, dish diameter).
     time_average
         False: the beam at the group's middle pointing only (for comparison).
     freq_hz
@@ -82,19 +83,19 @@ def beam_at_positions(
     """
     ra = np.asarray(ra_rad, float)
     dec = np.asarray(dec_rad, float)
-    p_ra, p_dec = pointing_track(info)
+    p_ra, p_dec = pointing_track(ms)
     if not time_average:
-        mid = np.argmin(np.abs(np.asarray(info.time_jd) - info.mid_time_jd))
+        mid = np.argmin(np.abs(ms.time_array - (ms.mid_mjd + MJD_JD)))
         p_ra, p_dec = p_ra[mid:mid + 1], p_dec[mid:mid + 1]
-    freqs = np.array([freq_hz]) if freq_hz is not None else _freq_samples(info)
+    freqs = np.array([freq_hz]) if freq_hz is not None else _freq_samples(ms)
     total = np.zeros(np.broadcast(ra, dec).shape)
     for pr, pd in zip(p_ra, p_dec):
         sep = angular_separation(pr, pd, ra, dec)
-        total += airy_power(sep[..., None], freqs, info.dish_diameter_m).mean(axis=-1)
+        total += airy_power(sep[..., None], freqs, ms.dish_diameter).mean(axis=-1)
     return total / len(p_ra)
 
 
-def average_beam(wcs, shape: tuple[int, int], info: MsInfo, *, step: int | None = None) -> np.ndarray:
+def average_beam(wcs, shape: tuple[int, int], ms: MsModel, *, step: int | None = None) -> np.ndarray:
     """The averaged beam (see the module docstring) on every pixel of a 2-D image.
 
     Parameters
@@ -103,8 +104,8 @@ def average_beam(wcs, shape: tuple[int, int], info: MsInfo, *, step: int | None 
         Celestial :class:`astropy.wcs.WCS` of the image (2 axes).
     shape
         (ny, nx) of the image.
-    info
-        The MS the image was made from.
+    ms
+        The model of the MS the image was made from.
     step
         Coarse-grid spacing in pixels for the exact evaluation; default: an eighth of the beam's
         half-power width at the top of the band, at most 32 pixels (DSA-110's 4.65 m beam spans
@@ -123,7 +124,7 @@ def average_beam(wcs, shape: tuple[int, int], info: MsInfo, *, step: int | None 
         from astropy.wcs.utils import proj_plane_pixel_scales
 
         cell_rad = np.radians(float(proj_plane_pixel_scales(wcs)[1]))
-        fwhm_px = float(airy_fwhm_rad(info.max_freq_hz, info.dish_diameter_m)) / cell_rad
+        fwhm_px = float(airy_fwhm_rad(ms.freq_upper_edge, ms.dish_diameter)) / cell_rad
         step = int(max(1, min(32, fwhm_px // 8)))
     ny, nx = shape
     ys = np.unique(np.r_[np.arange(0, ny, step), ny - 1])
@@ -133,7 +134,7 @@ def average_beam(wcs, shape: tuple[int, int], info: MsInfo, *, step: int | None 
     ra = np.radians(world[0])
     dec = np.radians(world[1])
     bad = ~np.isfinite(ra) | ~np.isfinite(dec)
-    coarse = beam_at_positions(np.where(bad, 0.0, ra), np.where(bad, 0.0, dec), info)
+    coarse = beam_at_positions(np.where(bad, 0.0, ra), np.where(bad, 0.0, dec), ms)
     coarse[bad] = 0.0
     kx = min(3, len(xs) - 1)
     ky = min(3, len(ys) - 1)
@@ -171,19 +172,18 @@ def write_fits_atomic(path: str | os.PathLike, data: np.ndarray, header) -> Path
     return path
 
 
-def _beam_cards(hdr, info: MsInfo) -> None:
+def _beam_cards(hdr, ms: MsModel) -> None:
     """The beam's provenance: the dish and the pointing, as read from the MS."""
-    hdr["PBDIAM"] = (info.dish_diameter_m, "[m] Airy dish diameter (the MS's ANTENNA table)")
-    p = info.pointing
-    hdr["PBPOINT"] = (p.kind if p is not None else "drift", "pointing: drift (fixed HA/Dec) or fixed (ICRS)")
-    if p is not None:
-        hdr["HISTORY"] = f"contimg: pointing {p.describe()}"
+    hdr["PBDIAM"] = (ms.dish_diameter, "[m] Airy dish diameter (the MS's ANTENNA table)")
+    p = ms.pointing
+    hdr["PBPOINT"] = (p.kind, "pointing: drift (fixed HA/Dec) or fixed (ICRS)")
+    hdr["HISTORY"] = f"contimg: pointing {p.describe()}"
 
 
 def pb_correct_fits(
     image_fits: str | os.PathLike,
     *,
-    info: MsInfo,
+    ms: MsModel,
     pbcor_fits: str | os.PathLike,
     pb_fits: str | os.PathLike | None = None,
     pb_limit: float = 0.2,
@@ -197,8 +197,8 @@ def pb_correct_fits(
     ----------
     image_fits
         The flat-noise image (Jy/beam), e.g. WSClean's ``-image.fits``; its last two axes are (Dec, RA).
-    info
-        The MS the image was made from (pointing track, band, dish diameter).
+    ms
+        The model of the MS the image was made from (pointing track, band, dish diameter).
     pbcor_fits
         The corrected image to write (Jy/beam, intrinsic flux at the image's reference frequency).
     pb_fits
@@ -219,14 +219,14 @@ def pb_correct_fits(
         data = np.asarray(hdul[0].data, dtype=np.float32)
     wcs = WCS(header).celestial
     ny, nx = data.shape[-2:]
-    beam = average_beam(wcs, (ny, nx), info)
+    beam = average_beam(wcs, (ny, nx), ms)
     with np.errstate(divide="ignore", invalid="ignore"):
         corrected = np.where(beam >= pb_limit, data / np.where(beam > 0, beam, 1.0), np.nan).astype(np.float32)
     hdr = header.copy()
     hdr["PBCOR"] = (True, "divided by the time/band-averaged Airy beam")
     hdr["PBLIMIT"] = (pb_limit, "blanked where the beam is below this")
-    _beam_cards(hdr, info)
-    hdr["HISTORY"] = (f"contimg: primary-beam corrected (Airy {info.dish_diameter_m:g} m, averaged over the group's "
+    _beam_cards(hdr, ms)
+    hdr["HISTORY"] = (f"contimg: primary-beam corrected (Airy {ms.dish_diameter:g} m, averaged over the group's "
                       "pointing track and band)")
     write_fits_atomic(pbcor_fits, corrected, hdr)
     if pb_fits is not None:
@@ -234,8 +234,8 @@ def pb_correct_fits(
         bh["BUNIT"] = ""
         for key in ("BMAJ", "BMIN", "BPA"):
             bh.remove(key, ignore_missing=True)
-        _beam_cards(bh, info)
-        bh["HISTORY"] = f"contimg: time/band-averaged Airy power beam ({info.dish_diameter_m:g} m)"
+        _beam_cards(bh, ms)
+        bh["HISTORY"] = f"contimg: time/band-averaged Airy power beam ({ms.dish_diameter:g} m)"
         write_fits_atomic(pb_fits, beam.reshape(data.shape), bh)
     log.info("primary-beam corrected %s -> %s (beam %.3f ... %.3f)", image_fits, pbcor_fits,
              float(beam.min()), float(beam.max()))

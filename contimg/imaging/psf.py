@@ -31,7 +31,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from contimg.beam import SPEED_OF_LIGHT
-from contimg.imaging.smearing import UvTracks, briggs_weights_uv
+from contimg.imaging.smearing import briggs_weights_uv, cross_rows, sample_freqs
+from contimg.msmodel import MsModel
 
 __all__ = ["MainLobe", "main_lobe_fwhm"]
 
@@ -62,14 +63,14 @@ class MainLobe:
     """Direction of the narrowest width in the uv plane (0: along u, east-west; 90: along v, north-south)."""
 
 
-def main_lobe_fwhm(tracks: UvTracks, *, robust: float, fov_rad: tuple[float, float],
+def main_lobe_fwhm(ms: MsModel, *, robust: float, fov_rad: tuple[float, float],
                    max_samples: int = MAX_SAMPLES, n_angles: int = POSITION_ANGLES) -> MainLobe:
     """Half-power widths of the PSF main lobe for Briggs ``robust`` on an image ``fov_rad`` = (width, height).
 
     Parameters
     ----------
-    tracks
-        The MS's cross-correlation uvw (:func:`~contimg.imaging.smearing.read_uv_tracks`).
+    ms
+        The MS's model (:func:`contimg.msmodel.read_ms`): its cross-correlation uvw and channels.
     robust
         Briggs robust parameter of the image.
     fov_rad
@@ -88,9 +89,9 @@ def main_lobe_fwhm(tracks: UvTracks, *, robust: float, fov_rad: tuple[float, flo
     ValueError
         If every uv sample is at the origin (no non-zero baselines).
     """
-    n_rows = max(int(tracks.uvw_m.shape[0]), 1)
-    freqs = tracks.sample_freqs(max(2, max_samples // n_rows))
-    uvw = np.asarray(tracks.uvw_m, float)
+    uvw, _, _ = cross_rows(ms)
+    n_rows = max(int(uvw.shape[0]), 1)
+    freqs = sample_freqs(ms.freq_array, max(2, max_samples // n_rows))
     u = np.concatenate([uvw[:, 0] * f / SPEED_OF_LIGHT for f in freqs])
     v = np.concatenate([uvw[:, 1] * f / SPEED_OF_LIGHT for f in freqs])
     weights = briggs_weights_uv(u, v, robust=robust, fov_rad=fov_rad)

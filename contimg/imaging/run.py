@@ -1,7 +1,8 @@
 """One Measurement Set to its image products: :func:`image_ms`.
 
-Steps: read and check the MS (:func:`~contimg.imaging.geometry.read_ms_info`),
-derive the geometry, optionally build a catalogue mask, run the backend
+Steps: read the MS once (:func:`contimg.msmodel.read_ms`, with its flags) and
+check it (:func:`~contimg.imaging.geometry.check_imageable`), derive the
+geometry, optionally build a catalogue mask, run the backend
 (WSClean or tclean) in a private temporary directory inside ``out_dir``,
 primary-beam correct, measure QA, draw the thumbnail, and only then move the
 finished files to their final names. A failure at any step removes the
@@ -34,12 +35,12 @@ import numpy as np
 
 from contimg.config import ImagingSettings
 from contimg.errors import ConfigError, ExternalToolError
-from contimg.imaging.geometry import ImageGeometry, derive_geometry, read_ms_info
+from contimg.imaging.geometry import ImageGeometry, check_imageable, derive_geometry
 from contimg.imaging.qa import ImageQA, image_qa, write_thumbnail
 from contimg.imaging.gate import negative_peak_jy, predicted_noise_jy
-from contimg.imaging.smearing import UvTracks, read_uv_tracks
 from contimg.imaging.tiers import TierParameters, tier_parameters
 from contimg.imaging.wsclean import DeconvolutionLog, parse_wsclean_log, take_mfs_products
+from contimg.msmodel import MsModel, read_ms
 
 CatalogueCone = Callable[[float, float, float], "Mapping[str, np.ndarray]"]
 """``(ra_deg, dec_deg, radius_deg) -> {"ra_deg", "dec_deg", "flux_jy", "spectral_index": arrays}``: the
@@ -188,18 +189,18 @@ def image_ms(
         raise ConfigError(f"unknown imaging backend {backend!r}; known: wsclean, tclean")
     params = tier_parameters(tier_name)
     ms = Path(ms_path).absolute()
-    info = read_ms_info(ms, data_column=data_column)
-    tracks = read_uv_tracks(ms)  # uv tracks, read once: the cell, the averaging plan and the noise prediction
-    geometry = derive_geometry(info, pb_limit=settings.pb_limit, cell_arcsec=cell_arcsec)
+    ms_model = read_ms(ms, data_column=data_column, flags=True)  # read once: every step below is given it
+    check_imageable(ms_model)
+    geometry = derive_geometry(ms_model, pb_limit=settings.pb_limit, cell_arcsec=cell_arcsec)
     if cell_arcsec is None:
-        lobe = _main_lobe(ms, geometry, robust=settings.robust, tracks=tracks)
+        lobe = _main_lobe(ms_model, geometry, robust=settings.robust)
         if lobe is not None:
-            geometry = derive_geometry(info, pb_limit=settings.pb_limit, psf_minor_arcsec=lobe.minor_arcsec)
+            geometry = derive_geometry(ms_model, pb_limit=settings.pb_limit, psf_minor_arcsec=lobe.minor_arcsec)
     if size is not None:
         geometry = ImageGeometry(geometry.cell_arcsec, int(size[0]), int(size[1]), geometry.pb_limit,
                                  geometry.pb_radius_deg, geometry.drift_deg)
-    predicted_rms_jy = _predicted_noise(ms, geometry, robust=settings.robust, tracks=tracks)
-    spectral_fit = spectral_fit_decision(info, geometry, catalogue, noise_jy=predicted_rms_jy, settings=settings)
+    predicted_rms_jy = _predicted_noise(ms_model, geometry, robust=settings.robust)
+    spectral_fit = spectral_fit_decision(ms_model, geometry, catalogue, noise_jy=predicted_rms_jy, settings=settings)
     channels_out = spectral_fit["channels_out"] if spectral_fit else 1
     log.info("imaging %s with %s (%s): %dx%d pixels of %.1f arcsec, pb_limit %.2f (radius %.2f deg, drift %.2f deg)",
              ms, backend, tier_name, geometry.nx, geometry.ny, geometry.cell_arcsec, geometry.pb_limit,
@@ -214,7 +215,7 @@ def image_ms(
         averaging = None
         mask_file = None
         if mask_positions_deg is not None:
-            mask_file = _write_mask(work, backend, mask_positions_deg, info=info, geometry=geometry,
+            mask_file = _write_mask(work, backend, mask_positions_deg, ms=ms_model, geometry=geometry,
                                     radius_arcsec=mask_radius_arcsec)
         log_file = work / f"{backend}.log"
         if backend == "wsclean":
@@ -222,8 +223,7 @@ def image_ms(
 
             bda = None
             if params.max_smearing_loss is not None:
-                averaging = _plan_averaging(ms, geometry, params.max_smearing_loss, robust=settings.robust,
-                                            tracks=tracks)
+                averaging = _plan_averaging(ms_model, geometry, params.max_smearing_loss, robust=settings.robust)
                 bda = averaging.wavelengths
 
             def _run(tier) -> tuple[list[str], float, float, DeconvolutionLog]:
@@ -268,7 +268,7 @@ def image_ms(
         from contimg.imaging.pbcor import pb_correct_fits
 
         pbcor_tmp, pb_tmp = work / "img-image.pbcor.fits", work / "img-pb.fits"
-        pb_correct_fits(files["image"], info=info, pbcor_fits=pbcor_tmp, pb_fits=pb_tmp, pb_limit=settings.pb_limit)
+        pb_correct_fits(files["image"], ms=ms_model, pbcor_fits=pbcor_tmp, pb_fits=pb_tmp, pb_limit=settings.pb_limit)
         qa = image_qa(files["image"], residual_fits=files["residual"])
         negative_jy = negative_peak_jy(files["image"])
         png_tmp = work / "img.png"
@@ -298,8 +298,8 @@ def image_ms(
         image=str(final["image"]), pbcor=str(final["pbcor"]), pb=str(final["pb"]),
         residual=str(final["residual"]), model=str(final["model"]), psf=str(final["psf"]),
         thumbnail=str(final["thumbnail"]), log=str(final_log) if final_log else None,
-        qa=qa, geometry=geometry, ref_freq_hz=qa.ref_freq_hz, mid_mjd=info.mid_time_jd - 2400000.5,
-        ra_deg=math.degrees(info.phase_center_ra_rad), dec_deg=math.degrees(info.phase_center_dec_rad),
+        qa=qa, geometry=geometry, ref_freq_hz=qa.ref_freq_hz, mid_mjd=ms_model.mid_mjd,
+        ra_deg=math.degrees(ms_model.phase_center_ra), dec_deg=math.degrees(ms_model.phase_center_dec),
         imager_s=round(imager_s, 2), imager_cpu_s=round(imager_cpu_s, 2), total_s=round(time.perf_counter() - t0, 2), arguments=arguments,
         averaging=averaging.to_dict() if averaging is not None else None,
         deconvolution=deconvolution, negative_jy=negative_jy, predicted_rms_jy=predicted_rms_jy,
@@ -310,7 +310,7 @@ def image_ms(
     return products
 
 
-def spectral_fit_decision(info, geometry: ImageGeometry, catalogue: CatalogueCone | None, *,
+def spectral_fit_decision(ms: MsModel, geometry: ImageGeometry, catalogue: CatalogueCone | None, *,
                           noise_jy: float | None, settings: ImagingSettings) -> dict | None:
     """Whether to deconvolve with a spectral fit: None (no), or ``{"channels_out", "brightest_jy", "dynamic_range"}``.
 
@@ -331,8 +331,8 @@ def spectral_fit_decision(info, geometry: ImageGeometry, catalogue: CatalogueCon
 
     Parameters
     ----------
-    info
-        The MS (phase centre, times, frequencies, dishes).
+    ms
+        The MS model (phase centre, times, frequencies, dishes).
     geometry
         The image: sources within its half diagonal are considered.
     catalogue
@@ -351,7 +351,7 @@ def spectral_fit_decision(info, geometry: ImageGeometry, catalogue: CatalogueCon
 
     if catalogue is None or not noise_jy or not np.isfinite(noise_jy):
         return None
-    ra0, dec0 = math.degrees(info.phase_center_ra_rad), math.degrees(info.phase_center_dec_rad)
+    ra0, dec0 = math.degrees(ms.phase_center_ra), math.degrees(ms.phase_center_dec)
     radius = math.hypot(geometry.width_deg, geometry.height_deg) / 2
     cat = catalogue(ra0, dec0, radius)
     flux = np.asarray(cat["flux_jy"], float)
@@ -360,14 +360,14 @@ def spectral_fit_decision(info, geometry: ImageGeometry, catalogue: CatalogueCon
     alpha = np.asarray(cat["spectral_index"], float)
     alpha = np.where(np.isfinite(alpha), alpha, DEFAULT_SPECTRAL_INDEX)
     response = beam_at_positions(np.radians(np.asarray(cat["ra_deg"], float)),
-                                 np.radians(np.asarray(cat["dec_deg"], float)), info)
-    apparent = np.nan_to_num(flux * (info.mean_freq_hz / 1.4e9) ** alpha * response)
+                                 np.radians(np.asarray(cat["dec_deg"], float)), ms)
+    apparent = np.nan_to_num(flux * (ms.freq_mean / 1.4e9) ** alpha * response)
     brightest = float(apparent.max())
     ratio = brightest / noise_jy
     if ratio < settings.spectral_fit_dynamic_range:
         return None
     log.info("%s: the brightest catalogue source is %.3g Jy apparent, %.0f times the predicted noise: "
-             "deconvolving %d parts of the band with a spectral fit", info.path, brightest, ratio,
+             "deconvolving %d parts of the band with a spectral fit", ms.path, brightest, ratio,
              settings.spectral_fit_channels)
     return {"channels_out": settings.spectral_fit_channels, "brightest_jy": round(brightest, 6),
             "dynamic_range": round(ratio, 1)}
@@ -412,34 +412,35 @@ def _fov_rad(geometry: ImageGeometry) -> tuple[float, float]:
     return math.radians(geometry.width_deg), math.radians(geometry.height_deg)
 
 
-def _main_lobe(ms: Path, geometry: ImageGeometry, *, robust: float, tracks: UvTracks):
+def _main_lobe(ms: MsModel, geometry: ImageGeometry, *, robust: float):
     """The PSF's predicted main lobe on ``geometry``'s field (None, logged, if it cannot be predicted)."""
     from contimg.imaging.psf import main_lobe_fwhm
 
     try:
-        lobe = main_lobe_fwhm(tracks, robust=robust, fov_rad=_fov_rad(geometry))
+        lobe = main_lobe_fwhm(ms, robust=robust, fov_rad=_fov_rad(geometry))
     except (ValueError, MemoryError) as exc:
-        log.warning("%s: cannot predict the PSF main lobe (%s); the cell follows the longest baseline only", ms, exc)
+        log.warning("%s: cannot predict the PSF main lobe (%s); the cell follows the longest baseline only", ms.path,
+                    exc)
         return None
     log.info("%s: predicted PSF main lobe %.1f x %.1f arcsec (half power; narrowest at uv position angle %.0f deg)",
-             ms, lobe.major_arcsec, lobe.minor_arcsec, lobe.minor_pa_deg)
+             ms.path, lobe.major_arcsec, lobe.minor_arcsec, lobe.minor_pa_deg)
     return lobe
 
 
-def _predicted_noise(ms: Path, geometry: ImageGeometry, *, robust: float, tracks: UvTracks) -> float | None:
+def _predicted_noise(ms: MsModel, geometry: ImageGeometry, *, robust: float) -> float | None:
     """Thermal noise of the image from the MS's weights and the Briggs weights of the image's uv cell."""
     from contimg.errors import InputFileError
     from contimg.imaging.smearing import briggs_weights
 
     try:
-        weights = briggs_weights(tracks, robust=robust, fov_rad=_fov_rad(geometry))
-        return predicted_noise_jy(ms, imaging_weights=weights)
+        weights = briggs_weights(ms, robust=robust, fov_rad=_fov_rad(geometry))
+        return predicted_noise_jy(ms.label, imaging_weights=weights)
     except (InputFileError, RuntimeError, ValueError) as exc:
-        log.warning("%s: cannot predict the thermal noise: %s", ms, exc)
+        log.warning("%s: cannot predict the thermal noise: %s", ms.path, exc)
         return None
 
 
-def _plan_averaging(ms: Path, geometry: ImageGeometry, max_loss: float, *, robust: float, tracks: UvTracks):
+def _plan_averaging(ms: MsModel, geometry: ImageGeometry, max_loss: float, *, robust: float):
     """Baseline-dependent averaging within ``max_loss`` at the farthest point that matters.
 
     That point is the pb_limit edge of the swept field (radius plus half the
@@ -449,11 +450,10 @@ def _plan_averaging(ms: Path, geometry: ImageGeometry, max_loss: float, *, robus
 
     half_diagonal = math.hypot(geometry.width_deg, geometry.height_deg) / 2
     edge = math.radians(min(geometry.pb_radius_deg + geometry.drift_deg / 2, half_diagonal))
-    return plan_baseline_averaging(ms, radius_rad=edge, max_loss=max_loss, robust=robust, fov_rad=_fov_rad(geometry),
-                                   tracks=tracks)
+    return plan_baseline_averaging(ms, radius_rad=edge, max_loss=max_loss, robust=robust, fov_rad=_fov_rad(geometry))
 
 
-def _write_mask(work: Path, backend: str, positions: Sequence[tuple[float, float]], *, info, geometry,
+def _write_mask(work: Path, backend: str, positions: Sequence[tuple[float, float]], *, ms: MsModel, geometry,
                 radius_arcsec: float | None) -> Path:
     import numpy as np
 
@@ -463,11 +463,11 @@ def _write_mask(work: Path, backend: str, positions: Sequence[tuple[float, float
     if radius_arcsec is None:
         radius_arcsec = DEFAULT_MASK_RADIUS_ARCSEC
     pos = np.asarray(positions, float).reshape(-1, 2)
-    keep = sources_in_field(pos[:, 0], pos[:, 1], info=info, geometry=geometry)
+    keep = sources_in_field(pos[:, 0], pos[:, 1], ms=ms, geometry=geometry)
     pos = pos[keep]
-    log.info("%s: catalogue mask of %d sources (radius %.0f arcsec)", info.path, len(pos), radius_arcsec)
+    log.info("%s: catalogue mask of %d sources (radius %.0f arcsec)", ms.path, len(pos), radius_arcsec)
     if backend == "wsclean":
-        return write_fits_mask(work / "mask.fits", pos[:, 0], pos[:, 1], info=info, geometry=geometry,
+        return write_fits_mask(work / "mask.fits", pos[:, 0], pos[:, 1], ms=ms, geometry=geometry,
                                radius_arcsec=radius_arcsec)
     path = work / "mask.crtf"
     path.write_text(catalog_region([tuple(p) for p in pos], radius_arcsec))

@@ -45,9 +45,11 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from contimg.beam import SPEED_OF_LIGHT
+from contimg.msmodel import MsModel, read_ms
 
-__all__ = ["AveragingPlan", "UvTracks", "averaging_factors", "averaging_loss", "briggs_weights", "briggs_weights_uv",
-           "native_smearing_loss", "plan_baseline_averaging", "read_uv_tracks", "row_fraction"]
+__all__ = ["AveragingPlan", "averaging_factors", "averaging_loss", "baseline_length_max_m", "briggs_weights",
+           "briggs_weights_uv", "cross_rows", "native_smearing_loss", "plan_baseline_averaging", "row_fraction",
+           "sample_freqs"]
 
 log = logging.getLogger(__name__)
 
@@ -61,48 +63,35 @@ CANDIDATE_WAVELENGTHS = tuple(float(x) for x in np.round(np.geomspace(0.5, 128.0
 """``-baseline-averaging`` sizes tried (wavelengths, ~12 % steps)."""
 
 
-@dataclass(frozen=True)
-class UvTracks:
-    """The cross-correlation rows of an MS, as needed for smearing: one entry per row."""
+def cross_rows(ms: MsModel) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The cross-correlation rows of ``ms``, as the smearing and weighting code uses them.
 
-    uvw_m: np.ndarray
-    """(Nrows, 3) uvw (m)."""
-    baseline: np.ndarray
-    """(Nrows,) baseline index 0 ... Nbls-1."""
-    time_index: np.ndarray
-    """(Nrows,) integration index 0 ... Ntimes-1."""
-    Ntimes: int
-    integration_s: float
-    freq_hz: np.ndarray
-    """Channel centres (Hz)."""
-    channel_width_hz: float
+    Returns
+    -------
+    uvw, baseline, time_index
+        (Ncross, 3) uvw (m), (Ncross,) baseline index (0 ... ``ms.Nbls``-1, as ``ms.baseline_index``) and
+        (Ncross,) integration index of every cross-correlation row.
+    """
+    if ms.uvw_array is None or ms.time_index is None:
+        raise ValueError(f"{ms.label}: the model has no rows (uvw)")
+    c = ms.cross_mask
+    return ms.uvw_array[c], ms.baseline_index[c], ms.time_index[c]
 
-    @property
-    def freq_max_hz(self) -> float:
-        """The highest channel frequency: WSClean's averaging factors use it."""
-        return float(np.max(self.freq_hz))
 
-    @property
-    def freq_mean_hz(self) -> float:
-        return float(np.mean(self.freq_hz))
+def sample_freqs(freq_hz: np.ndarray, n: int = BAND_SAMPLES) -> np.ndarray:
+    """``n`` of the channel frequencies ``freq_hz``, spread evenly over the band (all of them if fewer)."""
+    f = np.sort(np.asarray(freq_hz, float))
+    if f.size <= n:
+        return f
+    return f[np.round(np.linspace(0, f.size - 1, n)).astype(int)]
 
-    def sample_freqs(self, n: int = BAND_SAMPLES) -> np.ndarray:
-        """``n`` channel frequencies spread evenly over the band (all of them if fewer)."""
-        f = np.sort(np.asarray(self.freq_hz, float))
-        if f.size <= n:
-            return f
-        return f[np.round(np.linspace(0, f.size - 1, n)).astype(int)]
 
-    @property
-    def Nbls(self) -> int:  # noqa: N802 - pyuvdata naming
-        return int(self.baseline.max()) + 1 if self.baseline.size else 0
-
-    def baseline_length_max_m(self) -> np.ndarray:
-        """(Nbls,) the longest projected uv length each baseline reaches (m)."""
-        uv = np.hypot(self.uvw_m[:, 0], self.uvw_m[:, 1])
-        out = np.zeros(self.Nbls)
-        np.maximum.at(out, self.baseline, uv)
-        return out
+def baseline_length_max_m(ms: MsModel) -> np.ndarray:
+    """(Nbls,) the longest projected uv length each baseline reaches (m); 0 for autocorrelations."""
+    uvw, baseline, _ = cross_rows(ms)
+    out = np.zeros(ms.Nbls)
+    np.maximum.at(out, baseline, np.hypot(uvw[:, 0], uvw[:, 1]))
+    return out
 
 
 @dataclass(frozen=True)
@@ -122,49 +111,29 @@ class AveragingPlan:
         return asdict(self)
 
 
-def read_uv_tracks(ms_path: str | os.PathLike) -> UvTracks:
-    """The cross-correlation uvw, baselines and integration indices of a one-SPW MS."""
-    from casacore.tables import table
-
-    with table(str(ms_path), ack=False) as t:
-        a1 = t.getcol("ANTENNA1")
-        a2 = t.getcol("ANTENNA2")
-        times = t.getcol("TIME")
-        uvw = t.getcol("UVW")
-        interval = float(np.median(t.getcol("INTERVAL", 0, min(t.nrows(), 1000))))
-    with table(f"{ms_path}/SPECTRAL_WINDOW", ack=False) as t:
-        freq = np.asarray(t.getcol("CHAN_FREQ")[0], float)
-        width = float(abs(t.getcol("CHAN_WIDTH")[0][0]))
-    cross = a1 != a2
-    a1, a2, times, uvw = a1[cross], a2[cross], times[cross], uvw[cross]
-    _, baseline = np.unique(a1.astype(np.int64) * 100_000 + a2, return_inverse=True)
-    utimes, time_index = np.unique(times, return_inverse=True)
-    return UvTracks(uvw_m=uvw, baseline=baseline.ravel(), time_index=time_index.ravel(), Ntimes=len(utimes),
-                    integration_s=interval, freq_hz=freq, channel_width_hz=width)
-
-
-def averaging_factors(tracks: UvTracks, wavelengths: float) -> np.ndarray:
+def averaging_factors(ms: MsModel, wavelengths: float) -> np.ndarray:
     """(Nbls,) integrations WSClean averages per row of each baseline for ``-baseline-averaging wavelengths``."""
-    speed = OMEGA_EARTH * tracks.integration_s * tracks.baseline_length_max_m() * tracks.freq_max_hz / SPEED_OF_LIGHT
+    speed = OMEGA_EARTH * ms.integration_time * baseline_length_max_m(ms) * ms.freq_max / SPEED_OF_LIGHT
     with np.errstate(divide="ignore"):
         k = np.floor(wavelengths / speed)
-    return np.clip(np.nan_to_num(k, posinf=tracks.Ntimes), 1, tracks.Ntimes).astype(np.int64)
+    return np.clip(np.nan_to_num(k, posinf=ms.Ntimes), 1, ms.Ntimes).astype(np.int64)
 
 
-def row_fraction(tracks: UvTracks, wavelengths: float) -> float:
+def row_fraction(ms: MsModel, wavelengths: float) -> float:
     """Fraction of the rows left after WSClean averages with ``-baseline-averaging wavelengths``.
 
     Each baseline's rows are averaged in runs of its factor, the last run
     possibly shorter; WSClean prints the same figure ("reduced the number of
     rows to ...").
     """
-    k = averaging_factors(tracks, wavelengths)
-    per_baseline = np.bincount(tracks.baseline, minlength=tracks.Nbls)
-    return float(np.sum(np.ceil(per_baseline / k)) / tracks.baseline.size)
+    k = averaging_factors(ms, wavelengths)
+    _, baseline, _ = cross_rows(ms)
+    per_baseline = np.bincount(baseline, minlength=ms.Nbls)
+    return float(np.sum(np.ceil(per_baseline / k)) / baseline.size)
 
 
-def briggs_weights(tracks: UvTracks, *, robust: float, fov_rad: tuple[float, float]) -> np.ndarray:
-    """(Nrows,) Briggs weights at the mean frequency on the uv cell of an image ``fov_rad`` = (width, height).
+def briggs_weights(ms: MsModel, *, robust: float, fov_rad: tuple[float, float]) -> np.ndarray:
+    """(Ncross,) Briggs weights at the mean frequency on the uv cell of an image ``fov_rad`` = (width, height).
 
     Natural weights are equal (one per row: every row has the same channels
     and integration time); the density counts each row and its Hermitian
@@ -172,8 +141,8 @@ def briggs_weights(tracks: UvTracks, *, robust: float, fov_rad: tuple[float, flo
 
     Parameters
     ----------
-    tracks
-        The MS's cross-correlation rows (:func:`read_uv_tracks`); u, v are taken at ``tracks.freq_mean_hz``.
+    ms
+        The MS's model (:func:`contimg.msmodel.read_ms`): its cross-correlation rows' u, v at ``ms.freq_mean``.
     robust
         Briggs robust parameter (-2 near uniform, +2 near natural).
     fov_rad
@@ -182,10 +151,11 @@ def briggs_weights(tracks: UvTracks, *, robust: float, fov_rad: tuple[float, flo
     Returns
     -------
     numpy.ndarray
-        Relative imaging weight of each row, shape (Nrows,), in (0, 1].
+        Relative imaging weight of each cross-correlation row (:func:`cross_rows`), shape (Ncross,), in (0, 1].
     """
-    lam = SPEED_OF_LIGHT / tracks.freq_mean_hz
-    return briggs_weights_uv(tracks.uvw_m[:, 0] / lam, tracks.uvw_m[:, 1] / lam, robust=robust, fov_rad=fov_rad)
+    lam = SPEED_OF_LIGHT / ms.freq_mean
+    uvw, _, _ = cross_rows(ms)
+    return briggs_weights_uv(uvw[:, 0] / lam, uvw[:, 1] / lam, robust=robust, fov_rad=fov_rad)
 
 
 def briggs_weights_uv(u: np.ndarray, v: np.ndarray, *, robust: float, fov_rad: tuple[float, float]) -> np.ndarray:
@@ -222,17 +192,18 @@ def briggs_weights_uv(u: np.ndarray, v: np.ndarray, *, robust: float, fov_rad: t
     return 1.0 / (1.0 + density * f2)
 
 
-def _fringe_phase(tracks: UvTracks, radius_rad: float, pa_rad: np.ndarray, freq_hz: float) -> np.ndarray:
-    """(Npa, Nrows) fringe phase at the highest frequency of a source at ``radius_rad``, position angles ``pa_rad``."""
+def _fringe_phase(uvw: np.ndarray, radius_rad: float, pa_rad: np.ndarray, freq_hz: float) -> np.ndarray:
+    """(Npa, Nrows) fringe phase at ``freq_hz`` of a source at ``radius_rad``, position angles ``pa_rad``, for rows
+    of ``uvw`` (m)."""
     s = math.sin(radius_rad)
     lm = np.stack([s * np.sin(pa_rad), s * np.cos(pa_rad)], axis=1)  # (Npa, 2): l east, m north
     n1 = math.sqrt(1.0 - s * s) - 1.0
-    path = lm @ tracks.uvw_m[:, :2].T + n1 * tracks.uvw_m[:, 2]
+    path = lm @ uvw[:, :2].T + n1 * uvw[:, 2]
     return 2 * math.pi * freq_hz / SPEED_OF_LIGHT * path
 
 
 def averaging_loss(
-    tracks: UvTracks,
+    ms: MsModel,
     wavelengths: float,
     *,
     radius_rad: float,
@@ -247,14 +218,14 @@ def averaging_loss(
 
     Parameters
     ----------
-    tracks
-        From :func:`read_uv_tracks`.
+    ms
+        The MS's model (:func:`contimg.msmodel.read_ms`).
     wavelengths
         ``-baseline-averaging`` size.
     radius_rad
         Distance of the source from the phase center.
     weights
-        Imaging weights per row (default natural).
+        Imaging weights per cross-correlation row (default natural).
     position_angles_deg
         Directions (east of north) at which to evaluate.
 
@@ -263,17 +234,18 @@ def averaging_loss(
     numpy.ndarray
         Fractional peak loss (0: none) at each of ``position_angles_deg``, shape (Npa,).
     """
-    k = averaging_factors(tracks, wavelengths)[tracks.baseline]
-    w = np.ones(tracks.baseline.size) if weights is None else np.asarray(weights, float)
-    fmax = tracks.freq_max_hz
-    phase = _fringe_phase(tracks, radius_rad, np.radians(position_angles_deg), fmax)
+    uvw, baseline, time_index = cross_rows(ms)
+    k = averaging_factors(ms, wavelengths)[baseline]
+    w = np.ones(baseline.size) if weights is None else np.asarray(weights, float)
+    fmax = ms.freq_max
+    phase = _fringe_phase(uvw, radius_rad, np.radians(position_angles_deg), fmax)
     # averaged row of each visibility: baseline, k, and which run of k integrations it falls in
-    group = (tracks.baseline.astype(np.int64) * (tracks.Ntimes + 1) + tracks.time_index // k)
+    group = (baseline.astype(np.int64) * (ms.Ntimes + 1) + time_index // k)
     _, gid = np.unique(group, return_inverse=True)
     gid = gid.ravel()
     ngroups = int(gid.max()) + 1
     size = np.bincount(gid, minlength=ngroups).astype(float)
-    scales = tracks.sample_freqs() / fmax  # the fringe phase is proportional to frequency
+    scales = sample_freqs(ms.freq_array) / fmax  # the fringe phase is proportional to frequency
     losses = []
     for ph in phase:
         dphi = ph - (np.bincount(gid, weights=ph, minlength=ngroups) / size)[gid]
@@ -283,7 +255,7 @@ def averaging_loss(
 
 
 def native_smearing_loss(
-    tracks: UvTracks,
+    ms: MsModel,
     *,
     radius_rad: float,
     weights: np.ndarray | None = None,
@@ -291,18 +263,18 @@ def native_smearing_loss(
 ) -> dict[str, float]:
     """Largest peak loss at ``radius_rad`` from the instrument's own channel width and integration time.
 
-    Bandwidth: each channel is a box of ``channel_width_hz``, a sinc of the
+    Bandwidth: each channel is a box of ``channel_width``, a sinc of the
     fringe's delay. Time: the fringe phase moves linearly during one
     integration at the rate between neighbouring integrations of the baseline.
 
     Parameters
     ----------
-    tracks
-        The MS's cross-correlation rows (:func:`read_uv_tracks`), with its channel width and integration.
+    ms
+        The MS's model (:func:`contimg.msmodel.read_ms`): cross-correlation rows, channel width and integration.
     radius_rad
         Distance (rad) of the source from the phase center.
     weights
-        Imaging weights per row, shape (Nrows,) (default natural).
+        Imaging weights per cross-correlation row, shape (Ncross,) (default natural).
     position_angles_deg
         Directions (deg, east of north) at which to evaluate; the largest loss is returned.
 
@@ -311,14 +283,15 @@ def native_smearing_loss(
     dict[str, float]
         ``{'bandwidth': loss, 'integration': loss}``, fractional peak losses at the highest channel frequency.
     """
-    w = np.ones(tracks.baseline.size) if weights is None else np.asarray(weights, float)
+    uvw, baseline, time_index = cross_rows(ms)
+    w = np.ones(baseline.size) if weights is None else np.asarray(weights, float)
     pa = np.radians(position_angles_deg)
-    phase = _fringe_phase(tracks, radius_rad, pa, tracks.freq_max_hz)
-    delay_turns = phase / (2 * math.pi) * tracks.channel_width_hz / tracks.freq_max_hz
+    phase = _fringe_phase(uvw, radius_rad, pa, ms.freq_max)
+    delay_turns = phase / (2 * math.pi) * ms.channel_width / ms.freq_max
     bandwidth = 1.0 - (np.sinc(delay_turns) * w).sum(axis=1) / w.sum()
-    order = np.lexsort((tracks.time_index, tracks.baseline))
+    order = np.lexsort((time_index, baseline))
     ph = phase[:, order]
-    same = np.diff(tracks.baseline[order]) == 0
+    same = np.diff(baseline[order]) == 0
     step = np.where(same, np.abs(np.diff(ph, axis=1)), np.nan)
     step = np.concatenate([step, np.full((len(pa), 1), np.nan)], axis=1)
     step = np.where(np.isnan(step), np.roll(step, 1, axis=1), step)  # a baseline's last row takes the rate before it
@@ -327,13 +300,12 @@ def native_smearing_loss(
 
 
 def plan_baseline_averaging(
-    ms_path: str | os.PathLike,
+    ms: MsModel | str | os.PathLike,
     *,
     radius_rad: float,
     max_loss: float,
     robust: float,
     fov_rad: tuple[float, float],
-    tracks: UvTracks | None = None,
 ) -> AveragingPlan:
     """The largest ``-baseline-averaging`` size whose averaging loss at ``radius_rad`` is at most ``max_loss``.
 
@@ -342,8 +314,8 @@ def plan_baseline_averaging(
 
     Parameters
     ----------
-    ms_path
-        The MS to image.
+    ms
+        The MS to image: its model (:func:`contimg.msmodel.read_ms`, read once by the caller) or its path.
     radius_rad
         The edge of the field that matters (the pb_limit radius plus half the drift).
     max_loss
@@ -352,8 +324,6 @@ def plan_baseline_averaging(
         Briggs robust parameter of the image.
     fov_rad
         Image width and height (radians): sets the uv cell of the weights.
-    tracks
-        Already-read :func:`read_uv_tracks` (read from ``ms_path`` otherwise).
 
     Returns
     -------
@@ -368,20 +338,20 @@ def plan_baseline_averaging(
     """
     if radius_rad <= 0 or not 0 < max_loss < 0.5:
         raise ValueError(f"need radius > 0 and 0 < max_loss < 0.5, got {radius_rad}, {max_loss}")
-    tracks = tracks if tracks is not None else read_uv_tracks(ms_path)
-    weights = briggs_weights(tracks, robust=robust, fov_rad=fov_rad)
+    ms = ms if isinstance(ms, MsModel) else read_ms(ms)
+    weights = briggs_weights(ms, robust=robust, fov_rad=fov_rad)
     chosen, chosen_loss = None, 0.0
     for size in CANDIDATE_WAVELENGTHS:
-        loss = float(averaging_loss(tracks, size, radius_rad=radius_rad, weights=weights).max())
+        loss = float(averaging_loss(ms, size, radius_rad=radius_rad, weights=weights).max())
         if loss > max_loss:
             break
         chosen, chosen_loss = size, loss
-        if np.all(averaging_factors(tracks, size) >= tracks.Ntimes):
+        if np.all(averaging_factors(ms, size) >= ms.Ntimes):
             break  # every baseline already averaged over the whole group
-    rows = row_fraction(tracks, chosen) if chosen is not None else 1.0
+    rows = row_fraction(ms, chosen) if chosen is not None else 1.0
     plan = AveragingPlan(wavelengths=chosen, loss=chosen_loss, row_fraction=rows, radius_deg=math.degrees(radius_rad),
                          max_loss=max_loss)
     log.info("%s: baseline-dependent averaging %s wavelengths: peak loss %.2f %% at %.2f deg (budget %.1f %%), "
-             "%.1f %% of the rows left", ms_path, chosen, 100 * chosen_loss, plan.radius_deg, 100 * max_loss,
+             "%.1f %% of the rows left", ms.label, chosen, 100 * chosen_loss, plan.radius_deg, 100 * max_loss,
              100 * rows)
     return plan

@@ -107,12 +107,12 @@ def beam_response_at(ra_deg: np.ndarray, dec_deg: np.ndarray, *, images: ImageSe
                                mode="constant", cval=0.0)
         return np.asarray(resp, float)
     if images.ms_path is not None:
-        from contimg.imaging.geometry import read_ms_info
         from contimg.imaging.pbcor import beam_at_positions
+        from contimg.msmodel import read_ms
 
-        info = read_ms_info(images.ms_path, data_column="DATA")
+        ms = read_ms(images.ms_path)
         log.info("%s: no beam image (pb) recorded, beam computed from %s", images.path, images.ms_path)
-        return beam_at_positions(np.radians(ra_deg), np.radians(dec_deg), info)
+        return beam_at_positions(np.radians(ra_deg), np.radians(dec_deg), ms)
     return None
 
 

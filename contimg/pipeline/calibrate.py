@@ -54,7 +54,7 @@ from contimg.errors import InputFileError
 
 if TYPE_CHECKING:
     from contimg.calibration.model import PointSources
-    from contimg.calibration.msmeta import MsMeta
+    from contimg.msmodel import MsModel
     from contimg.calibration.solve import SolveResult
 
 log = logging.getLogger(__name__)
@@ -125,7 +125,7 @@ def calibrate(settings: Settings, group_key: str, token: str, *, fallback_solve:
     return {**outcome.to_dict(), "seconds": seconds}
 
 
-def catalogue_near_track(session: Session, meta: MsMeta, *, calibrators_only: bool = False,
+def catalogue_near_track(session: Session, ms: MsModel, *, calibrators_only: bool = False,
                          radius_deg: float | None = None) -> PointSources:
     """The catalogue sources with a flux near the group's pointing track (:mod:`contimg.calibration.select`).
 
@@ -133,8 +133,8 @@ def catalogue_near_track(session: Session, meta: MsMeta, *, calibrators_only: bo
     ----------
     session
         An open session (the ``sources`` table).
-    meta
-        The group's MS metadata.
+    ms
+        The group's MS model (:func:`contimg.msmodel.read_ms`).
     calibrators_only
         Only sources flagged ``is_calibrator``.
     radius_deg
@@ -147,8 +147,8 @@ def catalogue_near_track(session: Session, meta: MsMeta, *, calibrators_only: bo
     """
     from contimg.db.science import catalogue_in_box
 
-    box = search_box(meta, radius_deg=radius_deg)
-    return sources_near_track(catalogue_in_box(session, box, calibrators_only=calibrators_only), meta,
+    box = search_box(ms, radius_deg=radius_deg)
+    return sources_near_track(catalogue_in_box(session, box, calibrators_only=calibrators_only), ms,
                               radius_deg=box.radius_deg)
 
 
@@ -237,9 +237,9 @@ def _previous_bandpass(database: Any, *, before_mjd: float, name: str) -> str | 
     return None
 
 
-def _valid_set(database: Any, meta: MsMeta) -> ValidSet | None:
+def _valid_set(database: Any, ms: MsModel) -> ValidSet | None:
     with session_scope(database, readonly=True) as s:
-        return find_valid_set(s, start_mjd=meta.start_mjd, end_mjd=meta.end_mjd)
+        return find_valid_set(s, start_mjd=ms.start_mjd, end_mjd=ms.end_mjd)
 
 
 def calibrate_ms(
@@ -299,24 +299,24 @@ def calibrate_ms(
         An unreadable MS or a failing CASA task.
     """
     from contimg.calibration.apply import apply_tables
-    from contimg.calibration.msmeta import read_ms_meta
     from contimg.calibration.select import choose_calibrator
     from contimg.config import QaSettings
     from contimg.conversion.msio import ensure_imaging_columns
+    from contimg.msmodel import read_ms
     from contimg.verdict import jsonable
 
     ms_path = Path(ms_path)
     qa = qa if qa is not None else QaSettings()
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
-    meta = read_ms_meta(ms_path)
+    ms = read_ms(ms_path)  # read once: selection, model, solve and registry all use it
     ensure_imaging_columns(ms_path)  # an MS from elsewhere may lack MODEL_DATA, CORRECTED_DATA, ...
     with session_scope(database, readonly=True) as s:
-        choice = choose_calibrator(catalogue_near_track(s, meta, calibrators_only=True), meta,
+        choice = choose_calibrator(catalogue_near_track(s, ms, calibrators_only=True), ms,
                                    min_beam_response=calibration.min_beam_response,
                                    min_calibrator_flux_jy=calibration.min_calibrator_flux_jy)
-        sources = catalogue_near_track(s, meta) if choice is not None else None
-    ms_id = _record_ms(database, ms_path, start_mjd=meta.start_mjd, end_mjd=meta.end_mjd,
+        sources = catalogue_near_track(s, ms) if choice is not None else None
+    ms_id = _record_ms(database, ms_path, start_mjd=ms.start_mjd, end_mjd=ms.end_mjd,
                        calibrator_name=choice.name if choice else None,
                        calibrator_beam_response=choice.beam_response if choice else None)
     timings["select"] = round(time.perf_counter() - t0, 3)
@@ -325,12 +325,12 @@ def calibrate_ms(
     chosen, mode = None, "applied"
     elsewhere = transit_elsewhere(choice, calibration)
     if elsewhere is not None:
-        chosen = _valid_set(database, meta)
+        chosen = _valid_set(database, ms)
         if chosen is None and fallback_solve:
             log.warning("%s: %s, but no solution came within the wait; solving here instead", ms_path, elsewhere)
         elif chosen is None:
             raise NoValidCalibration(f"{ms_path}: {elsewhere}; no valid calibration set for MJD "
-                                     f"{meta.start_mjd:.5f}-{meta.end_mjd:.5f} yet")
+                                     f"{ms.start_mjd:.5f}-{ms.end_mjd:.5f} yet")
         else:
             log.info("%s: %s; applying set %s", ms_path, elsewhere, chosen.name)
             extra = {"solve_skipped": elsewhere}
@@ -339,9 +339,9 @@ def calibrate_ms(
         try:
             assert sources is not None
             solved = solve_and_judge(
-                ms_path, meta=meta, choice=choice, sources=sources, calibration=calibration, qa=qa,
+                ms, choice=choice, sources=sources, calibration=calibration, qa=qa,
                 caltable_dir=caltable_dir, scratch_dir=scratch_dir, name=name,
-                previous_bandpass=_previous_bandpass(database, before_mjd=meta.mid_mjd, name=name), timings=timings)
+                previous_bandpass=_previous_bandpass(database, before_mjd=ms.mid_mjd, name=name), timings=timings)
         except SolveError as exc:
             # a failed solve (e.g. too many flagged solutions) leaves the group a science group
             log.warning("%s: %s; applying the registry's valid set instead", ms_path, exc)
@@ -349,22 +349,22 @@ def calibrate_ms(
         else:
             with session_scope(database) as s:
                 calset = register_solution(
-                    s, name=name, solution=solved.solution, calibrator_name=choice.name, solve_mjd=meta.mid_mjd,
+                    s, name=name, solution=solved.solution, calibrator_name=choice.name, solve_mjd=ms.mid_mjd,
                     bandpass_validity_h=calibration.bandpass_validity_h, gain_validity_h=calibration.gain_validity_h,
                     source_ms_id=ms_id, qa=jsonable(solved.qa_record))
                 calset.qa_verdict = solved.verdict.status
                 chosen = valid_set_of(calset)
             extra, mode = solved.outcome_fields, "solved"
     if chosen is None:
-        chosen = _valid_set(database, meta)
+        chosen = _valid_set(database, ms)
         if chosen is None:
             reason = extra.get("solve_error") or "no calibrator in the beam"
             raise NoValidCalibration(
                 f"{ms_path}: {reason} and no valid calibration set for MJD "
-                f"{meta.start_mjd:.5f}-{meta.end_mjd:.5f}"
+                f"{ms.start_mjd:.5f}-{ms.end_mjd:.5f}"
             )
 
-    check_window(chosen, start_mjd=meta.start_mjd, end_mjd=meta.end_mjd, ms_path=str(ms_path))
+    check_window(chosen, start_mjd=ms.start_mjd, end_mjd=ms.end_mjd, ms_path=str(ms_path))
     t1 = time.perf_counter()
     applied = apply_tables(ms_path, [(k, p) for k, p, _, _ in chosen.tables])
     timings["apply"] = round(time.perf_counter() - t1, 3)

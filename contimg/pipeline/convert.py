@@ -13,7 +13,7 @@ import logging
 import os
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -22,6 +22,9 @@ from contimg.config import Settings
 from contimg.db import groups, run_transaction
 from contimg.db.models import MeasurementSet
 from contimg.errors import InputFileError
+
+if TYPE_CHECKING:
+    from contimg.conversion.plan import ConversionPlan
 
 log = logging.getLogger(__name__)
 
@@ -246,11 +249,8 @@ def _result_summary(result: Any) -> dict[str, Any]:
     return {k: (str(v) if isinstance(v, Path) else v) for k, v in data.items()}
 
 
-def _record_ms(settings: Settings, group_key: str, out_ms: Path, plan: Any, summary: dict[str, Any]) -> None:
-    times = list(getattr(plan, "times_jd", []) or [])
-    half = getattr(plan, "integration_time", 0.0) / 2 / 86400.0
-    start_mjd = min(times) - 2400000.5 - half if times else None
-    end_mjd = max(times) - 2400000.5 + half if times else None
+def _record_ms(settings: Settings, group_key: str, out_ms: Path, plan: "ConversionPlan", summary: dict[str, Any]) -> None:
+    start_mjd, end_mjd = plan.ms.start_mjd, plan.ms.end_mjd
     validation = summary.get("validation") if isinstance(summary.get("validation"), dict) else summary or None
 
     def _upsert(session: Session) -> None:

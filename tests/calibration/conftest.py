@@ -81,11 +81,11 @@ def gain_errors(truth, tables: dict[str, str], ms_path: Path, refant: str) -> tu
     the simulator's gains (UVCal convention, NOTES) at the MS's mid time, after
     removing the reference antenna's phase per channel and feed.
     """
-    from contimg.calibration.msmeta import read_ms_meta
+    from contimg.msmodel import read_ms
     from contimg.calibration.qa import solution_errors
 
-    meta = read_ms_meta(ms_path)
-    t_mid = 0.5 * (meta.time_jd[0] + meta.time_jd[-1])
-    true = truth.gains(meta.antenna_numbers, meta.freq_array, t_mid)[:, :, 0, :]
-    return solution_errors(tables, antenna_numbers=meta.antenna_numbers, true_gains=true,
-                           refant_index=meta.antenna_names.index(refant))
+    msm = read_ms(ms_path)
+    t_mid = 0.5 * (msm.time_array[0] + msm.time_array[-1])
+    true = truth.gains(msm.ant_array, msm.freq_array, t_mid)[:, :, 0, :]
+    return solution_errors(tables, antenna_numbers=msm.ant_array, true_gains=true,
+                           refant_index=msm.data_antenna_names.index(refant))

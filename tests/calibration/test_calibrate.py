@@ -196,10 +196,10 @@ def test_full_scale_gain_accuracy(tmp_path):
 def test_failed_solve_falls_back_to_the_valid_set(calibrated, ms_copy):
     """A calibrator group whose solve fails its checks is calibrated with the registry's set, and says why."""
     from .test_solve import FLAGGED_ANTENNAS, corrupt_antennas
-    from contimg.calibration.msmeta import read_ms_meta
+    from contimg.msmodel import read_ms
 
     ms = ms_copy(calibrated["cal_ms"], "g0_damaged.ms")
-    corrupt_antennas(ms, read_ms_meta(ms).antenna_names[:FLAGGED_ANTENNAS])
+    corrupt_antennas(ms, read_ms(ms).data_antenna_names[:FLAGGED_ANTENNAS])
     out = calibrate_ms(ms, database=calibrated["url"], calibration=CalibrationSettings(), **calibrated["dirs"])
     assert out.mode == "applied" and out.calibration_set == calibrated["solved"].calibration_set
     assert re.search(r"B solve flagged \d+\.\d% of \d+ solutions", out.solve_error), out.solve_error

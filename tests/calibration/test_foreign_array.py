@@ -34,7 +34,7 @@ from scipy.special import j1
 
 from contimg.pipeline.calibrate import calibrate_ms
 from contimg.calibration.model import PointSources, write_model_data
-from contimg.calibration.msmeta import read_ms_meta
+from contimg.msmodel import read_ms
 from contimg.config import CalibrationSettings, ImagingSettings
 from contimg.db import dispose_engine, init_db, session_scope
 from contimg.db.science import upsert_sources
@@ -55,7 +55,8 @@ def _airy(sep_rad, freq_hz, d=DISH_M):
     return (2 * j1(x) / x) ** 2
 
 
-def _write_hera_ms(out: Path, *, mount: str, ha_deg: float, dec_deg: float | None) -> tuple[float, float]:
+def _write_hera_ms(out: Path, *, mount: str, ha_deg: float, dec_deg: float | None,
+                   pols: tuple[str, ...] = ("xx", "yy")) -> tuple[float, float]:
     """A 39-antenna HERA-layout MS phased to (LST_mid - ha, dec); returns that ICRS (ra, dec) in radians."""
     import pyuvdata
     from astropy.time import Time
@@ -74,7 +75,7 @@ def _write_hera_ms(out: Path, *, mount: str, ha_deg: float, dec_deg: float | Non
     ra = (lst_mid - math.radians(ha_deg)) % (2 * math.pi)
     dec = math.radians(dec_deg if dec_deg is not None else tel.location.lat.deg)
     nums = tel.antenna_numbers
-    uvd = UVData.new(freq_array=1.35e9 + np.arange(16) * 6.25e6, polarization_array=["xx", "yy"],
+    uvd = UVData.new(freq_array=1.35e9 + np.arange(16) * 6.25e6, polarization_array=list(pols),
                      antpairs=[(a, b) for i, a in enumerate(nums) for b in nums[i:]], times=times, telescope=tel,
                      phase_center_catalog={0: dict(cat_name="J_CAL", cat_type="sidereal", cat_lon=ra, cat_lat=dec,
                                                    cat_frame="icrs", cat_epoch=2000.0)},
@@ -132,12 +133,12 @@ def pointed(tmp_path_factory):
 
 
 def test_the_pointing_site_and_dish_come_from_the_ms(pointed):
-    meta = read_ms_meta(pointed["ms"])
-    assert meta.dish_diameter_m == DISH_M
-    assert meta.pointing.kind == "fixed"
-    assert "no POINTING rows" in meta.pointing.origin  # pyuvdata's ZENITH placeholder is ignored: alt-az mounts
-    assert (meta.pointing.lon_rad, meta.pointing.lat_rad) == pytest.approx((pointed["ra"], pointed["dec"]))
-    assert meta.location.lat.deg == pytest.approx(-30.72, abs=0.01)  # HERA, not OVRO
+    msm = read_ms(pointed["ms"])
+    assert msm.dish_diameter == DISH_M
+    assert msm.pointing.kind == "fixed"
+    assert "no POINTING rows" in msm.pointing.origin  # pyuvdata's ZENITH placeholder is ignored: alt-az mounts
+    assert (msm.pointing.lon_rad, msm.pointing.lat_rad) == pytest.approx((pointed["ra"], pointed["dec"]))
+    assert msm.location.lat.deg == pytest.approx(-30.72, abs=0.01)  # HERA, not OVRO
 
 
 def test_calibrate_solves_on_the_pointed_calibrator(pointed):
@@ -191,10 +192,10 @@ def test_pyuvdata_zenith_placeholder_is_a_drift_for_fixed_mounts(tmp_path):
     """HERA's fixed dishes: the ZENITH rows pyuvdata writes mean a drift through the zenith at HERA's latitude."""
     ms = tmp_path / "hera_drift.ms"
     _write_hera_ms(ms, mount="fixed", ha_deg=0.0, dec_deg=None)
-    meta = read_ms_meta(ms)
-    assert meta.pointing.kind == "drift" and meta.pointing.origin.startswith("POINTING table ZENITH")
-    assert (meta.pointing.lon_rad, math.degrees(meta.pointing.lat_rad)) == pytest.approx((0.0, -30.72), abs=0.01)
-    ra, dec = meta.pointing.icrs(meta.time_jd)
+    msm = read_ms(ms)
+    assert msm.pointing.kind == "drift" and msm.pointing.origin.startswith("POINTING table ZENITH")
+    assert (msm.pointing.lon_rad, math.degrees(msm.pointing.lat_rad)) == pytest.approx((0.0, -30.72), abs=0.01)
+    ra, dec = msm.pointing.icrs(msm.time_array)
     assert math.degrees(ra[-1] - ra[0]) == pytest.approx(11 * 20.0 / 86164.09 * 360, rel=0.01)  # it drifts
 
 
@@ -212,4 +213,34 @@ def test_a_moving_pointing_is_refused_naming_the_ms(pointed, tmp_path):
         t.putcol("DIRECTION", d)
         t.putcol("NAME", np.array(["SCAN"] * n))
     with pytest.raises(InputFileError, match=f"{ms}.*spread over .* not a mosaic or a scan"):
-        read_ms_meta(ms)
+        read_ms(ms)
+
+
+def test_read_ms_agrees_with_pyuvdata(tmp_path):
+    """The model of another array's MS, written by pyuvdata, is what pyuvdata itself reads from it."""
+    from pyuvdata import UVData
+
+    ms = tmp_path / "hera.ms"
+    ra, dec = _write_hera_ms(ms, mount="alt-az", ha_deg=30.0, dec_deg=-30.0)
+    msm = read_ms(ms)
+    uvd = UVData.from_file(str(ms), file_type="ms")
+    for name in ("Nblts", "Nbls", "Ntimes", "Nfreqs", "Npols", "Nants_data"):
+        assert getattr(msm, name) == getattr(uvd, name), name
+    np.testing.assert_array_equal(msm.freq_array, uvd.freq_array)
+    assert msm.channel_width == uvd.channel_width[0] and msm.integration_time == uvd.integration_time[0]
+    assert msm.polarization_array.tolist() == uvd.polarization_array.tolist() == [-5, -6]
+    np.testing.assert_allclose(msm.time_array, np.unique(uvd.time_array), rtol=0, atol=1e-6 / 86400)
+    np.testing.assert_allclose(msm.lst_array, np.unique(uvd.lst_array), rtol=0, atol=1e-9)
+    np.testing.assert_array_equal(msm.ant_1_array, uvd.ant_1_array)
+    np.testing.assert_array_equal(msm.ant_2_array, uvd.ant_2_array)
+    np.testing.assert_allclose(msm.uvw_array, -uvd.uvw_array, rtol=0, atol=1e-9)  # the MS's sign, not pyuvdata's
+    # ANTENNA rows run up to the largest number (HERA's are sparse); the antennas with data are pyuvdata's
+    assert msm.Nants_telescope == int(uvd.telescope.antenna_numbers.max()) + 1
+    idx = [list(uvd.telescope.antenna_numbers).index(a) for a in msm.ant_array]
+    assert list(msm.data_antenna_names) == [uvd.telescope.antenna_names[i] for i in idx]
+    np.testing.assert_allclose(msm.data_antenna_positions, uvd.telescope.antenna_positions[idx], rtol=0, atol=1e-6)
+    loc = uvd.telescope.location
+    np.testing.assert_allclose(msm.telescope_location, [loc.x.value, loc.y.value, loc.z.value], rtol=0, atol=1e-6)
+    assert (msm.phase_center_ra, msm.phase_center_dec) == pytest.approx((ra, dec), abs=1e-12)
+    assert msm.telescope_name == "HERA" and msm.dish_diameter == DISH_M
+    assert msm.location.lat.deg == pytest.approx(-30.72, abs=0.01)

@@ -10,7 +10,7 @@ import pytest
 from casacore import tables
 
 from contimg.calibration.model import PointSources, apparent_flux, write_model_data
-from contimg.calibration.msmeta import read_ms_meta
+from contimg.msmodel import read_ms
 
 from .conftest import truth_sources
 
@@ -21,14 +21,14 @@ def _cols(ms, *names):
         return [tb.getcol(n)[cross] for n in names]
 
 
-def test_meta_recovers_the_pointing(noisefree):
+def test_the_ms_model_recovers_the_pointing(noisefree):
     truth, ms = noisefree
-    meta = read_ms_meta(ms)
-    assert meta.pointing.kind == "drift" and meta.pointing.lon_rad == 0.0
-    assert meta.pointing.lat_rad == pytest.approx(truth.pointing_dec_rad, abs=1e-9)
-    assert "SCHEDULE_TYPE drift" in meta.pointing.origin
-    assert meta.Nants == 16 and meta.Nfreqs == 64 and meta.Ntimes == 24
-    assert np.all(np.diff(meta.freq_array) > 0)
+    msm = read_ms(ms)
+    assert msm.pointing.kind == "drift" and msm.pointing.lon_rad == 0.0
+    assert msm.pointing.lat_rad == pytest.approx(truth.pointing_dec_rad, abs=1e-9)
+    assert "SCHEDULE_TYPE drift" in msm.pointing.origin
+    assert msm.Nants_data == 16 and msm.Nfreqs == 64 and msm.Ntimes == 24
+    assert np.all(np.diff(msm.freq_array) > 0)
 
 
 def test_model_equals_noise_free_data(noisefree, ms_copy):
@@ -62,11 +62,11 @@ def test_model_is_idempotent_and_beam_matters(noisefree, ms_copy):
 def test_apparent_flux_follows_the_drift(noisefree):
     """A source off the meridian rises and falls in the beam during the group; the model follows it per time."""
     truth, ms = noisefree
-    meta = read_ms_meta(ms)
-    ra = math.degrees(meta.phase_center_ra) + 0.6 / math.cos(meta.phase_center_dec)
-    src = PointSources(["east"], np.array([ra]), np.array([math.degrees(meta.phase_center_dec)]),
+    msm = read_ms(ms)
+    ra = math.degrees(msm.phase_center_ra) + 0.6 / math.cos(msm.phase_center_dec)
+    src = PointSources(["east"], np.array([ra]), np.array([math.degrees(msm.phase_center_dec)]),
                        np.array([1.0]), np.array([0.0]))
-    a = apparent_flux(src, meta)[0]  # (Ntimes, Nfreqs)
+    a = apparent_flux(src, msm)[0]  # (Ntimes, Nfreqs)
     assert a[:, 0].max() > a[0, 0] and a[:, 0].argmax() > 0  # it transits later in the group
     assert np.all(a[:, 0] > a[:, -1])  # the beam is narrower at the top of the band
 
@@ -82,9 +82,9 @@ def test_sign_convention_matches_casa_ft(noisefree, ms_copy, tmp_path):
 
     truth, ms = noisefree
     ms = ms_copy(ms)
-    meta = read_ms_meta(ms)
-    ra = math.degrees(meta.phase_center_ra) + 0.25 / math.cos(meta.phase_center_dec)
-    dec = math.degrees(meta.phase_center_dec) + 0.15
+    msm = read_ms(ms)
+    ra = math.degrees(msm.phase_center_ra) + 0.25 / math.cos(msm.phase_center_dec)
+    dec = math.degrees(msm.phase_center_dec) + 0.15
     src = PointSources(["offset"], np.array([ra]), np.array([dec]), np.array([2.0]), np.array([0.0]))
     write_model_data(ms, src, diameter_m=None)
     (ours,) = _cols(ms, "MODEL_DATA")
@@ -125,17 +125,16 @@ def nine_metre_group(tmp_path_factory):
 def test_the_dish_is_read_from_the_ms(nine_metre_group, ms_copy):
     """The model uses the MS's own dishes: 9 m here. With DSA-110's 4.65 m beam the off-axis sources would be
     several times too bright."""
-    from contimg.imaging.geometry import derive_geometry, read_ms_info
+    from contimg.imaging.geometry import derive_geometry
 
     truth, ms = nine_metre_group
     ms = ms_copy(ms)
-    assert read_ms_meta(ms).dish_diameter_m == 9.0
-    info = read_ms_info(ms, data_column="DATA")
-    assert info.dish_diameter_m == 9.0
+    msm = read_ms(ms)
+    assert msm.dish_diameter == 9.0
     # the field to 20 % of the beam scales inversely with the dish
-    assert derive_geometry(info, pb_limit=0.2).pb_radius_deg < 0.6 * derive_geometry(
-        dataclasses.replace(info, dish_diameter_m=4.65), pb_limit=0.2).pb_radius_deg
-    write_model_data(ms, truth_sources(truth))
+    dsa110 = dataclasses.replace(msm, antenna_diameters=np.full(msm.Nants_telescope, 4.65))
+    assert derive_geometry(msm, pb_limit=0.2).pb_radius_deg < 0.6 * derive_geometry(dsa110, pb_limit=0.2).pb_radius_deg
+    write_model_data(msm, truth_sources(truth))
     data, model = _cols(ms, "DATA", "MODEL_DATA")
     scale = np.abs(data).max()
     assert np.sqrt(np.mean(np.abs(data - model) ** 2)) < 1e-6 * scale
@@ -156,4 +155,27 @@ def test_a_heterogeneous_array_is_refused(nine_metre_group, ms_copy):
         d[::2] = 25.0
         t.putcol("DISH_DIAMETER", d)
     with pytest.raises(InputFileError, match=r"g0.ms: dishes of 9 to 25 m: contimg models one primary beam"):
-        read_ms_meta(ms)
+        read_ms(ms)
+
+
+@pytest.mark.parametrize("pols, parallel", [(("xx", "xy", "yx", "yy"), ("xx", "yy")),
+                                            (("rr", "rl", "lr", "ll"), ("rr", "ll"))])
+def test_the_model_is_unpolarised_in_a_four_correlation_ms(tmp_path, pols, parallel):
+    """An unpolarised sky: the parallel hands get the Stokes-I model, the cross hands zero (they got I too)."""
+    from pyuvdata.utils.pol import polstr2num
+
+    from .test_foreign_array import _write_hera_ms
+
+    ms = tmp_path / "four.ms"
+    ra, dec = _write_hera_ms(ms, mount="alt-az", ha_deg=0.0, dec_deg=-30.0, pols=pols)
+    msm = read_ms(ms)
+    assert msm.Npols == 4
+    src = PointSources(["s"], np.degrees([ra + 0.01]), np.degrees([dec]), np.array([3.0]), np.array([0.0]))
+    write_model_data(msm, src, diameter_m=None)
+    (model,) = _cols(ms, "MODEL_DATA")
+    hand = {int(p): model[..., k] for k, p in enumerate(msm.polarization_array)}
+    a, b = (hand[polstr2num(p)] for p in parallel)
+    np.testing.assert_allclose(np.abs(a), 3.0, rtol=1e-5)  # the source, unattenuated (no beam)
+    np.testing.assert_array_equal(a, b)
+    for p in set(pols) - set(parallel):
+        assert not hand[polstr2num(p)].any(), f"{p} holds {np.abs(hand[polstr2num(p)]).max()} Jy"

@@ -10,14 +10,14 @@ import pytest
 from contimg.calibration.catalog import simulated_source_name
 from contimg.pipeline.calibrate import catalogue_near_track
 from contimg.pipeline.catalog import import_truth
-from contimg.calibration.msmeta import read_ms_meta
+from contimg.msmodel import read_ms
 from contimg.calibration.select import CatalogueRow, choose_calibrator, search_box, sources_near_track
 from contimg.db import session_scope
 from contimg.db.science import upsert_sources
 
 
-def _choose(session, meta, **thresholds):
-    return choose_calibrator(catalogue_near_track(session, meta, calibrators_only=True), meta, **thresholds)
+def _choose(session, msm, **thresholds):
+    return choose_calibrator(catalogue_near_track(session, msm, calibrators_only=True), msm, **thresholds)
 
 
 @pytest.fixture
@@ -25,31 +25,31 @@ def catalogue(db_url, gained):
     truth, ms = gained
     with session_scope(db_url) as s:
         import_truth(s, truth.path)
-    return db_url, truth, {k: read_ms_meta(p) for k, p in ms.items()}
+    return db_url, truth, {k: read_ms(p) for k, p in ms.items()}
 
 
 def test_calibrator_transiting_the_group_is_chosen(catalogue):
-    url, truth, meta = catalogue
+    url, truth, msm = catalogue
     with session_scope(url, readonly=True) as s:
-        choice = _choose(s, meta[0], min_beam_response=0.3, min_calibrator_flux_jy=1.0)
+        choice = _choose(s, msm[0], min_beam_response=0.3, min_calibrator_flux_jy=1.0)
     assert choice.name == simulated_source_name(truth.calibrator_id)
     assert choice.beam_response > 0.99 and choice.transits_in_group
     assert choice.apparent_flux_jy == pytest.approx(10.0 * choice.beam_response)
-    assert meta[0].start_mjd < choice.peak_mjd < meta[0].end_mjd
+    assert msm[0].start_mjd < choice.peak_mjd < msm[0].end_mjd
 
 
 def test_thresholds_make_a_science_group(catalogue):
-    url, truth, meta = catalogue
+    url, truth, msm = catalogue
     with session_scope(url, readonly=True) as s:
-        late = _choose(s, meta[2], min_beam_response=0.3, min_calibrator_flux_jy=1.0)
+        late = _choose(s, msm[2], min_beam_response=0.3, min_calibrator_flux_jy=1.0)
         assert 0.3 < late.beam_response < 0.5 and not late.transits_in_group  # 10 min after transit
-        assert _choose(s, meta[2], min_beam_response=0.5, min_calibrator_flux_jy=1.0) is None
-        assert _choose(s, meta[0], min_beam_response=0.3, min_calibrator_flux_jy=20.0) is None
+        assert _choose(s, msm[2], min_beam_response=0.5, min_calibrator_flux_jy=1.0) is None
+        assert _choose(s, msm[0], min_beam_response=0.3, min_calibrator_flux_jy=20.0) is None
 
 
 def test_brighter_apparent_calibrator_wins(catalogue):
-    url, truth, meta = catalogue
-    m = meta[0]
+    url, truth, msm = catalogue
+    m = msm[0]
     ra0, dec0 = math.degrees(m.phase_center_ra), math.degrees(m.phase_center_dec)
     with session_scope(url) as s:
         upsert_sources(s, [
@@ -63,8 +63,8 @@ def test_brighter_apparent_calibrator_wins(catalogue):
 
 
 def test_sources_near_track(catalogue):
-    url, truth, meta = catalogue
-    m = meta[0]
+    url, truth, msm = catalogue
+    m = msm[0]
     ra0, dec0 = math.degrees(m.phase_center_ra), math.degrees(m.phase_center_dec)
     with session_scope(url) as s:
         upsert_sources(s, [
@@ -83,8 +83,8 @@ def test_sources_near_track(catalogue):
 
 def test_sources_near_track_works_on_rows_without_a_database(catalogue):
     """The science takes the rows it is given: the same cut as through the database, no session."""
-    _, truth, meta = catalogue
-    m = meta[0]
+    _, truth, msm = catalogue
+    m = msm[0]
     ra0, dec0 = math.degrees(m.phase_center_ra), math.degrees(m.phase_center_dec)
     rows = [CatalogueRow("in", ra0, dec0 + 0.5, 2.0, -0.7), CatalogueRow("far", ra0, dec0 + 10.0, 5.0, None),
             CatalogueRow("noflux", ra0, dec0 + 0.2, None, None)]
@@ -98,7 +98,7 @@ def _track(ra_deg, dec_deg):
     from types import SimpleNamespace
 
     ra, dec = np.radians(np.asarray(ra_deg, float)), np.radians(np.asarray(dec_deg, float))
-    return SimpleNamespace(pointing=SimpleNamespace(icrs=lambda _t: (ra, dec)), time_jd=np.zeros(ra.size))
+    return SimpleNamespace(pointing=SimpleNamespace(icrs=lambda _t: (ra, dec)), time_array=np.zeros(ra.size))
 
 
 @pytest.mark.parametrize("dec", [30.0, 60.0, 80.0, 82.06, 83.5, 86.0, -82.06])
@@ -110,12 +110,12 @@ def test_the_search_box_holds_every_source_within_the_radius(dec):
     """
     from contimg.beam import angular_separation
 
-    meta = _track(np.linspace(10.0, 21.0, 24), np.full(24, dec))  # an 11 deg track in RA
-    box = search_box(meta, radius_deg=6.0)
+    msm = _track(np.linspace(10.0, 21.0, 24), np.full(24, dec))  # an 11 deg track in RA
+    box = search_box(msm, radius_deg=6.0)
     rng = np.random.default_rng(1)
     ra = rng.uniform(0, 360, 20000)
     de = np.degrees(np.arcsin(rng.uniform(-1, 1, 20000)))
-    track_ra, track_dec = meta.pointing.icrs(None)
+    track_ra, track_dec = msm.pointing.icrs(None)
     sep = np.degrees(angular_separation(track_ra[None, :], track_dec[None, :], np.radians(ra)[:, None],
                                         np.radians(de)[:, None]).min(axis=1))
     near = sep <= 6.0

@@ -8,7 +8,7 @@ from casacore import tables
 
 from contimg.calibration.apply import apply_tables
 from contimg.calibration.model import write_model_data
-from contimg.calibration.msmeta import read_ms_meta
+from contimg.msmodel import read_ms
 from contimg.calibration.solve import SolveError, choose_refant, solve_calibrator, table_stats
 
 from .conftest import truth_sources
@@ -20,8 +20,8 @@ FLAGGED_ANTENNAS = 6
 
 
 def _flag_antennas(ms, names):
-    meta = read_ms_meta(ms)
-    numbers = [int(meta.antenna_numbers[meta.antenna_names.index(n)]) for n in names]
+    msm = read_ms(ms)
+    numbers = [int(msm.ant_array[msm.data_antenna_names.index(n)]) for n in names]
     with tables.table(str(ms), readonly=False, ack=False) as tb:
         a1, a2 = tb.getcol("ANTENNA1"), tb.getcol("ANTENNA2")
         flag = tb.getcol("FLAG")
@@ -31,8 +31,8 @@ def _flag_antennas(ms, names):
 
 def corrupt_antennas(ms, names):
     """Replace the antennas' cross-correlations by loud noise: data that CASA cannot solve (SNR < 3)."""
-    meta = read_ms_meta(ms)
-    numbers = [int(meta.antenna_numbers[meta.antenna_names.index(n)]) for n in names]
+    msm = read_ms(ms)
+    numbers = [int(msm.ant_array[msm.data_antenna_names.index(n)]) for n in names]
     rng = np.random.default_rng(3)
     with tables.table(str(ms), readonly=False, ack=False) as tb:
         a1, a2 = tb.getcol("ANTENNA1"), tb.getcol("ANTENNA2")
@@ -69,18 +69,18 @@ def test_delay_bandpass_gain_solve_calibrates_the_data(modelled, tmp_path):
 
 def test_refant_avoids_flagged_antennas(modelled):
     _, ms = modelled
-    meta = read_ms_meta(ms)
+    msm = read_ms(ms)
     first = choose_refant(ms)
     _flag_antennas(ms, [first])
     second = choose_refant(ms)
-    assert second != first and second in meta.antenna_names
+    assert second != first and second in msm.data_antenna_names
 
 
 def test_too_many_flagged_solutions_fail_the_solve(modelled, tmp_path):
     """Antennas with data whose solutions CASA flags (here: their data replaced by loud noise, SNR < 3)."""
     _, ms = modelled
-    meta = read_ms_meta(ms)
-    bad = meta.antenna_names[:FLAGGED_ANTENNAS]
+    msm = read_ms(ms)
+    bad = msm.data_antenna_names[:FLAGGED_ANTENNAS]
     corrupt_antennas(ms, bad)
     with pytest.raises(SolveError, match=r"B solve flagged \d+\.\d% of 5120 solutions .* more than the allowed 20\.0%"):
         solve_calibrator(ms, out_dir=tmp_path / "cal", prefix="bad", scratch_dir=tmp_path / "s")
@@ -94,18 +94,18 @@ def test_dead_antennas_are_not_flagged_solutions(modelled, tmp_path):
     """20 % and more of the array flagged (dead antennas) is a smaller array, not a failed solve: the statistics
     name them apart, and the other antennas' solutions are all there."""
     _, ms = modelled
-    meta = read_ms_meta(ms)
-    dead = meta.antenna_names[:FLAGGED_ANTENNAS]
+    msm = read_ms(ms)
+    dead = msm.data_antenna_names[:FLAGGED_ANTENNAS]
     _flag_antennas(ms, dead)
     sol = solve_calibrator(ms, out_dir=tmp_path / "cal", prefix="dead", scratch_dir=tmp_path / "s")
     assert sol.stats["B"].flagged_fraction == 0.0
-    assert sol.stats["B"].n_expected == (meta.Nants - FLAGGED_ANTENNAS) * 128 * 2
+    assert sol.stats["B"].n_expected == (msm.Nants_data - FLAGGED_ANTENNAS) * 128 * 2
     assert set(sol.stats["G"].antennas_without_data) == set(dead)
     from contimg.calibration.gate import judge_calibration
     from contimg.config import QaSettings
 
     verdict = judge_calibration(flagged={"B": 0.0, "G": 0.0}, snr={}, agreement=None, scatter=None,
-                                max_flagged_fraction=0.2, qa=QaSettings(), dead_antennas=dead, n_antennas=meta.Nants)
+                                max_flagged_fraction=0.2, qa=QaSettings(), dead_antennas=dead, n_antennas=msm.Nants_data)
     assert verdict.status == "warn" and "6 of 20 antennas have no unflagged data" in verdict.summary()
 
 
@@ -119,9 +119,9 @@ def test_table_stats_counts_against_channels_with_data(modelled, tmp_path):
     sol = solve_calibrator(ms, out_dir=tmp_path / "cal", prefix="m", scratch_dir=tmp_path / "s")
     assert sol.stats["B"].n_expected == 20 * 120 * 2
     assert sol.stats["B"].flagged_fraction == 0.0
-    meta = read_ms_meta(ms)
+    msm = read_ms(ms)
     chans = np.ones((128, 2), bool)
-    again = table_stats(sol.tables["B"], "B", meta=meta, channels_with_data=chans)
+    again = table_stats(sol.tables["B"], "B", ms=msm, channels_with_data=chans)
     assert again.flagged_fraction == pytest.approx(8 / 128)
 
 

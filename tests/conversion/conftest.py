@@ -59,7 +59,7 @@ def offcenter_group(tmp_path_factory, calibrator_ms):
     from contimg.simulation.sky import SkyCatalog
 
     _, _, plan = calibrator_ms
-    ra0, dec0 = math.degrees(plan.phase_center_ra), math.degrees(plan.phase_center_dec)
+    ra0, dec0 = math.degrees(plan.ms.phase_center_ra), math.degrees(plan.ms.phase_center_dec)
     ra = ra0 + 0.2 / math.cos(math.radians(dec0))
     dec = dec0 + 0.15
     catalog = SkyCatalog.from_sources([ra], [dec], [5.0], spectral_index=0.0)

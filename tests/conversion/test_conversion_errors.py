@@ -61,7 +61,7 @@ def test_non_finite_visibilities_are_flagged_and_counted(group_copy, tmp_path):
         vis[100] = row
     plan = plan_group(group_copy)
     result = convert_group(group_copy, tmp_path / "out.ms", staging_dir=tmp_path / "staging", processes=1)
-    assert result.Nflagged_nonfinite == plan.Nfreqs_subband * plan.Npols
+    assert result.Nflagged_nonfinite == plan.Nfreqs_subband * plan.ms.Npols
     with tables.table(str(tmp_path / "out.ms"), ack=False) as t:
         data, flags = t.getcol("DATA", 100, 1)[0], t.getcol("FLAG", 100, 1)[0]
     c = slice(plan.channel_offset(4), plan.channel_offset(4) + plan.Nfreqs_subband)
@@ -109,7 +109,7 @@ def test_incomplete_group_flags_missing_subbands(calibrator_ms, group_copy, tmp_
         cross = t.getcol("ANTENNA1") != t.getcol("ANTENNA2")
     with tables.table(str(tmp_path / "part.ms" / "SPECTRAL_WINDOW"), ack=False) as s:
         freqs = s.getcell("CHAN_FREQ", 0)
-    assert np.array_equal(freqs, full_plan.freq_array)
+    assert np.array_equal(freqs, full_plan.ms.freq_array)
     nsb = full_plan.Nfreqs_subband
     for sb in range(16):
         c = slice(full_plan.channel_offset(sb), full_plan.channel_offset(sb) + nsb)

@@ -24,7 +24,7 @@ def test_casatools_opens_the_ms(calibrator_ms, tmp_path, monkeypatch):
     ms.open(str(ms_path))
     try:
         assert ms.summary()  # listobs-like summary runs on it
-        assert ms.nrow() == plan.Nblts
+        assert ms.nrow() == plan.ms.Nblts
         rng = ms.range(["uvdist"])
         assert rng["uvdist"][1] > 0
     finally:
@@ -33,14 +33,14 @@ def test_casatools_opens_the_ms(calibrator_ms, tmp_path, monkeypatch):
     msmd.open(str(ms_path))
     try:
         assert msmd.nfields() == 1 and msmd.nspw() == 1
-        assert msmd.nchan(0) == plan.Nfreqs
+        assert msmd.nchan(0) == plan.ms.Nfreqs
         freqs = msmd.chanfreqs(0)
-        assert np.all(np.diff(freqs) > 0) and np.allclose(freqs, plan.freq_array)
+        assert np.all(np.diff(freqs) > 0) and np.allclose(freqs, plan.ms.freq_array)
         assert msmd.antennanames()[0] == "DSA-001"
         pc = msmd.phasecenter(0)
         assert pc["refer"] == "ICRS"
-        assert math.isclose(pc["m0"]["value"] % (2 * math.pi), plan.phase_center_ra, abs_tol=1e-9)
-        assert math.isclose(pc["m1"]["value"], plan.phase_center_dec, abs_tol=1e-9)
+        assert math.isclose(pc["m0"]["value"] % (2 * math.pi), plan.ms.phase_center_ra, abs_tol=1e-9)
+        assert math.isclose(pc["m1"]["value"], plan.ms.phase_center_dec, abs_tol=1e-9)
         assert msmd.observatorynames()[0] == "DSA_110"
     finally:
         msmd.close()
@@ -76,7 +76,7 @@ def test_wsclean_images_an_offcenter_source_at_its_true_position(offcenter_group
     from contimg.conversion import plan_group
 
     files, _, _ = offcenter_group
-    apparent = expected_apparent_flux(truth, 0, plan_group(files).freq_array).mean()
+    apparent = expected_apparent_flux(truth, 0, plan_group(files).ms.freq_array).mean()
     assert image.max() == pytest.approx(apparent, rel=0.15)
 
 

@@ -8,9 +8,9 @@ import subprocess
 import numpy as np
 import pytest
 
-from contimg.imaging.geometry import derive_geometry, read_ms_info
+from contimg.imaging.geometry import derive_geometry
 from contimg.imaging.psf import main_lobe_fwhm
-from contimg.imaging.smearing import read_uv_tracks
+from contimg.msmodel import read_ms
 
 CELL_ARCSEC = 4.0
 """Fine enough to read the half-power widths of WSClean's PSF to < 1 %."""
@@ -32,10 +32,10 @@ def test_main_lobe_matches_the_psf_wsclean_makes(sim_group, tmp_path, robust):
     from astropy.io import fits
 
     ms = sim_group["ms"]
-    info = read_ms_info(ms)
-    geometry = derive_geometry(info, pb_limit=0.2)
+    msm = read_ms(ms)
+    geometry = derive_geometry(msm, pb_limit=0.2)
     fov = (math.radians(geometry.width_deg), math.radians(geometry.height_deg))
-    lobe = main_lobe_fwhm(read_uv_tracks(ms), robust=robust, fov_rad=fov)
+    lobe = main_lobe_fwhm(msm, robust=robust, fov_rad=fov)
     # WSClean on the same field (the same uv cell for its Briggs weights), finer pixels
     n = [int(round(geometry.width_deg * 3600 / CELL_ARCSEC / 2)) * 2, int(round(geometry.height_deg * 3600 / CELL_ARCSEC / 2)) * 2]
     subprocess.run(["wsclean", "-make-psf-only", "-size", str(n[0]), str(n[1]), "-scale", f"{CELL_ARCSEC}asec",
@@ -53,15 +53,15 @@ def test_main_lobe_matches_the_psf_wsclean_makes(sim_group, tmp_path, robust):
 
 def test_the_cell_samples_the_main_lobe(sim_group):
     """Briggs weighting leaves the core's main lobe narrower than its longest fringe: the lobe sets the cell."""
-    info = read_ms_info(sim_group["ms"])
-    baseline_rule = derive_geometry(info, pb_limit=0.2)
+    msm = read_ms(sim_group["ms"])
+    baseline_rule = derive_geometry(msm, pb_limit=0.2)
     fov = (math.radians(baseline_rule.width_deg), math.radians(baseline_rule.height_deg))
-    lobe = main_lobe_fwhm(read_uv_tracks(sim_group["ms"]), robust=0.0, fov_rad=fov)
-    geometry = derive_geometry(info, pb_limit=0.2, psf_minor_arcsec=lobe.minor_arcsec)
+    lobe = main_lobe_fwhm(msm, robust=0.0, fov_rad=fov)
+    geometry = derive_geometry(msm, pb_limit=0.2, psf_minor_arcsec=lobe.minor_arcsec)
     assert lobe.minor_arcsec / baseline_rule.cell_arcsec < 3  # what the baseline rule alone would do
     assert lobe.minor_arcsec / geometry.cell_arcsec >= 3
     assert geometry.cell_arcsec > lobe.minor_arcsec / 3 - 0.1
     # the field is the same; only its sampling changes
     assert geometry.width_deg == pytest.approx(baseline_rule.width_deg, rel=0.05)
     # a lobe wider than the fringe rule changes nothing
-    assert derive_geometry(info, pb_limit=0.2, psf_minor_arcsec=10 * lobe.minor_arcsec) == baseline_rule
+    assert derive_geometry(msm, pb_limit=0.2, psf_minor_arcsec=10 * lobe.minor_arcsec) == baseline_rule

@@ -8,34 +8,36 @@ import re
 import numpy as np
 import pytest
 
+from msmodel_helpers import toy_model
+
 from contimg.imaging.smearing import (
     OMEGA_EARTH,
-    UvTracks,
     averaging_factors,
+    baseline_length_max_m,
     averaging_loss,
     briggs_weights,
     native_smearing_loss,
     plan_baseline_averaging,
-    read_uv_tracks,
     row_fraction,
 )
+from contimg.msmodel import read_ms
 
 CELL_ARCSEC = 15.0  # as in conftest: the core array's beam is ~45 x 90 arcsec
 C = 299792458.0
 
 
-def _linear_tracks(nt: int = 24, u0: float = 1000.0, rate_m_s: float = 0.1) -> UvTracks:
-    """One baseline along u whose length grows linearly: u = u0 + rate t."""
+def _linear_tracks(nt: int = 24, u0: float = 1000.0, rate_m_s: float = 0.1):
+    """An MS of one baseline along u whose length grows linearly, u = u0 + rate t (10 s integrations, one
+    channel at 1.5 GHz)."""
     t = np.arange(nt)
     uvw = np.zeros((nt, 3))
     uvw[:, 0] = u0 + rate_m_s * 10.0 * t
-    return UvTracks(uvw_m=uvw, baseline=np.zeros(nt, int), time_index=t, Ntimes=nt, integration_s=10.0,
-                    freq_hz=np.array([1.5e9]), channel_width_hz=244e3)
+    return toy_model(nants=2, ntimes=nt, nfreqs=1, autos=False, uvw=uvw, freq_array=[1.5e9], channel_width=244e3)
 
 
 def test_averaging_factors_follow_wsclean_rule():
     tr = _linear_tracks()
-    speed = OMEGA_EARTH * 10.0 * tr.baseline_length_max_m()[0] * 1.5e9 / C  # wavelengths per integration
+    speed = OMEGA_EARTH * 10.0 * baseline_length_max_m(tr)[0] * 1.5e9 / C  # wavelengths per integration
     assert averaging_factors(tr, 0.99 * speed)[0] == 1
     assert averaging_factors(tr, 2.5 * speed)[0] == 2
     assert averaging_factors(tr, 1e6)[0] == 24  # never more than the group
@@ -44,7 +46,7 @@ def test_averaging_factors_follow_wsclean_rule():
 def test_loss_of_a_linear_phase_ramp():
     """Averaging pairs of a linear fringe loses 1 - cos(dphi / 2) exactly."""
     tr = _linear_tracks()
-    speed = OMEGA_EARTH * 10.0 * tr.baseline_length_max_m()[0] * 1.5e9 / C
+    speed = OMEGA_EARTH * 10.0 * baseline_length_max_m(tr)[0] * 1.5e9 / C
     radius = math.radians(2.0)
     loss = averaging_loss(tr, 2.5 * speed, radius_rad=radius, position_angles_deg=(90.0,))  # source due east: l
     dphi = 2 * math.pi * 1.5e9 / C * 1.0 * math.sin(radius)  # 1 m of u per integration
@@ -55,7 +57,7 @@ def test_loss_of_a_linear_phase_ramp():
 
 
 def test_briggs_weights_limits(sim_group):
-    tr = read_uv_tracks(sim_group["ms"])
+    tr = read_ms(sim_group["ms"])
     fov = (math.radians(2.0), math.radians(2.0))
     natural = briggs_weights(tr, robust=5.0, fov_rad=fov)
     uniform = briggs_weights(tr, robust=-5.0, fov_rad=fov)
@@ -64,7 +66,7 @@ def test_briggs_weights_limits(sim_group):
 
 
 def test_native_smearing_grows_with_radius(sim_group):
-    tr = read_uv_tracks(sim_group["ms"])
+    tr = read_ms(sim_group["ms"])
     near = native_smearing_loss(tr, radius_rad=math.radians(0.5))
     far = native_smearing_loss(tr, radius_rad=math.radians(2.0))
     for key in ("bandwidth", "integration"):
@@ -84,13 +86,11 @@ def test_row_count_and_peak_loss_match_wsclean(one_source_group, tmp_path):
     from astropy.io import fits
     from astropy.wcs import WCS
 
-    from contimg.imaging.geometry import read_ms_info
     from contimg.imaging.wsclean import run_wsclean
 
     ms = one_source_group["ms"]
-    info = read_ms_info(ms)
-    tracks = read_uv_tracks(ms)
-    ra0, dec0 = info.phase_center_ra_rad, info.phase_center_dec_rad
+    tracks = read_ms(ms)
+    ra0, dec0 = tracks.phase_center_ra, tracks.phase_center_dec
     ra, dec = math.radians(one_source_group["ra"]), math.radians(one_source_group["dec"])
     l_ = math.cos(dec) * math.sin(ra - ra0)
     m_ = math.sin(dec) * math.cos(dec0) - math.cos(dec) * math.sin(dec0) * math.cos(ra - ra0)
@@ -121,16 +121,14 @@ def test_row_count_and_peak_loss_match_wsclean(one_source_group, tmp_path):
 
 
 def test_plan_stays_within_budget(sim_group):
-    tracks = read_uv_tracks(sim_group["ms"])
+    tracks = read_ms(sim_group["ms"])
     fov = (math.radians(3.0), math.radians(3.0))
     radius = math.radians(2.0)
-    plan = plan_baseline_averaging(sim_group["ms"], radius_rad=radius, max_loss=0.01, robust=0.0, fov_rad=fov,
-                                   tracks=tracks)
+    plan = plan_baseline_averaging(tracks, radius_rad=radius, max_loss=0.01, robust=0.0, fov_rad=fov)
     assert plan.wavelengths is not None and 0 < plan.loss <= 0.01 and plan.row_fraction < 1
     weights = briggs_weights(tracks, robust=0.0, fov_rad=fov)
     assert averaging_loss(tracks, plan.wavelengths, radius_rad=radius, weights=weights).max() <= 0.01
-    looser = plan_baseline_averaging(sim_group["ms"], radius_rad=radius, max_loss=0.03, robust=0.0, fov_rad=fov,
-                                     tracks=tracks)
+    looser = plan_baseline_averaging(sim_group["ms"], radius_rad=radius, max_loss=0.03, robust=0.0, fov_rad=fov)
     assert looser.wavelengths > plan.wavelengths and looser.row_fraction < plan.row_fraction
     with pytest.raises(ValueError):
         plan_baseline_averaging(sim_group["ms"], radius_rad=0.0, max_loss=0.01, robust=0.0, fov_rad=fov)

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from contimg.imaging import image_ms, read_ms_info
+from contimg.imaging import image_ms
+from contimg.msmodel import read_ms
 
 pytestmark = pytest.mark.integration
 
@@ -26,16 +27,16 @@ def test_products_and_headers(tclean_products, sim_group, cell_arcsec):
     assert p.backend == "tclean" and p.arguments == []
     assert not [x for x in out.iterdir() if x.name.startswith(".")], "temporary files left behind"
     assert not list(out.glob("*.image")), "CASA images must not be left as products"
-    info = read_ms_info(sim_group["ms"])
+    msm = read_ms(sim_group["ms"])
     h = fits.getheader(p.image)
     assert h["CTYPE1"] == "RA---SIN" and h["CTYPE2"] == "DEC--SIN"
-    assert h["CRVAL1"] == pytest.approx(np.degrees(info.phase_center_ra_rad), abs=2e-5)
-    assert h["CRVAL2"] == pytest.approx(np.degrees(info.phase_center_dec_rad), abs=2e-5)
+    assert h["CRVAL1"] == pytest.approx(np.degrees(msm.phase_center_ra), abs=2e-5)
+    assert h["CRVAL2"] == pytest.approx(np.degrees(msm.phase_center_dec), abs=2e-5)
     assert abs(h["CDELT2"]) * 3600 == pytest.approx(cell_arcsec)
     assert h["BUNIT"].upper() == "JY/BEAM"
     assert 20 < h["BMIN"] * 3600 <= h["BMAJ"] * 3600 < 200
     assert (h["NAXIS1"], h["NAXIS2"]) == (p.geometry.nx, p.geometry.ny)
-    assert h["CRVAL3"] == pytest.approx(info.mean_freq_hz, rel=1e-3)
+    assert h["CRVAL3"] == pytest.approx(msm.freq_mean, rel=1e-3)
 
 
 def test_restoring_beam_is_the_main_lobe(tclean_products, beam_to_psf_area):

@@ -9,7 +9,8 @@ import pytest
 from sqlalchemy import select
 from astropy.io import fits
 
-from contimg.imaging import image_ms, read_ms_info
+from contimg.imaging import image_ms
+from contimg.msmodel import read_ms
 from contimg.imaging.geometry import ImageGeometry
 from contimg.imaging.tiers import tier_parameters
 from contimg.imaging.wsclean import wsclean_arguments
@@ -57,19 +58,19 @@ def test_products_complete_and_atomic(wsclean_products):
 
 def test_headers(wsclean_products, sim_group):
     p = wsclean_products["products"]
-    info = read_ms_info(sim_group["ms"])
+    msm = read_ms(sim_group["ms"])
     for path in (p.image, p.pbcor):
         h = fits.getheader(path)
         assert h["CTYPE1"] == "RA---SIN" and h["CTYPE2"] == "DEC--SIN"
         # WSClean writes FK5 J2000: the ICRS phase center moves by the ~20 mas frame bias
         assert h["RADESYS"] == "FK5"
-        assert h["CRVAL1"] == pytest.approx(np.degrees(info.phase_center_ra_rad), abs=2e-5)
-        assert h["CRVAL2"] == pytest.approx(np.degrees(info.phase_center_dec_rad), abs=2e-5)
+        assert h["CRVAL1"] == pytest.approx(np.degrees(msm.phase_center_ra), abs=2e-5)
+        assert h["CRVAL2"] == pytest.approx(np.degrees(msm.phase_center_dec), abs=2e-5)
         assert abs(h["CDELT2"]) * 3600 == pytest.approx(CELL_ARCSEC)
         assert h["BUNIT"].upper() == "JY/BEAM"
         assert 20 < h["BMIN"] * 3600 <= h["BMAJ"] * 3600 < 200
         assert "BPA" in h
-        assert h["CRVAL3"] == pytest.approx(info.mean_freq_hz, rel=1e-6)
+        assert h["CRVAL3"] == pytest.approx(msm.freq_mean, rel=1e-6)
     assert fits.getheader(p.pbcor)["PBCOR"] is True
     pbc = fits.getdata(p.pbcor)
     pb = fits.getdata(p.pb)
@@ -205,7 +206,7 @@ def test_spectral_fit_decision(sim_group, imaging_settings):
     """On when the brightest source's apparent flux reaches the dynamic-range setting times the noise, else off."""
     from contimg.imaging.run import spectral_fit_decision
 
-    info = read_ms_info(sim_group["ms"])
+    info = read_ms(sim_group["ms"])
     geom = ImageGeometry(cell_arcsec=CELL_ARCSEC, nx=1200, ny=900, pb_limit=0.2, pb_radius_deg=2.0, drift_deg=1.0)
     lookup = _catalogue_lookup(sim_group["truth"])
     on = spectral_fit_decision(info, geom, lookup, noise_jy=1e-4, settings=imaging_settings)
