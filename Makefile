@@ -4,7 +4,8 @@
 #   make test       set up everything, then ruff, mypy and the default test suite (not slow)
 #
 # Set-up (shared by every target below, idempotent, a few seconds when done):
-#   1. system packages: wsclean, redis-server, casacore-data (apt-get, sudo when not root)
+#   1. system packages: wsclean, redis-server, casacore-data, and chromium with chromium-driver for the
+#      browser tests of the web pages (apt-get, sudo when not root)
 #   2. .venv with the package installed editable with its test extra (pip re-runs
 #      only when pyproject.toml changes)
 #   3. `contimg setup`: offline CASA site config, measures data, casatools, tools
@@ -22,7 +23,7 @@ VENV ?= .venv
 PYTEST_ARGS ?=
 STAMPS := .make-stamps
 VPY := $(VENV)/bin/python
-APT_PACKAGES := wsclean redis-server casacore-data
+APT_PACKAGES := wsclean redis-server casacore-data chromium chromium-driver
 PG_TEST_URL := postgresql+psycopg2://postgres@127.0.0.1:5432/test
 
 # Inputs that change what `contimg setup` writes or checks.

@@ -157,6 +157,21 @@ class MonitoringSettings(_Section):
     flower_password: SecretStr = SecretStr("contimg")
 
 
+class WebSettings(_Section):
+    """The operator's window: ``contimg web`` (FastAPI), its JSON API and pages."""
+
+    host: str = Field("127.0.0.1", description="address the web server binds")
+    port: int = Field(8080, ge=1, le=65535, description="its port")
+    public_read: bool = Field(True, description="read-only pages and API open to anyone who reaches the server; false: they need a viewer or operator login too")
+    viewer_user: str = Field("viewer", description="user name of the read-only login")
+    viewer_password: SecretStr | None = Field(None, description="its password (none: no viewer login)")
+    operator_user: str = Field("operator", description="user name of the operator login (reprocess, candidate review)")
+    operator_password: SecretStr | None = Field(None, description="its password (none: no one may change state through the web)")
+    session_secret: SecretStr | None = Field(None, description="key that signs login cookies (none: a random key per server process, so logins end when it restarts)")
+    session_hours: float = Field(12.0, gt=0, description="a login lasts this long")
+    page_size: int = Field(100, ge=1, le=5000, description="rows per page of lists (the API's default limit)")
+
+
 class CelerySettings(_Section):
     """Worker behaviour of the Celery cluster."""
 
@@ -249,6 +264,7 @@ class Settings(BaseSettings):
     qa: QaSettings = QaSettings()
     variability: VariabilitySettings = VariabilitySettings()
     monitoring: MonitoringSettings = MonitoringSettings()
+    web: WebSettings = WebSettings()
     celery: CelerySettings = CelerySettings()
 
     @model_validator(mode="after")

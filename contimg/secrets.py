@@ -120,7 +120,8 @@ def url_passwords(url: str | None) -> list[str]:
 
 
 def settings_secrets(settings: Settings) -> list[str]:
-    """Every secret string of ``settings``: the passwords of its URLs and Flower's password.
+    """Every secret string of ``settings``: the passwords of its URLs, Flower's and the web logins' passwords and the
+    web's session key.
 
     Flower's built-in default password is not a secret (it is in the source) and
     is left out, or every "contimg" in a message would be masked.
@@ -131,6 +132,10 @@ def settings_secrets(settings: Settings) -> list[str]:
     flower = settings.monitoring.flower_password.get_secret_value()
     if flower and flower != default_flower_password():
         secrets.append(flower)
+    web = settings.web
+    for secret in (web.viewer_password, web.operator_password, web.session_secret):
+        if secret is not None and secret.get_secret_value():
+            secrets.append(secret.get_secret_value())
     return sorted(set(secrets), key=len, reverse=True)
 
 

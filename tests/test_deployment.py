@@ -33,7 +33,7 @@ COMPOSE = ROOT / "compose.yaml"
 DOCKERFILE = ROOT / "docker" / "Dockerfile"
 DOCKERIGNORE = ROOT / "docker" / "Dockerfile.dockerignore"
 
-REQUIRED_SERVICES = {"redis", "postgres", "producer", "worker-convert", "worker", "beat", "flower"}
+REQUIRED_SERVICES = {"redis", "postgres", "producer", "worker-convert", "worker", "beat", "flower", "web"}
 SCALABLE_SERVICES = {"worker-convert", "worker", "worker-housekeeping"}
 
 _INTERPOLATION = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}")
@@ -203,6 +203,21 @@ def test_flower_is_published_with_basic_auth(compose, contimg_services, monkeypa
     assert mon.flower_address == "0.0.0.0", "Flower must listen on all interfaces inside its container"
     published = [str(p).rsplit(":", 1)[-1] for p in svc.get("ports", [])]
     assert str(mon.flower_port) in published
+
+
+def test_web_is_published_with_an_operator_login(compose, contimg_services, monkeypatch):
+    raw = compose["services"]["web"]
+    assert raw["command"] == ["web"]
+    password = raw["environment"]["CONTIMG_WEB__OPERATOR_PASSWORD"]
+    assert ":?" in password, "the web's operator password must be required, not defaulted"
+    svc = contimg_services["web"]
+    with monkeypatch.context() as mp:
+        settings = _settings_for(svc, mp)
+    assert settings.web.host == "0.0.0.0", "the web server must listen on all interfaces inside its container"
+    assert settings.web.operator_password is not None
+    published = [str(p).rsplit(":", 1)[-1] for p in svc.get("ports", [])]
+    assert str(settings.web.port) in published
+    assert "/healthz" in " ".join(raw["healthcheck"]["test"])
 
 
 def test_backing_services_are_healthchecked_and_persistent(compose):
