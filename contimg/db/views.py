@@ -70,11 +70,13 @@ def _enum(value: Any) -> Any:
     return getattr(value, "value", value)
 
 
-def _page(session: Session, stmt: Select, *, limit: int, offset: int) -> tuple[int, list[Any]]:
+def _page(session: Session, stmt: Select, *, limit: int, offset: int, rows: bool = False) -> tuple[int, list[Any]]:
+    """(total, the page): entities, or whole rows with ``rows``."""
     if limit < 1 or offset < 0:
         raise ValidationError(f"limit must be at least 1 and offset at least 0 (got {limit}, {offset})")
     total = session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery())) or 0
-    return int(total), list(session.scalars(stmt.limit(limit).offset(offset)))
+    page = stmt.limit(limit).offset(offset)
+    return int(total), list(session.execute(page).all() if rows else session.scalars(page))
 
 
 def _check_choice(name: str, value: str | None, choices: Sequence[str]) -> None:
@@ -344,11 +346,8 @@ def sources_page(session: Session, *, name: str | None = None, min_flux_jy: floa
         stmt = stmt.where(VariabilityStats.ese_significance >= min_significance)
     column, descending = SOURCE_ORDERS[order]
     stmt = stmt.order_by(column.is_(None), column.desc() if descending else column.asc(), Source.id)
-    if limit < 1 or offset < 0:
-        raise ValidationError(f"limit must be at least 1 and offset at least 0 (got {limit}, {offset})")
-    total = session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery())) or 0
-    rows = session.execute(stmt.limit(limit).offset(offset)).all()
-    return {"total": int(total), "limit": limit, "offset": offset, "items": [_source_row(s, v) for s, v in rows]}
+    total, rows = _page(session, stmt, limit=limit, offset=offset, rows=True)
+    return {"total": total, "limit": limit, "offset": offset, "items": [_source_row(s, v) for s, v in rows]}
 
 
 def light_curve(session: Session, source_id: int) -> dict[str, list[Any]]:
@@ -448,12 +447,9 @@ def candidates_page(session: Session, *, status: str | None = None, min_signific
         stmt = stmt.where(EseCandidate.status == CandidateStatus(status))
     if min_significance is not None:
         stmt = stmt.where(EseCandidate.significance >= min_significance)
-    if limit < 1 or offset < 0:
-        raise ValidationError(f"limit must be at least 1 and offset at least 0 (got {limit}, {offset})")
-    total = session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery())) or 0
-    rows = session.execute(stmt.order_by(EseCandidate.significance.desc(), EseCandidate.id)
-                           .limit(limit).offset(offset)).all()
-    return {"total": int(total), "limit": limit, "offset": offset, "items": [_candidate_row(c, s) for c, s in rows]}
+    total, rows = _page(session, stmt.order_by(EseCandidate.significance.desc(), EseCandidate.id), limit=limit,
+                        offset=offset, rows=True)
+    return {"total": total, "limit": limit, "offset": offset, "items": [_candidate_row(c, s) for c, s in rows]}
 
 
 def night_summary(session: Session, start: datetime, end: datetime) -> dict[str, Any]:
