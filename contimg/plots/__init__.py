@@ -2,13 +2,17 @@
 
 * :mod:`contimg.plots.sky` -- image thumbnails on RA/Dec axes (colour bar in
   mJy/beam, restoring beam, catalogue circles) and per-source cut-out strips
-  over epochs on one colour scale.
+  over epochs on one colour scale;
+* :mod:`contimg.plots.calibration` -- bandpass small multiples (one
+  amplitude/phase panel pair per antenna, phase unwrapped along frequency,
+  flagged channels as gaps) and gain/delay plots labelled by antenna.
 
 Conventions: each ``*_figure`` function returns a :class:`matplotlib.figure.Figure`
 (drawn on the Agg canvas; no pyplot, so no global state and no display needed),
 which :func:`save_png` writes atomically; the ``write_*`` functions do both.
-Stage libraries call these (:func:`contimg.imaging.qa.write_thumbnail`); database
-queries stay with the callers in :mod:`contimg.pipeline` and :mod:`contimg.cli`.
+Stage libraries call these (:func:`contimg.imaging.qa.write_thumbnail`,
+:func:`contimg.calibration.qa.plot_solutions`); database queries stay with the
+callers in :mod:`contimg.pipeline` and :mod:`contimg.cli`.
 """
 
 from contimg.plots.common import new_figure, save_png
