@@ -5,7 +5,9 @@
   over epochs on one colour scale;
 * :mod:`contimg.plots.calibration` -- bandpass small multiples (one
   amplitude/phase panel pair per antenna, phase unwrapped along frequency,
-  flagged channels as gaps) and gain/delay plots labelled by antenna.
+  flagged channels as gaps) and gain/delay plots labelled by antenna;
+* :mod:`contimg.plots.lightcurve` -- a source's light curve with error bars,
+  upper limits as downward arrows, the catalogue flux and its statistics.
 
 Conventions: each ``*_figure`` function returns a :class:`matplotlib.figure.Figure`
 (drawn on the Agg canvas; no pyplot, so no global state and no display needed),
