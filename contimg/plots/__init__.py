@@ -7,7 +7,9 @@
   amplitude/phase panel pair per antenna, phase unwrapped along frequency,
   flagged channels as gaps) and gain/delay plots labelled by antenna;
 * :mod:`contimg.plots.lightcurve` -- a source's light curve with error bars,
-  upper limits as downward arrows, the catalogue flux and its statistics.
+  upper limits as downward arrows, the catalogue flux and its statistics;
+* :mod:`contimg.plots.night` -- a night's images: noise, sources measured and
+  flux-scale correction against time, QA warnings and failures marked.
 
 Conventions: each ``*_figure`` function returns a :class:`matplotlib.figure.Figure`
 (drawn on the Agg canvas; no pyplot, so no global state and no display needed),
