@@ -158,12 +158,34 @@ def _antenna_rows(sol: CalSolutions) -> dict[str, np.ndarray]:
     return {k: np.asarray(v) for k, v in rows.items()}
 
 
-def _footnote(sol: CalSolutions) -> str:
+def _name_list(names: Sequence[str]) -> str:
+    """Antenna names, numbered runs compressed: ``DSA-002-007, 009, 011-013``."""
+    short, prefix = _short_names(names)
+    if len(names) < 3 or not all(n.isdigit() for n in short):
+        return ", ".join(names)
+    numbers = [int(n) for n in short]
+    width = max(len(n) for n in short)
+    runs: list[tuple[int, int]] = []
+    for v in numbers:
+        if runs and v == runs[-1][1] + 1:
+            runs[-1] = (runs[-1][0], v)
+        else:
+            runs.append((v, v))
+    parts = [f"{a:0{width}d}" if a == b else f"{a:0{width}d}\u2013{b:0{width}d}" for a, b in runs]
+    return prefix + ", ".join(parts)
+
+
+def _footnote(sol: CalSolutions, width_in: float) -> list[str]:
+    """The wrapped lines naming the antennas without any solution (none: empty)."""
     if not sol.no_solution:
-        return ""
-    names = ", ".join(sol.no_solution)
+        return []
     n = len(sol.no_solution)
-    return f"no solution (all flagged or absent), {n} antenna{'s' if n != 1 else ''}: {names}"
+    text = f"no solution (all flagged or absent), {n} antenna{'s' if n != 1 else ''}: {_name_list(sol.no_solution)}"
+    return textwrap.wrap(text, width=max(40, int(width_in * 16)))
+
+
+_FOOT_LINE_IN = 0.14
+"""Height of a footnote line (7 pt text), inches."""
 
 
 def _nice_ticks(lo: float, hi: float, n: int = 3) -> list[float]:
@@ -227,12 +249,12 @@ def bandpass_figure(sol: CalSolutions, *, ncols: int | None = None, title: str |
         sub += f"; reference antenna {sol.refant}"
     lines = textwrap.wrap(sub, width=max(40, int((ncols * cell_w) * 15)))
     top = 0.75 + 0.14 * (len(lines) - 1)
-    foot = _footnote(sol)
-    foot_h = 0.25 * (1 + len(foot) // 220) if foot else 0.0
+    foot = _footnote(sol, ncols * cell_w)
+    foot_h = _FOOT_LINE_IN * len(foot) + (0.12 if foot else 0.0)
     bottom = 0.62 + foot_h
     width = left + ncols * cell_w + right
     height = bottom + nrows * (amp_h + ph_h) + (nrows - 1) * gap_h + top
-    fig = new_figure(width, height, dpi=80)
+    fig = new_figure(width, height, dpi=100 if ncols <= 8 else 80)  # small grids: sharper, large ones: bounded
     ax = fig.add_axes((0, 0, 1, 1))
     ax.set_xlim(0, width)
     ax.set_ylim(0, height)
@@ -295,7 +317,7 @@ def bandpass_figure(sol: CalSolutions, *, ncols: int | None = None, title: str |
     ax.text(left, height - 0.2, title or f"Bandpass {sol.table}", fontsize=11, va="top")
     ax.text(left, height - 0.45, "\n".join(lines), fontsize=8, va="top")
     if foot:
-        fig.text(left / width, 0.08 / height, foot, fontsize=7, va="bottom", wrap=True)
+        ax.text(left, 0.08, "\n".join(foot), fontsize=7, va="bottom", linespacing=1.3)
     fig.contimg_panels = panels  # type: ignore[attr-defined]
     return fig
 
@@ -322,11 +344,12 @@ def _per_antenna(sol: CalSolutions, panels: Sequence[tuple[str, str]], title: st
     short, prefix = _short_names(names)
     n = max(1, len(names))
     width = min(24.0, max(8.0, 1.6 + 0.13 * n))
-    foot = _footnote(sol)
-    height = 1.2 + 2.4 * len(panels) + (0.3 if foot else 0.0)
+    foot = _footnote(sol, width - 1.15)
+    foot_h = _FOOT_LINE_IN * len(foot) + (0.12 if foot else 0.0)
+    height = 1.2 + 2.4 * len(panels) + foot_h
     fig = new_figure(width, height, dpi=90)
     gs = fig.add_gridspec(len(panels), 1, left=0.9 / width, right=1 - 0.25 / width,
-                          bottom=(0.85 + (0.3 if foot else 0.0)) / height, top=1 - 0.6 / height, hspace=0.08)
+                          bottom=(0.85 + foot_h) / height, top=1 - 0.6 / height, hspace=0.08)
     axes: list[Axes] = []
     for i, (quantity, ylabel) in enumerate(panels):
         ax = fig.add_subplot(gs[i], sharex=axes[0] if axes else None)
@@ -374,7 +397,7 @@ def _per_antenna(sol: CalSolutions, panels: Sequence[tuple[str, str]], title: st
         sub += f"; reference antenna {sol.refant} (bold, dotted line)"
     fig.text(0.9 / width, 1 - 0.42 / height, sub, fontsize=8, va="top")
     if foot:
-        fig.text(0.9 / width, 0.08 / height, foot, fontsize=7, va="bottom", wrap=True)
+        fig.text(0.9 / width, 0.08 / height, "\n".join(foot), fontsize=7, va="bottom", linespacing=1.3)
     return fig
 
 

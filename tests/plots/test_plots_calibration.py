@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -64,6 +66,10 @@ def test_bandpass_small_multiples(tmp_path, rng):
     assert any(t.startswith("DSA-008  amp") for t in texts)  # the deviant antenna says so
     assert any("DSA-004" in t and "no solution" in t for t in texts)
     assert "frequency (MHz)" in texts
+    # many antennas without solutions: numbered runs compressed, wrapped beneath the grid
+    many = dataclasses.replace(sol, no_solution=tuple(f"DSA-{i:03d}" for i in (*range(11, 40), 41, *range(43, 118))))
+    texts = [t.get_text() for t in bandpass_figure(many).findobj(lambda a: hasattr(a, "get_text"))]
+    assert any("105 antennas: DSA-011\u2013039, 041, 043\u2013117" in t for t in texts)
     png = save_png(fig, tmp_path / "b.png")
     assert png.read_bytes()[:8] == PNG_MAGIC
     from PIL import Image
