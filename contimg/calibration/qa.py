@@ -1,95 +1,115 @@
 """QA plots of calibration solutions, written as PNG beside the tables.
 
-* ``<table>.png`` for B: amplitude and phase against frequency, one line per
-  antenna and feed (flagged channels left out), the reference antenna drawn
-  in black;
-* ``<table>.png`` for G: amplitude and phase per antenna, one marker per feed;
-* ``<table>.png`` for K: delay (ns) per antenna and feed.
+* ``<table>.png`` for B: small multiples, one amplitude/phase panel pair per
+  antenna against frequency (MHz), phase unwrapped along frequency, flagged
+  channels as gaps, the reference antenna labelled;
+* ``<table>.png`` for G: amplitude and phase against antenna (every antenna
+  named), one marker per feed, flagged solutions not drawn;
+* ``<table>.png`` for K: delay (ns) against antenna, the same way.
 
-The paths are recorded in the calibration set's ``qa`` JSON (``plots``).
+:func:`read_solutions` reads a table into a
+:class:`contimg.plots.calibration.CalSolutions` (spectral windows joined along
+frequency); the drawing is :mod:`contimg.plots.calibration`. The paths are
+recorded in the calibration set's ``qa`` JSON (``plots``).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import numpy as np
 
+from contimg.plots.calibration import CalSolutions, bandpass_figure, delays_figure, gains_figure
+from contimg.plots.common import save_png
+
 log = logging.getLogger(__name__)
 
-__all__ = ["plot_solutions", "solution_errors"]
+__all__ = ["plot_solutions", "read_solutions", "solution_errors"]
 
 _FEEDS = ("X", "Y")
 
 
-def _read(table: Path, column: str):
+def _chan_freqs(table: Path) -> list[np.ndarray] | None:
     from casacore import tables
 
-    with tables.table(str(table), ack=False) as tb:
-        ant = tb.getcol("ANTENNA1")
-        val = tb.getcol(column)
-        flag = tb.getcol("FLAG")
-    with tables.table(str(table) + "/ANTENNA", ack=False) as tb:
-        names = list(tb.getcol("NAME"))
-    return ant, val, flag, names
+    sub = str(table) + "/SPECTRAL_WINDOW"
+    if not os.path.isdir(sub):
+        return None
+    with tables.table(sub, ack=False) as tb:
+        return [np.asarray(tb.getcell("CHAN_FREQ", i), float).ravel() for i in range(tb.nrows())]
 
 
-def _figure(title: str):
-    import matplotlib
+def read_solutions(table: str | os.PathLike, kind: str, *, refant: str | None = None,
+                   freq_hz: np.ndarray | None = None) -> CalSolutions:
+    """The solutions of a CASA calibration table, one row per (antenna, solution time), spectral windows joined.
 
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    Parameters
+    ----------
+    table
+        The table (K, B or G).
+    kind
+        ``'K'`` (``FPARAM``, delays in ns) or ``'B'``/``'G'`` (``CPARAM``).
+    refant
+        Name of the reference antenna (labelled on the plots), if known.
+    freq_hz
+        Channel frequencies (Hz) to use when the table has no ``SPECTRAL_WINDOW`` subtable (one window).
 
-    fig, axes = plt.subplots(2, 1, figsize=(11, 7), sharex=True, constrained_layout=True)
-    fig.suptitle(title)
-    return plt, fig, axes
+    Returns
+    -------
+    CalSolutions
+        Rows ordered by antenna number and time; channels by frequency; a row's channels of a window it has
+        no solution for are flagged. Antennas whose every solution is flagged are named in ``no_solution``.
+    """
+    from casacore import tables
 
-
-def _plot_b(table: Path, out: Path, *, refant: str | None, freq_hz: np.ndarray | None) -> None:
-    ant, val, flag, names = _read(table, "CPARAM")
-    x = freq_hz / 1e6 if freq_hz is not None and freq_hz.size == val.shape[1] else np.arange(val.shape[1])
-    plt, fig, (ax_a, ax_p) = _figure(f"Bandpass {table.name}")
-    for r, a in enumerate(ant):
-        for p in range(val.shape[2]):
-            good = ~flag[r, :, p]
-            if not good.any():
-                continue
-            is_ref = refant is not None and names[a] == refant
-            style = dict(color="k", lw=1.2, zorder=3) if is_ref else dict(lw=0.4, alpha=0.6)
-            v = np.where(good, val[r, :, p], np.nan)
-            ax_a.plot(x, np.abs(v), **style)
-            ax_p.plot(x, np.degrees(np.angle(v)), **style)
-    ax_a.set_ylabel("amplitude")
-    ax_p.set_ylabel("phase (deg)")
-    ax_p.set_xlabel("frequency (MHz)" if x is not None and freq_hz is not None else "channel")
-    fig.savefig(out, dpi=90)
-    plt.close(fig)
-
-
-def _plot_per_antenna(table: Path, out: Path, *, kind: str) -> None:
+    table = Path(table)
     column = "FPARAM" if kind == "K" else "CPARAM"
-    ant, val, flag, names = _read(table, column)
-    plt, fig, (ax_a, ax_p) = _figure(f"{'Delays' if kind == 'K' else 'Gains'} {table.name}")
-    used = sorted(set(int(a) for a in ant[~flag.all(axis=(1, 2))]))
-    pos = {a: k for k, a in enumerate(used)}
-    for p in range(val.shape[2]):
-        good = ~flag[:, 0, p] & np.isin(ant, used)
-        xs = np.array([pos[int(a)] for a in ant[good]])
-        v = val[good, 0, p]
-        if kind == "K":
-            ax_a.plot(xs, v, "o", ms=3, label=_FEEDS[p % 2])
-        else:
-            ax_a.plot(xs, np.abs(v), "o", ms=3, label=_FEEDS[p % 2])
-            ax_p.plot(xs, np.degrees(np.angle(v)), "o", ms=3, label=_FEEDS[p % 2])
-    ax_a.set_ylabel("delay (ns)" if kind == "K" else "amplitude")
-    ax_p.set_ylabel("" if kind == "K" else "phase (deg)")
-    ax_a.legend(loc="best", fontsize="small")
-    step = max(1, len(used) // 24)
-    ax_p.set_xticks(range(0, len(used), step))
-    ax_p.set_xticklabels([names[used[k]] for k in range(0, len(used), step)], rotation=90, fontsize="x-small")
-    fig.savefig(out, dpi=90)
-    plt.close(fig)
+    with tables.table(str(table), ack=False) as tb:
+        ant = np.asarray(tb.getcol("ANTENNA1"), int)
+        spw = np.asarray(tb.getcol("SPECTRAL_WINDOW_ID"), int)
+        time_s = np.asarray(tb.getcol("TIME"), float)
+        vals = [np.asarray(tb.getcell(column, r)) for r in range(tb.nrows())]
+        flags = [np.asarray(tb.getcell("FLAG", r), bool) for r in range(tb.nrows())]
+    with tables.table(str(table) + "/ANTENNA", ack=False) as tb:
+        names = [str(n) for n in tb.getcol("NAME")]
+    chan = _chan_freqs(table)
+    windows = sorted(set(spw.tolist()))
+    nfeeds = max((v.shape[1] for v in vals), default=len(_FEEDS))
+    nchan = {w: next(v.shape[0] for v, s in zip(vals, spw) if s == w) for w in windows}
+    freq_parts = []
+    for w in windows:
+        f = chan[w] if chan is not None and w < len(chan) else (np.asarray(freq_hz, float).ravel()
+                                                                 if freq_hz is not None else np.arange(nchan[w], dtype=float))
+        if f.size != nchan[w]:  # a solution per window (K, G): its mean frequency
+            f = np.full(nchan[w], float(np.mean(f)) if f.size else np.nan)
+        freq_parts.append(f)
+    offsets = dict(zip(windows, np.cumsum([0] + [nchan[w] for w in windows[:-1]]).tolist()))
+    total = int(sum(nchan.values()))
+    order = np.argsort(np.concatenate(freq_parts), kind="stable") if freq_parts else np.zeros(0, int)
+    keys = sorted(set(zip(ant.tolist(), np.round(time_s, 3).tolist())))
+    index = {k: i for i, k in enumerate(keys)}
+    dtype = float if kind == "K" else complex
+    values = np.full((len(keys), total, nfeeds), np.nan, dtype=dtype)
+    flagged = np.ones((len(keys), total, nfeeds), dtype=bool)
+    for r in range(ant.size):
+        i = index[(int(ant[r]), round(float(time_s[r]), 3))]
+        o = offsets[int(spw[r])]
+        n, p = vals[r].shape[0], vals[r].shape[1]
+        values[i, o:o + n, :p] = vals[r]
+        flagged[i, o:o + n, :p] = flags[r]
+    values, flagged = values[:, order], flagged[:, order]
+    row_names = [names[a] if 0 <= a < len(names) else str(a) for a, _ in keys]
+    present = {n for n, f in zip(row_names, flagged) if not f.all()}
+    absent = tuple(n for n in dict.fromkeys(row_names) if n not in present)
+    return CalSolutions(
+        table=table.name, kind=kind, antenna_names=row_names,
+        time_mjd=np.asarray([t for _, t in keys], float) / 86400.0,
+        freq_hz=np.concatenate(freq_parts)[order] if freq_parts else np.zeros(0),
+        values=values, flags=flagged, feed_names=_FEEDS[:nfeeds] if nfeeds <= len(_FEEDS) else tuple(map(str, range(nfeeds))),
+        refant=refant, no_solution=absent,
+    )
 
 
 def plot_solutions(tables: dict[str, str], *, refant: str | None = None,
@@ -103,10 +123,10 @@ def plot_solutions(tables: dict[str, str], *, refant: str | None = None,
     tables
         ``{type: table path}`` with type ``'K'``, ``'B'`` or ``'G'``; each PNG is written as ``<table>.png``.
     refant
-        Name of the reference antenna, drawn in black on the bandpass plot (None: not highlighted).
+        Name of the reference antenna, labelled on every plot (None: not marked).
     freq_hz
-        Channel frequencies (Hz), shape (Nfreqs,), the bandpass plot's x axis in MHz; None or a length
-        different from the table's channels plots against channel index.
+        Channel frequencies (Hz), used only for a table without a ``SPECTRAL_WINDOW`` subtable (the
+        frequencies normally come from the table itself).
 
     Returns
     -------
@@ -118,10 +138,14 @@ def plot_solutions(tables: dict[str, str], *, refant: str | None = None,
         table = Path(path)
         png = table.with_name(table.name + ".png")
         try:
+            sol = read_solutions(table, kind, refant=refant, freq_hz=freq_hz)
             if kind == "B":
-                _plot_b(table, png, refant=refant, freq_hz=freq_hz)
+                fig = bandpass_figure(sol)
+            elif kind == "K":
+                fig = delays_figure(sol)
             else:
-                _plot_per_antenna(table, png, kind=kind)
+                fig = gains_figure(sol)
+            save_png(fig, png)
         except (OSError, RuntimeError, ValueError) as exc:
             log.warning("%s: QA plot failed: %s", table, exc)
             continue

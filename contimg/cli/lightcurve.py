@@ -14,13 +14,17 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("source", help="source name, or numeric source id")
     parser.add_argument("--json", action="store_true", help="print one JSON document")
     parser.add_argument("--plot", metavar="PNG", help="write a plot of the light curve (and any ESE fit) to PNG")
+    parser.add_argument("--cutouts", metavar="PNG",
+                        help="write cut-outs of the source in the images it was measured in, side by side, to PNG")
+    parser.add_argument("--max-cutouts", type=int, default=12, metavar="N",
+                        help="the most recent N images in --cutouts (default 12)")
 
 
 def run(args: argparse.Namespace, settings) -> int:
     from sqlalchemy import select
 
     from contimg.db import session_scope
-    from contimg.db.models import EseCandidate, Photometry, Source, VariabilityStats
+    from contimg.db.models import EseCandidate, Image, Photometry, Source, VariabilityStats
     from contimg.errors import NotFoundError
 
     with session_scope(settings, readonly=True) as s:
@@ -30,9 +34,13 @@ def run(args: argparse.Namespace, settings) -> int:
             raise NotFoundError(f"no source {args.source!r} in the database")
         phot = s.execute(
             select(Photometry.epoch_mjd, Photometry.flux_jy, Photometry.flux_err_jy, Photometry.norm_flux_jy,
-                   Photometry.norm_flux_err_jy)
+                   Photometry.norm_flux_err_jy, Photometry.upper_limit)
             .where(Photometry.source_id == src.id).order_by(Photometry.epoch_mjd)
         ).all()
+        images = s.execute(
+            select(Photometry.epoch_mjd, Image.path).join(Image, Image.id == Photometry.image_id)
+            .where(Photometry.source_id == src.id).order_by(Photometry.epoch_mjd.desc()).limit(max(args.max_cutouts, 1))
+        ).all() if args.cutouts else []
         stats = s.get(VariabilityStats, src.id)
         cands = s.scalars(select(EseCandidate).where(EseCandidate.source_id == src.id)
                           .order_by(EseCandidate.id)).all()
@@ -40,14 +48,17 @@ def run(args: argparse.Namespace, settings) -> int:
                  "ese_score", "ese_significance", "last_epoch_mjd")
     doc: dict[str, Any] = {
         "source": src.name, "source_id": src.id, "ra_deg": src.ra_deg, "dec_deg": src.dec_deg,
+        "catalog_flux_jy": src.flux_jy,
         "statistics": {c: getattr(stats, c) for c in stat_cols} if stats else None,
         "candidates": [{"id": c.id, "status": c.status.value, "significance": c.significance, "template": c.template}
                        for c in cands],
         "photometry": [{"mjd": r[0], "flux_jy": r[1], "flux_err_jy": r[2], "norm_flux_jy": r[3],
-                        "norm_flux_err_jy": r[4]} for r in phot],
+                        "norm_flux_err_jy": r[4], "upper_limit": bool(r[5])} for r in phot],
     }
     if args.plot:
         _plot(doc, args.plot)
+    if args.cutouts:
+        _cutouts(doc, sorted(images), args.cutouts)
     if args.json:
         print(json.dumps(doc))
         return 0
@@ -59,26 +70,26 @@ def run(args: argparse.Namespace, settings) -> int:
     if not args.plot:
         for r in doc["photometry"]:
             norm = f"{r['norm_flux_jy']:.5f} +- {r['norm_flux_err_jy']:.5f}" if r["norm_flux_jy"] is not None else "-"
-            print(f"  {r['mjd']:.4f} {r['flux_jy']:.5f} +- {r['flux_err_jy']:.5f}   norm {norm}")
+            limit = "  (upper limit)" if r["upper_limit"] else ""
+            print(f"  {r['mjd']:.4f} {r['flux_jy']:.5f} +- {r['flux_err_jy']:.5f}   norm {norm}{limit}")
     return 0
 
 
 def _plot(doc: dict, path: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    """The light curve (:func:`contimg.plots.lightcurve.lightcurve_figure`) with the open ESE candidate's fit."""
     import numpy as np
 
+    from contimg.plots.common import save_png
+    from contimg.plots.lightcurve import lightcurve_figure
     from contimg.variability.esemodel import ese_profile
 
     p = doc["photometry"]
-    t = np.array([r["mjd"] for r in p])
+    t = np.array([r["mjd"] for r in p], dtype=float)
     use_norm = bool(p) and all(r["norm_flux_jy"] is not None for r in p)
     f = np.array([r["norm_flux_jy" if use_norm else "flux_jy"] for r in p], dtype=float)
     e = np.array([r["norm_flux_err_jy" if use_norm else "flux_err_jy"] for r in p], dtype=float)
-    fig, ax = plt.subplots(figsize=(10, 4))
-    ax.errorbar(t, f, e, fmt=".", ms=3, lw=0.5, color="k", label="normalised flux" if use_norm else "flux")
+    ul = np.array([r["upper_limit"] for r in p], dtype=bool)
+    overlays = []
     open_cands = [c for c in doc["candidates"] if c["template"]]
     if open_cands and t.size:
         tpl = open_cands[-1]["template"]
@@ -88,11 +99,22 @@ def _plot(doc: dict, path: str) -> None:
                                    depth=min(max(tpl["depth"], 0.0), 0.99),
                                    caustic_amplitude=tpl.get("caustic_amplitude") or 0.0,
                                    caustic_width_frac=tpl.get("caustic_width_frac") or 0.08)
-        ax.plot(grid, model, color="C3", label=f"ESE fit ({open_cands[-1]['significance']:.1f} sigma)")
-    ax.set_xlabel("MJD")
-    ax.set_ylabel("flux density (Jy)")
-    ax.set_title(doc["source"])
-    ax.legend(loc="best")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+        overlays.append((grid, model, f"ESE fit ({open_cands[-1]['significance']:.1f} sigma)"))
+    title = f"{doc['source']}  (RA {doc['ra_deg']:.4f}, Dec {doc['dec_deg']:.4f} deg)"
+    fig = lightcurve_figure(t, f, e, upper_limit=ul, catalog_flux_jy=doc.get("catalog_flux_jy"), title=title,
+                            flux_label="normalised flux density" if use_norm else "flux density", overlays=overlays)
+    save_png(fig, path)
+
+
+def _cutouts(doc: dict, images: list, path: str) -> None:
+    """Cut-outs of the source in its images (:func:`contimg.plots.sky.write_cutout_strip_png`), oldest first."""
+    from contimg.plots.common import mjd_to_datetime
+    from contimg.plots.sky import write_cutout_strip_png
+
+    if not images:
+        print(f"{doc['source']}: no images to cut out")
+        return
+    epochs = [(p, f"{mjd_to_datetime(mjd):%Y-%m-%d %H:%M}") for mjd, p in images]
+    write_cutout_strip_png(epochs, doc["ra_deg"], doc["dec_deg"], path,
+                           title=f"{doc['source']} in {len(epochs)} images (catalogue "
+                                 f"{doc['catalog_flux_jy'] * 1e3:.3g} mJy)" if doc.get("catalog_flux_jy") else doc["source"])

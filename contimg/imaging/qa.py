@@ -229,10 +229,15 @@ def image_qa(image_fits: str | os.PathLike, *, residual_fits: str | os.PathLike 
 
 
 def write_thumbnail(image_fits: str | os.PathLike, png: str | os.PathLike, *, max_pixels: int = 800,
-                    rms: float | None = None, title: str | None = None) -> Path:
-    """A PNG preview: block-averaged to at most ``max_pixels`` across, asinh stretch from -3 to +50 rms.
+                    rms: float | None = None, title: str | None = None,
+                    catalog_ra_deg: np.ndarray | None = None, catalog_dec_deg: np.ndarray | None = None,
+                    catalog_label: str = "catalogue") -> Path:
+    """A PNG preview on RA/Dec axes with colour bar (mJy/beam), restoring beam and optional catalogue circles.
 
-    Written under a temporary name and renamed.
+    Drawn by :func:`contimg.plots.sky.image_figure`: asinh stretch from -3 rms,
+    reduced to at most ``max_pixels`` across by block means that keep any pixel
+    beyond 5 rms (compact sources keep their peaks). Written under a temporary
+    name and renamed. A full-scale image (3840 x 3072) takes about 2 s.
 
     Parameters
     ----------
@@ -241,41 +246,23 @@ def write_thumbnail(image_fits: str | os.PathLike, png: str | os.PathLike, *, ma
     png
         The PNG file to write (replaced if it exists).
     max_pixels
-        Largest width or height of the preview (pixels); the image is block-averaged by an integer factor.
+        Largest width or height of the image in the picture (pixels); larger images are reduced by an
+        integer factor.
     rms
-        Noise (image units) setting the stretch; None or 0: :func:`robust_rms` of the block-averaged image.
+        Noise (image units) setting the stretch; None or 0: :func:`robust_rms` of the image.
     title
         Text drawn above the image (None: no title).
+    catalog_ra_deg, catalog_dec_deg
+        ICRS positions (deg) to circle (None: none); those off the image are left out.
+    catalog_label
+        Legend entry of the circles.
 
     Returns
     -------
     pathlib.Path
         ``png``.
     """
-    from astropy.io import fits
-    from matplotlib.figure import Figure
+    from contimg.plots.sky import write_image_png
 
-    with fits.open(image_fits) as hdul:
-        img = _plane(hdul[0].data).astype(np.float32)
-    f = max(1, int(math.ceil(max(img.shape) / max_pixels)))
-    ny, nx = (img.shape[0] // f) * f, (img.shape[1] // f) * f
-    small = np.nanmean(img[:ny, :nx].reshape(ny // f, f, nx // f, f), axis=(1, 3))
-    sigma = rms if rms and rms > 0 else robust_rms(small)
-    if not np.isfinite(sigma) or sigma <= 0:
-        sigma = float(np.nanstd(small)) or 1.0
-    lo, hi = -3 * sigma, 50 * sigma
-    scaled = np.arcsinh((np.clip(small, lo, hi) - lo) / (3 * sigma)) / np.arcsinh((hi - lo) / (3 * sigma))
-    fig = Figure(figsize=(small.shape[1] / 100 + 0.2, small.shape[0] / 100 + 0.4), dpi=100)
-    ax = fig.add_axes((0, 0, 1, 0.94 if title else 1))
-    ax.imshow(scaled, origin="lower", cmap="inferno", interpolation="nearest", vmin=0, vmax=1)
-    ax.set_axis_off()
-    if title:
-        fig.text(0.01, 0.97, title, fontsize=7, va="center")
-    png = Path(png)
-    tmp = png.with_name(f".{png.stem}.tmp{os.getpid()}.png")
-    try:
-        fig.savefig(tmp)
-        os.replace(tmp, png)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return png
+    return write_image_png(image_fits, png, max_pixels=max_pixels, rms=rms, title=title,
+                           catalog_ra_deg=catalog_ra_deg, catalog_dec_deg=catalog_dec_deg, catalog_label=catalog_label)

@@ -163,7 +163,8 @@ def image_ms(
         The catalogue sources in a cone: called as ``catalogue(ra_deg, dec_deg, radius_deg)``, it returns arrays
         ``ra_deg``, ``dec_deg``, ``flux_jy`` (1.4 GHz) and ``spectral_index`` (NaN when unknown). With it,
         WSClean deconvolves with a spectral fit when a source in the field is bright enough to need one
-        (:func:`spectral_fit_decision`); without it, never.
+        (:func:`spectral_fit_decision`); without it, never. The thumbnail circles the sources expected above
+        the noise (:func:`thumbnail_sources`).
 
     Returns
     -------
@@ -272,8 +273,11 @@ def image_ms(
         qa = image_qa(files["image"], residual_fits=files["residual"])
         negative_jy = negative_peak_jy(files["image"])
         png_tmp = work / "img.png"
+        marked = thumbnail_sources(catalogue, info, geometry, rms_jy=qa.rms_jy)
         write_thumbnail(files["image"], png_tmp, rms=qa.rms_jy,
-                        title=f"{name} {backend}/{tier_name} rms {qa.rms_jy * 1e3:.2f} mJy/beam DR {qa.dynamic_range:.0f}")
+                        title=f"{name} {backend}/{tier_name} rms {qa.rms_jy * 1e3:.2f} mJy/beam DR {qa.dynamic_range:.0f}",
+                        catalog_ra_deg=marked[0], catalog_dec_deg=marked[1],
+                        catalog_label=f"catalogue, apparent > {THUMBNAIL_MARK_SNR:g} rms")
         final = {
             "residual": out / f"{name}.residual.fits", "model": out / f"{name}.model.fits",
             "psf": out / f"{name}.psf.fits", "pb": out / f"{name}.pb.fits", "thumbnail": out / f"{name}.png",
@@ -376,6 +380,52 @@ def spectral_fit_decision(ms: MsModel, geometry: ImageGeometry, catalogue: Catal
 RUNAWAY_NEGATIVE_FRACTION = 0.5
 """A restored image whose most negative pixel is deeper than this fraction of its peak ran away, whatever
 WSClean's log says (a healthy image of a 10 Jy source has its deepest pixel near -0.3 %)."""
+
+
+THUMBNAIL_MARK_SNR = 5.0
+"""Catalogue sources circled on the thumbnail: apparent flux (catalogue x primary beam) above this many rms."""
+THUMBNAIL_MAX_MARKS = 200
+"""At most this many (the brightest) are circled."""
+
+
+def thumbnail_sources(catalogue: CatalogueCone | None, info, geometry: ImageGeometry, *,
+                      rms_jy: float) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Positions of the catalogue sources to circle on the thumbnail: those expected above the noise.
+
+    Parameters
+    ----------
+    catalogue
+        The catalogue cone lookup (see :func:`image_ms`); None: nothing is marked.
+    info
+        The MS description (phase centre, mean frequency, time-averaged beam).
+    geometry
+        The image geometry (its half diagonal is the cone's radius).
+    rms_jy
+        The image noise (Jy/beam).
+
+    Returns
+    -------
+    tuple
+        ICRS RA and Dec (deg) of the sources whose apparent 1.4 GHz-scaled flux exceeds
+        :data:`THUMBNAIL_MARK_SNR` x ``rms_jy`` (the brightest :data:`THUMBNAIL_MAX_MARKS`), or
+        ``(None, None)`` without a catalogue.
+    """
+    from contimg.imaging.pbcor import beam_at_positions
+
+    if catalogue is None or not np.isfinite(rms_jy) or rms_jy <= 0:
+        return None, None
+    ra0, dec0 = math.degrees(info.phase_center_ra_rad), math.degrees(info.phase_center_dec_rad)
+    cat = catalogue(ra0, dec0, math.hypot(geometry.width_deg, geometry.height_deg) / 2)
+    ra, dec = np.asarray(cat["ra_deg"], float), np.asarray(cat["dec_deg"], float)
+    if ra.size == 0:
+        return ra, dec
+    alpha = np.asarray(cat["spectral_index"], float)
+    alpha = np.where(np.isfinite(alpha), alpha, DEFAULT_SPECTRAL_INDEX)
+    apparent = np.nan_to_num(np.asarray(cat["flux_jy"], float) * (info.mean_freq_hz / 1.4e9) ** alpha
+                             * beam_at_positions(np.radians(ra), np.radians(dec), info))
+    keep = np.flatnonzero(apparent > THUMBNAIL_MARK_SNR * rms_jy)
+    keep = keep[np.argsort(-apparent[keep], kind="stable")][:THUMBNAIL_MAX_MARKS]
+    return ra[keep], dec[keep]
 
 
 def ran_away(image_fits: Path) -> str | None:

@@ -26,10 +26,16 @@ current one is scored, and the writes in one short write transaction, so the
 job never holds SQLite's write lock while it computes. Given a
 :class:`~sqlalchemy.orm.Session`, everything happens in it and it is only
 flushed (the caller commits).
+
+:func:`write_night_summary` draws the previous UTC day's images (noise,
+sources measured, flux-scale correction, QA verdicts;
+:func:`contimg.plots.night.night_figure`) into ``<data root>/nightly/<date>.png``;
+:func:`run_nightly` calls it after scoring.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 import logging
 import queue
@@ -37,21 +43,23 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, case, func, select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from contimg.db import science
 from contimg.db.engine import session_scope
-from contimg.db.models import Photometry, Source, VariabilityStats
+from contimg.db.models import Image, Photometry, Source, VariabilityStats
 from contimg.variability.ese import EseResult, EseSearch, detect_ese
 from contimg.variability.metrics import VariabilityMetrics, variability_metrics
 
 log = logging.getLogger(__name__)
 
-__all__ = ["NightlySummary", "run_nightly", "score_sources", "sources_to_score"]
+__all__ = ["NightlySummary", "night_rows", "run_nightly", "score_sources", "sources_to_score", "write_night_summary"]
 
 
 @dataclass
@@ -369,16 +377,117 @@ def _score_chunks(chunks: Iterator[_Chunk], search: EseSearch, summary: NightlyS
     return scored
 
 
-def run_nightly(settings: Any) -> dict[str, Any]:
-    """The scheduled job's entry point: :func:`score_sources` on the configured database.
+def night_rows(session: Session, start_mjd: float, end_mjd: float) -> list[dict[str, Any]]:
+    """One entry per product set imaged with mid-time in ``[start_mjd, end_mjd)``, for :func:`night_figure`.
+
+    A set's flat-noise and PB-corrected rows are one entry (grouped by the set's ``files["image"]``): the
+    rms of either, the photometry of the row it is attached to (the PB-corrected one), that row's
+    flux-scale correction (``qa["photometry"]["figures"]["correction"]``) and the worst verdict of the two.
+
+    Parameters
+    ----------
+    session
+        An open session.
+    start_mjd, end_mjd
+        The time window (MJD).
+
+    Returns
+    -------
+    list[dict]
+        ``mid_mjd``, ``rms_jy``, ``n_measured``, ``n_detected``, ``correction`` (None: not normalised),
+        ``verdict`` and ``image`` (the flat-noise image's path), ordered by time.
+    """
+    from contimg.verdict import worst
+
+    images = session.execute(
+        select(Image.id, Image.path, Image.mid_mjd, Image.rms_jy, Image.qa_verdict, Image.qa, Image.files)
+        .where(Image.mid_mjd >= start_mjd, Image.mid_mjd < end_mjd).order_by(Image.mid_mjd, Image.id)
+    ).all()
+    if not images:
+        return []
+    counts = {
+        r[0]: (int(r[1]), int(r[2] or 0))
+        for r in session.execute(
+            select(Photometry.image_id, func.count(), func.sum(case((Photometry.upper_limit.is_(False), 1), else_=0)))
+            .where(Photometry.image_id.in_([i.id for i in images])).group_by(Photometry.image_id)
+        )
+    }
+    sets: dict[str, list[Any]] = {}
+    for im in images:
+        sets.setdefault(str((im.files or {}).get("image") or im.path), []).append(im)
+    out = []
+    for key, members in sets.items():
+        measured = [m for m in members if m.id in counts] or members
+        phot = measured[0]
+        n_meas, n_det = counts.get(phot.id, (0, 0))
+        correction = (((phot.qa or {}).get("photometry") or {}).get("figures") or {}).get("correction")
+        out.append({
+            "mid_mjd": phot.mid_mjd, "rms_jy": next((m.rms_jy for m in members if m.rms_jy is not None), None),
+            "n_measured": n_meas, "n_detected": n_det, "correction": correction,
+            "verdict": worst([m.qa_verdict for m in members]), "image": key,
+        })
+    return sorted(out, key=lambda r: r["mid_mjd"])
+
+
+def write_night_summary(settings: Any, day: dt.date) -> Path | None:
+    """Draw the images of one UTC day into ``<data root>/nightly/<YYYY-MM-DD>.png`` (None: no images that day).
+
+    Parameters
+    ----------
+    settings
+        Application settings (database and ``data_root``).
+    day
+        The UTC date: images with mid-time from its 00:00 to the next day's 00:00.
+
+    Returns
+    -------
+    pathlib.Path or None
+        The PNG written.
+    """
+    from contimg.plots.common import save_png
+    from contimg.plots.night import night_figure
+
+    start = (dt.datetime.combine(day, dt.time(0), tzinfo=dt.timezone.utc)
+             - dt.datetime(1858, 11, 17, tzinfo=dt.timezone.utc)).total_seconds() / 86400.0
+    with session_scope(settings, readonly=True) as session:
+        rows = night_rows(session, start, start + 1.0)
+    if not rows:
+        log.info("night summary %s: no images", day.isoformat())
+        return None
+    out = Path(settings.data_root) / "nightly"
+    out.mkdir(parents=True, exist_ok=True)
+    png = save_png(night_figure(rows, title=f"Night summary {day.isoformat()} (UTC)"), out / f"{day.isoformat()}.png")
+    log.info("night summary %s: %s (%d images)", day.isoformat(), png, len(rows))
+    return png
+
+
+def run_nightly(settings: Any, *, now: dt.datetime | None = None) -> dict[str, Any]:
+    """The scheduled job's entry point: :func:`score_sources` on the configured database, then the night summary.
 
     Called by :func:`contimg.pipeline.housekeeping.nightly_variability` (beat
     task ``contimg.variability.nightly``) with the application settings; the
-    candidate threshold is ``settings.variability.ese_threshold``.
+    candidate threshold is ``settings.variability.ese_threshold``. The summary
+    picture (:func:`write_night_summary`) is of the UTC day before ``now``; a
+    picture that cannot be drawn is logged, never fails the job.
+
+    Parameters
+    ----------
+    settings
+        Application settings.
+    now
+        The current time (None: the clock's, UTC).
 
     Returns
     -------
     dict
-        :meth:`NightlySummary.as_dict`.
+        :meth:`NightlySummary.as_dict`, with ``night_summary``: the PNG's path (None if none was written).
     """
-    return score_sources(settings, threshold=settings.variability.ese_threshold).as_dict()
+    result = score_sources(settings, threshold=settings.variability.ese_threshold).as_dict()
+    day = ((now or dt.datetime.now(dt.timezone.utc)).astimezone(dt.timezone.utc) - dt.timedelta(days=1)).date()
+    try:
+        png = write_night_summary(settings, day)
+    except (OSError, ValueError, SQLAlchemyError) as exc:
+        log.warning("night summary %s not drawn: %s", day.isoformat(), exc)
+        png = None
+    result["night_summary"] = str(png) if png else None
+    return result

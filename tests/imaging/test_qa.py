@@ -85,3 +85,29 @@ def test_image_qa_and_thumbnail(tmp_path, rng):
     png = write_thumbnail(path, tmp_path / "x.png", max_pixels=100, title="t")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not list(tmp_path.glob(".*"))
+
+
+def test_thumbnail_marks_the_catalogue_sources_expected_above_the_noise(monkeypatch):
+    from types import SimpleNamespace
+
+    import contimg.imaging.pbcor as pbcor
+    from contimg.imaging.geometry import ImageGeometry
+    from contimg.imaging.run import THUMBNAIL_MARK_SNR, thumbnail_sources
+
+    info = SimpleNamespace(phase_center_ra_rad=math.radians(200.0), phase_center_dec_rad=math.radians(35.0),
+                           mean_freq_hz=1.4e9)
+    geometry = ImageGeometry(5.0, 1000, 800, 0.2, 2.0, 0.5)
+    asked = []
+
+    def catalogue(ra, dec, radius):
+        asked.append((ra, dec, radius))
+        return {"ra_deg": np.array([200.0, 200.5, 201.0, 199.0]), "dec_deg": np.full(4, 35.0),
+                "flux_jy": np.array([0.010, 0.004, 0.1, 0.002]), "spectral_index": np.array([np.nan, 0.0, -0.7, 0.0])}
+
+    # the beam halves the third source's flux
+    monkeypatch.setattr(pbcor, "beam_at_positions", lambda ra, dec, info: np.array([1.0, 1.0, 0.5, 1.0]))
+    ra, dec = thumbnail_sources(catalogue, info, geometry, rms_jy=0.001)
+    assert THUMBNAIL_MARK_SNR == 5.0
+    assert ra.tolist() == [201.0, 200.0]  # brightest first; 4 and 2 mJy are below 5 rms
+    assert asked[0][2] == pytest.approx(math.hypot(geometry.width_deg, geometry.height_deg) / 2)
+    assert thumbnail_sources(None, info, geometry, rms_jy=0.001) == (None, None)

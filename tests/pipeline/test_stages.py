@@ -64,7 +64,7 @@ def test_the_library_does_not_import_the_celery_app():
     assert not offenders
 
 
-SCIENCE_PACKAGES = ("calibration", "conversion", "imaging", "photometry", "simulation", "variability")
+SCIENCE_PACKAGES = ("calibration", "conversion", "imaging", "photometry", "plots", "simulation", "variability")
 
 
 def test_the_stage_libraries_do_not_touch_the_database():

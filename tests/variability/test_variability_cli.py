@@ -38,8 +38,13 @@ def test_candidates_and_lightcurve(db_url, clean_env, tmp_path, capsys, populati
     assert status == 0 and doc["source"] == name and png.stat().st_size > 10_000
     i = int(name[3:])
     assert len(doc["photometry"]) == int((population.source_idx == i).sum())
+    assert all(r["upper_limit"] is False for r in doc["photometry"])  # the loader stores detections only
+    assert "catalog_flux_jy" in doc
     assert doc["statistics"]["ese_significance"] >= 5.0
     assert doc["source_id"] == index[i]
+    # the images of this test database are not on disk: the strip is drawn with blank panels
+    status, out = _run(capsys, "lightcurve", name, "--cutouts", str(tmp_path / "cut.png"), "--max-cutouts", "3")
+    assert status == 0 and (tmp_path / "cut.png").read_bytes()[:4] == b"\x89PNG"
     status, out = _run(capsys, "lightcurve", str(index[i]))
     assert status == 0 and "ESE candidate" in out
     status = main(["lightcurve", "NO-SUCH-SOURCE"])
