@@ -273,7 +273,7 @@ def image_ms(
         qa = image_qa(files["image"], residual_fits=files["residual"])
         negative_jy = negative_peak_jy(files["image"])
         png_tmp = work / "img.png"
-        marked = thumbnail_sources(catalogue, info, geometry, rms_jy=qa.rms_jy)
+        marked = thumbnail_sources(catalogue, ms_model, geometry, rms_jy=qa.rms_jy)
         write_thumbnail(files["image"], png_tmp, rms=qa.rms_jy,
                         title=f"{name} {backend}/{tier_name} rms {qa.rms_jy * 1e3:.2f} mJy/beam DR {qa.dynamic_range:.0f}",
                         catalog_ra_deg=marked[0], catalog_dec_deg=marked[1],
@@ -388,7 +388,7 @@ THUMBNAIL_MAX_MARKS = 200
 """At most this many (the brightest) are circled."""
 
 
-def thumbnail_sources(catalogue: CatalogueCone | None, info, geometry: ImageGeometry, *,
+def thumbnail_sources(catalogue: CatalogueCone | None, ms: MsModel, geometry: ImageGeometry, *,
                       rms_jy: float) -> tuple[np.ndarray | None, np.ndarray | None]:
     """Positions of the catalogue sources to circle on the thumbnail: those expected above the noise.
 
@@ -396,8 +396,8 @@ def thumbnail_sources(catalogue: CatalogueCone | None, info, geometry: ImageGeom
     ----------
     catalogue
         The catalogue cone lookup (see :func:`image_ms`); None: nothing is marked.
-    info
-        The MS description (phase centre, mean frequency, time-averaged beam).
+    ms
+        The MS model (phase centre, mean frequency, time-averaged beam).
     geometry
         The image geometry (its half diagonal is the cone's radius).
     rms_jy
@@ -414,15 +414,15 @@ def thumbnail_sources(catalogue: CatalogueCone | None, info, geometry: ImageGeom
 
     if catalogue is None or not np.isfinite(rms_jy) or rms_jy <= 0:
         return None, None
-    ra0, dec0 = math.degrees(info.phase_center_ra_rad), math.degrees(info.phase_center_dec_rad)
+    ra0, dec0 = math.degrees(ms.phase_center_ra), math.degrees(ms.phase_center_dec)
     cat = catalogue(ra0, dec0, math.hypot(geometry.width_deg, geometry.height_deg) / 2)
     ra, dec = np.asarray(cat["ra_deg"], float), np.asarray(cat["dec_deg"], float)
     if ra.size == 0:
         return ra, dec
     alpha = np.asarray(cat["spectral_index"], float)
     alpha = np.where(np.isfinite(alpha), alpha, DEFAULT_SPECTRAL_INDEX)
-    apparent = np.nan_to_num(np.asarray(cat["flux_jy"], float) * (info.mean_freq_hz / 1.4e9) ** alpha
-                             * beam_at_positions(np.radians(ra), np.radians(dec), info))
+    apparent = np.nan_to_num(np.asarray(cat["flux_jy"], float) * (ms.freq_mean / 1.4e9) ** alpha
+                             * beam_at_positions(np.radians(ra), np.radians(dec), ms))
     keep = np.flatnonzero(apparent > THUMBNAIL_MARK_SNR * rms_jy)
     keep = keep[np.argsort(-apparent[keep], kind="stable")][:THUMBNAIL_MAX_MARKS]
     return ra[keep], dec[keep]

@@ -22,7 +22,8 @@ JSON API (OpenAPI at ``/docs`` and ``/openapi.json``)::
 
 Pages (server-rendered, no JavaScript build): ``/`` the night overview,
 ``/groups/{key}``, ``/sources``, ``/sources/{id}``, ``/candidates``, ``/login``.
-Pictures: ``/sources/{id}/lightcurve.png``, ``/images/{id}/cutout.png``, and
+Pictures: ``/sources/{id}/lightcurve.png``, ``/sources/{id}/cutouts.png`` (its last
+epochs on one colour scale), ``/images/{id}/cutout.png?ra=&dec=``, and
 the products' own PNG and FITS files under ``/files/<path in the data root>``
 (resolved, and refused outside the data root: no path traversal).
 
@@ -107,6 +108,8 @@ def create_app(settings: Settings, *, enqueue: Callable[..., Any] | None = None)
     templates.env.filters["mjd_iso"] = lambda m: "-" if m is None else (
         datetime(1858, 11, 17) + timedelta(days=float(m))).strftime("%Y-%m-%d %H:%M:%S")
     templates.env.filters["mjy"] = lambda v: "-" if v is None else f"{v * 1e3:.3g}"
+    templates.env.filters["flux"] = lambda v: "-" if v is None else (f"{v:.4g} Jy" if abs(v) >= 1 else
+                                                                     f"{v * 1e3:.3g} mJy")
     templates.env.filters["num"] = lambda v, fmt=".3g": "-" if v is None else format(v, fmt)
     templates.env.globals["version"] = __version__
 
@@ -286,16 +289,28 @@ def create_app(settings: Settings, *, enqueue: Callable[..., Any] | None = None)
         src = found(read(lambda s: views.source_detail(s, source_id)), f"source {source_id}")
         return Response(light_curve_png(src), media_type="image/png")
 
+    @app.get("/sources/{source_id}/cutouts.png", tags=["pictures"])
+    def cutouts(source_id: int, epochs: int = Query(CUTOUT_EPOCHS, ge=1, le=60),
+                who: Identity | None = Depends(reader)) -> Response:
+        """Cut-outs of the source in its last ``epochs`` images, on one colour scale."""
+        from contimg.web.pictures import cutouts_png
+
+        src = found(read(lambda s: views.source_detail(s, source_id)), f"source {source_id}")
+        lc = src["light_curve"]
+        recent = list(zip(lc["image_path"], lc["epoch_mjd"], lc["qa_verdict"]))[-epochs:]
+        if not recent:
+            raise HTTPException(404, f"source {source_id} has no epochs")
+        labels = [(path, _mjd_label(mjd) + (" (QA fail)" if qa == "fail" else "")) for path, mjd, qa in recent]
+        return Response(cutouts_png(labels, src["ra_deg"], src["dec_deg"], title=src["name"]),
+                        media_type="image/png")
+
     @app.get("/images/{image_id}/cutout.png", tags=["pictures"])
-    def cutout_png(image_id: int, ra: float, dec: float, size_arcmin: float = Query(6.0, gt=0, le=120),
-                   who: Identity | None = Depends(reader)) -> Response:
-        from contimg.web.pictures import cutout_png as draw
+    def cutout_png(image_id: int, ra: float, dec: float, who: Identity | None = Depends(reader)) -> Response:
+        """A cut-out of one image at a position."""
+        from contimg.web.pictures import cutouts_png
 
         img = found(read(lambda s: views.image_detail(s, image_id)), f"image {image_id}")
-        try:
-            return Response(draw(img["path"], ra, dec, size_arcmin=size_arcmin), media_type="image/png")
-        except (OSError, ValueError) as exc:
-            raise HTTPException(404, f"no cut-out: {exc}") from exc
+        return Response(cutouts_png([(img["path"], _mjd_label(img["mid_mjd"]))], ra, dec), media_type="image/png")
 
     # -------------------------------------------------------------- pages
     @app.get("/", response_class=HTMLResponse, tags=["pages"])
@@ -340,10 +355,8 @@ def create_app(settings: Settings, *, enqueue: Callable[..., Any] | None = None)
     @app.get("/sources/{source_id}", response_class=HTMLResponse, tags=["pages"])
     def source_page(request: Request, source_id: int, who: Identity | None = Depends(reader)) -> HTMLResponse:
         src = found(read(lambda s: views.source_detail(s, source_id)), f"source {source_id}")
-        lc = src["light_curve"]
-        recent = [{"image_id": i, "epoch_mjd": e, "qa": q}
-                  for i, e, q in zip(lc["image_id"], lc["epoch_mjd"], lc["qa_verdict"])][-CUTOUT_EPOCHS:]
-        return page(request, "source.html", s=src, recent=recent, n_epochs=len(lc["epoch_mjd"]))
+        n_epochs = len(src["light_curve"]["epoch_mjd"])
+        return page(request, "source.html", s=src, n_cutouts=min(n_epochs, CUTOUT_EPOCHS), n_epochs=n_epochs)
 
     @app.get("/candidates", response_class=HTMLResponse, tags=["pages"])
     def candidates_list(request: Request, status: str | None = "open", message: str | None = None,
@@ -395,6 +408,12 @@ def create_app(settings: Settings, *, enqueue: Callable[..., Any] | None = None)
                                           status_code=exc.status_code)
 
     return app
+
+
+def _mjd_label(mjd: float | None) -> str:
+    if mjd is None:
+        return "?"
+    return (datetime(1858, 11, 17) + timedelta(days=float(mjd))).strftime("%Y-%m-%d %H:%M")
 
 
 def _log_tail(group: dict[str, Any], lines: int = 20) -> list[str]:

@@ -94,8 +94,8 @@ def test_thumbnail_marks_the_catalogue_sources_expected_above_the_noise(monkeypa
     from contimg.imaging.geometry import ImageGeometry
     from contimg.imaging.run import THUMBNAIL_MARK_SNR, thumbnail_sources
 
-    info = SimpleNamespace(phase_center_ra_rad=math.radians(200.0), phase_center_dec_rad=math.radians(35.0),
-                           mean_freq_hz=1.4e9)
+    info = SimpleNamespace(phase_center_ra=math.radians(200.0), phase_center_dec=math.radians(35.0),
+                           freq_mean=1.4e9)
     geometry = ImageGeometry(5.0, 1000, 800, 0.2, 2.0, 0.5)
     asked = []
 

@@ -71,7 +71,7 @@ def test_source_page_draws_its_light_curve(web_server, browser):
     lc = browser.find_element(By.ID, "lightcurve")
     assert _loaded(browser, lc)
     assert browser.execute_script("return arguments[0].naturalWidth", lc) >= 600
-    cutouts = browser.find_elements(By.CSS_SELECTOR, "#cutouts img")
+    cutouts = browser.find_elements(By.CSS_SELECTOR, "#cutouts img")  # one strip, all epochs on one scale
     assert cutouts
     from selenium.webdriver.support.ui import WebDriverWait
 
