@@ -24,6 +24,15 @@ def _loaded(browser, element) -> bool:
     return bool(browser.execute_script("return arguments[0].complete && arguments[0].naturalWidth > 0", element))
 
 
+def _wait_loaded(browser, element, timeout: float = 60) -> None:
+    """Scroll ``element`` into view (lazy images load there) and wait until its pixels arrived."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.execute_script("arguments[0].scrollIntoView()", element)
+    WebDriverWait(browser, timeout).until(lambda b: _loaded(b, element),
+                                          message=f"image {element.get_attribute('src')} did not load")
+
+
 def _group_state(url: str, key: str) -> str:
     with urllib.request.urlopen(f"{url}/api/groups/{key}", timeout=10) as resp:
         return json.load(resp)["state"]
@@ -57,10 +66,15 @@ def test_group_page_shows_its_images(web_server, browser):
     browser.get(f"{web_server['url']}/groups/{key}")
     assert key in browser.find_element(By.TAG_NAME, "h1").text
     thumbs = browser.find_elements(By.CSS_SELECTOR, "#images img.thumb")
-    assert thumbs and all(_loaded(browser, t) for t in thumbs)
+    assert thumbs
+    for t in thumbs:
+        _wait_loaded(browser, t)
     assert "QA" in browser.find_element(By.ID, "images").text
     calplots = browser.find_elements(By.CSS_SELECTOR, "img.calplot")
-    assert calplots and all(_loaded(browser, p) for p in calplots)
+    assert calplots
+    for p in calplots:
+        _wait_loaded(browser, p)
+    browser.execute_script("window.scrollTo(0, 0)")
     _shot(browser, "group")
 
 
@@ -69,15 +83,12 @@ def test_source_page_draws_its_light_curve(web_server, browser):
 
     browser.get(f"{web_server['url']}/sources/{web_server['source_id']}")
     lc = browser.find_element(By.ID, "lightcurve")
-    assert _loaded(browser, lc)
+    _wait_loaded(browser, lc)
     assert browser.execute_script("return arguments[0].naturalWidth", lc) >= 600
     cutouts = browser.find_elements(By.CSS_SELECTOR, "#cutouts img")  # one strip, all epochs on one scale
     assert cutouts
-    from selenium.webdriver.support.ui import WebDriverWait
-
     for c in cutouts:
-        browser.execute_script("arguments[0].scrollIntoView()", c)
-        WebDriverWait(browser, 30).until(lambda b: _loaded(b, c), message=f"cut-out {c.get_attribute('src')}")
+        _wait_loaded(browser, c)
     _shot(browser, "source")
 
 
