@@ -77,9 +77,17 @@ def collect_status(settings: Settings, *, latest: int = 10) -> dict[str, Any]:
 
 
 def group_summary(g: ObservationGroup) -> dict[str, Any]:
-    """One group as a dict: state, stage, subbands, timings of its latest attempt, products."""
+    """One group as a dict: state, stage, subbands, timings of its latest attempt, products.
+
+    A stage's ``timings[stage]["seconds"]`` is its work; ``"wait_seconds"`` the time it waited for a worker
+    (None for rows recorded before waits were).
+    """
     order = {name: i for i, name in enumerate(STAGES)}  # the registry's order, whatever the rows' order
-    timings = {t.stage: {"seconds": t.seconds, "status": t.status, "host": t.hostname}
+    timings = {t.stage: {"seconds": t.seconds, "wait_seconds": t.wait_seconds, "status": t.status,
+                         "host": t.hostname,
+                         "queued": t.queued_at.isoformat() if t.queued_at else None,
+                         "started": t.started_at.isoformat() if t.started_at else None,
+                         "finished": t.finished_at.isoformat() if t.finished_at else None}
                for t in sorted(g.stage_timings, key=lambda t: order.get(t.stage, len(order)))
                if t.attempt == g.attempt}
     return {
@@ -98,6 +106,17 @@ def group_summary(g: ObservationGroup) -> dict[str, Any]:
         "started": g.started_at.isoformat() if g.started_at else None,
         "finished": g.finished_at.isoformat() if g.finished_at else None,
     }
+
+
+def format_timing(stage: str, timing: dict[str, Any]) -> str:
+    """One stage's timing as text: ``convert 3.5 s (waited 160 s)``; a running stage shows its status."""
+    if timing.get("seconds") is None:
+        return f"{stage} {timing.get('status')}"
+    text = f"{stage} {timing['seconds']:.1f} s"
+    wait = timing.get("wait_seconds")
+    if wait is not None and wait >= 0.05:
+        text += f" (waited {wait:.0f} s)" if wait >= 10 else f" (waited {wait:.1f} s)"
+    return text
 
 
 def format_status(status: dict[str, Any]) -> str:
@@ -120,8 +139,7 @@ def format_status(status: dict[str, Any]) -> str:
         lines.append("")
         lines.append(f"{'group':<21}{'state':<13}{'stage':<11}{'sb':>3}  {'qa':<5} timings")
     for g in status["groups"]:
-        t = " ".join(f"{s}={v['seconds']:.1f}s" if v["seconds"] is not None else f"{s}={v['status']}"
-                     for s, v in g["timings"].items())
+        t = ", ".join(format_timing(s, v) for s, v in g["timings"].items())
         lines.append(f"{g['group']:<21}{g['state']:<13}{(g['stage'] or '-'):<11}{g['nsubbands']:>3}  "
                      f"{(g.get('qa') or '-'):<5} {t or '-'}")
         if g.get("node") or g.get("worker"):

@@ -204,6 +204,7 @@ def group_detail(session: Session, group_key: str) -> dict[str, Any] | None:
     row = _group_row(g)
     row["files"] = [{"subband": f.subband, "path": f.path} for f in g.subband_files]
     row["attempts"] = [{"attempt": t.attempt, "stage": t.stage, "status": t.status, "seconds": _num(t.seconds),
+                        "wait_seconds": _num(t.wait_seconds), "queued": _iso(t.queued_at),
                         "started": _iso(t.started_at), "finished": _iso(t.finished_at), "host": t.hostname}
                        for t in g.stage_timings]
     row["measurement_sets"] = [

@@ -105,7 +105,7 @@ def calibrate(settings: Settings, group_key: str, token: str, *, fallback_solve:
     -------
     dict
         :meth:`contimg.calibration.CalibrationOutcome.to_dict` plus ``seconds``
-        (the stage's duration, waiting included).
+        (the stage's work; time deferred for a calibration set is recorded as its wait).
 
     Raises
     ------
@@ -114,11 +114,17 @@ def calibrate(settings: Settings, group_key: str, token: str, *, fallback_solve:
     contimg.calibration.NoValidCalibration
         If no calibration set is valid for the group (yet).
     """
+    from contimg.calibration import NoValidCalibration
+
     groups.stage_started(settings, group_key, token, STAGE)
     _, ms = group_ms(settings, group_key)
-    outcome = calibrate_ms(ms, database=settings, calibration=settings.calibration,
-                           caltable_dir=settings.paths.caltables, scratch_dir=settings.paths.staging,
-                           fallback_solve=fallback_solve, qa=settings.qa)
+    try:
+        outcome = calibrate_ms(ms, database=settings, calibration=settings.calibration,
+                               caltable_dir=settings.paths.caltables, scratch_dir=settings.paths.staging,
+                               fallback_solve=fallback_solve, qa=settings.qa)
+    except NoValidCalibration:  # deferred: until it is asked again the stage waits, it does not work
+        groups.stage_paused(settings, group_key, token, STAGE)
+        raise
     seconds = groups.stage_finished(settings, group_key, token, STAGE)
     log.info("group %s: calibration %s with set %s (stage %.1f s)", group_key, outcome.mode,
              outcome.calibration_set, seconds)
