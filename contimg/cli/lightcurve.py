@@ -6,14 +6,20 @@ import argparse
 import json
 from typing import Any
 
+from contimg.cli._export import add_export_arguments
+
 NAME = "lightcurve"
-HELP = "show a source's light curve and variability statistics (or plot it)"
+HELP = "show a source's light curve and variability statistics (or plot it, or export it as CSV or VOTable)"
+
+PHOTOMETRY_COLUMNS = ("epoch_mjd", "flux_jy", "flux_err_jy", "norm_flux_jy", "norm_flux_err_jy")
+"""The light curve's columns (JSON keys and exported table columns)."""
 
 
 def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("source", help="source name, or numeric source id")
     parser.add_argument("--json", action="store_true", help="print one JSON document")
     parser.add_argument("--plot", metavar="PNG", help="write a plot of the light curve (and any ESE fit) to PNG")
+    add_export_arguments(parser)
 
 
 def run(args: argparse.Namespace, settings) -> int:
@@ -43,11 +49,17 @@ def run(args: argparse.Namespace, settings) -> int:
         "statistics": {c: getattr(stats, c) for c in stat_cols} if stats else None,
         "candidates": [{"id": c.id, "status": c.status.value, "significance": c.significance, "template": c.template}
                        for c in cands],
-        "photometry": [{"mjd": r[0], "flux_jy": r[1], "flux_err_jy": r[2], "norm_flux_jy": r[3],
+        "photometry": [{"epoch_mjd": r[0], "flux_jy": r[1], "flux_err_jy": r[2], "norm_flux_jy": r[3],
                         "norm_flux_err_jy": r[4]} for r in phot],
     }
     if args.plot:
         _plot(doc, args.plot)
+    if args.export_format:
+        from contimg.cli._export import rows_table, write_table
+
+        meta = {k: doc[k] for k in ("source", "source_id", "ra_deg", "dec_deg")}
+        write_table(rows_table(doc["photometry"], PHOTOMETRY_COLUMNS, meta=meta), args.export_format, args.output)
+        return 0
     if args.json:
         print(json.dumps(doc))
         return 0
@@ -59,7 +71,7 @@ def run(args: argparse.Namespace, settings) -> int:
     if not args.plot:
         for r in doc["photometry"]:
             norm = f"{r['norm_flux_jy']:.5f} +- {r['norm_flux_err_jy']:.5f}" if r["norm_flux_jy"] is not None else "-"
-            print(f"  {r['mjd']:.4f} {r['flux_jy']:.5f} +- {r['flux_err_jy']:.5f}   norm {norm}")
+            print(f"  {r['epoch_mjd']:.4f} {r['flux_jy']:.5f} +- {r['flux_err_jy']:.5f}   norm {norm}")
     return 0
 
 
@@ -73,7 +85,7 @@ def _plot(doc: dict, path: str) -> None:
     from contimg.variability.esemodel import ese_profile
 
     p = doc["photometry"]
-    t = np.array([r["mjd"] for r in p])
+    t = np.array([r["epoch_mjd"] for r in p])
     use_norm = bool(p) and all(r["norm_flux_jy"] is not None for r in p)
     f = np.array([r["norm_flux_jy" if use_norm else "flux_jy"] for r in p], dtype=float)
     e = np.array([r["norm_flux_err_jy" if use_norm else "flux_err_jy"] for r in p], dtype=float)
