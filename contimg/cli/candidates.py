@@ -46,7 +46,13 @@ def run(args: argparse.Namespace, settings) -> int:
     if args.score:
         from contimg.pipeline.nightly import score_sources
 
-        summary = score_sources(settings, threshold=settings.variability.ese_threshold, rescore_all=args.rescore_all)
+        from contimg.cli._progress import bar, wanted
+
+        machine = args.json or (args.export_format is not None and args.output is None)
+        with bar("scoring sources", total=None, enabled=wanted(machine_output=machine), unit="sources") as b:
+            summary = score_sources(settings, threshold=settings.variability.ese_threshold,
+                                    rescore_all=args.rescore_all,
+                                    progress=lambda done, total: b.update(completed=done, total=total))
         if not args.json:  # beside an exported table it goes to standard error
             d = summary.as_dict()
             print(f"scored {d['sources_scored']} sources ({d['rows_read']} measurements): "
