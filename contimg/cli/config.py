@@ -79,7 +79,8 @@ def setting_sources(settings) -> dict[str, str]:
         value = getattr(settings, name)
         env = ENV_PREFIX + name.upper()
         if isinstance(value, BaseModel):
-            section = data.get(name) if isinstance(data.get(name), dict) else {}
+            found = data.get(name)
+            section: dict[str, Any] = found if isinstance(found, dict) else {}
             for sub in type(value).model_fields:
                 if f"{env}__{sub.upper()}" in os.environ or env in os.environ:
                     out[f"{name}.{sub}"] = "env"

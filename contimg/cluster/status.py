@@ -91,17 +91,18 @@ def group_summary(g: ObservationGroup) -> dict[str, Any]:
                for t in sorted(g.stage_timings, key=lambda t: order.get(t.stage, len(order)))
                if t.attempt == g.attempt}
     return {
-        "group": g.group_key,
+        "group_key": g.group_key,
         "state": g.state.value,
         "stage": g.current_stage,
-        "nsubbands": g.nsubbands,
+        "n_subbands": g.nsubbands,
         "attempt": g.attempt,
         "worker": g.worker,
         "node": g.node,
-        "retries": g.retry_count,
+        "n_retries": g.retry_count,
         "error": g.error_message,
         "timings": timings,
-        "products": [m.path for m in g.measurement_sets],
+        "ms_path": g.measurement_sets[-1].path if g.measurement_sets else None,
+        "ms_paths": [m.path for m in g.measurement_sets],
         "qa": worst(i.qa_verdict for m in g.measurement_sets for i in m.images),
         "started": g.started_at.isoformat() if g.started_at else None,
         "finished": g.finished_at.isoformat() if g.finished_at else None,
@@ -140,7 +141,7 @@ def format_status(status: dict[str, Any]) -> str:
         lines.append(f"{'group':<21}{'state':<13}{'stage':<11}{'sb':>3}  {'qa':<5} timings")
     for g in status["groups"]:
         t = ", ".join(format_timing(s, v) for s, v in g["timings"].items())
-        lines.append(f"{g['group']:<21}{g['state']:<13}{(g['stage'] or '-'):<11}{g['nsubbands']:>3}  "
+        lines.append(f"{g['group_key']:<21}{g['state']:<13}{(g['stage'] or '-'):<11}{g['n_subbands']:>3}  "
                      f"{(g.get('qa') or '-'):<5} {t or '-'}")
         if g.get("node") or g.get("worker"):
             lines.append(f"{'':<21}held by {g.get('worker') or '-'}"
@@ -168,7 +169,7 @@ def collect_products(settings: Settings, *, group_keys: list[str] | None = None)
         ms_rows = session.execute(stmt.options(selectinload(MeasurementSet.calibration_set))
                                   .order_by(MeasurementSet.start_mjd)).all()
         ms_ids = [m.id for m, _ in ms_rows]
-        mss = [{"group": key, "path": m.path, "stage": m.stage, "calibrator": m.calibrator_name,
+        mss = [{"group_key": key, "ms_path": m.path, "stage": m.stage, "calibrator": m.calibrator_name,
                 "calibration_set": m.calibration_set.name if m.calibration_set else None} for m, key in ms_rows]
         tables = session.scalars(select(CalibrationTable).where(CalibrationTable.source_ms_id.in_(ms_ids))
                                  .order_by(CalibrationTable.id)).all()
@@ -197,7 +198,7 @@ def format_products(products: dict[str, Any]) -> str:
     """The products as text for operators."""
     mss, cal, imgs = products["measurement_sets"], products["caltables"], products["images"]
     lines = [f"measurement sets ({len(mss)}):"]
-    lines += [f"  {m['path']}  [{m['stage']}; calibration {m['calibration_set'] or '-'}"
+    lines += [f"  {m['ms_path']}  [{m['stage']}; calibration {m['calibration_set'] or '-'}"
               f"{'; calibrator ' + m['calibrator'] if m['calibrator'] else ''}]" for m in mss]
     lines.append(f"calibration tables ({len(cal)}):")
     lines += [f"  {t['type']:<2}{t['path']}  [QA {t.get('qa_verdict') or '-'}, "

@@ -263,7 +263,7 @@ def image_detail(session: Session, image_id: int) -> dict[str, Any] | None:
         return None
     row = _image_row(i)
     row["qa"] = i.qa
-    row["group"] = session.scalar(select(ObservationGroup.group_key).join(MeasurementSet)
+    row["group_key"] = session.scalar(select(ObservationGroup.group_key).join(MeasurementSet)
                                   .where(MeasurementSet.id == i.ms_id)) if i.ms_id is not None else None
     row["photometry_rows"] = int(session.scalar(select(func.count()).where(Photometry.image_id == i.id)) or 0)
     return row

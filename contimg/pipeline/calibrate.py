@@ -377,7 +377,7 @@ def calibrate_ms(
     _record_ms(database, ms_path, stage="calibrated", calibration_set_id=chosen.id)
     timings["total"] = round(time.perf_counter() - t0, 3)
     outcome = CalibrationOutcome(
-        ms_path=str(ms_path), mode=mode, calibration_set=chosen.name, calibration_set_id=chosen.id,
+        ms_path=str(ms_path.absolute()), mode=mode, calibration_set=chosen.name, calibration_set_id=chosen.id,
         tables=[p for _, p, _, _ in chosen.tables], calibrator_name=choice.name if choice else None,
         calibrator_beam_response=choice.beam_response if choice else None,
         data_flagged_fraction=applied.flagged_fraction, timings_s=timings, **extra,

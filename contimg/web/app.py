@@ -159,7 +159,7 @@ def create_app(settings: Settings, *, enqueue: Callable[..., Any] | None = None)
                                 settings=settings, enqueue=publisher["enqueue"])
         except ContimgError as exc:
             raise HTTPException(409 if "in progress" in str(exc) or "pending" in str(exc) else 422, str(exc)) from exc
-        return [{"group": h.group_key, "token": h.token} for h in handles]
+        return [{"group_key": h.group_key, "run": h.token} for h in handles]
 
     # -------------------------------------------------------------- JSON API
     @app.get("/healthz", tags=["status"])

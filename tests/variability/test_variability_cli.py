@@ -7,6 +7,7 @@ import json
 import numpy as np
 
 from contimg.cli import main
+from contimg.cli._vocabulary import vocabulary_problems
 
 
 def _run(capsys, *argv: str) -> tuple[int, str]:
@@ -61,6 +62,7 @@ def test_light_curves_and_candidates_export_with_units(db_url, clean_env, tmp_pa
     name = cands[0]["source"]
     _, out = _run(capsys, "lightcurve", name, "--json")
     doc = json.loads(out)
+    assert vocabulary_problems(doc) == [] and vocabulary_problems(cands) == []  # docs/json.md
     for fmt, suffix in (("csv", "csv"), ("votable", "xml")):
         path = tmp_path / f"lc.{suffix}"
         status, out = _run(capsys, "lightcurve", name, "--format", fmt, "--output", str(path))
