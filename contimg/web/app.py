@@ -328,7 +328,7 @@ def create_app(settings: Settings, *, enqueue: Callable[..., Any] | None = None)
                              who: Identity = Depends(operator)) -> RedirectResponse:
         runs = run_reprocess([key], from_stage=from_stage or None, tier=tier or None)
         log.info("web: %s asked to reprocess %s from %s", who.user, key, from_stage or "the start")
-        msg = f"reprocessing {key} (run {runs[0]['token'][:8]})" if runs else "nothing to do"
+        msg = f"reprocessing {key} (run {runs[0]['run'][:8]})" if runs else "nothing to do"
         return RedirectResponse(f"/groups/{quote(key)}?message={quote(msg)}", status_code=303)
 
     @app.get("/sources", response_class=HTMLResponse, tags=["pages"])
