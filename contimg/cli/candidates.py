@@ -4,9 +4,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
+
+from contimg.cli._export import add_export_arguments
 
 NAME = "candidates"
-HELP = "list ESE candidates (optionally run the variability scoring first) and set their review status"
+HELP = ("list ESE candidates (optionally run the variability scoring first; export them as CSV or VOTable) and "
+        "set their review status")
+
+CANDIDATE_COLUMNS = ("id", "source", "source_id", "ra_deg", "dec_deg", "status", "significance", "score", "depth",
+                     "duration_days", "t_center_mjd", "first_detected_mjd", "last_detected_mjd")
+"""The candidates' columns (JSON keys and exported table columns)."""
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -19,6 +27,7 @@ def register(parser: argparse.ArgumentParser) -> None:
                         help="set candidate ID's review status (new, confirmed, rejected, ended) and exit")
     parser.add_argument("--notes", help="with --set-status: reviewer's notes")
     parser.add_argument("--json", action="store_true", help="print one JSON document")
+    add_export_arguments(parser)
 
 
 def run(args: argparse.Namespace, settings) -> int:
@@ -37,28 +46,41 @@ def run(args: argparse.Namespace, settings) -> int:
     if args.score:
         from contimg.pipeline.nightly import score_sources
 
-        summary = score_sources(settings, threshold=settings.variability.ese_threshold, rescore_all=args.rescore_all)
-        if not args.json:
+        from contimg.cli._progress import bar, wanted
+
+        machine = args.json or (args.export_format is not None and args.output is None)
+        with bar("scoring sources", total=None, enabled=wanted(machine_output=machine), unit="sources") as b:
+            summary = score_sources(settings, threshold=settings.variability.ese_threshold,
+                                    rescore_all=args.rescore_all,
+                                    progress=lambda done, total: b.update(completed=done, total=total))
+        if not args.json:  # beside an exported table it goes to standard error
             d = summary.as_dict()
             print(f"scored {d['sources_scored']} sources ({d['rows_read']} measurements): "
-                  f"{d['candidates_created']} new, {d['candidates_updated']} updated candidates")
+                  f"{d['candidates_created']} new, {d['candidates_updated']} updated candidates",
+                  file=sys.stderr if args.export_format else sys.stdout)
     statuses = [CandidateStatus(s) for s in (args.status or ["new", "confirmed"])]
     with session_scope(settings, readonly=True) as s:
         rows = s.execute(
-            select(EseCandidate, Source.name)
+            select(EseCandidate, Source.name, Source.ra_deg, Source.dec_deg)
             .join(Source, Source.id == EseCandidate.source_id)
             .where(EseCandidate.status.in_(statuses), EseCandidate.significance >= args.min_sigma)
             .order_by(EseCandidate.significance.desc())
         ).all()
     out = []
-    for cand, name in rows:
+    for cand, name, ra_deg, dec_deg in rows:
         tpl = cand.template or {}
         out.append({
-            "id": cand.id, "source": name, "source_id": cand.source_id, "status": cand.status.value,
+            "id": cand.id, "source": name, "source_id": cand.source_id, "ra_deg": ra_deg, "dec_deg": dec_deg,
+            "status": cand.status.value,
             "significance": round(cand.significance, 2), "score": round(cand.score, 1),
             "depth": tpl.get("depth"), "duration_days": tpl.get("duration_days"), "t_center_mjd": tpl.get("t_center_mjd"),
             "first_detected_mjd": cand.first_detected_mjd, "last_detected_mjd": cand.last_detected_mjd,
         })
+    if args.export_format:
+        from contimg.cli._export import rows_table, write_table
+
+        write_table(rows_table(out, CANDIDATE_COLUMNS), args.export_format, args.output)
+        return 0
     if args.json:
         print(json.dumps(out))
         return 0

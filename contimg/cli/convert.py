@@ -48,7 +48,10 @@ def run(args: argparse.Namespace, settings) -> int:
     files = _collect(args.inputs)
     staging = Path(args.staging) if args.staging else settings.paths.staging
     processes = settings.conversion.processes if args.processes is None else args.processes
-    result = convert_group(files, args.out, staging_dir=staging, processes=processes, group_id=args.group_id)
+    from contimg.cli._progress import spinner, wanted
+
+    with spinner(f"converting {len(files)} subband file(s) to {args.out}", enabled=wanted(machine_output=args.json)):
+        result = convert_group(files, args.out, staging_dir=staging, processes=processes, group_id=args.group_id)
     if args.json:
         print(json.dumps(result.to_dict(), indent=1))
     else:

@@ -30,8 +30,6 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, settings) -> int:
-    from contimg.imaging import image_ms
-
     positions = None
     if args.mask_catalog:
         from contimg.simulation.sky import SkyCatalog
@@ -46,11 +44,11 @@ def run(args: argparse.Namespace, settings) -> int:
 
         init_db(settings)
         catalogue = catalogue_cone(settings)
-    products = image_ms(
-        args.ms, settings=settings.imaging, out_dir=out_dir, name=args.name, backend=args.backend, tier=args.tier,
-        data_column=args.data_column, mask_positions_deg=positions, cell_arcsec=args.cell,
-        size=tuple(args.size) if args.size else None, catalogue=catalogue,
-    )
+    from contimg.cli._progress import spinner, wanted
+
+    with spinner(f"imaging {args.ms} ({args.backend or settings.imaging.backend})",
+                 enabled=wanted(machine_output=args.json)):
+        products = _image(args, settings, out_dir, positions, catalogue)
     record = None
     if not args.no_record:
         record = _record(settings, products)
@@ -76,6 +74,16 @@ def run(args: argparse.Namespace, settings) -> int:
             print(f"QA {record['qa_verdict']}{': ' + '; '.join(record['qa_reasons']) if record['qa_reasons'] else ''}"
                   f" (recorded as image ids {', '.join(map(str, record['image_ids']))})")
     return 0
+
+
+def _image(args: argparse.Namespace, settings, out_dir, positions, catalogue):
+    from contimg.imaging import image_ms
+
+    return image_ms(
+        args.ms, settings=settings.imaging, out_dir=out_dir, name=args.name, backend=args.backend, tier=args.tier,
+        data_column=args.data_column, mask_positions_deg=positions, cell_arcsec=args.cell,
+        size=tuple(args.size) if args.size else None, catalogue=catalogue,
+    )
 
 
 def _record(settings, products) -> dict:

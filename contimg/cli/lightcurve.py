@@ -6,8 +6,13 @@ import argparse
 import json
 from typing import Any
 
+from contimg.cli._export import add_export_arguments
+
 NAME = "lightcurve"
-HELP = "show a source's light curve and variability statistics (or plot it)"
+HELP = "show a source's light curve and variability statistics (or plot it, or export it as CSV or VOTable)"
+
+PHOTOMETRY_COLUMNS = ("epoch_mjd", "flux_jy", "flux_err_jy", "norm_flux_jy", "norm_flux_err_jy", "upper_limit")
+"""The light curve's columns (JSON keys and exported table columns)."""
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -18,6 +23,7 @@ def register(parser: argparse.ArgumentParser) -> None:
                         help="write cut-outs of the source in the images it was measured in, side by side, to PNG")
     parser.add_argument("--max-cutouts", type=int, default=12, metavar="N",
                         help="the most recent N images in --cutouts (default 12)")
+    add_export_arguments(parser)
 
 
 def run(args: argparse.Namespace, settings) -> int:
@@ -52,13 +58,19 @@ def run(args: argparse.Namespace, settings) -> int:
         "statistics": {c: getattr(stats, c) for c in stat_cols} if stats else None,
         "candidates": [{"id": c.id, "status": c.status.value, "significance": c.significance, "template": c.template}
                        for c in cands],
-        "photometry": [{"mjd": r[0], "flux_jy": r[1], "flux_err_jy": r[2], "norm_flux_jy": r[3],
+        "photometry": [{"epoch_mjd": r[0], "flux_jy": r[1], "flux_err_jy": r[2], "norm_flux_jy": r[3],
                         "norm_flux_err_jy": r[4], "upper_limit": bool(r[5])} for r in phot],
     }
     if args.plot:
         _plot(doc, args.plot)
     if args.cutouts:
         _cutouts(doc, sorted(images), args.cutouts)
+    if args.export_format:
+        from contimg.cli._export import rows_table, write_table
+
+        meta = {k: doc[k] for k in ("source", "source_id", "ra_deg", "dec_deg")}
+        write_table(rows_table(doc["photometry"], PHOTOMETRY_COLUMNS, meta=meta), args.export_format, args.output)
+        return 0
     if args.json:
         print(json.dumps(doc))
         return 0
@@ -71,7 +83,7 @@ def run(args: argparse.Namespace, settings) -> int:
         for r in doc["photometry"]:
             norm = f"{r['norm_flux_jy']:.5f} +- {r['norm_flux_err_jy']:.5f}" if r["norm_flux_jy"] is not None else "-"
             limit = "  (upper limit)" if r["upper_limit"] else ""
-            print(f"  {r['mjd']:.4f} {r['flux_jy']:.5f} +- {r['flux_err_jy']:.5f}   norm {norm}{limit}")
+            print(f"  {r['epoch_mjd']:.4f} {r['flux_jy']:.5f} +- {r['flux_err_jy']:.5f}   norm {norm}{limit}")
     return 0
 
 
@@ -84,7 +96,7 @@ def _plot(doc: dict, path: str) -> None:
     from contimg.variability.esemodel import ese_profile
 
     p = doc["photometry"]
-    t = np.array([r["mjd"] for r in p], dtype=float)
+    t = np.array([r["epoch_mjd"] for r in p], dtype=float)
     use_norm = bool(p) and all(r["norm_flux_jy"] is not None for r in p)
     f = np.array([r["norm_flux_jy" if use_norm else "flux_jy"] for r in p], dtype=float)
     e = np.array([r["norm_flux_err_jy" if use_norm else "flux_err_jy"] for r in p], dtype=float)

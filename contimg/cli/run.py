@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
 NAME = "run"
 HELP = ("process subband files (or directories of them) group by group in this process -- convert, calibrate, "
@@ -26,11 +25,22 @@ def run(args: argparse.Namespace, settings) -> int:
     settings.paths.ensure()
     init_db(settings)
 
-    def progress(group_key: str, stage: str) -> None:
-        if not args.json:
-            print(f"{group_key}: {stage} ...", file=sys.stderr, flush=True)
+    from contimg.cli._progress import bar, wanted
 
-    report = run_serial(settings, args.inputs, from_stage=args.from_stage, progress=progress)
+    seen: list[str] = []
+    with bar("registering files", total=None, enabled=wanted(machine_output=args.json), unit="groups") as b:
+        def queued(keys: list[str]) -> None:
+            b.update(total=len(keys), completed=0)
+
+        def progress(group_key: str, stage: str) -> None:
+            if group_key not in seen:
+                seen.append(group_key)
+            b.update(completed=len(seen) - 1, description=f"{group_key}: {stage}")
+            if not args.json:
+                b.log(f"{group_key}: {stage} ...")
+
+        report = run_serial(settings, args.inputs, from_stage=args.from_stage, progress=progress, queued=queued)
+        b.update(completed=len(seen), description="done")
     if args.json:
         print(json.dumps(report.to_dict(), indent=1))
         return 0 if not report.failed else 1

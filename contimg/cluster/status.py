@@ -77,27 +77,47 @@ def collect_status(settings: Settings, *, latest: int = 10) -> dict[str, Any]:
 
 
 def group_summary(g: ObservationGroup) -> dict[str, Any]:
-    """One group as a dict: state, stage, subbands, timings of its latest attempt, products."""
+    """One group as a dict: state, stage, subbands, timings of its latest attempt, products.
+
+    A stage's ``timings[stage]["seconds"]`` is its work; ``"wait_seconds"`` the time it waited for a worker
+    (None for rows recorded before waits were).
+    """
     order = {name: i for i, name in enumerate(STAGES)}  # the registry's order, whatever the rows' order
-    timings = {t.stage: {"seconds": t.seconds, "status": t.status, "host": t.hostname}
+    timings = {t.stage: {"seconds": t.seconds, "wait_seconds": t.wait_seconds, "status": t.status,
+                         "host": t.hostname,
+                         "queued": t.queued_at.isoformat() if t.queued_at else None,
+                         "started": t.started_at.isoformat() if t.started_at else None,
+                         "finished": t.finished_at.isoformat() if t.finished_at else None}
                for t in sorted(g.stage_timings, key=lambda t: order.get(t.stage, len(order)))
                if t.attempt == g.attempt}
     return {
-        "group": g.group_key,
+        "group_key": g.group_key,
         "state": g.state.value,
         "stage": g.current_stage,
-        "nsubbands": g.nsubbands,
+        "n_subbands": g.nsubbands,
         "attempt": g.attempt,
         "worker": g.worker,
         "node": g.node,
-        "retries": g.retry_count,
+        "n_retries": g.retry_count,
         "error": g.error_message,
         "timings": timings,
-        "products": [m.path for m in g.measurement_sets],
+        "ms_path": g.measurement_sets[-1].path if g.measurement_sets else None,
+        "ms_paths": [m.path for m in g.measurement_sets],
         "qa": worst(i.qa_verdict for m in g.measurement_sets for i in m.images),
         "started": g.started_at.isoformat() if g.started_at else None,
         "finished": g.finished_at.isoformat() if g.finished_at else None,
     }
+
+
+def format_timing(stage: str, timing: dict[str, Any]) -> str:
+    """One stage's timing as text: ``convert 3.5 s (waited 160 s)``; a running stage shows its status."""
+    if timing.get("seconds") is None:
+        return f"{stage} {timing.get('status')}"
+    text = f"{stage} {timing['seconds']:.1f} s"
+    wait = timing.get("wait_seconds")
+    if wait is not None and wait >= 0.05:
+        text += f" (waited {wait:.0f} s)" if wait >= 10 else f" (waited {wait:.1f} s)"
+    return text
 
 
 def format_status(status: dict[str, Any]) -> str:
@@ -120,9 +140,8 @@ def format_status(status: dict[str, Any]) -> str:
         lines.append("")
         lines.append(f"{'group':<21}{'state':<13}{'stage':<11}{'sb':>3}  {'qa':<5} timings")
     for g in status["groups"]:
-        t = " ".join(f"{s}={v['seconds']:.1f}s" if v["seconds"] is not None else f"{s}={v['status']}"
-                     for s, v in g["timings"].items())
-        lines.append(f"{g['group']:<21}{g['state']:<13}{(g['stage'] or '-'):<11}{g['nsubbands']:>3}  "
+        t = ", ".join(format_timing(s, v) for s, v in g["timings"].items())
+        lines.append(f"{g['group_key']:<21}{g['state']:<13}{(g['stage'] or '-'):<11}{g['n_subbands']:>3}  "
                      f"{(g.get('qa') or '-'):<5} {t or '-'}")
         if g.get("node") or g.get("worker"):
             lines.append(f"{'':<21}held by {g.get('worker') or '-'}"
@@ -150,7 +169,7 @@ def collect_products(settings: Settings, *, group_keys: list[str] | None = None)
         ms_rows = session.execute(stmt.options(selectinload(MeasurementSet.calibration_set))
                                   .order_by(MeasurementSet.start_mjd)).all()
         ms_ids = [m.id for m, _ in ms_rows]
-        mss = [{"group": key, "path": m.path, "stage": m.stage, "calibrator": m.calibrator_name,
+        mss = [{"group_key": key, "ms_path": m.path, "stage": m.stage, "calibrator": m.calibrator_name,
                 "calibration_set": m.calibration_set.name if m.calibration_set else None} for m, key in ms_rows]
         tables = session.scalars(select(CalibrationTable).where(CalibrationTable.source_ms_id.in_(ms_ids))
                                  .order_by(CalibrationTable.id)).all()
@@ -179,7 +198,7 @@ def format_products(products: dict[str, Any]) -> str:
     """The products as text for operators."""
     mss, cal, imgs = products["measurement_sets"], products["caltables"], products["images"]
     lines = [f"measurement sets ({len(mss)}):"]
-    lines += [f"  {m['path']}  [{m['stage']}; calibration {m['calibration_set'] or '-'}"
+    lines += [f"  {m['ms_path']}  [{m['stage']}; calibration {m['calibration_set'] or '-'}"
               f"{'; calibrator ' + m['calibrator'] if m['calibrator'] else ''}]" for m in mss]
     lines.append(f"calibration tables ({len(cal)}):")
     lines += [f"  {t['type']:<2}{t['path']}  [QA {t.get('qa_verdict') or '-'}, "

@@ -253,7 +253,7 @@ def combine_parts(
         if before_publish is not None:
             before_publish()  # e.g. the cluster's check that this run is still current
         _publish(tmp, out_ms)
-        report.ms_path = str(out_ms)
+        report.ms_path = str(Path(out_ms).absolute())
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -279,7 +279,7 @@ def combine_parts(
 def _result(plan: ConversionPlan, out_ms: Path, report: ValidationReport, timings: dict, *, present: list[int]) -> ConversionResult:
     return ConversionResult(
         group_id=plan.group_id,
-        ms_path=str(out_ms),
+        ms_path=str(Path(out_ms).absolute()),
         subbands=list(present),
         missing_subbands=[sb for sb in range(16) if sb not in present],
         Nrows=plan.ms.Nblts,

@@ -588,13 +588,115 @@ def stage_started(db: Any, group_key: str, token: str, stage: str) -> None:
         now = utcnow()
         group.current_stage = stage
         group.heartbeat_at = now
-        timing = session.scalar(select(StageTiming).where(
-            StageTiming.group_id == group.id, StageTiming.stage == stage, StageTiming.attempt == group.attempt))
+        timing = _timing(session, group, stage)
         if timing is None:
-            session.add(StageTiming(group_id=group.id, stage=stage, attempt=group.attempt, started_at=now,
-                                    status="running", hostname=_host()))
+            queued = _ready_since(group, now)
+            session.add(StageTiming(group_id=group.id, stage=stage, attempt=group.attempt, queued_at=queued,
+                                    started_at=now, wait_seconds=_seconds(queued, now), status="running",
+                                    hostname=_host()))
+        else:  # a redelivered or retried task: the stage works again
+            _resume(timing, now)
 
     run_transaction(db, _start)
+
+
+def _timing(session: Session, group: ObservationGroup, stage: str) -> StageTiming | None:
+    return session.scalar(select(StageTiming).where(
+        StageTiming.group_id == group.id, StageTiming.stage == stage, StageTiming.attempt == group.attempt))
+
+
+def _seconds(since: datetime | None, until: datetime) -> float:
+    return max((until - since).total_seconds(), 0.0) if since is not None else 0.0
+
+
+def _ready_since(group: ObservationGroup, now: datetime) -> datetime:
+    """When the group's next stage became ready: the latest end of a stage of this attempt, else the run's
+    publication (its claim if it was never recorded as published)."""
+    ends = [t.finished_at for t in group.stage_timings
+            if t.attempt == group.attempt and t.status == "ok" and t.finished_at is not None]
+    since = max(ends) if ends else (group.enqueued_at or group.started_at or now)
+    return min(since, now)
+
+
+def _resume(timing: StageTiming, now: datetime) -> None:
+    """End a pause of ``timing``: the time since it was paused is wait."""
+    if timing.paused_at is not None:
+        timing.wait_seconds = (timing.wait_seconds or 0.0) + _seconds(timing.paused_at, now)
+        timing.paused_at = None
+
+
+def _work_seconds(timing: StageTiming, now: datetime) -> float:
+    """The stage's work until ``now``: its time since it was queued (started, for rows without) less its waits."""
+    if timing.paused_at is not None:  # ended while paused (a failure, a lost run): the pause was wait
+        _resume(timing, now)
+    if timing.queued_at is None:
+        return _seconds(timing.started_at, now)
+    return max(_seconds(timing.queued_at, now) - (timing.wait_seconds or 0.0), 0.0)
+
+
+def stage_paused(db: Any, group_key: str, token: str, stage: str) -> None:
+    """Record that ``stage`` waits again (its next task is queued): time until it resumes is wait, not work.
+
+    The conversion pauses after planning while its subband writes wait in the node's queue; a calibration
+    pauses while it is deferred for a calibration set.
+
+    Parameters
+    ----------
+    db
+        Database target (settings, URL or engine) for :func:`contimg.db.run_transaction`.
+    group_key
+        The group's key (its timestamp, ``YYYY-MM-DDTHH:MM:SS``).
+    token
+        The run token (the group's ``task_id``).
+    stage
+        The stage name; its timing of the current attempt is paused (nothing happens if it has none).
+
+    Raises
+    ------
+    StaleRunError
+        If ``token`` is not the group's in-progress run.
+    """
+
+    def _pause(session: Session) -> None:
+        group = _current(session, group_key, token)
+        now = utcnow()
+        group.heartbeat_at = now
+        timing = _timing(session, group, stage)
+        if timing is not None and timing.paused_at is None:
+            timing.paused_at = now
+
+    run_transaction(db, _pause)
+
+
+def stage_resumed(db: Any, group_key: str, token: str, stage: str) -> None:
+    """Check that ``token`` is current and end a pause of ``stage`` (see :func:`stage_paused`); beats the heart.
+
+    Parameters
+    ----------
+    db
+        Database target (settings, URL or engine) for :func:`contimg.db.run_transaction`.
+    group_key
+        The group's key (its timestamp, ``YYYY-MM-DDTHH:MM:SS``).
+    token
+        The run token (the group's ``task_id``).
+    stage
+        The stage name; the first of several parallel tasks resuming it ends the pause, the others change nothing.
+
+    Raises
+    ------
+    StaleRunError
+        If ``token`` is not the group's in-progress run.
+    """
+
+    def _go(session: Session) -> None:
+        group = _current(session, group_key, token)
+        now = utcnow()
+        group.heartbeat_at = now
+        timing = _timing(session, group, stage)
+        if timing is not None:
+            _resume(timing, now)
+
+    run_transaction(db, _go)
 
 
 def stage_finished(db: Any, group_key: str, token: str, stage: str) -> float:
@@ -615,7 +717,8 @@ def stage_finished(db: Any, group_key: str, token: str, stage: str) -> float:
     Returns
     -------
     float
-        Seconds since the stage timing's ``started_at`` (0 if its start had not been recorded).
+        The stage's work in seconds: its time since it was queued less its waits (0 if its start had not been
+        recorded).
 
     Raises
     ------
@@ -627,13 +730,12 @@ def stage_finished(db: Any, group_key: str, token: str, stage: str) -> float:
         group = _current(session, group_key, token)
         now = utcnow()
         group.heartbeat_at = now
-        timing = session.scalar(select(StageTiming).where(
-            StageTiming.group_id == group.id, StageTiming.stage == stage, StageTiming.attempt == group.attempt))
+        timing = _timing(session, group, stage)
         if timing is None:  # started before a crash that lost the row: record what we know
             timing = StageTiming(group_id=group.id, stage=stage, attempt=group.attempt, started_at=now)
             session.add(timing)
+        timing.seconds = _work_seconds(timing, now)
         timing.finished_at = now
-        timing.seconds = (now - timing.started_at).total_seconds()
         timing.status = "ok"
         timing.hostname = _host()
         return timing.seconds
@@ -685,8 +787,8 @@ def _abandon_timings(group: ObservationGroup, status: str, now: datetime) -> Non
     for timing in group.stage_timings:
         if timing.attempt == group.attempt and timing.status == "running":
             timing.status = status
+            timing.seconds = _work_seconds(timing, now)
             timing.finished_at = now
-            timing.seconds = (now - timing.started_at).total_seconds()
 
 
 def fail(db: Any, group_key: str, error: str, *, token: str | None = None) -> bool:

@@ -190,7 +190,13 @@ class SubbandFile(Base):
 
 
 class StageTiming(Base):
-    """How long one stage took for one group in one attempt (rerunning a stage updates the row)."""
+    """How long one stage took for one group in one attempt (rerunning a stage updates the row).
+
+    The stage's time is split into *wait* and *work*: it waited from ``queued_at`` (the previous stage's end, or
+    the run's publication for its first stage) until a worker took it (``started_at``), and again inside the
+    stage while it was paused (the conversion's subband writes queued on their node, a calibration deferred for
+    a calibration set). ``wait_seconds`` adds these up; ``seconds`` is the work alone.
+    """
 
     __tablename__ = "stage_timings"
     __table_args__ = (UniqueConstraint("group_id", "stage", "attempt"),)
@@ -199,9 +205,17 @@ class StageTiming(Base):
     group_id: Mapped[int] = mapped_column(ForeignKey("observation_groups.id", ondelete="CASCADE"), index=True)
     stage: Mapped[str] = mapped_column(String(32))
     attempt: Mapped[int] = mapped_column(default=1)
+    queued_at: Mapped[datetime | None]
+    """When the stage could have started: the previous stage's end in this attempt, else the run's publication."""
     started_at: Mapped[datetime]
+    """When a worker first took the stage."""
+    paused_at: Mapped[datetime | None]
+    """Set while the stage waits again after it started (its next task queued); None while it works."""
     finished_at: Mapped[datetime | None]
     seconds: Mapped[float | None]
+    """Work: the stage's time from ``queued_at`` to ``finished_at`` less ``wait_seconds``."""
+    wait_seconds: Mapped[float | None]
+    """Time spent waiting for a worker: before ``started_at``, and while paused."""
     status: Mapped[str] = mapped_column(String(16), default="running")
     """``running``, ``ok`` or ``failed``."""
     hostname: Mapped[str | None] = mapped_column(String(255))

@@ -206,6 +206,7 @@ def group_detail(session: Session, group_key: str) -> dict[str, Any] | None:
     row = _group_row(g)
     row["files"] = [{"subband": f.subband, "path": f.path} for f in g.subband_files]
     row["attempts"] = [{"attempt": t.attempt, "stage": t.stage, "status": t.status, "seconds": _num(t.seconds),
+                        "wait_seconds": _num(t.wait_seconds), "queued": _iso(t.queued_at),
                         "started": _iso(t.started_at), "finished": _iso(t.finished_at), "host": t.hostname}
                        for t in g.stage_timings]
     row["measurement_sets"] = [
@@ -264,7 +265,7 @@ def image_detail(session: Session, image_id: int) -> dict[str, Any] | None:
         return None
     row = _image_row(i)
     row["qa"] = i.qa
-    row["group"] = session.scalar(select(ObservationGroup.group_key).join(MeasurementSet)
+    row["group_key"] = session.scalar(select(ObservationGroup.group_key).join(MeasurementSet)
                                   .where(MeasurementSet.id == i.ms_id)) if i.ms_id is not None else None
     row["photometry_rows"] = int(session.scalar(select(func.count()).where(Photometry.image_id == i.id)) or 0)
     return row

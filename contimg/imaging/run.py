@@ -104,6 +104,7 @@ class ImageProducts:
     def to_dict(self) -> dict:
         """JSON-ready summary."""
         out = asdict(self)
+        out["epoch_mjd"] = out.pop("mid_mjd")  # the JSON vocabulary's name of an observation's epoch
         out["qa"] = self.qa.to_dict()
         out["geometry"] = self.geometry.to_dict()
         return out
@@ -298,7 +299,7 @@ def image_ms(
         raise
     shutil.rmtree(work, ignore_errors=True)
     products = ImageProducts(
-        ms_path=str(ms), backend=backend, tier=tier_name,
+        ms_path=str(Path(ms).absolute()), backend=backend, tier=tier_name,
         image=str(final["image"]), pbcor=str(final["pbcor"]), pb=str(final["pb"]),
         residual=str(final["residual"]), model=str(final["model"]), psf=str(final["psf"]),
         thumbnail=str(final["thumbnail"]), log=str(final_log) if final_log else None,

@@ -105,7 +105,7 @@ def calibrate(settings: Settings, group_key: str, token: str, *, fallback_solve:
     -------
     dict
         :meth:`contimg.calibration.CalibrationOutcome.to_dict` plus ``seconds``
-        (the stage's duration, waiting included).
+        (the stage's work; time deferred for a calibration set is recorded as its wait).
 
     Raises
     ------
@@ -114,11 +114,17 @@ def calibrate(settings: Settings, group_key: str, token: str, *, fallback_solve:
     contimg.calibration.NoValidCalibration
         If no calibration set is valid for the group (yet).
     """
+    from contimg.calibration import NoValidCalibration
+
     groups.stage_started(settings, group_key, token, STAGE)
     _, ms = group_ms(settings, group_key)
-    outcome = calibrate_ms(ms, database=settings, calibration=settings.calibration,
-                           caltable_dir=settings.paths.caltables, scratch_dir=settings.paths.staging,
-                           fallback_solve=fallback_solve, qa=settings.qa)
+    try:
+        outcome = calibrate_ms(ms, database=settings, calibration=settings.calibration,
+                               caltable_dir=settings.paths.caltables, scratch_dir=settings.paths.staging,
+                               fallback_solve=fallback_solve, qa=settings.qa)
+    except NoValidCalibration:  # deferred: until it is asked again the stage waits, it does not work
+        groups.stage_paused(settings, group_key, token, STAGE)
+        raise
     seconds = groups.stage_finished(settings, group_key, token, STAGE)
     log.info("group %s: calibration %s with set %s (stage %.1f s)", group_key, outcome.mode,
              outcome.calibration_set, seconds)
@@ -371,7 +377,7 @@ def calibrate_ms(
     _record_ms(database, ms_path, stage="calibrated", calibration_set_id=chosen.id)
     timings["total"] = round(time.perf_counter() - t0, 3)
     outcome = CalibrationOutcome(
-        ms_path=str(ms_path), mode=mode, calibration_set=chosen.name, calibration_set_id=chosen.id,
+        ms_path=str(ms_path.absolute()), mode=mode, calibration_set=chosen.name, calibration_set_id=chosen.id,
         tables=[p for _, p, _, _ in chosen.tables], calibrator_name=choice.name if choice else None,
         calibrator_beam_response=choice.beam_response if choice else None,
         data_flagged_fraction=applied.flagged_fraction, timings_s=timings, **extra,

@@ -86,6 +86,7 @@ def plan(settings: Settings, group_key: str, token: str, *, node: str | None = N
         check_room(settings.paths.staging, need, node=node, group_key=group_key)
     conversion_plan = plan_group(files, group_id=group_key)
     log.info("group %s: planned conversion of %d subband(s)", group_key, len(files))
+    groups.stage_paused(settings, group_key, token, STAGE)  # until a part is written, its queue is wait
     return {"plan": conversion_plan.to_dict(), "files": files}
 
 
@@ -99,7 +100,7 @@ def write_part(settings: Settings, group_key: str, token: str, plan_dict: dict[s
     group_key
         The group's key (its start timestamp, ``YYYY-MM-DDTHH:MM:SS``).
     token
-        The run token; checked (and the heart beaten) before writing.
+        The run token; checked (and the heart beaten) before writing; the first part ends the stage's pause.
     plan_dict
         The group's plan, ``plan(...)["plan"]``.
     subband_file
@@ -121,7 +122,7 @@ def write_part(settings: Settings, group_key: str, token: str, plan_dict: dict[s
     """
     from contimg.conversion.subband import write_subband_part
 
-    groups.check_current(settings, group_key, token)
+    groups.stage_resumed(settings, group_key, token, STAGE)
     staging = settings.paths.staging
     staging.mkdir(parents=True, exist_ok=True)
     return str(write_subband_part(plan_dict, subband_file, staging))

@@ -41,7 +41,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -72,6 +72,8 @@ class NightlySummary:
     candidates_updated: int = 0
     examined: int = 0
     seconds: dict[str, float] = field(default_factory=dict)
+    sources_selected: int = 0
+    """Sources with new photometry (all with ``rescore_all``): the work to do (for progress; not reported)."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -256,6 +258,7 @@ def score_sources(
     search: EseSearch = EseSearch(),
     chunk_sources: int = 5000,
     rescore_all: bool = False,
+    progress: Callable[[int, int], None] | None = None,
 ) -> NightlySummary:
     """Score every source with new photometry and record statistics and ESE candidates.
 
@@ -275,6 +278,8 @@ def score_sources(
         x this x 56 bytes).
     rescore_all
         Score every source, not only those with new rows.
+    progress
+        Called after each chunk with (sources examined so far, sources to score), e.g. for a progress bar.
 
     Returns
     -------
@@ -285,14 +290,15 @@ def score_sources(
     t0 = time.perf_counter()
     if isinstance(session_or_engine, Session):
         chunks = _read_chunks(session_or_engine, chunk_sources, rescore_all, summary)
-        scored = _score_chunks(chunks, search, summary)
+        scored = _score_chunks(chunks, search, summary, progress)
         t1 = time.perf_counter()
         _write(session_or_engine, scored, threshold, summary)
     else:
         # a reader thread with its own read-only session fetches the next
         # chunk while this thread scores the current one (the compiled kernels
         # and large numpy operations release the GIL)
-        scored = _score_chunks(_prefetched(session_or_engine, chunk_sources, rescore_all, summary), search, summary)
+        scored = _score_chunks(_prefetched(session_or_engine, chunk_sources, rescore_all, summary), search, summary,
+                               progress)
         t1 = time.perf_counter()
         with session_scope(session_or_engine) as session:
             _write(session, scored, threshold, summary)
@@ -310,6 +316,7 @@ def _read_chunks(session: Session, chunk_sources: int, rescore_all: bool, summar
     t = time.perf_counter()
     wanted = sources_to_score(session, rescore_all=rescore_all)
     summary.seconds["select"] += time.perf_counter() - t
+    summary.sources_selected = int(wanted.size)
     for start in range(0, wanted.size, chunk_sources):
         chunk = wanted[start:start + chunk_sources]
         t = time.perf_counter()
@@ -361,12 +368,17 @@ def _prefetched(target: Any, chunk_sources: int, rescore_all: bool, summary: Nig
             thread.join(timeout=0.1)
 
 
-def _score_chunks(chunks: Iterator[_Chunk], search: EseSearch, summary: NightlySummary) -> list[_Scored]:
+def _score_chunks(chunks: Iterator[_Chunk], search: EseSearch, summary: NightlySummary,
+                  progress: Callable[[int, int], None] | None = None) -> list[_Scored]:
     scored = []
+    done = 0
     for chunk, data, last_ids in chunks:
         t = time.perf_counter()
         s = _score_rows(data, last_ids, chunk, search)
         summary.seconds["score"] += time.perf_counter() - t
+        done += len(chunk)
+        if progress is not None:
+            progress(done, summary.sources_selected)
         if s is None:
             continue
         summary.rows_read += int(data.shape[0])

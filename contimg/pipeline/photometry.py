@@ -406,7 +406,9 @@ def photometry_for_image(
 
     written, norm = run_transaction(database, write) if rows else (0, {"rows": 0, "rows_written": 0})
     summary = {
-        "image_id": images.image_id, "path": images.path, "epoch_mjd": images.epoch_mjd, "method": method,
+        "image_id": images.image_id, "path": images.path,
+        "ms_path": str(Path(images.ms_path).absolute()) if images.ms_path is not None else None,
+        "epoch_mjd": images.epoch_mjd, "method": method,
         "n_sources": int(idx.size), "n_measured": int(written), "n_upper_limits": int(res.upper_limit[ok].sum()),
         "n_fallback": int((res.method == "pixel").sum()), "n_unmeasurable": int((~ok).sum()),
         "normalization": norm, "seconds": round(time.perf_counter() - t0, 3),

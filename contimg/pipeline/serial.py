@@ -54,10 +54,12 @@ class GroupOutcome:
     """Seconds per stage run."""
     deferred: int = 0
     """Times the group was put back because no calibration set was valid yet."""
+    ms_path: str | None = None
+    """The Measurement Set this run wrote (None if it did not run the conversion)."""
 
     def to_dict(self) -> dict[str, Any]:
-        return {"group": self.group_key, "state": self.state, "error": self.error,
-                "stages": {k: round(v, 2) for k, v in self.stages.items()}, "deferred": self.deferred}
+        return {"group_key": self.group_key, "state": self.state, "error": self.error, "ms_path": self.ms_path,
+                "stages": {k: round(v, 2) for k, v in self.stages.items()}, "n_deferred": self.deferred}
 
 
 @dataclass
@@ -76,9 +78,9 @@ class SerialReport:
         return [g for g in self.groups if g.state != "completed"]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"registered": len(self.registered), "ignored": self.ignored,
+        return {"n_registered": len(self.registered), "ignored": self.ignored,
                 "groups": [g.to_dict() for g in self.groups],
-                "completed": sum(g.state == "completed" for g in self.groups), "failed": len(self.failed),
+                "n_completed": sum(g.state == "completed" for g in self.groups), "n_failed": len(self.failed),
                 "seconds": round(self.seconds, 1)}
 
 
@@ -194,9 +196,11 @@ def run_group(settings: Settings, group_key: str, token: str, *, from_stage: str
         t0 = time.perf_counter()
         try:
             if name == "calibrate":
-                stage.load()(settings, group_key, token, fallback_solve=fallback_solve)
+                result = stage.load()(settings, group_key, token, fallback_solve=fallback_solve)
             else:
-                stage.load()(settings, group_key, token)
+                result = stage.load()(settings, group_key, token)
+            if isinstance(result, dict) and result.get("ms"):
+                outcome.ms_path = str(Path(result["ms"]).absolute())
         except NoValidCalibration:
             raise
         except Exception as exc:  # noqa: BLE001 - every failure of a group is recorded, the others go on
@@ -214,7 +218,8 @@ def run_group(settings: Settings, group_key: str, token: str, *, from_stage: str
 
 
 def run_serial(settings: Settings, inputs: Iterable[str | Path], *, from_stage: str | None = None,
-               progress: Callable[[str, str], None] | None = None) -> SerialReport:
+               progress: Callable[[str, str], None] | None = None,
+               queued: Callable[[list[str]], None] | None = None) -> SerialReport:
     """Register ``inputs`` (files or directories) and process their groups one after another.
 
     Parameters
@@ -227,6 +232,8 @@ def run_serial(settings: Settings, inputs: Iterable[str | Path], *, from_stage: 
         Run the groups from this stage (default: the first).
     progress
         Called with (group key, stage) before each stage runs.
+    queued
+        Called once with the keys of the groups about to run (for a progress bar's total).
 
     Returns
     -------
@@ -249,6 +256,8 @@ def run_serial(settings: Settings, inputs: Iterable[str | Path], *, from_stage: 
         groups.publish(settings, item, lambda *_: None)  # recorded as published: this process runs it
         queue.append((item, 0))
     skipped = sorted(set(keys) - {p.group_key for p, _ in queue} - set(decisions.failed))
+    if queued is not None:
+        queued([p.group_key for p, _ in queue])
     for key in skipped:
         log.info("group %s is not collecting (already processed or running); use contimg reprocess to redo it", key)
     while queue:

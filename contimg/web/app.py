@@ -162,7 +162,7 @@ def create_app(settings: Settings, *, enqueue: Callable[..., Any] | None = None)
                                 settings=settings, enqueue=publisher["enqueue"])
         except ContimgError as exc:
             raise HTTPException(409 if "in progress" in str(exc) or "pending" in str(exc) else 422, str(exc)) from exc
-        return [{"group": h.group_key, "token": h.token} for h in handles]
+        return [{"group_key": h.group_key, "run": h.token} for h in handles]
 
     # -------------------------------------------------------------- JSON API
     @app.get("/healthz", tags=["status"])
@@ -343,7 +343,7 @@ def create_app(settings: Settings, *, enqueue: Callable[..., Any] | None = None)
                              who: Identity = Depends(operator)) -> RedirectResponse:
         runs = run_reprocess([key], from_stage=from_stage or None, tier=tier or None)
         log.info("web: %s asked to reprocess %s from %s", who.user, key, from_stage or "the start")
-        msg = f"reprocessing {key} (run {runs[0]['token'][:8]})" if runs else "nothing to do"
+        msg = f"reprocessing {key} (run {runs[0]['run'][:8]})" if runs else "nothing to do"
         return RedirectResponse(f"/groups/{quote(key)}?message={quote(msg)}", status_code=303)
 
     @app.get("/sources", response_class=HTMLResponse, tags=["pages"])

@@ -55,7 +55,7 @@ def test_groups_arrive_as_measurement_sets(cluster, sim_groups):
     status = json.loads(out.stdout)
     assert status["counts"]["completed"] >= 2
     assert status["queues"] == {"convert": 0, "calibrate": 0, "image": 0, "photometry": 0, "housekeeping": 0}
-    listed = {g["group"]: g for g in status["groups"]}
+    listed = {g["group_key"]: g for g in status["groups"]}
     assert listed[keys[0]]["timings"]["convert"]["status"] == "ok"
 
 

@@ -88,7 +88,7 @@ def test_the_cli_runs_and_skips_what_is_done(serial_night, capsys):
     settings, night, _ = serial_night
     code = run_command.run(build_parser().parse_args(["run", str(night), "--json"]), settings)
     doc = json.loads(capsys.readouterr().out)
-    assert doc["registered"] == 0 and doc["groups"] == [] and code == 0
+    assert doc["n_registered"] == 0 and doc["groups"] == [] and code == 0
     with pytest.raises(InputFileError, match="missing: no such file"):
         run_command.run(build_parser().parse_args(["run", str(night / "missing")]), settings)
 

@@ -323,3 +323,56 @@ def test_active_calibration_tables(db_url):
             cs = products.upsert_calibration_set(s, name="cal3")
             products.upsert_calibration_table(s, calibration_set=cs, table_type="K", apply_order=0, path="/cal/k",
                                               valid_start_mjd=1.0, valid_end_mjd=2.0, flagged_fraction=1.5)
+
+
+def test_stage_timings_split_queue_wait_from_work(db_url, tmp_path, monkeypatch):
+    """A conversion that waited 160 s for workers and worked 3.5 s is recorded as 3.5 s of work, 160 s of wait.
+
+    Before the split, ``seconds`` ran from the plan's start to the combine's end: the subband writes' time in
+    the node's queue counted as conversion (``convert=163.4s`` in ``contimg status``).
+    """
+    from contimg.cluster.status import format_timing, group_summary
+
+    clock = [datetime(2026, 1, 1, tzinfo=timezone.utc)]
+    monkeypatch.setattr(groups, "utcnow", lambda: clock[0])
+
+    def later(seconds: float) -> None:
+        clock[0] += timedelta(seconds=seconds)
+
+    item = _pending(db_url, tmp_path)
+    groups.publish(db_url, item, lambda *a: None)  # enqueued at t = 0
+    later(100.0)
+    assert groups.claim(db_url, KEY, item.token)
+    groups.stage_started(db_url, KEY, item.token, "convert")  # a worker plans it at t = 100
+    later(0.5)
+    groups.stage_paused(db_url, KEY, item.token, "convert")  # the subband writes wait in the node's queue
+    later(60.0)
+    groups.stage_resumed(db_url, KEY, item.token, "convert")  # the first part is written at t = 160.5
+    groups.stage_resumed(db_url, KEY, item.token, "convert")  # a parallel part: no new wait
+    later(3.0)
+    assert groups.stage_finished(db_url, KEY, item.token, "convert") == pytest.approx(3.5)
+    later(20.0)  # calibration waits 20 s in its queue, then works 2 s
+    groups.stage_started(db_url, KEY, item.token, "calibrate")
+    later(2.0)
+    assert groups.stage_finished(db_url, KEY, item.token, "calibrate") == pytest.approx(2.0)
+    with session_scope(db_url, readonly=True) as s:
+        summary = group_summary(groups.get_group(s, KEY))
+    conv, cal = summary["timings"]["convert"], summary["timings"]["calibrate"]
+    assert conv["seconds"] == pytest.approx(3.5) and conv["wait_seconds"] == pytest.approx(160.0)
+    assert cal["seconds"] == pytest.approx(2.0) and cal["wait_seconds"] == pytest.approx(20.0)
+    assert format_timing("convert", conv) == "convert 3.5 s (waited 160 s)"
+
+
+def test_a_stage_that_fails_while_paused_counts_the_pause_as_wait(db_url, tmp_path, monkeypatch):
+    clock = [datetime(2026, 1, 1, tzinfo=timezone.utc)]
+    monkeypatch.setattr(groups, "utcnow", lambda: clock[0])
+    item = _running(db_url, tmp_path)
+    groups.stage_started(db_url, KEY, item.token, "convert")
+    clock[0] += timedelta(seconds=1)
+    groups.stage_paused(db_url, KEY, item.token, "convert")
+    clock[0] += timedelta(seconds=30)
+    assert groups.fail(db_url, KEY, "a part failed", token=item.token)
+    with session_scope(db_url, readonly=True) as s:
+        (timing,) = groups.get_group(s, KEY).stage_timings
+        assert timing.status == "failed" and timing.seconds == pytest.approx(1.0)
+        assert timing.wait_seconds == pytest.approx(30.0) and timing.paused_at is None

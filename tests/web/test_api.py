@@ -93,12 +93,12 @@ def web(db_settings):
 def test_groups_by_state_and_qa_paged(web):
     c = web["client"]
     res = c.get("/api/groups").json()
-    assert res["total"] == 3 and [g["group"] for g in res["items"]] == web["keys"][::-1]  # newest first
+    assert res["total"] == 3 and [g["group_key"] for g in res["items"]] == web["keys"][::-1]  # newest first
     assert res["items"][-1]["timings"]["convert"]["seconds"] == 3.5
-    assert [g["group"] for g in c.get("/api/groups?state=failed").json()["items"]] == [web["keys"][2]]
-    assert [g["group"] for g in c.get("/api/groups?qa=fail").json()["items"]] == [web["keys"][1]]
+    assert [g["group_key"] for g in c.get("/api/groups?state=failed").json()["items"]] == [web["keys"][2]]
+    assert [g["group_key"] for g in c.get("/api/groups?qa=fail").json()["items"]] == [web["keys"][1]]
     page = c.get("/api/groups?limit=1&offset=1&order=oldest").json()
-    assert page["total"] == 3 and [g["group"] for g in page["items"]] == [web["keys"][1]]
+    assert page["total"] == 3 and [g["group_key"] for g in page["items"]] == [web["keys"][1]]
     start = (T0 + timedelta(seconds=100)).isoformat()
     assert c.get("/api/groups", params={"start": start}).json()["total"] == 2
     assert c.get("/api/groups?state=bogus").status_code == 422
@@ -155,7 +155,7 @@ def test_reprocess_a_time_range(web):
     res = c.post("/api/reprocess", json={"start": T0.isoformat(), "end": (T0 + timedelta(seconds=400)).isoformat()},
                  headers=OPERATOR)
     assert res.status_code == 200, res.text
-    assert sorted(r["group"] for r in res.json()["runs"]) == web["keys"][:2]
+    assert sorted(r["group_key"] for r in res.json()["runs"]) == web["keys"][:2]
     assert c.post("/api/reprocess", json={}, headers=OPERATOR).status_code == 422
 
 
