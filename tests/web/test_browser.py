@@ -45,6 +45,11 @@ def _login(browser, url: str, user: str, password: str) -> None:
     browser.find_element(By.NAME, "user").send_keys(user)
     browser.find_element(By.NAME, "password").send_keys(password)
     browser.find_element(By.CSS_SELECTOR, "#login button").click()
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    # the login's redirect has set the cookie once the header names the user
+    WebDriverWait(browser, 30).until(lambda b: f"{user} (" in b.find_element(By.CSS_SELECTOR, "header .who").text,
+                                     message="the login did not complete")
 
 
 def test_overview_lists_the_nights_groups(web_server, browser):
