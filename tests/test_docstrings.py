@@ -4,6 +4,9 @@ Static: the source is parsed, nothing imported. A function counts as public
 when neither it nor its class starts with an underscore; ``self``/``cls`` are
 not counted. ``Returns`` (or ``Yields``) is asked for when the function is
 annotated to return something other than ``None``.
+
+Web route handlers (decorated ``@router.get(...)``, ``@app.post(...)`` ...) are exempt: their interface is
+the HTTP API, documented by OpenAPI (``/docs``) and docs/web.md, and most of their parameters are injected.
 """
 
 from __future__ import annotations
@@ -32,6 +35,17 @@ def _returns_something(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
     return r is not None and not (isinstance(r, ast.Constant) and r.value is None)
 
 
+_ROUTE_METHODS = {"get", "post", "put", "patch", "delete"}
+
+
+def _is_route(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
+    for dec in fn.decorator_list:
+        if (isinstance(dec, ast.Call) and isinstance(dec.func, ast.Attribute) and dec.func.attr in _ROUTE_METHODS
+                and isinstance(dec.func.value, ast.Name) and dec.func.value.id in ("router", "app")):
+            return True
+    return False
+
+
 def undocumented() -> list[str]:
     """``path:line name: what is missing`` for each public function with > 2 parameters lacking sections."""
     out: list[str] = []
@@ -41,7 +55,7 @@ def undocumented() -> list[str]:
             if isinstance(child, ast.ClassDef) and not child.name.startswith("_"):
                 visit(child, path, f"{prefix}{child.name}.", True)
             elif isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)) and not child.name.startswith("_"):
-                if len(_params(child, in_class)) <= 2:
+                if len(_params(child, in_class)) <= 2 or _is_route(child):
                     continue
                 doc = ast.get_docstring(child) or ""
                 lacking = []

@@ -88,7 +88,7 @@ def _check_choice(name: str, value: str | None, choices: Sequence[str]) -> None:
 def _image_row(i: Image) -> dict[str, Any]:
     qa = i.qa or {}
     return {
-        "id": i.id, "path": i.path, "pb_corrected": bool(i.pb_corrected), "mid_mjd": _num(i.mid_mjd),
+        "id": i.id, "path": i.path, "pb_corrected": bool(i.pb_corrected), "epoch_mjd": _num(i.mid_mjd),
         "ra_deg": _num(i.ra_deg), "dec_deg": _num(i.dec_deg), "rms_jy": _num(i.rms_jy), "peak_jy": _num(i.peak_jy),
         "dynamic_range": _num(i.dynamic_range),
         "beam_arcsec": [_num(i.beam_major_arcsec), _num(i.beam_minor_arcsec), _num(i.beam_pa_deg)],
