@@ -64,6 +64,55 @@ def upsert_sources(session: Session, rows: Iterable[Mapping[str, Any]]) -> dict[
     return source_ids(session, [r["name"] for r in full])
 
 
+def write_sources(session: Session, rows: Sequence[Mapping[str, Any]]) -> int:
+    """Insert or update (by ``name``) complete source records without reading ids back: the bulk path.
+
+    Every row must carry every :class:`Source` column but ``id``; returns
+    the number of rows written.
+    """
+    return upsert_rows(session, Source.__table__, rows, keys=["name"], update=list(_SOURCE_FIELDS))
+
+
+def update_sources_by_id(session: Session, rows: Sequence[Mapping[str, Any]], *, rename: bool = False) -> int:
+    """Overwrite the catalogue columns of existing sources given by ``id`` (the name too when ``rename``).
+
+    Parameters
+    ----------
+    session
+        An open session; the caller commits.
+    rows
+        Complete source records with the ``id`` of the row each replaces.
+    rename
+        Also set ``name`` (otherwise the existing name is kept).
+
+    Returns
+    -------
+    int
+        Number of rows updated.
+    """
+    fields = [*_SOURCE_FIELDS, *(("name",) if rename else ())]
+    table = Source.__table__
+    stmt = table.update().where(table.c.id == bindparam("b_id")).values({f: bindparam(f"b_{f}") for f in fields})
+    for start in range(0, len(rows), 20000):
+        session.execute(stmt, [{"b_id": r["id"], **{f"b_{f}": r[f] for f in fields}}
+                               for r in rows[start:start + 20000]])
+    return len(rows)
+
+
+def sources_in_dec_band(session: Session, dec_lo: float, dec_hi: float) -> list[Any]:
+    """``(id, name, ra_deg, dec_deg, is_calibrator)`` of every source with ``dec_lo <= dec <= dec_hi``."""
+    stmt = select(Source.id, Source.name, Source.ra_deg, Source.dec_deg, Source.is_calibrator).where(
+        Source.dec_deg >= dec_lo, Source.dec_deg <= dec_hi)
+    return list(session.execute(stmt).tuples().all())
+
+
+def count_sources(session: Session) -> int:
+    """Number of rows of the ``sources`` table."""
+    from sqlalchemy import func
+
+    return int(session.scalar(select(func.count()).select_from(Source)) or 0)
+
+
 def source_ids(session: Session, names: Sequence[str]) -> dict[str, int]:
     """``{name: id}`` of the sources among ``names`` that exist."""
     ids: dict[str, int] = {}
