@@ -122,7 +122,21 @@ class CatalogueTable:
 
     @classmethod
     def from_records(cls, path: str, fmt: str, rows: Sequence[dict[str, Any]]) -> "CatalogueTable":
-        """A table from ``sources`` records (missing optional keys: unknown)."""
+        """A table from ``sources`` records (missing optional keys: unknown).
+
+        Parameters
+        ----------
+        path
+            The file the records came from (for messages and reports).
+        fmt
+            Its format's name.
+        rows
+            Records with ``name``, ``ra_deg``, ``dec_deg`` and optionally the other ``sources`` columns.
+
+        Returns
+        -------
+        CatalogueTable
+        """
         def fl(key: str) -> np.ndarray:
             return np.array([np.nan if r.get(key) is None else float(r[key]) for r in rows], dtype=float)
 
@@ -202,7 +216,10 @@ def _read_table(path: Path) -> Any:
         with path.open(encoding="utf-8", errors="replace") as fh:
             body = [ln for i, ln in enumerate(fh) if i >= data_start and ln.strip()
                     and not ln.lstrip().startswith("#")]
-        table = asc.read(body, format="no_header", delimiter=delim, names=names, guess=False, fast_reader=True)
+        if delim == "\t":  # the reader strips whitespace, tabs too: an empty last field would vanish
+            body = [ln.replace("\t", "\x1f") for ln in body]
+        table = asc.read(body, format="no_header", delimiter="\x1f" if delim == "\t" else delim, names=names,
+                         guess=False, fast_reader=True)
     except (ValueError, TypeError, asc.InconsistentTableError) as exc:
         raise InputFileError(f"{path}: not a valid {delim!r}-separated table: {exc}") from exc
     if units:

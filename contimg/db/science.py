@@ -100,7 +100,20 @@ def update_sources_by_id(session: Session, rows: Sequence[Mapping[str, Any]], *,
 
 
 def sources_in_dec_band(session: Session, dec_lo: float, dec_hi: float) -> list[Any]:
-    """``(id, name, ra_deg, dec_deg, is_calibrator)`` of every source with ``dec_lo <= dec <= dec_hi``."""
+    """Every source in a declination band (for matching a catalogue against the existing ones).
+
+    Parameters
+    ----------
+    session
+        An open session.
+    dec_lo, dec_hi
+        The band's limits (deg, inclusive).
+
+    Returns
+    -------
+    list
+        ``(id, name, ra_deg, dec_deg, is_calibrator)`` tuples.
+    """
     stmt = select(Source.id, Source.name, Source.ra_deg, Source.dec_deg, Source.is_calibrator).where(
         Source.dec_deg >= dec_lo, Source.dec_deg <= dec_hi)
     return list(session.execute(stmt).tuples().all())

@@ -222,12 +222,40 @@ def import_catalogue(session: Session, path: str | Path, *, fmt: str | None = No
 
 
 def import_calibrators(session: Session, path: str | Path, **options: Any) -> ImportReport:
-    """Import a file of calibrators (see :func:`import_catalogue`; every row is a calibrator)."""
+    """Import a file of calibrators (see :func:`import_catalogue`; every row is a calibrator).
+
+    Parameters
+    ----------
+    session
+        An open session; the caller commits.
+    path
+        The catalogue file.
+    **options
+        ``fmt``, ``flux_unit``, ``match_radius_arcsec``, ``rename`` of :func:`import_catalogue`.
+
+    Returns
+    -------
+    ImportReport
+    """
     return import_catalogue(session, path, calibrators=True, **options)
 
 
 def import_sources(session: Session, path: str | Path, **options: Any) -> ImportReport:
-    """Import a file of sources (see :func:`import_catalogue`)."""
+    """Import a file of sources (see :func:`import_catalogue`).
+
+    Parameters
+    ----------
+    session
+        An open session; the caller commits.
+    path
+        The catalogue file.
+    **options
+        ``fmt``, ``flux_unit``, ``match_radius_arcsec``, ``rename`` of :func:`import_catalogue`.
+
+    Returns
+    -------
+    ImportReport
+    """
     return import_catalogue(session, path, **options)
 
 

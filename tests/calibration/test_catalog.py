@@ -116,3 +116,17 @@ def test_cli_catalog(tmp_path, clean_env, capsys):
     from contimg.db import dispose_engines
 
     dispose_engines()
+
+
+def test_simulation_csv_then_truth_updates_instead_of_duplicating(db_url, noisefree):
+    truth, _ = noisefree
+    with session_scope(db_url) as s:
+        first = catalog.import_sources(s, truth.path / "sources.csv")
+    with session_scope(db_url) as s:
+        second = catalog.import_truth(s, truth.path)
+    n = truth.catalog.Nsrc
+    assert (first.n_added, first.n_updated) == (n, 0)
+    assert (second.n_added, second.n_updated) == (0, n)
+    rows = _all(db_url)
+    assert len(rows) == n and str(truth.calibrator_id) in rows  # the CSV's names are kept
+    assert rows[str(truth.calibrator_id)].is_calibrator
