@@ -265,16 +265,38 @@ _SEX_SPLIT = re.compile(r"[\s:hmsd'\"]+")
 
 def _sexagesimal(path: Path, what: str, texts: np.ndarray, *, hours: bool) -> np.ndarray:
     """Degrees from ``"12 34 56.7"``, ``"12:34:56.7"`` or ``"12h34m56.7s"`` (``hours``: RA in hours)."""
-    out = np.empty(len(texts), dtype=float)
     scale = 15.0 if hours else 1.0
-    for i, t in enumerate(texts.tolist()):
+    strings = texts.tolist()
+    # fast path: every value has three fields (one split of the whole column)
+    tokens = _SEX_SPLIT.split(" ".join(strings).replace("+", " ").replace("-", " ").strip())
+    if len(tokens) == 3 * len(strings):
+        try:
+            dms = np.array(tokens, dtype=float).reshape(-1, 3)
+        except ValueError:
+            pass
+        else:
+            if not ((dms[:, 1:] >= 0) & (dms[:, 1:] < 60)).all():
+                return _sexagesimal_rows(path, what, strings, scale)
+            neg = np.array([t.lstrip().startswith("-") for t in strings], dtype=bool)
+            v = (dms[:, 0] + dms[:, 1] / 60.0 + dms[:, 2] / 3600.0) * scale
+            return np.where(neg, -v, v)
+    return _sexagesimal_rows(path, what, strings, scale)
+
+
+def _sexagesimal_rows(path: Path, what: str, strings: list[str], scale: float) -> np.ndarray:
+    """:func:`_sexagesimal` one value at a time (any number of fields), naming the row of a bad one."""
+    out = np.empty(len(strings), dtype=float)
+    for i, t in enumerate(strings):
         t = t.strip()
         neg = t.startswith("-")
         parts = _SEX_SPLIT.split(t.lstrip("+-"))
         try:
             v = 0.0
             for k, p in enumerate(p for p in parts if p):
-                v += float(p) / (60.0 ** k)
+                x = float(p)
+                if k and not 0 <= x < 60:
+                    raise ValueError(p)
+                v += x / (60.0 ** k)
         except ValueError as exc:
             raise InputFileError(f"{path}, row {i + 1}: {what}={t!r} is not a sexagesimal angle") from exc
         if not t:

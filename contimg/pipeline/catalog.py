@@ -30,6 +30,7 @@ from contimg.calibration.catalog import truth_rows
 from contimg.calibration.catalogues import CatalogueTable, read_catalogue
 from contimg.db.science import (
     count_sources,
+    insert_new_sources,
     source_ids,
     sources_in_dec_band,
     update_sources_by_id,
@@ -145,7 +146,7 @@ def import_table(session: Session, table: CatalogueTable, *,
     n_existing = count_sources(session)
     if n_existing == 0:
         for chunk in table.chunks(_CHUNK):
-            write_sources(session, chunk)
+            insert_new_sources(session, chunk)
         log.info("%s: %d sources added to an empty catalogue", table.path, n)
         return ImportReport(table.path, n, ncal, n, 0, table.fmt)
     margin = max(match_radius_arcsec, 0.0) / 3600.0

@@ -255,3 +255,17 @@ def test_cli_catalogue_formats(tmp_path, clean_env, capsys):
         assert "VizieR VIII/65" in helptext and "--flux-unit" in helptext and "docs/catalogues.md" in helptext
     finally:
         dispose_engines()
+
+
+def test_sexagesimal_forms_and_bad_values(tmp_path):
+    from contimg.calibration.catalogues import _sexagesimal
+
+    p = tmp_path / "x"
+    texts = np.array(["01 37 41.3", "01:37:41.3", "01h37m41.3s"])
+    np.testing.assert_allclose(_sexagesimal(p, "RA", texts, hours=True), 24.422083333, rtol=1e-9)
+    np.testing.assert_allclose(_sexagesimal(p, "Dec", np.array(["-00 30 00", "+33 09 35.1", "-12 30"]),
+                                            hours=False), [-0.5, 33.159750, -12.5])
+    with pytest.raises(InputFileError, match=r"x, row 2: Dec='\+10 75 00' is not a sexagesimal angle"):
+        _sexagesimal(p, "Dec", np.array(["+10 00 00", "+10 75 00"]), hours=False)
+    with pytest.raises(InputFileError, match="row 1: RA='' is empty|row 1: RA is empty"):
+        _sexagesimal(p, "RA", np.array(["", "01 00 00"]), hours=True)
