@@ -155,23 +155,27 @@ def import_table(session: Session, table: CatalogueTable, *,
     target = match_existing(table, existing, match_radius_arcsec)
     upd_idx = np.flatnonzero(target >= 0)
     add_idx = np.flatnonzero(target < 0)
-    taken = {existing[k][1] for k in target[upd_idx].tolist()}
-    updates: list[dict[str, Any]] = []
-    for rec, k in zip(table.take(upd_idx).records(), target[upd_idx].tolist()):
-        ex_id, ex_name, _, _, ex_cal = existing[k]
-        rec["id"] = ex_id
-        rec["is_calibrator"] = bool(rec["is_calibrator"] or ex_cal)
-        if not rename or (rec["name"] != ex_name and rec["name"] in taken):
-            rec["name"] = ex_name
-        updates.append(rec)
-    update_sources_by_id(session, updates, rename=rename)
+    taken = {row[1] for row in existing}
+    for start in range(0, len(upd_idx), 10 * _CHUNK):
+        part = upd_idx[start:start + 10 * _CHUNK]
+        updates: list[dict[str, Any]] = []
+        for rec, k in zip(table.take(part).records(), target[part].tolist()):
+            ex_id, ex_name, _, _, ex_cal = existing[k]
+            rec["id"] = ex_id
+            rec["is_calibrator"] = bool(rec["is_calibrator"] or ex_cal)
+            if not rename or (rec["name"] != ex_name and rec["name"] in taken):  # never onto another's name
+                rec["name"] = ex_name
+            updates.append(rec)
+        update_sources_by_id(session, updates, rename=rename)
     # rows added by name may still meet a source of that name outside the band: upserted, counted as updates
     clash = source_ids(session, table.name[add_idx].tolist()) if n_existing > len(existing) else {}
     n_added = 0
     for rows in table.take(add_idx).chunks(_CHUNK):
         if clash:
             _keep_flags(session, [r for r in rows if r["name"] in clash])
-        write_sources(session, rows)
+            write_sources(session, rows)
+        else:
+            insert_new_sources(session, rows)
         n_added += sum(1 for r in rows if r["name"] not in clash)
     n_updated = n - n_added
     log.info("%s: %d rows: %d sources added, %d updated", table.path, n, n_added, n_updated)

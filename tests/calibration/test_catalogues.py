@@ -269,3 +269,19 @@ def test_sexagesimal_forms_and_bad_values(tmp_path):
         _sexagesimal(p, "Dec", np.array(["+10 00 00", "+10 75 00"]), hours=False)
     with pytest.raises(InputFileError, match="row 1: RA='' is empty|row 1: RA is empty"):
         _sexagesimal(p, "RA", np.array(["", "01 00 00"]), hours=True)
+
+
+def test_a_name_outside_the_files_declination_band_is_updated_not_duplicated(db_url):
+    def table(dec, cal):
+        return CatalogueTable.from_records("t", "contimg", [
+            {"name": "X", "ra_deg": 10.0, "dec_deg": dec, "flux_jy": 1.0, "is_calibrator": cal}])
+
+    with session_scope(db_url) as s:
+        catalog.import_table(s, table(10.0, True))
+        catalog.import_table(s, CatalogueTable.from_records("t", "contimg", [
+            {"name": "Y", "ra_deg": 20.0, "dec_deg": 50.0}]))
+    with session_scope(db_url) as s:
+        rep = catalog.import_table(s, table(50.0, False))  # X moved 40 deg: only its name matches
+    assert (rep.n_added, rep.n_updated) == (0, 1)
+    rows = _all(db_url)
+    assert len(rows) == 2 and rows["X"].dec_deg == 50.0 and rows["X"].is_calibrator
