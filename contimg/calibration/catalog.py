@@ -28,8 +28,14 @@ Source CSV (``contimg catalog import-sources FILE``), NVSS-like::
 calibrator flag of a source imported as a calibrator.
 
 Accepted aliases: ``id`` for ``name``, ``ra``/``dec`` for the positions,
-``flux``/``s1400`` for ``flux_jy``, ``e_flux_jy``/``flux_err`` for
-``flux_err_jy``, ``alpha`` for ``spectral_index``.
+``flux_1400_jy`` for ``flux_jy``, ``e_flux_jy`` for ``flux_err_jy``,
+``alpha`` for ``spectral_index``. A flux column whose name carries no unit
+(``flux``, ``s1400``, ``flux_err``) is refused unless its unit is given
+(``flux_unit``, ``contimg catalog ... --flux-unit mJy``): a guess would read
+mJy as Jy.
+
+Published catalogues (NVSS, FIRST, VLASS, the VLA calibrator list) are read
+by :mod:`contimg.calibration.catalogues`.
 
 Simulator truth (``contimg catalog import-truth DIR``): every simulated
 source is imported under the name :func:`simulated_source_name` (``SIM-000042``),
@@ -42,7 +48,6 @@ import csv
 import logging
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, overload
 
@@ -50,13 +55,13 @@ from contimg.errors import InputFileError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ImportReport", "read_calibrator_csv", "read_source_csv", "simulated_source_name", "truth_rows"]
+__all__ = ["read_calibrator_csv", "read_source_csv", "simulated_source_name", "truth_rows"]
 
 _ALIASES = {
     "name": ("name", "id", "source", "source_id"),
     "ra_deg": ("ra_deg", "ra"),
     "dec_deg": ("dec_deg", "dec"),
-    "flux_jy": ("flux_jy", "flux", "s1400", "flux_1400_jy"),
+    "flux_jy": ("flux_jy", "flux_1400_jy", "flux", "s1400"),
     "flux_err_jy": ("flux_err_jy", "e_flux_jy", "flux_err"),
     "spectral_index": ("spectral_index", "alpha"),
     "resolved": ("resolved",),
@@ -64,17 +69,10 @@ _ALIASES = {
     "quality": ("quality",),
     "calibrator": ("calibrator", "is_calibrator"),
 }
+_UNITLESS = {"flux", "s1400", "flux_err"}
+"""Flux column names that do not say their unit."""
 _TRUE = {"1", "true", "t", "yes", "y"}
 _FALSE = {"0", "false", "f", "no", "n", ""}
-
-
-@dataclass(frozen=True)
-class ImportReport:
-    """What an import did."""
-
-    path: str
-    n_rows: int
-    n_calibrators: int
 
 
 def simulated_source_name(source_id: int) -> str:
@@ -129,6 +127,27 @@ def _position(path: Path, line: int, ra: float, dec: float) -> None:
         raise InputFileError(f"{path}, line {line}: position ra={ra}, dec={dec} deg is out of range")
 
 
+def _flux_scale(path: Path, cols: dict[str, str], flux_unit: str | None) -> float:
+    """Jy per unit of the flux columns: 1 for ``*_jy`` names, ``flux_unit`` for unitless names (refused without)."""
+    unitless = [cols[c] for c in ("flux_jy", "flux_err_jy") if c in cols and cols[c].strip().lower() in _UNITLESS]
+    if not unitless:
+        if flux_unit is not None and ("flux_jy" in cols or "flux_err_jy" in cols):
+            from contimg.calibration.catalogues import _jy_per
+
+            if _jy_per(flux_unit) != 1.0:
+                raise InputFileError(f"{path}: the flux columns are in Jy by name, not the {flux_unit} given")
+        return 1.0
+    if flux_unit is None:
+        raise InputFileError(f"{path}: the flux column {unitless[0]!r} has no unit; give it with --flux-unit "
+                             "(e.g. --flux-unit mJy) or name the column flux_jy")
+    from contimg.calibration.catalogues import _jy_per
+
+    try:
+        return _jy_per(flux_unit)
+    except ValueError as exc:
+        raise InputFileError(f"{path}: {flux_unit!r} is not a flux unit") from exc
+
+
 def _read(path: Path, required: tuple[str, ...]) -> tuple[dict[str, str], list[tuple[int, dict[str, str]]]]:
     try:
         with path.open(newline="") as fh:
@@ -161,8 +180,10 @@ def _ra_dec(path: Path, line: int, row: dict, cols: dict) -> tuple[float, float]
     return ra, dec
 
 
-def read_calibrator_csv(path: str | Path) -> list[dict[str, Any]]:
+def read_calibrator_csv(path: str | Path, *, flux_unit: str | None = None) -> list[dict[str, Any]]:
     """Calibrator rows (Source columns) from a CSV file; see the module docstring.
+
+    ``flux_unit`` is the unit of a flux column whose name carries none.
 
     Raises
     ------
@@ -172,11 +193,12 @@ def read_calibrator_csv(path: str | Path) -> list[dict[str, Any]]:
     """
     path = Path(path)
     cols, rows = _read(path, ("name", "ra_deg", "dec_deg", "flux_jy"))
+    scale = _flux_scale(path, cols, flux_unit)
     out: list[dict[str, Any]] = []
     seen: dict[str, int] = {}
     for line, row in rows:
         name = _unique_name(path, line, row, cols, seen, "calibrator")
-        flux = _float(path, line, f"flux_jy of calibrator {name}", row.get(cols["flux_jy"]), required=True)
+        flux = _float(path, line, f"flux_jy of calibrator {name}", row.get(cols["flux_jy"]), required=True) * scale
         if flux <= 0:
             raise InputFileError(f"{path}, line {line}: calibrator {name} has flux {flux} Jy; it must be positive")
         ra, dec = _ra_dec(path, line, row, cols)
@@ -190,8 +212,10 @@ def read_calibrator_csv(path: str | Path) -> list[dict[str, Any]]:
     return out
 
 
-def read_source_csv(path: str | Path) -> list[dict[str, Any]]:
+def read_source_csv(path: str | Path, *, flux_unit: str | None = None) -> list[dict[str, Any]]:
     """Source rows (Source columns) from an NVSS-like CSV file; see the module docstring.
+
+    ``flux_unit`` is the unit of a flux column whose name carries none.
 
     Raises
     ------
@@ -200,6 +224,7 @@ def read_source_csv(path: str | Path) -> list[dict[str, Any]]:
     """
     path = Path(path)
     cols, rows = _read(path, ("name", "ra_deg", "dec_deg"))
+    scale = _flux_scale(path, cols, flux_unit)
     out: list[dict[str, Any]] = []
     seen: dict[str, int] = {}
     for line, row in rows:
@@ -208,6 +233,8 @@ def read_source_csv(path: str | Path) -> list[dict[str, Any]]:
         rec: dict[str, Any] = {"name": name, "ra_deg": ra, "dec_deg": dec}
         for c in ("flux_jy", "flux_err_jy", "spectral_index"):
             rec[c] = _float(path, line, c, row.get(cols[c], ""), required=False) if c in cols else None
+            if c != "spectral_index" and rec[c] is not None:
+                rec[c] *= scale
         for c in ("resolved", "confused"):
             rec[c] = _flag(path, line, c, row.get(cols[c])) if c in cols else False
         rec["quality"] = None

@@ -64,6 +64,124 @@ def upsert_sources(session: Session, rows: Iterable[Mapping[str, Any]]) -> dict[
     return source_ids(session, [r["name"] for r in full])
 
 
+def write_sources(session: Session, rows: Sequence[Mapping[str, Any]]) -> int:
+    """Insert or update (by ``name``) complete source records without reading ids back: the bulk path.
+
+    Every row must carry every :class:`Source` column but ``id``; returns
+    the number of rows written.
+    """
+    return upsert_rows(session, Source.__table__, rows, keys=["name"], update=list(_SOURCE_FIELDS))
+
+
+_SOURCE_COLUMNS = ("name", *_SOURCE_FIELDS)
+
+
+def _csv_buffer(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> Any:
+    """``rows`` as CSV for PostgreSQL's ``COPY ... (FORMAT csv, NULL '\\N')`` (floats at full precision)."""
+    import csv
+    import io
+
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    for r in rows:
+        w.writerow(["\\N" if r[c] is None else repr(r[c]) if isinstance(r[c], float) else r[c] for c in columns])
+    buf.seek(0)
+    return buf
+
+
+def insert_new_sources(session: Session, rows: Sequence[Mapping[str, Any]]) -> int:
+    """Insert complete source records that are known not to exist yet (an empty table): the fastest path.
+
+    ``COPY`` on PostgreSQL, a plain ``executemany`` on SQLite; a name that
+    does exist raises the database's unique-constraint error.
+
+    Parameters
+    ----------
+    session
+        An open session; the caller commits.
+    rows
+        Records with every :class:`Source` column but ``id``.
+
+    Returns
+    -------
+    int
+        Number of rows inserted.
+    """
+    conn = session.connection()
+    if conn.dialect.name == "postgresql":
+        with conn.connection.dbapi_connection.cursor() as cur:  # type: ignore[union-attr]
+            cur.copy_expert(f"COPY sources ({', '.join(_SOURCE_COLUMNS)}) FROM STDIN WITH (FORMAT csv, NULL '\\N')",
+                            _csv_buffer(rows, _SOURCE_COLUMNS))
+        return len(rows)
+    sql = f"INSERT INTO sources ({', '.join(_SOURCE_COLUMNS)}) VALUES ({', '.join('?' for _ in _SOURCE_COLUMNS)})"
+    conn.exec_driver_sql(sql, [tuple(r[c] for c in _SOURCE_COLUMNS) for r in rows])
+    return len(rows)
+
+
+def update_sources_by_id(session: Session, rows: Sequence[Mapping[str, Any]], *, rename: bool = False) -> int:
+    """Overwrite the catalogue columns of existing sources given by ``id`` (the name too when ``rename``).
+
+    Parameters
+    ----------
+    session
+        An open session; the caller commits.
+    rows
+        Complete source records with the ``id`` of the row each replaces.
+    rename
+        Also set ``name`` (otherwise the existing name is kept).
+
+    Returns
+    -------
+    int
+        Number of rows updated.
+    """
+    fields = [*_SOURCE_FIELDS, *(("name",) if rename else ())]
+    conn = session.connection()
+    if conn.dialect.name == "postgresql":
+        # COPY into a temporary table, then one UPDATE ... FROM: psycopg2's executemany goes row by row
+        cols = ("id", *fields)
+        with conn.connection.dbapi_connection.cursor() as cur:  # type: ignore[union-attr]
+            cur.execute("DROP TABLE IF EXISTS _sources_update")
+            cur.execute(f"CREATE TEMPORARY TABLE _sources_update ON COMMIT DROP AS SELECT {', '.join(cols)} "
+                        "FROM sources WITH NO DATA")
+            cur.copy_expert(f"COPY _sources_update ({', '.join(cols)}) FROM STDIN WITH (FORMAT csv, NULL '\\N')",
+                            _csv_buffer(rows, cols))
+            cur.execute(f"UPDATE sources AS s SET {', '.join(f'{f} = v.{f}' for f in fields)} "
+                        "FROM _sources_update AS v WHERE s.id = v.id")
+        return len(rows)
+    sql = f"UPDATE sources SET {', '.join(f'{f} = ?' for f in fields)} WHERE id = ?"
+    for start in range(0, len(rows), 20000):
+        conn.exec_driver_sql(sql, [(*(r[f] for f in fields), r["id"]) for r in rows[start:start + 20000]])
+    return len(rows)
+
+
+def sources_in_dec_band(session: Session, dec_lo: float, dec_hi: float) -> list[Any]:
+    """Every source in a declination band (for matching a catalogue against the existing ones).
+
+    Parameters
+    ----------
+    session
+        An open session.
+    dec_lo, dec_hi
+        The band's limits (deg, inclusive).
+
+    Returns
+    -------
+    list
+        ``(id, name, ra_deg, dec_deg, is_calibrator)`` tuples.
+    """
+    stmt = select(Source.id, Source.name, Source.ra_deg, Source.dec_deg, Source.is_calibrator).where(
+        Source.dec_deg >= dec_lo, Source.dec_deg <= dec_hi)
+    return list(session.execute(stmt).tuples().all())
+
+
+def count_sources(session: Session) -> int:
+    """Number of rows of the ``sources`` table."""
+    from sqlalchemy import func
+
+    return int(session.scalar(select(func.count()).select_from(Source)) or 0)
+
+
 def source_ids(session: Session, names: Sequence[str]) -> dict[str, int]:
     """``{name: id}`` of the sources among ``names`` that exist."""
     ids: dict[str, int] = {}

@@ -61,7 +61,7 @@ def test_calibrator_csv_errors(tmp_path):
     with pytest.raises(InputFileError, match="line 2: position"):
         files.read_calibrator_csv(_write(tmp_path, "b.csv", "name,ra_deg,dec_deg,flux_jy\nX,400,2,1\n"))
     with pytest.raises(InputFileError, match="line 3: calibrator X already on line 2"):
-        files.read_calibrator_csv(_write(tmp_path, "c.csv", "name,ra,dec,flux\nX,1,2,1\nX,1,2,1\n"))
+        files.read_calibrator_csv(_write(tmp_path, "c.csv", "name,ra,dec,flux_1400_jy\nX,1,2,1\nX,1,2,1\n"))
     with pytest.raises(InputFileError, match="no such file|cannot read"):
         files.read_calibrator_csv(tmp_path / "missing.csv")
 
@@ -74,9 +74,11 @@ def test_import_sources_with_flags_and_aliases_keeps_calibrator_flags(db_url, tm
                  "NVSS J000001+350000,0.004,35.0,0.25,0.01,1,0\n"
                  "NVSS J000002+350000,0.008,35.0,,,false,true\n"
                  "3C286,202.784533,30.509155,14.9,0.5,0,0\n")
+    with pytest.raises(InputFileError, match=r"nvss\.csv: the flux column 'flux' has no unit; give it with --flux-unit"):
+        files.read_source_csv(src)  # a unitless flux column is not guessed to be Jy
     for _ in range(2):
         with session_scope(db_url) as s:
-            report = catalog.import_sources(s, src)
+            report = catalog.import_sources(s, src, flux_unit="Jy")
         assert report.n_rows == 3
     rows = _all(db_url)
     assert len(rows) == 4
@@ -107,10 +109,24 @@ def test_cli_catalog(tmp_path, clean_env, capsys):
     clean_env.setenv("CONTIMG_DATA_ROOT", str(tmp_path / "data"))
     path = _write(tmp_path, "cal.csv", CALIBRATORS)
     assert main(["catalog", "import-calibrators", str(path)]) == 0
-    assert "2 rows imported (2 calibrators)" in capsys.readouterr().out
+    assert "2 rows imported (contimg format): 2 added, 0 updated (2 calibrators)" in capsys.readouterr().out
     bad = _write(tmp_path, "bad.csv", "name,ra_deg,dec_deg,flux_jy\nX,1,2,\n")
     assert main(["catalog", "import-calibrators", str(bad)]) != 0
     assert "bad.csv, line 2" in capsys.readouterr().err
     from contimg.db import dispose_engines
 
     dispose_engines()
+
+
+def test_simulation_csv_then_truth_updates_instead_of_duplicating(db_url, noisefree):
+    truth, _ = noisefree
+    with session_scope(db_url) as s:
+        first = catalog.import_sources(s, truth.path / "sources.csv")
+    with session_scope(db_url) as s:
+        second = catalog.import_truth(s, truth.path)
+    n = truth.catalog.Nsrc
+    assert (first.n_added, first.n_updated) == (n, 0)
+    assert (second.n_added, second.n_updated) == (0, n)
+    rows = _all(db_url)
+    assert len(rows) == n and str(truth.calibrator_id) in rows  # the CSV's names are kept
+    assert rows[str(truth.calibrator_id)].is_calibrator
