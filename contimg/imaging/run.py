@@ -228,29 +228,35 @@ def image_ms(
                 averaging = _plan_averaging(ms_model, geometry, params.max_smearing_loss, robust=settings.robust)
                 bda = averaging.wavelengths
 
-            def _run(tier) -> tuple[list[str], float, float, DeconvolutionLog]:
+            def _run(tier, parts: int) -> tuple[list[str], float, float, DeconvolutionLog]:
                 args = wsclean_arguments(ms, prefix=prefix, geometry=geometry, tier=tier, robust=settings.robust,
                                          threads=_threads(settings), data_column=data_column, fits_mask=mask_file,
-                                         temp_dir=work, baseline_averaging=bda, channels_out=channels_out,
+                                         temp_dir=work, baseline_averaging=bda, channels_out=parts,
                                          extra=extra_wsclean_args)
                 wall, cpu = run_wsclean(args, ms_path=ms, timeout_s=settings.timeout_s, log_path=log_file, cwd=work)
-                if channels_out > 1:
+                if parts > 1:
                     take_mfs_products(prefix)
                 return args, wall, cpu, parse_wsclean_log(log_file)
 
-            arguments, imager_s, imager_cpu_s, decon = _run(params)
+            arguments, imager_s, imager_cpu_s, decon = _run(params, channels_out)
             deconvolution = decon.to_dict()
-            runaway = ran_away(work / "img-image.fits")
+            runaway = ran_away(work / "img-image.fits", noise_jy=predicted_rms_jy,
+                               brightest_jy=spectral_fit["brightest_jy"] if spectral_fit else None)
             if runaway:
                 deconvolution["ran_away"] = runaway
             if decon.diverged or runaway:
+                # the safe run: shallower major cycles and one term (the configuration that converges on every
+                # array state; a joint spectral fit diverged on the core-only array's sidelobes)
                 safe = safe_tier(params)
-                log.warning("%s: the deconvolution diverged (%s); imaging again once with mgain %.2f", ms,
-                            runaway or f"stopped on {decon.stops[-1][0]:.4g} Jy, {decon.final_reason}", safe.mgain)
+                log.warning("%s: the deconvolution diverged (%s); imaging again once with mgain %.2f%s", ms,
+                            runaway or f"stopped on {decon.stops[-1][0]:.4g} Jy, {decon.final_reason}", safe.mgain,
+                            " and no spectral fit" if channels_out > 1 else "")
                 os.replace(log_file, work / "wsclean-diverged.log")
-                arguments, again_s, again_cpu_s, decon = _run(safe)
+                arguments, again_s, again_cpu_s, decon = _run(safe, 1)
                 imager_s, imager_cpu_s = imager_s + again_s, imager_cpu_s + again_cpu_s
                 deconvolution = {**decon.to_dict(), "retried_with_mgain": safe.mgain, "first_run": deconvolution}
+                if spectral_fit:
+                    spectral_fit = {**spectral_fit, "dropped_after_divergence": True}
         else:
             from contimg.imaging.tclean import run_tclean
 
@@ -429,9 +435,35 @@ def thumbnail_sources(catalogue: CatalogueCone | None, ms: MsModel, geometry: Im
     return ra[keep], dec[keep]
 
 
-def ran_away(image_fits: Path) -> str | None:
-    """Why the restored image shows a runaway deconvolution (non-finite pixels, negatives as deep as the
-    peak), or None. Reads the image once (~0.1 s for 3840 x 3072 pixels)."""
+RUNAWAY_NOISE_FACTOR = 1000.0
+"""... or whose robust rms exceeds the predicted thermal noise this many times (a healthy image next to a 10 Jy
+calibrator: 1.3 times; a joint spectral fit that ran away on the core-only array: 3.6e8 times, its negatives
+only 48 % of its peak) ..."""
+RUNAWAY_PEAK_FACTOR = 100.0
+"""... or whose peak exceeds the brightest catalogue source's apparent flux this many times."""
+
+
+def ran_away(image_fits: Path, *, noise_jy: float | None = None, brightest_jy: float | None = None) -> str | None:
+    """Why the restored image shows a runaway deconvolution, or None.
+
+    Non-finite pixels, negatives as deep as the peak (:data:`RUNAWAY_NEGATIVE_FRACTION`), a robust rms far
+    above the predicted noise (:data:`RUNAWAY_NOISE_FACTOR`) or a peak far above the brightest catalogue
+    source (:data:`RUNAWAY_PEAK_FACTOR`). Reads the image once (~0.2 s for 3840 x 3072 pixels).
+
+    Parameters
+    ----------
+    image_fits
+        The restored (flat-noise) image.
+    noise_jy
+        The predicted thermal noise (Jy/beam); None: not compared.
+    brightest_jy
+        The brightest catalogue source's apparent flux (Jy); None: not compared.
+
+    Returns
+    -------
+    str or None
+        The reason, or None for an image that did not run away.
+    """
     import numpy as np
     from astropy.io import fits
 
@@ -444,6 +476,13 @@ def ran_away(image_fits: Path) -> str | None:
     peak, low = float(data.max()), float(data.min())
     if peak > 0 and -low > RUNAWAY_NEGATIVE_FRACTION * peak:
         return f"most negative pixel {low:.4g} Jy/beam against a peak of {peak:.4g} Jy/beam"
+    if noise_jy and noise_jy > 0:
+        sample = data.ravel()[:: max(1, data.size // 2_000_000)]
+        rms = 1.4826 * float(np.median(np.abs(sample - np.median(sample))))
+        if rms > RUNAWAY_NOISE_FACTOR * noise_jy:
+            return f"robust rms {rms:.4g} Jy/beam is {rms / noise_jy:.3g} times the predicted noise"
+    if brightest_jy and brightest_jy > 0 and peak > RUNAWAY_PEAK_FACTOR * brightest_jy:
+        return f"peak {peak:.4g} Jy/beam is {peak / brightest_jy:.3g} times the brightest catalogue source"
     return None
 
 

@@ -241,3 +241,25 @@ def test_spectral_fit_recovers_steep_spectra_better(sim_group, imaging_settings,
     assert fit.ref_freq_hz == pytest.approx(plain.ref_freq_hz, rel=1e-6)
     assert max(with_fit) < 0.02
     assert float(np.median(with_fit)) < float(np.median(without)), (with_fit, without)
+
+
+def test_a_runaway_spectral_fit_is_imaged_again_with_one_term(sim_group, imaging_settings, tmp_path, monkeypatch):
+    """The safe run after a divergence drops the spectral fit as well as lowering mgain (real WSClean both
+    times; only the first run's verdict is forced, as a run that ran away on the core-only array)."""
+    import contimg.imaging.run as run
+
+    real = run.ran_away
+    calls: list[int] = []
+
+    def first_runs_away(path, **kw):
+        calls.append(1)
+        return "forced: the first run ran away" if len(calls) == 1 else real(path, **kw)
+
+    monkeypatch.setattr(run, "ran_away", first_runs_away)
+    settings = imaging_settings.model_copy(update={"spectral_fit_dynamic_range": 1.0})
+    p = image_ms(sim_group["ms"], settings=settings, out_dir=tmp_path, cell_arcsec=CELL_ARCSEC,
+                 catalogue=_catalogue_lookup(sim_group["truth"]))
+    assert len(calls) == 1
+    assert p.deconvolution["retried_with_mgain"] == 0.8
+    assert "-channels-out" not in p.arguments and p.spectral_fit["dropped_after_divergence"] is True
+    assert p.qa.peak_jy > 0.5  # a real image came out of the safe run

@@ -1,0 +1,44 @@
+"""A runaway deconvolution is recognised from the restored image, also when its negatives stay under half its peak.
+
+The case that needed more than the negative-to-peak rule: on the core-only array a joint spectral fit ran
+away to a peak of 4.4e8 Jy/beam with negatives 48 % as deep and an rms 3.6e8 times the predicted noise
+(``benchmarks/night.py --seed 1``, core, the group after the calibrator's); the rule alone passed it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from astropy.io import fits
+
+from contimg.imaging.run import ran_away
+
+
+def _image(tmp_path, data: np.ndarray):
+    path = tmp_path / "img.fits"
+    fits.writeto(path, data.astype(np.float32)[None, None], overwrite=True)
+    return path
+
+
+def test_a_healthy_image_did_not_run_away(tmp_path, rng):
+    data = rng.normal(0, 1e-3, (200, 160))
+    data[100, 80] = 1.0
+    assert ran_away(_image(tmp_path, data), noise_jy=1e-3, brightest_jy=1.0) is None
+
+
+def test_a_runaway_whose_negatives_stay_under_half_the_peak(tmp_path, rng):
+    data = rng.normal(0, 6e5, (200, 160))
+    data[100, 80] = 4.4e8
+    data[50, 50] = -0.48 * 4.4e8
+    path = _image(tmp_path, data)
+    assert ran_away(path) is None  # the negative-to-peak rule alone misses it
+    assert "times the predicted noise" in ran_away(path, noise_jy=1.7e-3)
+    assert "times the brightest catalogue source" in ran_away(path, brightest_jy=1.69)
+
+
+def test_non_finite_and_deep_negatives_still_count(tmp_path, rng):
+    data = rng.normal(0, 1e-3, (50, 40))
+    data[10, 10] = 1.0
+    data[20, 20] = -0.9
+    assert "most negative pixel" in ran_away(_image(tmp_path, data))
+    data[20, 20] = np.nan
+    assert ran_away(_image(tmp_path, data)) == "non-finite pixels in the image"
