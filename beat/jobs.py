@@ -27,6 +27,14 @@ def nightly_variability() -> dict[str, Any]:
     return run(app.conf.contimg_settings)
 
 
+@app.task(name="contimg.housekeeping.retention", acks_late=True)
+def retention() -> dict[str, Any]:
+    """Delete the imaging products ``settings.retention`` does not keep (:mod:`contimg.pipeline.retention`)."""
+    from contimg.pipeline.retention import apply_retention
+
+    return apply_retention(app.conf.contimg_settings).to_dict()
+
+
 @app.task(name="contimg.housekeeping.ping")
 def ping(tag: str = "") -> dict[str, Any]:
     """Record a fire in Redis (used to prove that only one beat fires a job)."""

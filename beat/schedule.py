@@ -1,4 +1,4 @@
-"""The beat schedule: nightly variability scoring.
+"""The beat schedule: nightly variability scoring and, every hour, retention of imaging products.
 
 The housekeeping sweep (lost runs, timed-out groups, unpublished runs, staging)
 is not on this schedule: ``contimg beat`` runs it in a thread of its own
@@ -20,11 +20,16 @@ from contimg.config import Settings
 
 
 def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
-    """The schedule for ``settings`` (nightly time from ``settings.variability``)."""
+    """The schedule for ``settings`` (nightly time from ``settings.variability``, retention's minute from
+    ``settings.retention``)."""
     v = settings.variability
     return {
         "nightly-variability": {
             "task": "contimg.variability.nightly",
             "schedule": crontab(hour=v.nightly_hour_utc, minute=v.nightly_minute),
+        },
+        "retention": {
+            "task": "contimg.housekeeping.retention",
+            "schedule": crontab(minute=settings.retention.minute),
         },
     }

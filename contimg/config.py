@@ -157,6 +157,14 @@ class MonitoringSettings(_Section):
     flower_password: SecretStr = SecretStr("contimg")
 
 
+class RetentionSettings(_Section):
+    """Which imaging products are kept: the PSF, clean model, residual and imager log are QA inputs, not science."""
+
+    delete_kinds: list[Literal["psf", "model", "residual", "log"]] = Field(default_factory=list, description="files of an image set deleted once its image passed QA (pass or warn) and is older than after_hours; an image that failed QA keeps everything for inspection; reprocessing from the image stage makes them again (default: keep all)")
+    after_hours: float = Field(24.0, ge=0, description="delete them this long after the image was recorded")
+    minute: int = Field(30, ge=0, le=59, description="minute of every hour at which beat runs the retention job")
+
+
 class WebSettings(_Section):
     """The operator's window: ``contimg web`` (FastAPI), its JSON API and pages."""
 
@@ -265,6 +273,7 @@ class Settings(BaseSettings):
     variability: VariabilitySettings = VariabilitySettings()
     monitoring: MonitoringSettings = MonitoringSettings()
     web: WebSettings = WebSettings()
+    retention: RetentionSettings = RetentionSettings()
     celery: CelerySettings = CelerySettings()
 
     @model_validator(mode="after")

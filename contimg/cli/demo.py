@@ -43,6 +43,7 @@ def run(args: argparse.Namespace, settings) -> int:
     print(format_status(status))
     print()
     print(format_products(status["products"]))
+    _print_disk_usage(settings.model_copy(update={"data_root": args.data_root.absolute()}), status)
     counts = status["counts"]
     ok = (not status.get("timed_out") and counts["failed"] == 0
           and counts["completed"] >= status["expected_groups"])
@@ -51,3 +52,18 @@ def run(args: argparse.Namespace, settings) -> int:
     if not ok:
         print("see the logs of the worker and producer under the data root's state/logs", file=sys.stderr)
     return 0 if ok else 1
+
+
+def _print_disk_usage(settings, status: dict) -> None:
+    """What the night cost on disk, by kind (the demo's data root; nothing when it was removed)."""
+    from contimg.pipeline.retention import disk_usage
+
+    usage = {k: v for k, v in disk_usage(settings).items() if v}
+    if not usage:
+        return
+    groups = max(1, status["counts"].get("completed", 0))
+    total = sum(usage.values())
+    print(f"\ndisk: {total / 1e9:.2f} GB for {groups} completed group(s), {total / groups / 1e9:.2f} GB per group "
+          f"(a night of 280 groups: {total / groups * 280 / 1e12:.2f} TB)")
+    for kind, n in sorted(usage.items(), key=lambda kv: -kv[1]):
+        print(f"  {kind:<18} {n / 1e6:10.1f} MB")
