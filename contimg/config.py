@@ -194,6 +194,15 @@ class NotifySettings(_Section):
     events: list[NotifyEvent] = Field(["group_failed", "qa_failed", "ese_candidate"], description="the events notified (a JSON list in the environment): group_failed, qa_failed, ese_candidate")
     rate_limit_s: float = Field(600.0, ge=0, description="at most one message per event kind in this many seconds, across every process and node sharing the data root; the ones held back are counted and summarised in the next (0: no limit)")
 
+    @field_validator("webhook_url", "smtp_host", "smtp_user", "smtp_password", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        """An empty value (``CONTIMG_NOTIFY__WEBHOOK_URL=`` or compose's ``${VAR:-}``) means unset."""
+        if value is None or (isinstance(value, (str, SecretStr)) and not str(
+                value.get_secret_value() if isinstance(value, SecretStr) else value).strip()):
+            return None
+        return value
+
     @property
     def enabled(self) -> bool:
         """True if a webhook or e-mail (server and recipients) is configured."""

@@ -224,3 +224,12 @@ def test_an_unwritable_state_directory_still_sends_and_does_not_raise(tmp_path, 
         assert notify(settings, "group_failed", "a", "t", {}).status == "sent"
         assert notify(settings, "group_failed", "b", "t", {}).status == "suppressed"  # limited in this process
     assert "rate limit" in caplog.text
+
+
+def test_an_empty_webhook_url_or_smtp_host_means_none(tmp_path, clean_env):
+    clean_env.setenv("CONTIMG_NOTIFY__WEBHOOK_URL", "")
+    clean_env.setenv("CONTIMG_NOTIFY__SMTP_HOST", " ")
+    clean_env.setenv("CONTIMG_NOTIFY__SMTP_TO", '["ops@example.org"]')
+    settings = _settings(tmp_path)
+    assert settings.notify.webhook_url is None and settings.notify.smtp_host is None
+    assert not settings.notify.enabled
