@@ -180,6 +180,43 @@ class WebSettings(_Section):
     page_size: int = Field(100, ge=1, le=5000, description="rows per page of lists (the API's default limit)")
 
 
+NotifyEvent = Literal["group_failed", "qa_failed", "ese_candidate"]
+NOTIFY_EVENTS: tuple[NotifyEvent, ...] = ("group_failed", "qa_failed", "ese_candidate")
+"""The events that can be notified: a group failed, a product (calibration set, image, photometry) failed its QA
+gate, new ESE candidates were found by the nightly scoring."""
+
+
+class NotifySettings(_Section):
+    """Notifications of events to a webhook and by e-mail, rate-limited per event kind (docs/notifications.md)."""
+
+    webhook_url: SecretStr | None = Field(None, description="URL that receives each notification as a JSON POST (none: no webhook); a secret: it often carries a token")
+    webhook_timeout_s: float = Field(5.0, gt=0, le=60, description="a webhook that has not answered within this is given up (the cost of a dead one, once per rate-limit window)")
+    smtp_host: str | None = Field(None, description="SMTP server that sends the e-mail notifications (none: no e-mail)")
+    smtp_port: int = Field(587, ge=1, le=65535, description="its port")
+    smtp_starttls: bool = Field(True, description="switch to TLS with STARTTLS before logging in")
+    smtp_user: str | None = Field(None, description="SMTP login (none: send without logging in)")
+    smtp_password: SecretStr | None = Field(None, description="its password")
+    smtp_from: str = Field("contimg@localhost", description="sender address of the e-mails")
+    smtp_to: list[str] = Field([], description="recipients (a JSON list in the environment, e.g. '[\"ops@example.org\"]'); none: no e-mail")
+    smtp_timeout_s: float = Field(10.0, gt=0, le=120, description="an SMTP server that has not answered within this is given up")
+    events: list[NotifyEvent] = Field(["group_failed", "qa_failed", "ese_candidate"], description="the events notified (a JSON list in the environment): group_failed, qa_failed, ese_candidate")
+    rate_limit_s: float = Field(600.0, ge=0, description="at most one message per event kind in this many seconds, across every process and node sharing the data root; the ones held back are counted and summarised in the next (0: no limit)")
+
+    @field_validator("webhook_url", "smtp_host", "smtp_user", "smtp_password", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        """An empty value (``CONTIMG_NOTIFY__WEBHOOK_URL=`` or compose's ``${VAR:-}``) means unset."""
+        if value is None or (isinstance(value, (str, SecretStr)) and not str(
+                value.get_secret_value() if isinstance(value, SecretStr) else value).strip()):
+            return None
+        return value
+
+    @property
+    def enabled(self) -> bool:
+        """True if a webhook or e-mail (server and recipients) is configured."""
+        return self.webhook_url is not None or (self.smtp_host is not None and bool(self.smtp_to))
+
+
 class CelerySettings(_Section):
     """Worker behaviour of the Celery cluster."""
 
@@ -274,6 +311,7 @@ class Settings(BaseSettings):
     monitoring: MonitoringSettings = MonitoringSettings()
     web: WebSettings = WebSettings()
     retention: RetentionSettings = RetentionSettings()
+    notify: NotifySettings = NotifySettings()
     celery: CelerySettings = CelerySettings()
 
     @model_validator(mode="after")

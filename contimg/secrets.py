@@ -120,8 +120,8 @@ def url_passwords(url: str | None) -> list[str]:
 
 
 def settings_secrets(settings: Settings) -> list[str]:
-    """Every secret string of ``settings``: the passwords of its URLs, Flower's and the web logins' passwords and the
-    web's session key.
+    """Every secret string of ``settings``: the passwords of its URLs, Flower's and the web logins' passwords, the
+    web's session key, the SMTP password and the notification webhook's URL (:func:`webhook_secrets`).
 
     Flower's built-in default password is not a secret (it is in the source) and
     is left out, or every "contimg" in a message would be masked.
@@ -133,10 +133,43 @@ def settings_secrets(settings: Settings) -> list[str]:
     if flower and flower != default_flower_password():
         secrets.append(flower)
     web = settings.web
-    for secret in (web.viewer_password, web.operator_password, web.session_secret):
+    for secret in (web.viewer_password, web.operator_password, web.session_secret, settings.notify.smtp_password):
         if secret is not None and secret.get_secret_value():
             secrets.append(secret.get_secret_value())
+    if settings.notify.webhook_url is not None:
+        secrets += webhook_secrets(settings.notify.webhook_url.get_secret_value())
     return sorted(set(secrets), key=len, reverse=True)
+
+
+def webhook_secrets(url: str) -> list[str]:
+    """The secret parts of a webhook URL: the whole URL, its path and query, and any password in it.
+
+    A webhook's token is usually in its path (``https://hooks.slack.com/services/T0/B0/XXXX``) or its
+    query (``?token=...``), so everything after the host is treated as secret; the host alone is not.
+
+    Parameters
+    ----------
+    url
+        The webhook URL.
+
+    Returns
+    -------
+    list of str
+        The strings to mask (empty ones left out). Never raises.
+    """
+    from urllib.parse import urlsplit
+
+    found = [url, *url_passwords(url)]
+    try:
+        parts = urlsplit(url)
+        tail = parts.path + (f"?{parts.query}" if parts.query else "")
+        if tail.strip("/"):
+            found += [tail, parts.path] if parts.path.strip("/") else [tail]
+        if parts.query:
+            found.append(parts.query)
+    except ValueError:
+        log.debug("could not split a webhook URL")
+    return [s for s in dict.fromkeys(found) if s and s.strip("/")]
 
 
 def default_flower_password() -> str:

@@ -20,6 +20,7 @@ from celery.exceptions import Ignore
 
 from contimg.errors import ConfigError, TransientError
 from contimg.db import groups
+from contimg.pipeline.alerts import fail_group
 from workers.app import app
 
 log = logging.getLogger(__name__)
@@ -60,7 +61,8 @@ def record_outcome_of_failure(key: str, token: str | None, task_name: str, exc: 
 
     A broker outage longer than the publish retries (``celery.publish_retry_s``)
     is not the group's fault: its run goes back to ``pending`` and is published
-    again when the broker answers (:func:`contimg.db.groups.hand_back`).
+    again when the broker answers (:func:`contimg.db.groups.hand_back`). A failed group is notified
+    (:func:`contimg.pipeline.alerts.fail_group`).
 
     Parameters
     ----------
@@ -77,7 +79,7 @@ def record_outcome_of_failure(key: str, token: str | None, task_name: str, exc: 
     if token is not None and _is_broker_error(exc):
         groups.hand_back(settings, key, token, f"{_short(task_name)}: {_describe(exc)}")
         return
-    groups.fail(settings, key, f"{_short(task_name)}: {_describe(exc)}", token=token)
+    fail_group(settings, key, f"{_short(task_name)}: {_describe(exc)}", token=token)
 
 
 class GroupTask(Task):

@@ -21,8 +21,8 @@ registry, records the MS and registers the sets. casatools/casatasks are
 imported lazily through :mod:`contimg.casa_env`.
 """
 
-from contimg.calibration.calibrate import CalibrationOutcome, solve_and_judge
+from contimg.calibration.calibrate import CalibrationOutcome, CalibrationQaFailed, solve_and_judge
 from contimg.calibration.registry import NoValidCalibration
 from contimg.calibration.solve import SolveError
 
-__all__ = ["CalibrationOutcome", "NoValidCalibration", "SolveError", "solve_and_judge"]
+__all__ = ["CalibrationOutcome", "CalibrationQaFailed", "NoValidCalibration", "SolveError", "solve_and_judge"]

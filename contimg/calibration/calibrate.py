@@ -36,7 +36,15 @@ from contimg.msmodel import MsModel
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CalibrationOutcome", "SolvedSet", "solve_and_judge", "transit_elsewhere"]
+__all__ = ["CalibrationOutcome", "CalibrationQaFailed", "SolvedSet", "solve_and_judge", "transit_elsewhere"]
+
+
+class CalibrationQaFailed(SolveError):
+    """The calibration gate failed a solved set: no table is registered (``verdict`` says why)."""
+
+    def __init__(self, message: str, verdict: Any):
+        super().__init__(message)
+        self.verdict = verdict
 
 
 @dataclass
@@ -146,7 +154,7 @@ def solve_and_judge(ms: MsModel, *, choice: CalibratorChoice, sources: PointSour
     Raises
     ------
     SolveError
-        If the solve, or the calibration gate (:mod:`.gate`), fails.
+        If the solve fails; :class:`CalibrationQaFailed` if the calibration gate (:mod:`.gate`) does.
     """
     from contimg.calibration.gate import bandpass_scatter, judge_calibration
 
@@ -170,7 +178,7 @@ def solve_and_judge(ms: MsModel, *, choice: CalibratorChoice, sources: PointSour
         dead_antennas=solution.stats["G"].antennas_without_data if "G" in solution.stats else None,
         n_antennas=ms.Nants_data)
     if verdict.failed:
-        raise SolveError(f"{ms_path}: calibration QA failed: {'; '.join(verdict.reasons)}")
+        raise CalibrationQaFailed(f"{ms_path}: calibration QA failed: {'; '.join(verdict.reasons)}", verdict)
     if verdict.reasons:
         log.warning("%s: calibration QA %s", ms_path, verdict.summary())
     t1 = time.perf_counter()

@@ -36,7 +36,7 @@ from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
-from contimg.config import IngestSettings
+from contimg.config import IngestSettings, Settings
 from contimg.db import run_transaction
 from contimg.errors import InputFileError, TransientError
 from contimg.db.states import utcnow
@@ -79,7 +79,8 @@ class Producer:
     Parameters
     ----------
     db
-        Database target (settings or URL) for :func:`contimg.db.session_scope`.
+        Database target (settings or URL) for :func:`contimg.db.session_scope`; with the settings, a group failed
+        for too few subbands is notified (:func:`contimg.pipeline.alerts.groups_failed`).
     incoming
         The incoming directory.
     settings
@@ -165,6 +166,10 @@ class Producer:
                 report.registered.append(reg)
         decisions = run_transaction(self.db, lambda s: promote_due_groups(s, self.settings))
         report.failed.update(decisions.failed)
+        if decisions.failed and isinstance(self.db, Settings):  # the settings know where to notify
+            from contimg.pipeline.alerts import groups_failed
+
+            groups_failed(self.db, decisions.failed)
         for item in decisions.promoted:
             publish(self.db, item, self.enqueue)
             report.enqueued.append(item.group_key)

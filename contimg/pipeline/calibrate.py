@@ -35,7 +35,12 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from contimg.calibration.calibrate import CalibrationOutcome, solve_and_judge, transit_elsewhere
+from contimg.calibration.calibrate import (
+    CalibrationOutcome,
+    CalibrationQaFailed,
+    solve_and_judge,
+    transit_elsewhere,
+)
 from contimg.calibration.registry import (
     NoValidCalibration,
     ValidSet,
@@ -51,6 +56,7 @@ from contimg.db import groups, run_transaction, session_scope
 from contimg.db.models import CalibrationSet, CalTableType, MeasurementSet, ObservationGroup, StageTiming
 from contimg.db.states import utcnow
 from contimg.errors import InputFileError
+from contimg.pipeline.alerts import qa_failed
 
 if TYPE_CHECKING:
     from contimg.calibration.model import PointSources
@@ -278,7 +284,8 @@ def calibrate_ms(
     ms_path
         The converted MS (one field, one spectral window).
     database
-        Database target for :func:`contimg.db.session_scope` (URL, engine or settings).
+        Database target for :func:`contimg.db.session_scope` (URL, engine or settings); when it is the settings
+        (the stage, ``contimg calibrate``), a set that fails the calibration gate is notified (``qa_failed``).
     calibration
         ``settings.calibration`` (:class:`contimg.config.CalibrationSettings`).
     caltable_dir
@@ -351,6 +358,10 @@ def calibrate_ms(
         except SolveError as exc:
             # a failed solve (e.g. too many flagged solutions) leaves the group a science group
             log.warning("%s: %s; applying the registry's valid set instead", ms_path, exc)
+            if isinstance(exc, CalibrationQaFailed) and isinstance(database, Settings):  # the stage, the CLI
+                qa_failed(database, product="calibration", name=name, reasons=exc.verdict.reasons,
+                          data={"ms": str(ms_path), "calibrator": choice.name,
+                                "figures": jsonable(exc.verdict.figures)})
             extra = {"solve_error": str(exc)}
         else:
             with session_scope(database) as s:

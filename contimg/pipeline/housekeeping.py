@@ -6,7 +6,8 @@
   producer is down (the same transaction-gated code the producer uses);
 * ``pending`` runs that were never published are published;
 * staging directories of parts left by crashed runs are removed once older
-  than :data:`STAGING_MAX_AGE_S` and their group is not running.
+  than :data:`STAGING_MAX_AGE_S` and their group is not running;
+* the groups failed here (out of retries, timed out) are notified (:mod:`contimg.pipeline.alerts`).
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from sqlalchemy import func, select
 
 from contimg.config import Settings
 from contimg.db import groups, run_transaction
-from contimg.db.models import Photometry
+from contimg.db.models import ObservationGroup, Photometry
+from contimg.pipeline.alerts import groups_failed
 
 if TYPE_CHECKING:
     import redis
@@ -94,6 +96,7 @@ def sweep(settings: Settings, *, enqueue: groups.Enqueue, staging_max_age_s: flo
                                  grace_s=settings.celery.presence_ttl_s)
     dropped = clean_node_queues(settings, registry, alive) if alive is not None else {}
     decisions = run_transaction(settings, lambda s: promote_due_groups(s, ingest))
+    groups_failed(settings, {**_errors(settings, stale["failed"]), **decisions.failed})
     for item in decisions.promoted:
         groups.publish(settings, item, enqueue)
     republished = groups.publish_unpublished(settings, enqueue, grace_s=max(60.0, 3 * ingest.poll_interval_s))
@@ -103,6 +106,16 @@ def sweep(settings: Settings, *, enqueue: groups.Enqueue, staging_max_age_s: flo
     if any(report.values()):
         log.info("housekeeping: %s", report)
     return report
+
+
+def _errors(settings: Settings, keys: list[str]) -> dict[str, str]:
+    """Group key → its recorded error message, for the groups ``keys``."""
+    if not keys:
+        return {}
+    rows = run_transaction(settings, lambda s: s.execute(
+        select(ObservationGroup.group_key, ObservationGroup.error_message)
+        .where(ObservationGroup.group_key.in_(keys))).all(), readonly=True)
+    return {k: e or "failed" for k, e in rows}
 
 
 def clean_node_queues(settings: Settings, registry: Any, alive: groups.Liveness) -> dict[str, int]:

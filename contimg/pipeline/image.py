@@ -30,6 +30,7 @@ from contimg.config import Settings
 from contimg.db import groups, run_transaction
 from contimg.db.models import Image, MeasurementSet, Photometry
 from contimg.errors import InputFileError, PermanentError
+from contimg.pipeline.alerts import qa_failed
 from contimg.pipeline.calibrate import group_ms
 from contimg.verdict import jsonable
 
@@ -131,7 +132,7 @@ def judge_and_record(settings: Settings, products: Any, *, ms_id: int | None) ->
     """Judge an imaging run (:func:`judge_products`) and record its images with the verdict.
 
     A failed image keeps its rows (for inspection) but loses any photometry an earlier run of the same
-    image had; a passed or warned one marks its MS ``imaged``. Returns the verdict and the Image ids
+    image had, and is notified (``qa_failed``, :mod:`contimg.pipeline.alerts`); a passed or warned one marks its MS ``imaged``. Returns the verdict and the Image ids
     (flat-noise, PB-corrected). Used by the image stage and by ``contimg image``.
 
     Parameters
@@ -163,6 +164,10 @@ def judge_and_record(settings: Settings, products: Any, *, ms_id: int | None) ->
                 log.warning("%s: %d photometry row(s) of the earlier images deleted", products.image, dropped)
         elif ms_id is not None:
             _mark_imaged(session, ms_id)
+    if verdict.failed:
+        qa_failed(settings, product="image", name=str(products.image), reasons=verdict.reasons,
+                  data={"image_ids": ids, "ms": str(products.ms_path),
+                        "figures": jsonable(verdict.figures)})
     return verdict, ids
 
 

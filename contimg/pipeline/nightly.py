@@ -54,6 +54,7 @@ from sqlalchemy.orm import Session
 from contimg.db import science
 from contimg.db.engine import session_scope
 from contimg.db.models import Image, Photometry, Source, VariabilityStats
+from contimg.pipeline.alerts import candidates_found
 from contimg.variability.ese import EseResult, EseSearch, detect_ese
 from contimg.variability.metrics import VariabilityMetrics, variability_metrics
 
@@ -74,6 +75,8 @@ class NightlySummary:
     seconds: dict[str, float] = field(default_factory=dict)
     sources_selected: int = 0
     """Sources with new photometry (all with ``rescore_all``): the work to do (for progress; not reported)."""
+    new_candidates: list[dict[str, Any]] = field(default_factory=list)
+    """The candidates created by this run (id, source, significance, score, detection epoch), for the notification."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -240,12 +243,15 @@ def _write(session: Session, scored: list[_Scored], threshold: float, summary: N
         e = s.ese
         for i in e.candidates(threshold):
             detected = float(s.last_mjd[i]) if np.isfinite(s.last_mjd[i]) else 0.0
-            _, created = science.upsert_ese_candidate(
+            candidate, created = science.upsert_ese_candidate(
                 session, source_id=int(e.source_id[i]), score=float(e.score[i]),
                 significance=float(e.significance[i]), detected_mjd=detected, template=_template(e, i),
             )
             if created:
                 summary.candidates_created += 1
+                summary.new_candidates.append({
+                    "candidate_id": candidate.id, "source_id": candidate.source_id, "score": candidate.score,
+                    "significance": candidate.significance, "detected_mjd": candidate.last_detected_mjd})
             else:
                 summary.candidates_updated += 1
     session.flush()
@@ -473,12 +479,30 @@ def write_night_summary(settings: Any, day: dt.date) -> Path | None:
     return png
 
 
+def _with_sources(settings: Any, candidates: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``candidates`` with their source's ``source_name``, ``ra_deg`` and ``dec_deg`` (as they are if unreadable)."""
+    if not candidates:
+        return candidates
+    try:
+        ids = [c["source_id"] for c in candidates]
+        with session_scope(settings, readonly=True) as session:
+            rows = {r.id: (r.name, r.ra_deg, r.dec_deg)
+                    for r in session.execute(select(Source.id, Source.name, Source.ra_deg, Source.dec_deg)
+                                             .where(Source.id.in_(ids)))}
+    except SQLAlchemyError as exc:
+        log.warning("new ESE candidates: their sources could not be read (%s)", exc)
+        return candidates
+    return [{**c, **dict(zip(("source_name", "ra_deg", "dec_deg"), rows.get(c["source_id"], (None,) * 3)))}
+            for c in candidates]
+
+
 def run_nightly(settings: Any, *, now: dt.datetime | None = None) -> dict[str, Any]:
     """The scheduled job's entry point: :func:`score_sources` on the configured database, then the night summary.
 
     Called by :func:`contimg.pipeline.housekeeping.nightly_variability` (beat
     task ``contimg.variability.nightly``) with the application settings; the
-    candidate threshold is ``settings.variability.ese_threshold``. The summary
+    candidate threshold is ``settings.variability.ese_threshold``; the candidates it creates are notified
+    (``ese_candidate``, one message per run: :func:`contimg.pipeline.alerts.candidates_found`). The summary
     picture (:func:`write_night_summary`) is of the UTC day before ``now``; a
     picture that cannot be drawn is logged, never fails the job.
 
@@ -494,7 +518,9 @@ def run_nightly(settings: Any, *, now: dt.datetime | None = None) -> dict[str, A
     dict
         :meth:`NightlySummary.as_dict`, with ``night_summary``: the PNG's path (None if none was written).
     """
-    result = score_sources(settings, threshold=settings.variability.ese_threshold).as_dict()
+    summary = score_sources(settings, threshold=settings.variability.ese_threshold)
+    candidates_found(settings, _with_sources(settings, summary.new_candidates))
+    result = summary.as_dict()
     day = ((now or dt.datetime.now(dt.timezone.utc)).astimezone(dt.timezone.utc) - dt.timedelta(days=1)).date()
     try:
         png = write_night_summary(settings, day)

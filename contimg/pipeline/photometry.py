@@ -57,6 +57,7 @@ from contimg.db import groups, run_transaction
 from contimg.db.models import Image, MeasurementSet, Photometry, Source
 from contimg.errors import InputFileError, NotFoundError, PermanentError, ValidationError
 from contimg.photometry.measure import ImageSet, field_cone, measure_image, read_fits
+from contimg.pipeline.alerts import qa_failed
 from contimg.pipeline.calibrate import group_ms
 
 if TYPE_CHECKING:
@@ -429,7 +430,7 @@ def record_verdict(settings: Settings, result: dict[str, Any]) -> Any:
     The image's ``qa`` gains a ``photometry`` entry and its ``qa_verdict``
     becomes the worse of the image's and the photometry's. A failed
     normalisation deletes the image's photometry rows, so they never reach
-    variability scoring.
+    variability scoring, and is notified (``qa_failed``, :mod:`contimg.pipeline.alerts`).
 
     Returns
     -------
@@ -451,6 +452,9 @@ def record_verdict(settings: Settings, result: dict[str, Any]) -> Any:
             session.execute(delete(Photometry).where(Photometry.image_id == result["image_id"]))
     if verdict.reasons:
         log.warning("photometry of %s: QA %s", result["path"], verdict.summary())
+    if verdict.failed:
+        qa_failed(settings, product="photometry", name=str(result["path"]), reasons=verdict.reasons,
+                  data={"image_id": result["image_id"], "figures": jsonable(verdict.figures)})
     return verdict
 
 

@@ -15,7 +15,8 @@ after another:
    directory); if there is still none, it solves on its own data if the calibrator is in its beam
    (as a cluster group does when its wait ends), else it fails with the reason.
 
-A failed group is recorded as failed with its reason and the rest go on. The database and data
+A failed group is recorded as failed with its reason (and notified: :mod:`contimg.pipeline.alerts`) and the
+rest go on. The database and data
 root are the settings' (embedded default: SQLite under the data root), so ``contimg status``,
 ``contimg reprocess`` and the photometry of the products work as they do after a cluster run.
 """
@@ -35,6 +36,7 @@ from contimg.config import Settings
 from contimg.db import groups, run_transaction
 from contimg.db.models import ObservationGroup, SubbandFile
 from contimg.errors import ContimgError, InputFileError
+from contimg.pipeline.alerts import fail_group, groups_failed
 from contimg.pipeline.stages import REGISTRY, stages_from, stages_until
 
 __all__ = ["GroupOutcome", "SerialReport", "collect_files", "register_files", "run_group", "run_serial"]
@@ -205,7 +207,7 @@ def run_group(settings: Settings, group_key: str, token: str, *, from_stage: str
             raise
         except Exception as exc:  # noqa: BLE001 - every failure of a group is recorded, the others go on
             reason = f"{name}: {type(exc).__name__}: {exc}"
-            groups.fail(settings, group_key, reason, token=token)
+            fail_group(settings, group_key, reason, token=token)
             if not isinstance(exc, ContimgError):
                 log.exception("group %s: %s failed", group_key, name)
             outcome.state, outcome.error = "failed", reason
@@ -248,6 +250,7 @@ def run_serial(settings: Settings, inputs: Iterable[str | Path], *, from_stage: 
     report.registered, report.ignored, keys = register_files(settings, paths)
     decisions = run_transaction(settings, lambda s: groups.promote_due_groups(
         s, settings.ingest, only=keys, final=True))
+    groups_failed(settings, decisions.failed)
     for key, reason in decisions.failed.items():
         report.groups.append(GroupOutcome(key, "failed", reason))
     queue: list[tuple[groups.Published, int]] = []
@@ -269,7 +272,7 @@ def run_serial(settings: Settings, inputs: Iterable[str | Path], *, from_stage: 
         except NoValidCalibration as exc:
             if last_chance:
                 reason = f"calibrate: NoValidCalibration: {exc}"
-                groups.fail(settings, item.group_key, reason, token=item.token)
+                fail_group(settings, item.group_key, reason, token=item.token)
                 report.groups.append(GroupOutcome(item.group_key, "failed", reason, deferred=deferred))
             else:
                 log.info("group %s: no valid calibration set yet; deferred until the other groups ran",

@@ -193,3 +193,27 @@ def test_reprocess_refuses_groups_that_are_not_finished(env):
         groups.request_reprocess(url, ["2025-10-02T10:02:45"])
     with pytest.raises(groups.UnknownGroupError, match="2000-01-01T00:00:00"):
         groups.request_reprocess(url, ["2000-01-01T00:00:00"])
+
+
+def test_a_group_timed_out_by_the_producer_is_notified(tmp_path, db_settings):
+    from contimg.config import NotifySettings
+    from notify_helpers import WebhookReceiver
+
+    hook = WebhookReceiver()
+    try:
+        settings = db_settings.model_copy(update={"notify": NotifySettings(webhook_url=hook.url, rate_limit_s=0)})
+        incoming = tmp_path / "incoming"
+        incoming.mkdir()
+        for sb in range(5):
+            _write(incoming, T0, sb)
+        producer = Producer(db=settings, incoming=incoming, enqueue=lambda *a: None, unpublished_grace_s=0.0,
+                            settings=IngestSettings(stable_s=0.5, group_timeout_s=1.0, min_subbands=12))
+        producer.scan()
+        assert not producer.step().failed  # registered, still collecting
+        time.sleep(1.1)
+        assert list(producer.step().failed) == ["2025-10-02T10:02:45"]
+        (body,) = hook.bodies
+        assert body["kind"] == "group_failed" and body["data"]["group_key"] == "2025-10-02T10:02:45"
+        assert "only 5 of 16 subbands" in body["data"]["error"]
+    finally:
+        hook.close()

@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 
 from contimg.db import session_scope
 from contimg.db import science as sci
-from contimg.db.models import CandidateStatus, EseCandidate, Photometry, VariabilityStats
+from contimg.db.models import CandidateStatus, EseCandidate, Photometry, Source, VariabilityStats
 from contimg.variability.metrics import variability_metrics
 from contimg.pipeline.nightly import score_sources, sources_to_score
 
@@ -114,3 +114,30 @@ def test_scheduled_job_runs_the_scoring(db_settings, population, load_photometry
     assert result["status"] == "ok"
     assert result["result"]["sources_scored"] == 40
     assert result["result"]["rows_read"] == int((population.t_days < T0 + 60).sum())
+
+
+def test_new_candidates_of_the_scheduled_job_are_notified_once(db_settings, population, load_photometry):
+    """run_nightly sends one ese_candidate message naming the new candidates; a night without new ones sends none."""
+    from contimg.config import NotifySettings
+    from contimg.pipeline.nightly import run_nightly
+    from notify_helpers import WebhookReceiver
+
+    hook = WebhookReceiver()
+    try:
+        settings = db_settings.model_copy(update={"notify": NotifySettings(webhook_url=hook.url, rate_limit_s=0)})
+        load_photometry(settings.database, population)
+        result = run_nightly(settings)
+        assert result["candidates_created"] >= 2
+        (body,) = hook.bodies
+        assert body["kind"] == "ese_candidate"
+        assert body["subject"] == f"{result['candidates_created']} new ESE candidate(s)"
+        with session_scope(settings, readonly=True) as s:
+            names = dict(s.execute(select(EseCandidate.id, Source.name).join(Source, Source.id == EseCandidate.source_id)).all())
+        sent = body["data"]["candidates"]
+        assert {c["candidate_id"]: c["source_name"] for c in sent} == names
+        assert all(c["significance"] >= 5.0 and c["ra_deg"] is not None for c in sent)
+        assert all(name in body["text"] for name in names.values())
+        run_nightly(settings)  # nothing new: the candidates are updated, not created
+        assert len(hook.bodies) == 1
+    finally:
+        hook.close()
