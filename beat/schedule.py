@@ -1,4 +1,4 @@
-"""The beat schedule: nightly variability scoring.
+"""The beat schedule: nightly variability scoring and the nightly mosaic.
 
 The housekeeping sweep (lost runs, timed-out groups, unpublished runs, staging)
 is not on this schedule: ``contimg beat`` runs it in a thread of its own
@@ -20,11 +20,16 @@ from contimg.config import Settings
 
 
 def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
-    """The schedule for ``settings`` (nightly time from ``settings.variability``)."""
+    """The schedule for ``settings`` (times from ``settings.variability`` and ``settings.mosaic``)."""
     v = settings.variability
+    m = settings.mosaic
     return {
         "nightly-variability": {
             "task": "contimg.variability.nightly",
             "schedule": crontab(hour=v.nightly_hour_utc, minute=v.nightly_minute),
+        },
+        "nightly-mosaic": {
+            "task": "contimg.mosaic.nightly",
+            "schedule": crontab(hour=m.hour_utc, minute=m.minute),
         },
     }
