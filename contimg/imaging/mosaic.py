@@ -258,9 +258,10 @@ def _wrap180(x: np.ndarray | float) -> Any:
 
 
 def _border_world(wcs: Any, nx: int, ny: int, n: int = 32) -> tuple[np.ndarray, np.ndarray]:
-    t = np.linspace(-0.5, 1.0, n)
-    xs = np.concatenate([t * 0 - 0.5, t * 0 + nx - 0.5, np.linspace(-0.5, nx - 0.5, n), np.linspace(-0.5, nx - 0.5, n)])
-    ys = np.concatenate([np.linspace(-0.5, ny - 0.5, n)] * 2 + [np.full(n, -0.5), np.full(n, ny - 0.5)])
+    """RA and Dec of ``n`` points along each edge of an ``nx`` x ``ny`` image."""
+    across, up = np.linspace(-0.5, nx - 0.5, n), np.linspace(-0.5, ny - 0.5, n)
+    xs = np.concatenate([np.full(n, -0.5), np.full(n, nx - 0.5), across, across])
+    ys = np.concatenate([up, up, np.full(n, -0.5), np.full(n, ny - 0.5)])
     ra, dec = wcs.pixel_to_world_values(xs, ys)
     return np.asarray(ra, float), np.asarray(dec, float)
 
@@ -455,9 +456,13 @@ def make_mosaic(
             xl, xh = max(xl, tile.x0), min(xh, tile.x0 + tile.nx)
             yl, yh = max(yl, tile.y0), min(yh, tile.y0 + tile.ny)
             sub = grid.header(x0=xl, y0=yl, nx=xh - xl, ny=yh - yl)
-            stack = np.stack([np.nan_to_num(image, nan=0.0), np.nan_to_num(pb, nan=0.0)]).astype(np.float64)
+            stack = np.stack([image, pb], dtype=np.float64)
             del image, pb
-            planes, _ = reproject_interp((stack, wcs), sub, shape_out=(2, yh - yl, xh - xl), order=order)
+            np.nan_to_num(stack, copy=False, nan=0.0)
+            # both planes through one coordinate transform; no round-trip check (SIN and CAR invert exactly
+            # on the sky an image covers), which would double the transform's cost
+            planes, _ = reproject_interp((stack, wcs), sub, shape_out=(2, yh - yl, xh - xl), order=order,
+                                         roundtrip_coords=False)
             del stack
             s = (slice(yl - tile.y0, yh - tile.y0), slice(xl - tile.x0, xh - tile.x0))
             accumulate(num[s], den[s], planes[0], planes[1], rms_jy=rms[k], pb_limit=pb_limit)
