@@ -70,7 +70,7 @@ class MosaicInput:
     pb: Path
     """Its primary-beam image (``<name>.pb.fits``), on the same pixels."""
     rms_jy: float | None = None
-    """Its noise (Jy/beam; the images table's ``rms_jy``); None: the robust rms of the image."""
+    """Its noise (Jy/beam; the images table's ``rms_jy``); None (or not positive): the robust rms of the image."""
     label: str = ""
     """What the manifest calls it (e.g. the image's database id or group)."""
 
@@ -438,7 +438,8 @@ def make_mosaic(
             raise InputFileError(f"mosaic input {inp.image} cannot be read: {exc}") from exc
     beam, freq_hz, mjd = _beam_and_freq(headers)
     grid = plan_grid(headers, cell_deg=cell_deg)
-    rms = [float(inp.rms_jy) if inp.rms_jy is not None else robust_rms(read_input(inp)[0]) for inp in inputs]
+    rms = [float(inp.rms_jy) if inp.rms_jy is not None and 0 < inp.rms_jy < math.inf else
+           robust_rms(read_input(inp)[0]) for inp in inputs]
     min_weight = pb_limit**2 / float(np.median(rms)) ** 2
     tiles = grid.tiles(tile_size)
     log.info("mosaic %s: %d inputs onto %d x %d pixels (%.2f deg x %.2f deg) in %d tiles", name, len(inputs),
@@ -498,6 +499,10 @@ def make_mosaic(
                 **result.as_dict()}
     manifest.pop("manifest", None)
     _write_json_atomic(result.manifest, manifest)
+    current = {f for t in written for f in t["files"].values()}
+    for stale in out.glob(f"{name}_t*.fits"):  # tiles of an earlier run that this one did not write
+        if str(stale) not in current:
+            stale.unlink(missing_ok=True)
     return result
 
 

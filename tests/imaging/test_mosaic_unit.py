@@ -123,3 +123,13 @@ def test_the_source_and_the_noise_come_back(drift, tmp_path):
     sel = far & (noise < 1.3 * np.nanmin(noise))
     ratio = robust_rms(img[sel]) / float(np.median(noise[sel]))
     assert ratio == pytest.approx(1.0, abs=0.1)
+
+
+def test_a_rerun_removes_tiles_it_did_not_write_and_measures_missing_noise(drift, tmp_path):
+    many = make_mosaic(drift["inputs"], tmp_path, name="m", tile_size=64)
+    assert len(list(tmp_path.glob("m_t*.fits"))) == 3 * len(many.tiles)
+    unknown = [MosaicInput(i.image, i.pb, None, label=i.label) for i in drift["inputs"]]
+    one = make_mosaic(unknown, tmp_path, name="m", tile_size=4096)
+    assert sorted(tmp_path.glob("m_t*.fits")) == sorted(tmp_path / f"m_t000.{k}.fits" for k in ("image", "noise", "weight"))
+    rms = [i["rms_jy"] for i in json.loads(one.manifest.read_text())["inputs"]]
+    np.testing.assert_allclose(rms, [i.rms_jy for i in drift["inputs"]], rtol=0.15)
