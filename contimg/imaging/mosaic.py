@@ -141,7 +141,7 @@ class MosaicGrid:
         """The grid cut into tiles of at most ``tile_size`` x ``tile_size`` pixels, with the inputs overlapping each."""
         if tile_size < 16:
             raise ValueError(f"tile_size {tile_size} is too small (at least 16 pixels)")
-        out = []
+        out: list[MosaicTile] = []
         for y0 in range(0, self.ny, tile_size):
             for x0 in range(0, self.nx, tile_size):
                 nx, ny = min(tile_size, self.nx - x0), min(tile_size, self.ny - y0)
