@@ -75,8 +75,10 @@ def test_a_source_seen_by_every_group_comes_back_in_the_mosaic(drift_images, tmp
     phot = forced_photometry(data, header, np.array([ra]), np.array([dec]))
     singles = [fit_point_source(fits.getdata(p.pbcor), fits.getheader(p.pbcor), ra, dec).flux_jy / true
                for p in made]
+    forced_singles = [forced_photometry(fits.getdata(p.pbcor), fits.getheader(p.pbcor), np.array([ra]),
+                                        np.array([dec])).flux_jy[0] / true for p in made]
     print(f"mosaic/true {fit.flux_jy / true:.4f} (forced {phot.flux_jy[0] / true:.4f}), "
-          f"single groups {np.round(singles, 4)}; rms {[round(p.qa.rms_jy * 1e3, 3) for p in made]} mJy")
+          f"single groups {np.round(singles, 4)} (forced {np.round(forced_singles, 4)}); rms {[round(p.qa.rms_jy * 1e3, 3) for p in made]} mJy")
     assert fit.ok and fit.flux_jy == pytest.approx(true, rel=0.02)
     assert phot.flux_jy[0] == pytest.approx(true, rel=0.02)
 
