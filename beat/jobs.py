@@ -35,6 +35,14 @@ def retention() -> dict[str, Any]:
     return apply_retention(app.conf.contimg_settings).to_dict()
 
 
+@app.task(name="contimg.mosaic.nightly", acks_late=True)
+def nightly_mosaic() -> dict[str, Any]:
+    """The previous UTC day's mosaic (see :func:`contimg.pipeline.mosaic.run_nightly_mosaic`)."""
+    from contimg.pipeline.mosaic import run_nightly_mosaic
+
+    return run_nightly_mosaic(app.conf.contimg_settings)
+
+
 @app.task(name="contimg.housekeeping.ping")
 def ping(tag: str = "") -> dict[str, Any]:
     """Record a fire in Redis (used to prove that only one beat fires a job)."""

@@ -1,4 +1,5 @@
-"""The beat schedule: nightly variability scoring and, every hour, retention of imaging products.
+"""The beat schedule: nightly variability scoring, the nightly mosaic and, every hour, retention of imaging
+products.
 
 The housekeeping sweep (lost runs, timed-out groups, unpublished runs, staging)
 is not on this schedule: ``contimg beat`` runs it in a thread of its own
@@ -20,9 +21,10 @@ from contimg.config import Settings
 
 
 def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
-    """The schedule for ``settings`` (nightly time from ``settings.variability``, retention's minute from
+    """The schedule for ``settings`` (times from ``settings.variability``, ``settings.mosaic`` and
     ``settings.retention``)."""
     v = settings.variability
+    m = settings.mosaic
     return {
         "nightly-variability": {
             "task": "contimg.variability.nightly",
@@ -31,5 +33,9 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
         "retention": {
             "task": "contimg.housekeeping.retention",
             "schedule": crontab(minute=settings.retention.minute),
+        },
+        "nightly-mosaic": {
+            "task": "contimg.mosaic.nightly",
+            "schedule": crontab(hour=m.hour_utc, minute=m.minute),
         },
     }

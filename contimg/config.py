@@ -148,6 +148,15 @@ class VariabilitySettings(_Section):
     ese_threshold: float = Field(5.0, gt=0, description="ESE significance above which a source becomes a candidate")
 
 
+class MosaicSettings(_Section):
+    """Nightly primary-beam-weighted linear mosaics of the QA-passed images (contimg.imaging.mosaic)."""
+
+    hour_utc: int = Field(4, ge=0, le=23, description="hour (UTC) of the nightly mosaic job, which combines the previous UTC day's images")
+    minute: int = Field(0, ge=0, le=59, description="minute of the nightly mosaic job")
+    pb_limit: float = Field(0.2, gt=0, lt=1, description="per image, pixels below this primary-beam response are left out; mosaic pixels weighing less than one median-noise image at this response are blank")
+    tile_size: int = Field(4096, ge=256, le=32768, description="mosaic tiles are at most this many pixels on a side (memory: ~40 bytes a tile pixel plus one input image)")
+
+
 class MonitoringSettings(_Section):
     """Flower and status."""
 
@@ -308,6 +317,7 @@ class Settings(BaseSettings):
     photometry: PhotometrySettings = PhotometrySettings()
     qa: QaSettings = QaSettings()
     variability: VariabilitySettings = VariabilitySettings()
+    mosaic: MosaicSettings = MosaicSettings()
     monitoring: MonitoringSettings = MonitoringSettings()
     web: WebSettings = WebSettings()
     retention: RetentionSettings = RetentionSettings()

@@ -20,6 +20,7 @@ Tables, in the order data flows::
     observation_groups ─┬─ subband_files
                         ├─ stage_timings
                         └─ measurement_sets ─┬─ images ── photometry ── sources
+                                             │    └─ (combined by night into) mosaics
                                              │                             ├─ variability_stats
     calibration_sets ── calibration_tables   │                             └─ ese_candidates
            └──── (applied to) ───────────────┘
@@ -28,7 +29,7 @@ Tables, in the order data flows::
 from __future__ import annotations
 
 import enum
-from datetime import datetime
+from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from sqlalchemy import (
@@ -341,6 +342,45 @@ class Image(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     ms: Mapped[MeasurementSet | None] = relationship(back_populates="images")
+
+
+class Mosaic(TimestampMixin, Base):
+    """A night's primary-beam-weighted linear mosaic: its tiles (:mod:`contimg.imaging.mosaic`) and its inputs.
+
+    One row per night (a re-run replaces it); the tiles' files are listed in ``tiles`` and in the JSON
+    manifest at ``manifest``.
+    """
+
+    __tablename__ = "mosaics"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    night: Mapped[date] = mapped_column(unique=True)
+    """The UTC day whose images it combines (mid-times in ``[start_mjd, end_mjd)``)."""
+    start_mjd: Mapped[float]
+    end_mjd: Mapped[float]
+    manifest: Mapped[str] = mapped_column(String(PATH_LENGTH))
+    """The JSON manifest of the tiles."""
+    n_inputs: Mapped[int]
+    n_tiles: Mapped[int]
+    image_ids: Mapped[list[int]] = mapped_column(JSON)
+    """The flat-noise images combined (``images.id``)."""
+    n_excluded: Mapped[int] = mapped_column(default=0)
+    """The night's product sets left out (a ``fail`` verdict, or no primary-beam image in the manifest)."""
+    ra_start_deg: Mapped[float | None]
+    """The strip's west (earliest) edge; it runs east to ``ra_end_deg``, through 0 if that is smaller."""
+    ra_end_deg: Mapped[float | None]
+    dec_min_deg: Mapped[float | None]
+    dec_max_deg: Mapped[float | None]
+    beam_major_arcsec: Mapped[float | None]
+    beam_minor_arcsec: Mapped[float | None]
+    beam_pa_deg: Mapped[float | None]
+    freq_hz: Mapped[float | None]
+    min_noise_jy: Mapped[float | None]
+    """The lowest value of the noise map (Jy/beam)."""
+    median_noise_jy: Mapped[float | None]
+    seconds: Mapped[float | None]
+    tiles: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
+    """Per tile: index, pixel range, sky bounds, inputs, files (``image``, ``noise``, ``weight``), noise."""
 
 
 # --------------------------------------------------------------------------- science

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from contimg.db.models import CalibrationSet, CalibrationTable, CalTableType, Image, MeasurementSet
+from contimg.db.models import CalibrationSet, CalibrationTable, CalTableType, Image, MeasurementSet, Mosaic
 from contimg.db.groups import GroupRef, get_group
 from contimg.errors import NotFoundError
 
@@ -97,6 +97,34 @@ def upsert_image(session: Session, *, path: str, ms: MeasurementSet | int | None
         setattr(image, name, value)
     session.flush()
     return image
+
+
+def upsert_mosaic(session: Session, *, night: Any, **fields: Any) -> Mosaic:
+    """Record the mosaic of ``night`` (a :class:`datetime.date`), created or replaced; ``fields`` are Mosaic columns.
+
+    Parameters
+    ----------
+    session
+        The caller's session; the row is flushed, not committed.
+    night
+        The UTC day (its unique key).
+    **fields
+        :class:`~contimg.db.models.Mosaic` columns; an unknown name raises :class:`TypeError`.
+
+    Returns
+    -------
+    Mosaic
+        The row, flushed.
+    """
+    _check_fields(Mosaic, fields)
+    row = session.scalar(select(Mosaic).where(Mosaic.night == night))
+    if row is None:
+        row = Mosaic(night=night)
+        session.add(row)
+    for name, value in fields.items():
+        setattr(row, name, value)
+    session.flush()
+    return row
 
 
 def upsert_calibration_set(session: Session, *, name: str, **fields: Any) -> CalibrationSet:

@@ -104,13 +104,16 @@ def get_stage(name: str) -> Stage:
 def task_routes() -> dict[str, dict[str, str]]:
     """Celery ``task_routes``: control tasks to :data:`CONTROL_QUEUE`, each stage's tasks to its queue.
 
-    A stage's tasks are its :attr:`Stage.steps` and every task named ``contimg.<stage>.*``.
+    A stage's tasks are its :attr:`Stage.steps` and every task named ``contimg.<stage>.*``. The nightly
+    mosaic (``contimg.mosaic.*``: minutes of work and a few GB, reading the images) goes to the image
+    queue, whose workers see the images and have the memory, not to the light control queue.
     """
     routes = {f"{prefix}.*": {"queue": CONTROL_QUEUE} for prefix in CONTROL_TASK_PREFIXES}
     for s in REGISTRY:
         for task in s.steps:
             routes[task] = {"queue": s.queue}
         routes[f"contimg.{s.name}.*"] = {"queue": s.queue}
+    routes["contimg.mosaic.*"] = {"queue": _BY_NAME["image"].queue}
     return routes
 
 
