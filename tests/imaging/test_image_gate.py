@@ -66,6 +66,20 @@ def _judge(**over):
     return judge_image(**args)
 
 
+@pytest.mark.parametrize(("offset", "status"), [((1.0, -1.0), PASS), ((4.0, 3.0), WARN), ((9.0, 6.0), FAIL)])
+def test_the_gate_judges_the_astrometric_offset_in_beams(offset, status):
+    astrometry = {"ra_offset_arcsec": offset[0], "dec_offset_arcsec": offset[1], "n_clean": 12, "flux_ratio": 0.8}
+    v = _judge(astrometry=astrometry)  # beam minor axis 20 arcsec: 0.07, 0.25, 0.54 of it
+    assert v.status == status, v.summary()
+    assert v.figures["astrometric_offset_beams"] == pytest.approx(np.hypot(*offset) / 20.0)
+    # the blind flux ratio (0.8) is recorded, not judged: the forced-photometry flux scale (1.01) is
+    assert v.figures["blind_flux_ratio"] == 0.8
+    if status != PASS:
+        assert any("offset from their catalogue matches" in r for r in v.reasons)
+    # too few clean matches: not judged
+    assert _judge(astrometry=astrometry | {"n_clean": 2}).status == PASS
+
+
 def test_verdicts_of_the_image_gate():
     assert _judge().status == PASS
     runaway = _judge(rms_jy=12.0, peak_jy=1.0e4, negative_jy=-8.0e3, expected_peak_jy=10.0,
