@@ -101,10 +101,7 @@ def find_components(image: str | Path, *, pb: str | Path | None, seed_clip: floa
     """
     image = Path(image)
     _check_image(image)
-    from AegeanTools.BANE import filter_image
-    from AegeanTools.source_finder import SourceFinder
-
-    _quiet_aegean()
+    filter_image, SourceFinder = _import_aegean()
     timings: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="bane_") as tmp, np.errstate(all="ignore"):
         base = str(Path(tmp) / "img")
@@ -183,10 +180,21 @@ def _columns(comps: list) -> dict[str, np.ndarray]:
     }
 
 
-def _quiet_aegean() -> None:
-    """AegeanTools logs INFO to its own stderr handler: route it through ours at WARNING."""
+def _import_aegean():
+    """Import BANE and Aegean without their side effects on the process's logging.
+
+    Importing AegeanTools turns on ``logging.captureWarnings`` for the whole process and logs INFO to a
+    stderr handler of its own: capture is put back as it was, and its log goes through ours at WARNING.
+    """
+    capturing = getattr(logging, "_warnings_showwarning", None) is not None  # the stdlib's own record of it
+    from AegeanTools.BANE import filter_image
+    from AegeanTools.source_finder import SourceFinder
+
+    if not capturing:
+        logging.captureWarnings(False)
     aegean = logging.getLogger("AegeanTools")
     aegean.setLevel(logging.WARNING)
     for handler in list(aegean.handlers):
         aegean.removeHandler(handler)
     aegean.propagate = True
+    return filter_image, SourceFinder

@@ -154,3 +154,14 @@ def test_the_finder_leaves_numpy_error_handling_alone(synthetic):
     before = np.geterr()
     find_components(syn.image, pb=syn.pb)
     assert np.geterr() == before
+
+
+def test_importing_the_finder_leaves_the_process_logging_alone():
+    """AegeanTools turns on logging.captureWarnings and adds a stderr handler when imported: undone."""
+    import subprocess
+    import sys
+
+    code = ("import logging\nfrom contimg.photometry.finder import _import_aegean\n_import_aegean()\n"
+            "print(logging._warnings_showwarning is None, logging.getLogger('AegeanTools').handlers)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["True", "[]"]
