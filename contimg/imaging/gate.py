@@ -42,7 +42,8 @@ import numpy as np
 
 from contimg.verdict import FAIL, PASS, WARN, Verdict
 
-__all__ = ["PASS", "WARN", "FAIL", "Verdict", "judge_image", "negative_peak_jy", "predicted_noise_jy"]
+__all__ = ["PASS", "WARN", "FAIL", "Verdict", "judge_astrometry", "judge_image", "negative_peak_jy",
+           "predicted_noise_jy"]
 
 log = logging.getLogger(__name__)
 
@@ -168,12 +169,25 @@ def judge_image(*, rms_jy: float, peak_jy: float, negative_jy: float, dynamic_ra
                 message=f"bright catalogue sources measure {flux_ratio:.3f} x their catalogue flux "
                         f"(median of {flux_sources})")
     if astrometry is not None:
-        _judge_astrometry(v, astrometry, beam_arcsec, qa)
+        judge_astrometry(v, astrometry, beam_arcsec=beam_arcsec, qa=qa)
     return v
 
 
-def _judge_astrometry(v: Verdict, astrometry: dict[str, Any], beam_arcsec: tuple[float, float] | None,
-                      qa: Any) -> None:
+def judge_astrometry(v: Verdict, astrometry: dict[str, Any], *, beam_arcsec: tuple[float, float] | None,
+                     qa: Any) -> None:
+    """Add the astrometry check to a verdict (the image stage runs the finder only on images not failed already).
+
+    Parameters
+    ----------
+    v
+        The image's verdict, amended in place.
+    astrometry
+        As :func:`judge_image` takes it.
+    beam_arcsec
+        Fitted restoring beam (major, minor).
+    qa
+        ``settings.qa``.
+    """
     v.figures["astrometry"] = astrometry
     if astrometry.get("error"):
         v.add(WARN, f"blind source finding failed, astrometry not judged: {astrometry['error']}")

@@ -138,8 +138,12 @@ def record_images(session: Session, products: ImageProducts, *, ms: MeasurementS
 def judge_and_record(settings: Settings, products: Any, *, ms_id: int | None) -> tuple[Any, list[int]]:
     """Judge an imaging run (:func:`judge_products`) and record its images with the verdict.
 
-    A failed image keeps its rows (for inspection) but loses any photometry an earlier run of the same
-    image had; a passed or warned one marks its MS ``imaged``. Returns the verdict and the Image ids
+    A failed image keeps its rows (for inspection) but loses any photometry and components an earlier run of
+    the same image had; a passed or warned one marks its MS ``imaged``. The blind source finder
+    (:func:`blind_components`) runs on every image whose deconvolution did not diverge and whose noise is
+    finite (a diverged image is all spurious islands): its astrometry is judged, so that an image whose
+    forced fluxes are low because its positions are off says so, and the components of an image that did
+    not fail are stored. Returns the verdict and the Image ids
     (flat-noise, PB-corrected). Used by the image stage and by ``contimg image``.
 
     Parameters
@@ -158,8 +162,14 @@ def judge_and_record(settings: Settings, products: Any, *, ms_id: int | None) ->
     """
     from contimg.db import session_scope
 
-    blind = blind_components(settings, products) if settings.photometry.find_sources else None
-    verdict = judge_products(settings, products, astrometry=None if blind is None else blind.summary)
+    from contimg.imaging.gate import judge_astrometry
+
+    verdict = judge_products(settings, products)
+    blind = None
+    if settings.photometry.find_sources and _searchable(products):
+        blind = blind_components(settings, products)
+        judge_astrometry(verdict, blind.summary, qa=settings.qa,
+                         beam_arcsec=(products.qa.beam_major_arcsec, products.qa.beam_minor_arcsec))
     with session_scope(settings) as session:
         rows = record_images(session, products, ms=ms_id)
         for row in rows:
@@ -358,6 +368,15 @@ def flux_scale(settings: Settings, products: Any, *, noise_jy: float) -> tuple[f
     if ratios.size == 0:
         return None, 0, brightest
     return float(np.median(ratios)), int(ratios.size), brightest
+
+
+def _searchable(products: Any) -> bool:
+    """Worth a blind search: a deconvolution that did not diverge and a finite noise."""
+    import math
+
+    qa = products.qa
+    diverged = bool((products.deconvolution or {}).get("diverged"))
+    return not diverged and math.isfinite(qa.rms_jy) and qa.rms_jy > 0
 
 
 def _mark_imaged(session: Session, ms_id: int) -> None:

@@ -157,6 +157,13 @@ def test_the_gate_passes_a_good_image_and_fails_a_wrong_flux_scale_and_a_diverge
     right = judge_products(_settings_with_catalogue(tmp_path / "right", 1.0), good)
     assert right.status != FAIL, right.summary()
     assert right.figures["flux_sources"] >= 3 and abs(right.figures["flux_ratio"] - 1) < 0.05
+    # the blind finder on the real WSClean image: every simulated source found where the catalogue has it
+    from contimg.pipeline.image import blind_components
+
+    blind = blind_components(_settings_with_catalogue(tmp_path / "blind", 1.0), good)
+    assert blind.summary["n_matches"] == len(field_catalog().ra_deg), blind.summary
+    assert blind.summary["n_clean"] >= 3 and blind.summary["offset_arcsec"] < 0.1 * good.qa.beam_minor_arcsec
+    assert abs(blind.summary["flux_ratio"] - 1) < 0.1
     wrong = judge_products(_settings_with_catalogue(tmp_path / "wrong", 2.0), good)
     assert wrong.status == FAIL and any("catalogue flux" in r for r in wrong.reasons), wrong.summary()
     # a CLEAN that runs away (loop gain 2.5 over-subtracts every component): repeated once with a lower

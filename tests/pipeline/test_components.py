@@ -80,7 +80,10 @@ def test_a_shifted_image_fails_the_gate_and_keeps_no_components(tmp_path, settin
     syn2, products2 = _products(tmp_path, shift=(9.0, 0.0))
     verdict, _ = judge_and_record(s, products2, ms_id=None)
     assert verdict.status == "fail", verdict.summary()
-    assert any("offset from their catalogue matches" in r for r in verdict.reasons)
+    # forced photometry at the catalogue positions sees about half the flux (it fits at a fixed position):
+    # the astrometry says why
+    assert any("catalogue flux" in r for r in verdict.reasons), verdict.summary()
+    assert any("fail: components are offset from their catalogue matches" in r for r in verdict.reasons)
     assert verdict.figures["astrometry"]["ra_offset_arcsec"] == pytest.approx(9.0, abs=0.5)
     with session_scope(db_url, readonly=True) as session:
         assert session.scalar(select(func.count()).select_from(Component)) == 0
@@ -100,3 +103,19 @@ def test_a_finder_failure_warns_and_stores_nothing(tmp_path, settings, db_url, m
     assert str(products.image) in verdict.reasons[-1]
     with session_scope(db_url, readonly=True) as session:
         assert session.scalar(select(func.count()).select_from(Component)) == 0
+
+
+def test_a_diverged_image_is_not_searched(tmp_path, settings, db_url, monkeypatch):
+    import contimg.photometry.finder as finder
+    from contimg.pipeline.image import judge_and_record
+
+    syn, products = _products(tmp_path)
+    products.deconvolution = {"diverged": True, "final_reason": "iterations", "stops": [[-264.0, "x"]]}
+    s = _settings(settings, db_url, syn)
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("the finder ran on a diverged image")
+
+    monkeypatch.setattr(finder, "find_components", must_not_run)
+    verdict, _ = judge_and_record(s, products, ms_id=None)
+    assert verdict.status == "fail" and "astrometry" not in verdict.figures
