@@ -141,7 +141,7 @@ class PhotometrySettings(_Section):
     reference_min_snr: float = Field(50.0, gt=0, description="reference sources must have at least this SNR")
     baseline_epochs: int = Field(10, ge=1, description="epochs used to establish each reference's baseline flux")
     timeout_s: float = Field(1800.0, gt=0, description="a photometry step running longer than this is killed")
-    find_sources: bool = Field(True, description="run the blind source finder (BANE + Aegean) on every image the image stage records, store its components and judge the image's astrometry with them")
+    find_sources: bool = Field(True, description="run the blind source finder (PyBDSF) on every image the image stage records, store its components and judge the image's astrometry with them")
     finder_seed_clip: float = Field(5.0, gt=0, description="the finder seeds islands at pixels this many sigma above the background")
     finder_flood_clip: float = Field(4.0, gt=0, description="... and grows them over pixels above this many sigma")
     crossmatch_radius_beams: float = Field(1.0, gt=0, description="a component matches the nearest catalogue source within this many restoring-beam major axes")

@@ -6,7 +6,7 @@ A thin layer over :func:`contimg.imaging.image_ms`,
 ``<images>/<YYYY-MM-DDTHHMMSS>/``; rerunning the stage overwrites them and
 updates the same rows (images are keyed by path).
 
-Every image is also searched blindly (:func:`blind_components`: BANE + Aegean
+Every image is also searched blindly (:func:`blind_components`: PyBDSF
 on the flat-noise image, fluxes PB-corrected) and its components cross-matched
 with the catalogue; their median offset is the gate's astrometry check, and
 the components of an image that did not fail are stored (``components``,

@@ -90,14 +90,14 @@ def test_a_shifted_image_fails_the_gate_and_keeps_no_components(tmp_path, settin
 
 
 def test_a_finder_failure_warns_and_stores_nothing(tmp_path, settings, db_url, monkeypatch):
-    from AegeanTools.source_finder import SourceFinder
+    import bdsf
 
     from contimg.pipeline.image import judge_and_record
 
     syn, products = _products(tmp_path)
     s = _settings(settings, db_url, syn)
-    monkeypatch.setattr(SourceFinder, "find_sources_in_image",
-                        lambda self, *a, **k: (_ for _ in ()).throw(AssertionError("cores must be one or more")))
+    monkeypatch.setattr(bdsf, "process_image",
+                        lambda *a, **k: (_ for _ in ()).throw(RuntimeError("No islands found")))
     verdict, _ = judge_and_record(s, products, ms_id=None)
     assert verdict.status == "warn" and any("blind source finding failed" in r for r in verdict.reasons)
     assert str(products.image) in verdict.reasons[-1]
