@@ -85,6 +85,7 @@ def test_a_shifted_image_fails_the_gate_and_keeps_no_components(tmp_path, settin
     assert any("catalogue flux" in r for r in verdict.reasons), verdict.summary()
     assert any("fail: components are offset from their catalogue matches" in r for r in verdict.reasons)
     assert verdict.figures["astrometry"]["ra_offset_arcsec"] == pytest.approx(9.0, abs=0.5)
+    assert verdict.figures["blind_flux_ratio"] == pytest.approx(1.0, abs=0.03)  # the components are not biased
     with session_scope(db_url, readonly=True) as session:
         assert session.scalar(select(func.count()).select_from(Component)) == 0
 
