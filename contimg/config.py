@@ -119,6 +119,9 @@ class QaSettings(_Section):
     flux_scale_min_snr: float = Field(20.0, gt=0, description="catalogue sources expected at least this many times the noise check an image's flux scale")
     flux_scale_warn: float = Field(0.1, gt=0, description="an image whose bright catalogue sources measure a median flux further than this fraction from the catalogue gets a warning")
     flux_scale_fail: float = Field(0.25, gt=0, description="... and fails further than this fraction")
+    astrometry_warn: float = Field(0.2, gt=0, description="an image whose blind components lie further from their catalogue matches (median offset of bright, compact, isolated matches) than this fraction of the restoring beam's minor axis gets a warning")
+    astrometry_fail: float = Field(0.5, gt=0, description="... and fails further than this fraction")
+    astrometry_min_matches: int = Field(3, ge=1, description="the astrometric offset is judged only on at least this many clean matches")
     cal_snr_warn: float = Field(20.0, gt=0, description="a calibration table whose median solution SNR is below this gets a warning")
     cal_snr_fail: float = Field(5.0, gt=0, description="... and fails below this")
     cal_model_ratio_warn: float = Field(0.02, gt=0, description="a calibration set whose corrected calibrator visibilities differ from its model by more than this fraction (median amplitude ratio) gets a warning")
@@ -138,6 +141,10 @@ class PhotometrySettings(_Section):
     reference_min_snr: float = Field(50.0, gt=0, description="reference sources must have at least this SNR")
     baseline_epochs: int = Field(10, ge=1, description="epochs used to establish each reference's baseline flux")
     timeout_s: float = Field(1800.0, gt=0, description="a photometry step running longer than this is killed")
+    find_sources: bool = Field(True, description="run the blind source finder (PyBDSF) on every image the image stage records, store its components and judge the image's astrometry with them")
+    finder_seed_clip: float = Field(5.0, gt=0, description="the finder seeds islands at pixels this many sigma above the background")
+    finder_flood_clip: float = Field(4.0, gt=0, description="... and grows them over pixels above this many sigma")
+    crossmatch_radius_beams: float = Field(1.0, gt=0, description="a component matches the nearest catalogue source within this many restoring-beam major axes")
 
 
 class VariabilitySettings(_Section):

@@ -64,3 +64,7 @@ class ExternalToolError(PermanentError):
 
 class NotFoundError(PermanentError):
     """A database record (a group, an MS, a source ...) that does not exist; the message names it."""
+
+
+class SourceFindingError(PermanentError):
+    """The blind source finder failed on an image; the message names the image and the finder's own error."""

@@ -19,7 +19,8 @@ Tables, in the order data flows::
 
     observation_groups ─┬─ subband_files
                         ├─ stage_timings
-                        └─ measurement_sets ─┬─ images ── photometry ── sources
+                        └─ measurement_sets ─┬─ images ─┬─ photometry ── sources
+                                             │    │     └─ components ─┘ (matched; optional)
                                              │    └─ (combined by night into) mosaics
                                              │                             ├─ variability_stats
     calibration_sets ── calibration_tables   │                             └─ ese_candidates
@@ -425,6 +426,45 @@ class Photometry(Base):
     """Flux after differential (reference-ensemble) normalisation."""
     norm_flux_err_jy: Mapped[float | None]
     upper_limit: Mapped[bool] = mapped_column(default=False)
+
+
+class Component(Base):
+    """A component found blindly in one image by the source finder (:mod:`contimg.photometry.finder`).
+
+    Fluxes are primary-beam corrected; ``local_rms_jy`` is the flat-noise image's noise there. The
+    matched catalogue source, if any, is within the cross-match radius (:mod:`contimg.photometry.crossmatch`);
+    a component with no match is a new-source candidate.
+    """
+
+    __tablename__ = "components"
+    __table_args__ = (Index(None, "dec_deg", "ra_deg"),)
+
+    id: Mapped[int] = mapped_column(BigIntegerPK, primary_key=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), index=True)
+    ra_deg: Mapped[float]
+    dec_deg: Mapped[float]
+    ra_err_arcsec: Mapped[float | None]
+    dec_err_arcsec: Mapped[float | None]
+    peak_flux_jy: Mapped[float]
+    """Peak brightness, Jy/beam, PB-corrected."""
+    peak_flux_err_jy: Mapped[float | None]
+    int_flux_jy: Mapped[float | None]
+    """Integrated flux, Jy, PB-corrected."""
+    int_flux_err_jy: Mapped[float | None]
+    major_arcsec: Mapped[float | None]
+    """Fitted FWHM axes (not deconvolved) and position angle (deg east of north)."""
+    minor_arcsec: Mapped[float | None]
+    pa_deg: Mapped[float | None]
+    local_rms_jy: Mapped[float | None]
+    """Noise of the flat-noise image at the component, Jy/beam."""
+    beam_response: Mapped[float | None]
+    """Primary-beam response by which the fluxes were divided."""
+    flags: Mapped[int] = mapped_column(default=0)
+    """The finder's fit flags (0: a clean fit)."""
+    source_id: Mapped[int | None] = mapped_column(ForeignKey("sources.id", ondelete="SET NULL"), index=True)
+    """The nearest catalogue source within the match radius, if any."""
+    separation_arcsec: Mapped[float | None]
+    """Distance to that source."""
 
 
 class VariabilityStats(Base):

@@ -13,13 +13,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, delete, insert, select
 from sqlalchemy.orm import Session
 
 from contimg.db._upsert import upsert_rows
 from contimg.db.models import (
     OPEN_CANDIDATE_STATUSES,
     CandidateStatus,
+    Component,
     EseCandidate,
     Photometry,
     Source,
@@ -33,6 +34,10 @@ log = logging.getLogger(__name__)
 _SOURCE_FIELDS = ("ra_deg", "dec_deg", "flux_jy", "flux_err_jy", "spectral_index",
                   "resolved", "confused", "is_calibrator", "quality")
 _PHOTOMETRY_FIELDS = ("epoch_mjd", "flux_jy", "flux_err_jy", "norm_flux_jy", "norm_flux_err_jy", "upper_limit")
+_COMPONENT_FIELDS = ("ra_deg", "dec_deg", "peak_flux_jy")
+_COMPONENT_OPTIONAL = {c: None for c in ("ra_err_arcsec", "dec_err_arcsec", "peak_flux_err_jy", "int_flux_jy",
+                                          "int_flux_err_jy", "major_arcsec", "minor_arcsec", "pa_deg",
+                                          "local_rms_jy", "beam_response", "source_id", "separation_arcsec")}
 _STATS_FIELDS = ("n_epochs", "weighted_mean_jy", "chi2_nu", "eta", "v", "modulation_index", "max_vs", "max_m",
                  "ese_score", "ese_significance", "last_photometry_id", "last_epoch_mjd")
 
@@ -397,3 +402,35 @@ def catalogue_in_box(session: Session, box: Any, *, calibrators_only: bool = Fal
     if calibrators_only:
         stmt = stmt.where(Source.is_calibrator.is_(True))
     return list(session.execute(stmt.order_by(Source.name)).all())
+
+
+def replace_components(session: Session, image_id: int, rows: Iterable[Mapping[str, Any]]) -> int:
+    """Store the blind-finder components of one image, replacing any it had (idempotent on rerun).
+
+    Parameters
+    ----------
+    session
+        An open session; only flushed.
+    image_id
+        The Image row the components were found in.
+    rows
+        One mapping per component: ``ra_deg``, ``dec_deg``, ``peak_flux_jy`` required; the other
+        :class:`~contimg.db.models.Component` columns optional (NULL; ``flags`` 0). Non-finite floats are
+        stored as NULL.
+
+    Returns
+    -------
+    int
+        The number of components stored.
+    """
+    full = _complete(rows, _COMPONENT_FIELDS, {**_COMPONENT_OPTIONAL, "flags": 0}, "component")
+    for row in full:
+        row["image_id"] = image_id
+        for key, value in row.items():
+            if isinstance(value, float) and value != value or value in (float("inf"), float("-inf")):
+                row[key] = None
+    session.execute(delete(Component).where(Component.image_id == image_id))
+    for start in range(0, len(full), 5000):
+        session.execute(insert(Component), full[start:start + 5000])
+    session.flush()
+    return len(full)

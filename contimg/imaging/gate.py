@@ -18,7 +18,13 @@ imager's log and the Measurement Set itself:
   factor of ``beam_tolerance``);
 * **flux scale**: the median ratio of the measured to the catalogue flux of
   bright catalogue sources in the field (computed by the pipeline, which has
-  the catalogue; :func:`judge_image` takes it).
+  the catalogue; :func:`judge_image` takes it);
+* **astrometry**: the median offset of the blind source finder's components
+  from their catalogue matches (bright, compact, isolated;
+  :func:`contimg.photometry.crossmatch.crossmatch`), in fractions of the
+  restoring beam's minor axis. The blind components' median flux ratio is
+  recorded beside it (``blind_flux_ratio``) but not judged: the flux scale is
+  judged once, on the forced photometry above.
 
 Thresholds come from ``settings.qa`` (:class:`contimg.config.QaSettings`).
 A ``fail`` image never feeds the science: the image stage records it with its
@@ -36,7 +42,8 @@ import numpy as np
 
 from contimg.verdict import FAIL, PASS, WARN, Verdict
 
-__all__ = ["PASS", "WARN", "FAIL", "Verdict", "judge_image", "negative_peak_jy", "predicted_noise_jy"]
+__all__ = ["PASS", "WARN", "FAIL", "Verdict", "judge_astrometry", "judge_image", "negative_peak_jy",
+           "predicted_noise_jy"]
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +121,7 @@ def judge_image(*, rms_jy: float, peak_jy: float, negative_jy: float, dynamic_ra
                 predicted_rms_jy: float | None, deconvolution: dict[str, Any] | None,
                 expected_peak_jy: float | None = None,
                 beam_arcsec: tuple[float, float] | None, flux_ratio: float | None, flux_sources: int,
-                qa: Any) -> Verdict:
+                qa: Any, astrometry: dict[str, Any] | None = None) -> Verdict:
     """The verdict on one image.
 
     Parameters
@@ -137,6 +144,11 @@ def judge_image(*, rms_jy: float, peak_jy: float, negative_jy: float, dynamic_ra
         (``flux_sources`` 0: not judged).
     qa
         ``settings.qa`` (:class:`contimg.config.QaSettings`).
+    astrometry
+        The cross-match of the blind components (:meth:`contimg.photometry.crossmatch.Crossmatch.summary`:
+        ``ra_offset_arcsec``, ``dec_offset_arcsec``, ``n_clean``, ``flux_ratio``, ...); None: not judged.
+        The offset is judged against ``beam_arcsec``'s minor axis when at least ``qa.astrometry_min_matches``
+        clean matches gave it.
 
     Returns
     -------
@@ -156,7 +168,44 @@ def judge_image(*, rms_jy: float, peak_jy: float, negative_jy: float, dynamic_ra
         v.grade(abs(flux_ratio - 1.0), warn=qa.flux_scale_warn, fail=qa.flux_scale_fail,
                 message=f"bright catalogue sources measure {flux_ratio:.3f} x their catalogue flux "
                         f"(median of {flux_sources})")
+    if astrometry is not None:
+        judge_astrometry(v, astrometry, beam_arcsec=beam_arcsec, qa=qa)
     return v
+
+
+def judge_astrometry(v: Verdict, astrometry: dict[str, Any], *, beam_arcsec: tuple[float, float] | None,
+                     qa: Any) -> None:
+    """Add the astrometry check to a verdict (the image stage runs the finder only on images not failed already).
+
+    Parameters
+    ----------
+    v
+        The image's verdict, amended in place.
+    astrometry
+        As :func:`judge_image` takes it.
+    beam_arcsec
+        Fitted restoring beam (major, minor).
+    qa
+        ``settings.qa``.
+    """
+    v.figures["astrometry"] = astrometry
+    if astrometry.get("error"):
+        v.add(WARN, f"blind source finding failed, astrometry not judged: {astrometry['error']}")
+        return
+    v.figures["blind_flux_ratio"] = astrometry.get("flux_ratio")  # recorded, not judged (see the module doc)
+    dra, ddec = astrometry.get("ra_offset_arcsec"), astrometry.get("dec_offset_arcsec")
+    n = int(astrometry.get("n_clean") or 0)
+    if dra is None or ddec is None or n < qa.astrometry_min_matches or not beam_arcsec:
+        return
+    minor = float(beam_arcsec[1])
+    if not (math.isfinite(minor) and minor > 0):
+        return
+    offset = math.hypot(dra, ddec)
+    v.figures["astrometric_offset_beams"] = offset / minor
+    v.grade(offset / minor, warn=qa.astrometry_warn, fail=qa.astrometry_fail,
+            message=f"components are offset from their catalogue matches by {offset:.2f} arcsec "
+                    f"(RA {dra:+.2f}, Dec {ddec:+.2f}; median of {n}), {offset / minor:.2f} of the beam's "
+                    f"minor axis {minor:.1f} arcsec")
 
 
 def _judge_pixels(v: Verdict, *, rms_jy: float, peak_jy: float, negative_jy: float, dynamic_range: float,

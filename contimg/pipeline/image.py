@@ -6,6 +6,12 @@ A thin layer over :func:`contimg.imaging.image_ms`,
 ``<images>/<YYYY-MM-DDTHHMMSS>/``; rerunning the stage overwrites them and
 updates the same rows (images are keyed by path).
 
+Every image is also searched blindly (:func:`blind_components`: PyBDSF
+on the flat-noise image, fluxes PB-corrected) and its components cross-matched
+with the catalogue; their median offset is the gate's astrometry check, and
+the components of an image that did not fail are stored (``components``,
+under the PB-corrected image's row like its photometry; replaced on rerun).
+
 The gate's flux-scale check needs the catalogue: the bright catalogue sources
 in the field (expected at ``qa.flux_scale_min_snr`` times the noise or more)
 are measured on the new image and their median ratio to the catalogue flux at
@@ -13,13 +19,14 @@ the image's frequency is judged. An image whose verdict is ``fail`` is kept
 and recorded with its verdict for inspection, any photometry it had from an
 earlier run is deleted, and the group fails with the reasons
 (:class:`ImageQaFailed`): it never feeds normalisation, variability scoring
-or candidates. ``contimg reprocess --from-stage image --tier <tier>`` redoes it
+or candidates, and its components are not stored. ``contimg reprocess --from-stage image --tier <tier>`` redoes it
 with another tier (kept on the group as ``imaging_tier``).
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,7 +35,8 @@ from sqlalchemy.orm import Session
 
 from contimg.config import Settings
 from contimg.db import groups, run_transaction
-from contimg.db.models import Image, MeasurementSet, Photometry
+from contimg.db.models import Component, Image, MeasurementSet, Photometry
+from contimg.db.science import replace_components
 from contimg.errors import InputFileError, PermanentError
 from contimg.pipeline.alerts import qa_failed
 from contimg.pipeline.calibrate import group_ms
@@ -131,8 +139,12 @@ def record_images(session: Session, products: ImageProducts, *, ms: MeasurementS
 def judge_and_record(settings: Settings, products: Any, *, ms_id: int | None) -> tuple[Any, list[int]]:
     """Judge an imaging run (:func:`judge_products`) and record its images with the verdict.
 
-    A failed image keeps its rows (for inspection) but loses any photometry an earlier run of the same
-    image had, and is notified (``qa_failed``, :mod:`contimg.pipeline.alerts`); a passed or warned one marks its MS ``imaged``. Returns the verdict and the Image ids
+    A failed image keeps its rows (for inspection) but loses any photometry and components an earlier run of
+    the same image had, and is notified (``qa_failed``, :mod:`contimg.pipeline.alerts`); a passed or warned one
+    marks its MS ``imaged``. The blind source finder (:func:`blind_components`) runs on every image whose
+    deconvolution did not diverge and whose noise is finite (a diverged image is all spurious islands): its
+    astrometry is judged, so that an image whose forced fluxes are low because its positions are off says so,
+    and the components of an image that did not fail are stored. Returns the verdict and the Image ids
     (flat-noise, PB-corrected). Used by the image stage and by ``contimg image``.
 
     Parameters
@@ -151,7 +163,14 @@ def judge_and_record(settings: Settings, products: Any, *, ms_id: int | None) ->
     """
     from contimg.db import session_scope
 
+    from contimg.imaging.gate import judge_astrometry
+
     verdict = judge_products(settings, products)
+    blind = None
+    if settings.photometry.find_sources and _searchable(products):
+        blind = blind_components(settings, products)
+        judge_astrometry(verdict, blind.summary, qa=settings.qa,
+                         beam_arcsec=(products.qa.beam_major_arcsec, products.qa.beam_minor_arcsec))
     with session_scope(settings) as session:
         rows = record_images(session, products, ms=ms_id)
         for row in rows:
@@ -162,13 +181,86 @@ def judge_and_record(settings: Settings, products: Any, *, ms_id: int | None) ->
             dropped = result.rowcount  # type: ignore[attr-defined]  # CursorResult at runtime
             if dropped:
                 log.warning("%s: %d photometry row(s) of the earlier images deleted", products.image, dropped)
-        elif ms_id is not None:
-            _mark_imaged(session, ms_id)
+            session.execute(delete(Component).where(Component.image_id.in_(ids)))
+        else:
+            if blind is not None and blind.rows is not None:
+                replace_components(session, ids[-1], blind.rows)
+            if ms_id is not None:
+                _mark_imaged(session, ms_id)
     if verdict.failed:
         qa_failed(settings, product="image", name=str(products.image), reasons=verdict.reasons,
                   data={"image_ids": ids, "ms": str(products.ms_path),
                         "figures": jsonable(verdict.figures)})
     return verdict, ids
+
+
+@dataclass
+class BlindComponents:
+    """What :func:`blind_components` found: the rows to store and the cross-match figures for the gate."""
+
+    rows: list[dict[str, Any]] | None
+    """One dict per component (``components`` columns, with ``source_id`` and ``separation_arcsec``);
+    None when the finder failed."""
+    summary: dict[str, Any]
+    """:meth:`contimg.photometry.crossmatch.Crossmatch.summary` plus ``n_components`` and ``seconds``,
+    or ``{"error": ...}``."""
+
+
+def blind_components(settings: Settings, products: Any) -> BlindComponents:
+    """Run the blind source finder on a product set's flat-noise image and cross-match it with the catalogue.
+
+    The components (:func:`contimg.photometry.finder.find_components`, fluxes corrected by the product
+    set's ``pb`` image) are matched to the catalogue in the field
+    (:func:`contimg.photometry.crossmatch.crossmatch`); the summary feeds the image gate's astrometry check.
+    A finder failure (:class:`contimg.errors.SourceFindingError`) is logged and reported in the summary
+    (the gate warns); it does not fail the image.
+
+    Parameters
+    ----------
+    settings
+        The pipeline settings (database catalogue; ``photometry`` finder settings; ``qa.flux_scale_min_snr``
+        for the clean matches).
+    products
+        The imaging run's products: flat-noise image, beam image, restoring beam, reference frequency.
+
+    Returns
+    -------
+    BlindComponents
+    """
+    import time
+
+    import numpy as np
+
+    from contimg.db import session_scope
+    from contimg.errors import SourceFindingError
+    from contimg.photometry.crossmatch import crossmatch
+    from contimg.photometry.finder import find_components
+    from contimg.pipeline.photometry import catalogue_in_field
+
+    t0 = time.perf_counter()
+    ph = settings.photometry
+    pb = Path(products.pb) if products.pb and Path(products.pb).exists() else None
+    try:
+        comps = find_components(products.image, pb=pb, seed_clip=ph.finder_seed_clip,
+                                flood_clip=ph.finder_flood_clip, min_beam_response=settings.imaging.pb_limit)
+    except SourceFindingError as exc:
+        log.warning("%s", exc)
+        return BlindComponents(rows=None, summary={"error": str(exc)})
+    with session_scope(settings, readonly=True) as session:
+        cat = catalogue_in_field(session, Path(products.image))
+    qa = products.qa
+    freq = products.ref_freq_hz if np.isfinite(products.ref_freq_hz) else 1.4e9
+    match = crossmatch(comps.columns, cat, beam_major_arcsec=qa.beam_major_arcsec, freq_hz=freq,
+                       radius_beams=ph.crossmatch_radius_beams, min_snr=settings.qa.flux_scale_min_snr)
+    rows = comps.rows()
+    for row, k, sep in zip(rows, match.index, match.separation_arcsec):
+        row["source_id"] = int(cat["id"][k]) if k >= 0 else None
+        row["separation_arcsec"] = float(sep) if k >= 0 else None
+    seconds = time.perf_counter() - t0
+    summary = match.summary() | {"n_components": len(rows), "seconds": seconds}
+    log.info("%s: %d components, %d matched, %d clean; offset RA %s Dec %s arcsec; %.1f s", products.image,
+             len(rows), match.n_matches, match.n_clean, match.ra_offset_arcsec, match.dec_offset_arcsec, seconds)
+    return BlindComponents(rows=rows, summary=summary)
 
 
 class ImageQaFailed(PermanentError):
@@ -192,8 +284,17 @@ def catalogue_cone(settings: Settings) -> "CatalogueCone":
     return lookup
 
 
-def judge_products(settings: Settings, products: Any) -> Any:
+def judge_products(settings: Settings, products: Any, *, astrometry: dict[str, Any] | None = None) -> Any:
     """The QA verdict on one imaging run (:func:`contimg.imaging.gate.judge_image`), with the flux-scale check.
+
+    Parameters
+    ----------
+    settings
+        The pipeline settings (database catalogue, ``qa`` thresholds).
+    products
+        The imaging run's products (:func:`contimg.imaging.image_ms`).
+    astrometry
+        :attr:`BlindComponents.summary` (None: astrometry not judged).
 
     Returns
     -------
@@ -210,7 +311,7 @@ def judge_products(settings: Settings, products: Any) -> Any:
                        dynamic_range=qa.dynamic_range, predicted_rms_jy=products.predicted_rms_jy,
                        expected_peak_jy=brightest, deconvolution=products.deconvolution,
                        beam_arcsec=(qa.beam_major_arcsec, qa.beam_minor_arcsec), flux_ratio=ratio,
-                       flux_sources=n, qa=settings.qa)
+                       flux_sources=n, qa=settings.qa, astrometry=astrometry)
 
 
 def flux_scale(settings: Settings, products: Any, *, noise_jy: float) -> tuple[float | None, int, float | None]:
@@ -272,6 +373,15 @@ def flux_scale(settings: Settings, products: Any, *, noise_jy: float) -> tuple[f
     if ratios.size == 0:
         return None, 0, brightest
     return float(np.median(ratios)), int(ratios.size), brightest
+
+
+def _searchable(products: Any) -> bool:
+    """Worth a blind search: a deconvolution that did not diverge and a finite noise."""
+    import math
+
+    qa = products.qa
+    diverged = bool((products.deconvolution or {}).get("diverged"))
+    return not diverged and math.isfinite(qa.rms_jy) and qa.rms_jy > 0
 
 
 def _mark_imaged(session: Session, ms_id: int) -> None:

@@ -66,6 +66,20 @@ def _judge(**over):
     return judge_image(**args)
 
 
+@pytest.mark.parametrize(("offset", "status"), [((1.0, -1.0), PASS), ((4.0, 3.0), WARN), ((9.0, 6.0), FAIL)])
+def test_the_gate_judges_the_astrometric_offset_in_beams(offset, status):
+    astrometry = {"ra_offset_arcsec": offset[0], "dec_offset_arcsec": offset[1], "n_clean": 12, "flux_ratio": 0.8}
+    v = _judge(astrometry=astrometry)  # beam minor axis 20 arcsec: 0.07, 0.25, 0.54 of it
+    assert v.status == status, v.summary()
+    assert v.figures["astrometric_offset_beams"] == pytest.approx(np.hypot(*offset) / 20.0)
+    # the blind flux ratio (0.8) is recorded, not judged: the forced-photometry flux scale (1.01) is
+    assert v.figures["blind_flux_ratio"] == 0.8
+    if status != PASS:
+        assert any("offset from their catalogue matches" in r for r in v.reasons)
+    # too few clean matches: not judged
+    assert _judge(astrometry=astrometry | {"n_clean": 2}).status == PASS
+
+
 def test_verdicts_of_the_image_gate():
     assert _judge().status == PASS
     runaway = _judge(rms_jy=12.0, peak_jy=1.0e4, negative_jy=-8.0e3, expected_peak_jy=10.0,
@@ -143,6 +157,13 @@ def test_the_gate_passes_a_good_image_and_fails_a_wrong_flux_scale_and_a_diverge
     right = judge_products(_settings_with_catalogue(tmp_path / "right", 1.0), good)
     assert right.status != FAIL, right.summary()
     assert right.figures["flux_sources"] >= 3 and abs(right.figures["flux_ratio"] - 1) < 0.05
+    # the blind finder on the real WSClean image: every simulated source found where the catalogue has it
+    from contimg.pipeline.image import blind_components
+
+    blind = blind_components(_settings_with_catalogue(tmp_path / "blind", 1.0), good)
+    assert blind.summary["n_matches"] >= len(field_catalog().ra_deg), blind.summary  # + sidelobes near them
+    assert blind.summary["n_clean"] >= 3 and blind.summary["offset_arcsec"] < 0.1 * good.qa.beam_minor_arcsec
+    assert abs(blind.summary["flux_ratio"] - 1) < 0.1
     wrong = judge_products(_settings_with_catalogue(tmp_path / "wrong", 2.0), good)
     assert wrong.status == FAIL and any("catalogue flux" in r for r in wrong.reasons), wrong.summary()
     # a CLEAN that runs away (loop gain 2.5 over-subtracts every component): repeated once with a lower
