@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from tests.imaging.conftest import CELL_ARCSEC, CORE_ANTENNAS
+CORE_ANTENNAS = tuple(int(a) for a in np.round(np.linspace(0, 101, 20)))  # as tests/imaging/conftest.py
+CELL_ARCSEC = 15.0  # as tests/imaging/conftest.py: the core array's beam is ~45 x 90 arcsec
 
 pytestmark = pytest.mark.integration
 

@@ -9,7 +9,7 @@ import pytest
 from astropy.io import fits
 
 from contimg.imaging.mosaic import MosaicInput, accumulate, combine, make_mosaic, plan_grid
-from tests.imaging.mosaic_helpers import drift_inputs
+from mosaic_helpers import drift_inputs
 
 CELL = 20.0 / 3600
 

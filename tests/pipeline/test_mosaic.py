@@ -15,7 +15,7 @@ from contimg.cli._vocabulary import vocabulary_problems
 from contimg.db import products, session_scope
 from contimg.db.models import Mosaic
 from contimg.pipeline.mosaic import make_night_mosaic, night_inputs, night_window, run_nightly_mosaic
-from tests.imaging.mosaic_helpers import drift_inputs
+from mosaic_helpers import drift_inputs
 
 DAY = dt.date(2025, 6, 1)
 DAY0 = 60827.0  # 2025-06-01T00:00 UTC
