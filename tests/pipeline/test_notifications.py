@@ -178,6 +178,7 @@ def test_an_image_that_fails_qa_is_notified(settings, hook, monkeypatch):
     products = SimpleNamespace(image="/x/g.image.fits", ms_path="/x/g.ms")
     monkeypatch.setattr(stage, "judge_products", lambda settings, products: Verdict("fail", ["rms 40 x predicted"]))
     monkeypatch.setattr(stage, "record_images", lambda session, products, ms=None: [])
+    monkeypatch.setattr(stage, "_searchable", lambda products: False)  # no image to search: the finder is not the point
     verdict, _ = stage.judge_and_record(settings, products, ms_id=None)
     assert verdict.failed
     (body,) = hook.bodies

@@ -104,7 +104,11 @@ def test_an_unauthenticated_reprocess_is_refused(web_server, browser):
     key = web_server["keys"][-1]
     browser.get(f"{web_server['url']}/groups/{key}")
     browser.find_element(By.CSS_SELECTOR, "#reprocess button").click()
-    assert "log in as an operator" in browser.find_element(By.ID, "error-detail").text
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    detail = WebDriverWait(browser, 30).until(lambda b: b.find_elements(By.ID, "error-detail"),
+                                              message="no error page after the refused form")[0]
+    assert "log in as an operator" in detail.text
     _shot(browser, "reprocess_refused")
     assert _group_state(web_server["url"], key) == "completed"
 
