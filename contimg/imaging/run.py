@@ -202,7 +202,8 @@ def image_ms(
         geometry = ImageGeometry(geometry.cell_arcsec, int(size[0]), int(size[1]), geometry.pb_limit,
                                  geometry.pb_radius_deg, geometry.drift_deg)
     predicted_rms_jy = _predicted_noise(ms_model, geometry, robust=settings.robust)
-    spectral_fit = spectral_fit_decision(ms_model, geometry, catalogue, noise_jy=predicted_rms_jy, settings=settings)
+    in_field = field_sources(catalogue, ms_model, geometry)  # one cone query: the fit's decision and the thumbnail
+    spectral_fit = spectral_fit_decision(in_field, noise_jy=predicted_rms_jy, settings=settings)
     channels_out = spectral_fit["channels_out"] if spectral_fit else 1
     log.info("imaging %s with %s (%s): %dx%d pixels of %.1f arcsec, pb_limit %.2f (radius %.2f deg, drift %.2f deg)",
              ms, backend, tier_name, geometry.nx, geometry.ny, geometry.cell_arcsec, geometry.pb_limit,
@@ -280,7 +281,7 @@ def image_ms(
         qa = image_qa(files["image"], residual_fits=files["residual"])
         negative_jy = negative_peak_jy(files["image"])
         png_tmp = work / "img.png"
-        marked = thumbnail_sources(catalogue, ms_model, geometry, rms_jy=qa.rms_jy)
+        marked = thumbnail_sources(in_field, rms_jy=qa.rms_jy)
         write_thumbnail(files["image"], png_tmp, rms=qa.rms_jy,
                         title=f"{name} {backend}/{tier_name} rms {qa.rms_jy * 1e3:.2f} mJy/beam DR {qa.dynamic_range:.0f}",
                         catalog_ra_deg=marked[0], catalog_dec_deg=marked[1],
@@ -321,8 +322,54 @@ def image_ms(
     return products
 
 
-def spectral_fit_decision(ms: MsModel, geometry: ImageGeometry, catalogue: CatalogueCone | None, *,
-                          noise_jy: float | None, settings: ImagingSettings) -> dict | None:
+@dataclass(frozen=True)
+class FieldSources:
+    """The catalogue sources in an image's field with their apparent flux, computed once per image
+    (:func:`field_sources`) for the spectral-fit decision and the thumbnail's marks."""
+
+    ra_deg: np.ndarray
+    dec_deg: np.ndarray
+    apparent_jy: np.ndarray
+    """Catalogue flux at the MS's mean frequency (:data:`DEFAULT_SPECTRAL_INDEX` when unknown) times the time-
+    and band-averaged primary beam."""
+    ms_path: str
+
+
+def field_sources(catalogue: CatalogueCone | None, ms: MsModel, geometry: ImageGeometry) -> FieldSources | None:
+    """The catalogue sources within the image's half diagonal of the phase centre, with their apparent flux.
+
+    Parameters
+    ----------
+    catalogue
+        The catalogue cone lookup (see :func:`image_ms`); None: no sources known (None is returned).
+    ms
+        The MS model (phase centre, mean frequency, time-averaged beam).
+    geometry
+        The image geometry (its half diagonal is the cone's radius).
+
+    Returns
+    -------
+    FieldSources or None
+        The sources (possibly none), or None without a catalogue.
+    """
+    from contimg.imaging.pbcor import beam_at_positions
+
+    if catalogue is None:
+        return None
+    ra0, dec0 = math.degrees(ms.phase_center_ra), math.degrees(ms.phase_center_dec)
+    cat = catalogue(ra0, dec0, math.hypot(geometry.width_deg, geometry.height_deg) / 2)
+    ra, dec = np.asarray(cat["ra_deg"], float), np.asarray(cat["dec_deg"], float)
+    apparent = np.zeros(ra.size)
+    if ra.size:
+        alpha = np.asarray(cat["spectral_index"], float)
+        alpha = np.where(np.isfinite(alpha), alpha, DEFAULT_SPECTRAL_INDEX)
+        apparent = np.nan_to_num(np.asarray(cat["flux_jy"], float) * (ms.freq_mean / 1.4e9) ** alpha
+                                 * beam_at_positions(np.radians(ra), np.radians(dec), ms))
+    return FieldSources(ra, dec, apparent, str(ms.path))
+
+
+def spectral_fit_decision(field: FieldSources | None, *, noise_jy: float | None,
+                          settings: ImagingSettings) -> dict | None:
     """Whether to deconvolve with a spectral fit: None (no), or ``{"channels_out", "brightest_jy", "dynamic_range"}``.
 
     CLEAN of the band-averaged image models every source with one flux at the
@@ -342,12 +389,8 @@ def spectral_fit_decision(ms: MsModel, geometry: ImageGeometry, catalogue: Catal
 
     Parameters
     ----------
-    ms
-        The MS model (phase centre, times, frequencies, dishes).
-    geometry
-        The image: sources within its half diagonal are considered.
-    catalogue
-        The catalogue cone lookup (see :func:`image_ms`); None: no fit.
+    field
+        The catalogue sources in the field (:func:`field_sources`); None: no fit.
     noise_jy
         The predicted thermal noise (Jy/beam); None: no fit (nothing to compare with).
     settings
@@ -358,27 +401,14 @@ def spectral_fit_decision(ms: MsModel, geometry: ImageGeometry, catalogue: Catal
     dict or None
         The decision with its figures when the fit is on; None when it is off.
     """
-    from contimg.imaging.pbcor import beam_at_positions
-
-    if catalogue is None or not noise_jy or not np.isfinite(noise_jy):
+    if field is None or field.apparent_jy.size == 0 or not noise_jy or not np.isfinite(noise_jy):
         return None
-    ra0, dec0 = math.degrees(ms.phase_center_ra), math.degrees(ms.phase_center_dec)
-    radius = math.hypot(geometry.width_deg, geometry.height_deg) / 2
-    cat = catalogue(ra0, dec0, radius)
-    flux = np.asarray(cat["flux_jy"], float)
-    if flux.size == 0:
-        return None
-    alpha = np.asarray(cat["spectral_index"], float)
-    alpha = np.where(np.isfinite(alpha), alpha, DEFAULT_SPECTRAL_INDEX)
-    response = beam_at_positions(np.radians(np.asarray(cat["ra_deg"], float)),
-                                 np.radians(np.asarray(cat["dec_deg"], float)), ms)
-    apparent = np.nan_to_num(flux * (ms.freq_mean / 1.4e9) ** alpha * response)
-    brightest = float(apparent.max())
+    brightest = float(field.apparent_jy.max())
     ratio = brightest / noise_jy
     if ratio < settings.spectral_fit_dynamic_range:
         return None
     log.info("%s: the brightest catalogue source is %.3g Jy apparent, %.0f times the predicted noise: "
-             "deconvolving %d parts of the band with a spectral fit", ms.path, brightest, ratio,
+             "deconvolving %d parts of the band with a spectral fit", field.ms_path, brightest, ratio,
              settings.spectral_fit_channels)
     return {"channels_out": settings.spectral_fit_channels, "brightest_jy": round(brightest, 6),
             "dynamic_range": round(ratio, 1)}
@@ -395,44 +425,27 @@ THUMBNAIL_MAX_MARKS = 200
 """At most this many (the brightest) are circled."""
 
 
-def thumbnail_sources(catalogue: CatalogueCone | None, ms: MsModel, geometry: ImageGeometry, *,
-                      rms_jy: float) -> tuple[np.ndarray | None, np.ndarray | None]:
+def thumbnail_sources(field: FieldSources | None, *, rms_jy: float) -> tuple[np.ndarray | None, np.ndarray | None]:
     """Positions of the catalogue sources to circle on the thumbnail: those expected above the noise.
 
     Parameters
     ----------
-    catalogue
-        The catalogue cone lookup (see :func:`image_ms`); None: nothing is marked.
-    ms
-        The MS model (phase centre, mean frequency, time-averaged beam).
-    geometry
-        The image geometry (its half diagonal is the cone's radius).
+    field
+        The catalogue sources in the field (:func:`field_sources`); None: nothing is marked.
     rms_jy
         The image noise (Jy/beam).
 
     Returns
     -------
     tuple
-        ICRS RA and Dec (deg) of the sources whose apparent 1.4 GHz-scaled flux exceeds
-        :data:`THUMBNAIL_MARK_SNR` x ``rms_jy`` (the brightest :data:`THUMBNAIL_MAX_MARKS`), or
-        ``(None, None)`` without a catalogue.
+        ICRS RA and Dec (deg) of the sources whose apparent flux exceeds :data:`THUMBNAIL_MARK_SNR` x
+        ``rms_jy`` (the brightest :data:`THUMBNAIL_MAX_MARKS`), or ``(None, None)`` without a catalogue.
     """
-    from contimg.imaging.pbcor import beam_at_positions
-
-    if catalogue is None or not np.isfinite(rms_jy) or rms_jy <= 0:
+    if field is None or not np.isfinite(rms_jy) or rms_jy <= 0:
         return None, None
-    ra0, dec0 = math.degrees(ms.phase_center_ra), math.degrees(ms.phase_center_dec)
-    cat = catalogue(ra0, dec0, math.hypot(geometry.width_deg, geometry.height_deg) / 2)
-    ra, dec = np.asarray(cat["ra_deg"], float), np.asarray(cat["dec_deg"], float)
-    if ra.size == 0:
-        return ra, dec
-    alpha = np.asarray(cat["spectral_index"], float)
-    alpha = np.where(np.isfinite(alpha), alpha, DEFAULT_SPECTRAL_INDEX)
-    apparent = np.nan_to_num(np.asarray(cat["flux_jy"], float) * (ms.freq_mean / 1.4e9) ** alpha
-                             * beam_at_positions(np.radians(ra), np.radians(dec), ms))
-    keep = np.flatnonzero(apparent > THUMBNAIL_MARK_SNR * rms_jy)
-    keep = keep[np.argsort(-apparent[keep], kind="stable")][:THUMBNAIL_MAX_MARKS]
-    return ra[keep], dec[keep]
+    keep = np.flatnonzero(field.apparent_jy > THUMBNAIL_MARK_SNR * rms_jy)
+    keep = keep[np.argsort(-field.apparent_jy[keep], kind="stable")][:THUMBNAIL_MAX_MARKS]
+    return field.ra_deg[keep], field.dec_deg[keep]
 
 
 RUNAWAY_NOISE_FACTOR = 1000.0

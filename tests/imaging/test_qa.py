@@ -92,10 +92,10 @@ def test_thumbnail_marks_the_catalogue_sources_expected_above_the_noise(monkeypa
 
     import contimg.imaging.pbcor as pbcor
     from contimg.imaging.geometry import ImageGeometry
-    from contimg.imaging.run import THUMBNAIL_MARK_SNR, thumbnail_sources
+    from contimg.imaging.run import THUMBNAIL_MARK_SNR, field_sources, thumbnail_sources
 
     info = SimpleNamespace(phase_center_ra=math.radians(200.0), phase_center_dec=math.radians(35.0),
-                           freq_mean=1.4e9)
+                           freq_mean=1.4e9, path="test.ms")
     geometry = ImageGeometry(5.0, 1000, 800, 0.2, 2.0, 0.5)
     asked = []
 
@@ -106,8 +106,8 @@ def test_thumbnail_marks_the_catalogue_sources_expected_above_the_noise(monkeypa
 
     # the beam halves the third source's flux
     monkeypatch.setattr(pbcor, "beam_at_positions", lambda ra, dec, info: np.array([1.0, 1.0, 0.5, 1.0]))
-    ra, dec = thumbnail_sources(catalogue, info, geometry, rms_jy=0.001)
+    ra, dec = thumbnail_sources(field_sources(catalogue, info, geometry), rms_jy=0.001)
     assert THUMBNAIL_MARK_SNR == 5.0
     assert ra.tolist() == [201.0, 200.0]  # brightest first; 4 and 2 mJy are below 5 rms
     assert asked[0][2] == pytest.approx(math.hypot(geometry.width_deg, geometry.height_deg) / 2)
-    assert thumbnail_sources(None, info, geometry, rms_jy=0.001) == (None, None)
+    assert thumbnail_sources(field_sources(None, info, geometry), rms_jy=0.001) == (None, None)

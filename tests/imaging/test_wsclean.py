@@ -204,21 +204,23 @@ def test_take_mfs_products(tmp_path):
 
 def test_spectral_fit_decision(sim_group, imaging_settings):
     """On when the brightest source's apparent flux reaches the dynamic-range setting times the noise, else off."""
-    from contimg.imaging.run import spectral_fit_decision
+    from contimg.imaging.run import field_sources, spectral_fit_decision
 
     info = read_ms(sim_group["ms"])
     geom = ImageGeometry(cell_arcsec=CELL_ARCSEC, nx=1200, ny=900, pb_limit=0.2, pb_radius_deg=2.0, drift_deg=1.0)
-    lookup = _catalogue_lookup(sim_group["truth"])
-    on = spectral_fit_decision(info, geom, lookup, noise_jy=1e-4, settings=imaging_settings)
+    field = field_sources(_catalogue_lookup(sim_group["truth"]), info, geom)
+    on = spectral_fit_decision(field, noise_jy=1e-4, settings=imaging_settings)
     assert on is not None and on["channels_out"] == imaging_settings.spectral_fit_channels
     # the 2.5 Jy flat-spectrum source 1.1 deg west, attenuated by the beam, is the brightest
     assert 0.5 < on["brightest_jy"] < 2.5 and on["dynamic_range"] == pytest.approx(on["brightest_jy"] / 1e-4, rel=1e-3)
-    assert spectral_fit_decision(info, geom, lookup, noise_jy=on["brightest_jy"] / 2000,
+    assert spectral_fit_decision(field, noise_jy=on["brightest_jy"] / 2000,
                                  settings=imaging_settings) is None  # 2000 < the default 3000
-    assert spectral_fit_decision(info, geom, None, noise_jy=1e-4, settings=imaging_settings) is None
-    assert spectral_fit_decision(info, geom, lookup, noise_jy=None, settings=imaging_settings) is None
+    assert field_sources(None, info, geom) is None
+    assert spectral_fit_decision(None, noise_jy=1e-4, settings=imaging_settings) is None
+    assert spectral_fit_decision(field, noise_jy=None, settings=imaging_settings) is None
     empty = {k: np.zeros(0) for k in ("ra_deg", "dec_deg", "flux_jy", "spectral_index")}
-    assert spectral_fit_decision(info, geom, lambda *_: empty, noise_jy=1e-4, settings=imaging_settings) is None
+    assert spectral_fit_decision(field_sources(lambda *_: empty, info, geom), noise_jy=1e-4,
+                                 settings=imaging_settings) is None
 
 
 def test_spectral_fit_recovers_steep_spectra_better(sim_group, imaging_settings, wsclean_products, source_errors,
