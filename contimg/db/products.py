@@ -7,6 +7,8 @@ harmless.
 
 from __future__ import annotations
 
+import datetime as dt
+
 import logging
 from typing import Any, TypeVar
 
@@ -315,3 +317,35 @@ def set_calibration_set_active(session: Session, name: str, active: bool) -> Non
         raise NotFoundError(f"calibration set {name!r} does not exist")
     cs.active = active
     session.flush()
+
+
+def night_window(day: "dt.date") -> tuple[float, float]:
+    """The UTC day ``day`` as ``[start_mjd, end_mjd)``."""
+    start = (day - dt.date(1858, 11, 17)).days
+    return float(start), float(start + 1)
+
+
+def image_sets(session: Session, start_mjd: float, end_mjd: float) -> dict[str, list[Image]]:
+    """The image product sets with mid-time in ``[start_mjd, end_mjd)``, in time order.
+
+    A set's rows (its flat-noise and PB-corrected images) share the manifest's ``files["image"]``, which keys
+    the set (a row without a manifest is a set of its own, keyed by its path).
+
+    Parameters
+    ----------
+    session
+        An open session.
+    start_mjd, end_mjd
+        The time window (MJD).
+
+    Returns
+    -------
+    dict
+        Set key (the flat-noise image's path) -> its Image rows, sets and rows ordered by mid-time, then id.
+    """
+    rows = session.scalars(select(Image).where(Image.mid_mjd >= start_mjd, Image.mid_mjd < end_mjd)
+                           .order_by(Image.mid_mjd, Image.id))
+    sets: dict[str, list[Image]] = {}
+    for img in rows:
+        sets.setdefault(str((img.files or {}).get("image") or img.path), []).append(img)
+    return sets

@@ -24,20 +24,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from contimg.db import products, run_transaction
-from contimg.db.models import Image, Mosaic
+from contimg.db.products import night_window
+from contimg.db.models import Mosaic
 
 log = logging.getLogger(__name__)
 
 __all__ = ["make_night_mosaic", "night_inputs", "night_window", "run_nightly_mosaic"]
-
-MJD_UNIX_EPOCH = 40587.0
-
-
-def night_window(day: dt.date) -> tuple[float, float]:
-    """The UTC day ``day`` as ``[start_mjd, end_mjd)``."""
-    start = MJD_UNIX_EPOCH + (day - dt.date(1970, 1, 1)).days
-    return float(start), float(start + 1)
-
 
 def night_inputs(session: Session, start_mjd: float, end_mjd: float) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The product sets imaged with mid-time in ``[start_mjd, end_mjd)``: those to combine and those left out.
@@ -57,15 +49,9 @@ def night_inputs(session: Session, start_mjd: float, end_mjd: float) -> tuple[li
     """
     from contimg.verdict import worst
 
-    rows = session.execute(
-        select(Image.id, Image.path, Image.mid_mjd, Image.rms_jy, Image.qa_verdict, Image.files, Image.pb_corrected)
-        .where(Image.mid_mjd >= start_mjd, Image.mid_mjd < end_mjd).order_by(Image.mid_mjd, Image.id)
-    ).all()
-    sets: dict[str, list[Any]] = {}
-    for r in rows:
-        sets.setdefault(str((r.files or {}).get("image") or r.path), []).append(r)
-    use, left_out = [], []
-    for key, members in sets.items():
+    use: list[dict[str, Any]] = []
+    left_out: list[dict[str, Any]] = []
+    for key, members in products.image_sets(session, start_mjd, end_mjd).items():
         files = next((m.files for m in members if m.files), None) or {}
         flat = next((m for m in members if not m.pb_corrected), None)
         verdict = worst([m.qa_verdict for m in members])

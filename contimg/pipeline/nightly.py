@@ -53,7 +53,7 @@ from sqlalchemy.orm import Session
 
 from contimg.db import science
 from contimg.db.engine import session_scope
-from contimg.db.models import Image, Photometry, Source, VariabilityStats
+from contimg.db.models import Photometry, Source, VariabilityStats
 from contimg.pipeline.alerts import candidates_found
 from contimg.variability.ese import EseResult, EseSearch, detect_ese
 from contimg.variability.metrics import VariabilityMetrics, variability_metrics
@@ -417,10 +417,10 @@ def night_rows(session: Session, start_mjd: float, end_mjd: float) -> list[dict[
     """
     from contimg.verdict import worst
 
-    images = session.execute(
-        select(Image.id, Image.path, Image.mid_mjd, Image.rms_jy, Image.qa_verdict, Image.qa, Image.files)
-        .where(Image.mid_mjd >= start_mjd, Image.mid_mjd < end_mjd).order_by(Image.mid_mjd, Image.id)
-    ).all()
+    from contimg.db.products import image_sets
+
+    sets = image_sets(session, start_mjd, end_mjd)
+    images = [m for members in sets.values() for m in members]
     if not images:
         return []
     counts = {
@@ -430,9 +430,6 @@ def night_rows(session: Session, start_mjd: float, end_mjd: float) -> list[dict[
             .where(Photometry.image_id.in_([i.id for i in images])).group_by(Photometry.image_id)
         )
     }
-    sets: dict[str, list[Any]] = {}
-    for im in images:
-        sets.setdefault(str((im.files or {}).get("image") or im.path), []).append(im)
     out = []
     for key, members in sets.items():
         measured = [m for m in members if m.id in counts] or members
@@ -465,10 +462,11 @@ def write_night_summary(settings: Any, day: dt.date) -> Path | None:
     from contimg.plots.common import save_png
     from contimg.plots.night import night_figure
 
-    start = (dt.datetime.combine(day, dt.time(0), tzinfo=dt.timezone.utc)
-             - dt.datetime(1858, 11, 17, tzinfo=dt.timezone.utc)).total_seconds() / 86400.0
+    from contimg.db.products import night_window
+
+    start, end = night_window(day)
     with session_scope(settings, readonly=True) as session:
-        rows = night_rows(session, start, start + 1.0)
+        rows = night_rows(session, start, end)
     if not rows:
         log.info("night summary %s: no images", day.isoformat())
         return None
