@@ -18,7 +18,7 @@ from sqlalchemy import select
 from cluster_helpers import CLUSTER_ENV, drop_group, dump_logs, finished, groups, timestamp, wait_for
 from contimg.cluster import EmbeddedCluster
 from contimg.db import session_scope
-from contimg.db.models import CalibrationSet, CalibrationTable, Image, MeasurementSet, Photometry, Source
+from contimg.db.models import CalibrationSet, CalibrationTable, Component, Image, MeasurementSet, Photometry, Source
 
 pytestmark = pytest.mark.integration
 
@@ -99,6 +99,10 @@ def test_a_night_through_the_whole_chain(chain_cluster, sim_night):
                 assert 0 < i.rms_jy < 0.1 and i.dynamic_range > 10
                 assert i.beam_major_arcsec >= i.beam_minor_arcsec > 0
                 assert abs(i.mid_mjd - (m.start_mjd + m.end_mjd) / 2) < 1e-3
+            # the blind finder ran in the worker (a daemonic process) and its components were stored
+            assert not any("blind source finding failed" in r for r in (images[1].qa or {}).get("reasons", [])), \
+                images[1].qa
+            assert s.scalars(select(Component).where(Component.image_id == images[1].id)).first() is not None
         # science: the calibrator's flux is recovered from the calibrated data (10 Jy at 1.4 GHz, alpha -0.7,
         # near the beam centre at transit; a peak pixel reads 1-3 % low, the beam's time average a few % more)
         cal_image = next(i for i in cal_ms.images if not i.pb_corrected)

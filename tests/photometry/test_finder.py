@@ -172,3 +172,26 @@ def test_the_finder_leaves_nothing_beside_the_image_and_no_log_handlers(syntheti
     find_components(syn.image, pb=syn.pb)
     assert set(syn.image.parent.iterdir()) == before  # PyBDSF writes <image>.pybdsf.log beside its input
     assert logging.getLogger("PyBDSF").handlers == []
+
+
+def _find_in_child(image: str, pb: str, out) -> None:
+    try:
+        out.put(len(find_components(image, pb=pb)))
+    except Exception as exc:  # noqa: BLE001 - reported to the parent
+        out.put(repr(exc))
+
+
+def test_the_finder_runs_in_a_daemonic_process_as_in_a_celery_worker(synthetic):
+    """A Celery prefork worker's process is daemonic: PyBDSF's process map (which starts a manager and a child even
+    with ncores=1) failed there with "daemonic processes are not allowed to have children" on every image whose
+    noise map it computed, so the cluster stored no components for them."""
+    import multiprocessing
+
+    syn, comps = synthetic
+    ctx = multiprocessing.get_context("fork")
+    out = ctx.Queue()
+    child = ctx.Process(target=_find_in_child, args=(str(syn.image), str(syn.pb), out), daemon=True)
+    child.start()
+    found = out.get(timeout=120)
+    child.join(timeout=30)
+    assert found == len(comps), found
