@@ -147,6 +147,20 @@ class PhotometrySettings(_Section):
     crossmatch_radius_beams: float = Field(1.0, gt=0, description="a component matches the nearest catalogue source within this many restoring-beam major axes")
 
 
+class NewSourceSettings(_Section):
+    """The new-source search on every recorded image (contimg.photometry.newsource)."""
+
+    enabled: bool = Field(True, description="search the components of every image the image stage records for new sources (needs photometry.find_sources)")
+    min_snr: float = Field(7.0, gt=0, description="an unmatched component is considered at this SNR or more in its own image")
+    detection_sigma: float = Field(5.0, gt=0, description="a candidate stands this many sigma (of the most constraining earlier epoch's noise) above what that epoch measured at its position")
+    seen_sigma: float = Field(4.0, gt=0, description="a component is not new where an earlier epoch measured this many sigma (of its noise) or more")
+    max_size_ratio: float = Field(1.5, gt=1, description="considered components are compact: integrated / peak flux below this plus twice its error")
+    confusion_beams: float = Field(3.0, ge=0, description="considered components have no brighter catalogue source or component within this many restoring-beam major axes")
+    association_beams: float = Field(1.0, gt=0, description="a detection within this many beam major axes of a known candidate is another detection of it")
+    same_pass_hours: float = Field(1.0, gt=0, description="earlier epochs are images whose mid-time is more than this before (another pass over the same sky; the groups of one drift see a position within ~15 minutes)")
+    max_prior_epochs: int = Field(60, ge=1, description="at most this many earlier images (the most recent) are measured at a considered position")
+
+
 class VariabilitySettings(_Section):
     """Nightly variability scoring and ESE detection."""
 
@@ -196,10 +210,10 @@ class WebSettings(_Section):
     page_size: int = Field(100, ge=1, le=5000, description="rows per page of lists (the API's default limit)")
 
 
-NotifyEvent = Literal["group_failed", "qa_failed", "ese_candidate"]
-NOTIFY_EVENTS: tuple[NotifyEvent, ...] = ("group_failed", "qa_failed", "ese_candidate")
+NotifyEvent = Literal["group_failed", "qa_failed", "ese_candidate", "new_source"]
+NOTIFY_EVENTS: tuple[NotifyEvent, ...] = ("group_failed", "qa_failed", "ese_candidate", "new_source")
 """The events that can be notified: a group failed, a product (calibration set, image, photometry) failed its QA
-gate, new ESE candidates were found by the nightly scoring."""
+gate, new ESE candidates were found by the nightly scoring, an image held a new-source candidate."""
 
 
 class NotifySettings(_Section):
@@ -215,7 +229,7 @@ class NotifySettings(_Section):
     smtp_from: str = Field("contimg@localhost", description="sender address of the e-mails")
     smtp_to: list[str] = Field([], description="recipients (a JSON list in the environment, e.g. '[\"ops@example.org\"]'); none: no e-mail")
     smtp_timeout_s: float = Field(10.0, gt=0, le=120, description="an SMTP server that has not answered within this is given up")
-    events: list[NotifyEvent] = Field(["group_failed", "qa_failed", "ese_candidate"], description="the events notified (a JSON list in the environment): group_failed, qa_failed, ese_candidate")
+    events: list[NotifyEvent] = Field(["group_failed", "qa_failed", "ese_candidate", "new_source"], description="the events notified (a JSON list in the environment): group_failed, qa_failed, ese_candidate, new_source")
     rate_limit_s: float = Field(600.0, ge=0, description="at most one message per event kind in this many seconds, across every process and node sharing the data root; the ones held back are counted and summarised in the next (0: no limit)")
 
     @field_validator("webhook_url", "smtp_host", "smtp_user", "smtp_password", mode="before")
@@ -323,6 +337,7 @@ class Settings(BaseSettings):
     imaging: ImagingSettings = ImagingSettings()
     photometry: PhotometrySettings = PhotometrySettings()
     qa: QaSettings = QaSettings()
+    new_sources: NewSourceSettings = NewSourceSettings()
     variability: VariabilitySettings = VariabilitySettings()
     mosaic: MosaicSettings = MosaicSettings()
     monitoring: MonitoringSettings = MonitoringSettings()

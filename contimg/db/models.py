@@ -21,6 +21,7 @@ Tables, in the order data flows::
                         ├─ stage_timings
                         └─ measurement_sets ─┬─ images ─┬─ photometry ── sources
                                              │    │     └─ components ─┘ (matched; optional)
+                                             │    │          └─ new_source_detections ── new_sources
                                              │    └─ (combined by night into) mosaics
                                              │                             ├─ variability_stats
     calibration_sets ── calibration_tables   │                             └─ ese_candidates
@@ -76,7 +77,7 @@ class CalTableType(str, enum.Enum):
 
 
 class CandidateStatus(str, enum.Enum):
-    """Review status of an ESE candidate. ``new`` and ``confirmed`` are open."""
+    """Review status of a candidate (ESE or new source). ``new`` and ``confirmed`` are open."""
 
     NEW = "new"
     CONFIRMED = "confirmed"
@@ -460,7 +461,8 @@ class Component(Base):
     beam_response: Mapped[float | None]
     """Primary-beam response by which the fluxes were divided."""
     flags: Mapped[int] = mapped_column(default=0)
-    """The finder's fit flags (0: a clean fit)."""
+    """The finder's fit flags (0: a clean fit; 256: an elongated Gaussian reaching outside its island,
+    :data:`contimg.photometry.finder.ISLAND_EDGE_FLAG`)."""
     source_id: Mapped[int | None] = mapped_column(ForeignKey("sources.id", ondelete="SET NULL"), index=True)
     """The nearest catalogue source within the match radius, if any."""
     separation_arcsec: Mapped[float | None]
@@ -529,6 +531,8 @@ __all__ = [
     "GroupState",
     "Image",
     "MeasurementSet",
+    "NewSource",
+    "NewSourceDetection",
     "ObservationGroup",
     "Photometry",
     "Source",
@@ -536,3 +540,69 @@ __all__ = [
     "SubbandFile",
     "VariabilityStats",
 ]
+
+
+class NewSource(TimestampMixin, Base):
+    """A new-source candidate: blind components with no catalogue counterpart that earlier epochs could not have
+    missed (:mod:`contimg.photometry.newsource`), one row per position, its detections in
+    :class:`NewSourceDetection`."""
+
+    __tablename__ = "new_sources"
+    __table_args__ = (Index(None, "dec_deg", "ra_deg"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    """``CTG Jhhmmss.s+ddmmss`` of the first detection's position."""
+    ra_deg: Mapped[float]
+    """Position: the error-weighted mean of the detections."""
+    dec_deg: Mapped[float]
+    status: Mapped[CandidateStatus] = mapped_column(
+        _enum(CandidateStatus, "new_source_status", 16), default=CandidateStatus.NEW, index=True
+    )
+    first_detected_mjd: Mapped[float]
+    last_detected_mjd: Mapped[float]
+    n_detections: Mapped[int]
+    peak_flux_jy: Mapped[float]
+    """The brightest detection's PB-corrected peak brightness (Jy/beam; the flux of a point source)."""
+    snr: Mapped[float]
+    """The best detection's SNR in its own image."""
+    significance: Mapped[float]
+    """The first detection's flux above what the most constraining earlier epoch measured there, in that epoch's
+    noise (:func:`contimg.photometry.newsource.newness`)."""
+    n_prior_epochs: Mapped[int]
+    """Earlier epochs that measured the position before the first detection."""
+    prior_limit_jy: Mapped[float | None]
+    """The faintest flux the deepest of them could have found (threshold x its noise)."""
+    first_image_id: Mapped[int | None] = mapped_column(ForeignKey("images.id", ondelete="SET NULL"))
+    prior_image_ids: Mapped[list[int] | None] = mapped_column(JSON)
+    """The earlier images that constrain it most (ids; the most constraining first, then the most recent), drawn in
+    its cut-outs."""
+    cutouts: Mapped[str | None] = mapped_column(String(PATH_LENGTH))
+    """PNG strip of cut-outs: the earlier epochs that constrain it most, then its detections."""
+    notes: Mapped[str | None] = mapped_column(Text)
+
+    detections: Mapped[list["NewSourceDetection"]] = relationship(
+        back_populates="new_source", cascade="all, delete-orphan", passive_deletes=True,
+        order_by="NewSourceDetection.epoch_mjd")
+
+
+class NewSourceDetection(Base):
+    """One component of a new-source candidate: where and how bright it was found, and how new it was there."""
+
+    __tablename__ = "new_source_detections"
+
+    id: Mapped[int] = mapped_column(BigIntegerPK, primary_key=True)
+    new_source_id: Mapped[int] = mapped_column(ForeignKey("new_sources.id", ondelete="CASCADE"), index=True)
+    component_id: Mapped[int] = mapped_column(ForeignKey("components.id", ondelete="CASCADE"), unique=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), index=True)
+    epoch_mjd: Mapped[float]
+    ra_deg: Mapped[float]
+    dec_deg: Mapped[float]
+    flux_jy: Mapped[float]
+    """PB-corrected peak brightness."""
+    flux_err_jy: Mapped[float | None]
+    snr: Mapped[float]
+    significance: Mapped[float | None]
+    """Against the earlier epochs (NULL for a detection added to a known candidate: the earlier epochs are its own)."""
+
+    new_source: Mapped[NewSource] = relationship(back_populates="detections")

@@ -22,6 +22,7 @@ from contimg.db.models import (
     CandidateStatus,
     Component,
     EseCandidate,
+    NewSource,
     Photometry,
     Source,
     VariabilityStats,
@@ -364,6 +365,48 @@ def set_candidate_status(session: Session, candidate_id: int, status: CandidateS
         if other is not None and other.id != cand.id:
             raise ValidationError(f"ESE candidate {candidate_id} cannot be reopened as {new.value}: its source "
                                   f"already has open candidate {other.id} ({other.status.value})")
+    cand.status = new
+    if notes is not None:
+        cand.notes = notes
+    session.flush()
+    return cand
+
+
+def set_new_source_status(session: Session, candidate_id: int, status: CandidateStatus | str, *,
+                          notes: str | None = None) -> NewSource:
+    """Change a new-source candidate's review status, with optional notes.
+
+    Parameters
+    ----------
+    session
+        The caller's session; the row is locked and the change flushed.
+    candidate_id
+        The candidate's id (``new_sources.id``).
+    status
+        The new status (``new``, ``confirmed``, ``rejected`` or ``ended``).
+    notes
+        The reviewer's notes, replacing any earlier ones; None keeps them.
+
+    Returns
+    -------
+    NewSource
+        The updated candidate.
+
+    Raises
+    ------
+    contimg.errors.NotFoundError
+        No new-source candidate has that id.
+    contimg.errors.ValidationError
+        An unknown status.
+    """
+    try:
+        new = CandidateStatus(status)
+    except ValueError:
+        raise ValidationError(f"new-source candidate {candidate_id}: unknown status {status!r} (one of "
+                              f"{', '.join(c.value for c in CandidateStatus)})") from None
+    cand = session.get(NewSource, candidate_id, with_for_update=True)
+    if cand is None:
+        raise NotFoundError(f"no new-source candidate with id {candidate_id}")
     cand.status = new
     if notes is not None:
         cand.notes = notes

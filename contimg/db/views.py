@@ -26,6 +26,7 @@ from contimg.db.models import (
     GroupState,
     Image,
     MeasurementSet,
+    NewSource,
     ObservationGroup,
     Photometry,
     Source,
@@ -33,7 +34,7 @@ from contimg.db.models import (
 )
 from contimg.errors import ValidationError
 
-__all__ = ["QA_VERDICTS", "calibration_sets_page", "candidates_page", "group_detail", "groups_page", "image_detail",
+__all__ = ["QA_VERDICTS", "calibration_sets_page", "candidates_page", "new_sources_page", "group_detail", "groups_page", "image_detail",
            "images_page", "light_curve", "night_summary", "source_detail", "sources_page"]
 
 QA_VERDICTS = ("pass", "warn", "fail")
@@ -451,6 +452,54 @@ def candidates_page(session: Session, *, status: str | None = None, min_signific
     total, rows = _page(session, stmt.order_by(EseCandidate.significance.desc(), EseCandidate.id), limit=limit,
                         offset=offset, rows=True)
     return {"total": total, "limit": limit, "offset": offset, "items": [_candidate_row(c, s) for c, s in rows]}
+
+
+def _new_source_row(c: NewSource) -> dict[str, Any]:
+    return {"id": c.id, "name": c.name, "ra_deg": c.ra_deg, "dec_deg": c.dec_deg, "status": _enum(c.status),
+            "significance": _num(c.significance), "snr": _num(c.snr), "peak_flux_jy": _num(c.peak_flux_jy),
+            "n_detections": c.n_detections, "n_prior_epochs": c.n_prior_epochs,
+            "prior_limit_jy": _num(c.prior_limit_jy), "first_detected_mjd": _num(c.first_detected_mjd),
+            "last_detected_mjd": _num(c.last_detected_mjd), "first_image_id": c.first_image_id,
+            "cutouts": c.cutouts, "notes": c.notes, "created": _iso(c.created_at), "updated": _iso(c.updated_at)}
+
+
+def new_sources_page(session: Session, *, status: str | None = None, min_significance: float | None = None,
+                     limit: int = 100, offset: int = 0) -> dict[str, Any]:
+    """New-source candidates (:mod:`contimg.pipeline.new_sources`), most significant first.
+
+    Parameters
+    ----------
+    session
+        An open session.
+    status
+        Only this review status; ``open`` for new or confirmed.
+    min_significance
+        Only candidates at least this significant.
+    limit, offset
+        The page.
+
+    Returns
+    -------
+    dict
+        ``{"total", "limit", "offset", "items"}``; each item with its ``detections`` (image, epoch, flux, SNR).
+    """
+    _check_choice("candidate status", status, [*(s.value for s in CandidateStatus), "open"])
+    stmt = select(NewSource)
+    if status == "open":
+        stmt = stmt.where(NewSource.status.in_([CandidateStatus.NEW, CandidateStatus.CONFIRMED]))
+    elif status is not None:
+        stmt = stmt.where(NewSource.status == CandidateStatus(status))
+    if min_significance is not None:
+        stmt = stmt.where(NewSource.significance >= min_significance)
+    total, rows = _page(session, stmt.order_by(NewSource.significance.desc(), NewSource.id), limit=limit,
+                        offset=offset)
+    items = []
+    for c in rows:
+        row = _new_source_row(c)
+        row["detections"] = [{"image_id": d.image_id, "epoch_mjd": _num(d.epoch_mjd), "flux_jy": _num(d.flux_jy),
+                              "snr": _num(d.snr)} for d in c.detections]
+        items.append(row)
+    return {"total": total, "limit": limit, "offset": offset, "items": items}
 
 
 def night_summary(session: Session, start: datetime, end: datetime) -> dict[str, Any]:

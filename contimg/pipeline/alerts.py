@@ -11,7 +11,8 @@ them raises: a notification that cannot be sent is logged and the stage goes on.
   collection ended, a lost run out of retries);
 * :func:`qa_failed` -- a calibration set, image or photometry normalisation failed its QA gate
   (``qa_failed``); the group usually fails too, so both kinds may arrive;
-* :func:`candidates_found` -- the nightly scoring created new ESE candidates (one message per run).
+* :func:`candidates_found` -- the nightly scoring created new ESE candidates (one message per run);
+* :func:`new_sources_found` -- an image's new-source search created candidates (one message per image).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from contimg.db import groups
 
 log = logging.getLogger(__name__)
 
-__all__ = ["candidates_found", "fail_group", "groups_failed", "qa_failed"]
+__all__ = ["candidates_found", "fail_group", "groups_failed", "new_sources_found", "qa_failed"]
 
 
 def _send(settings: Settings, kind: str, subject: str, text: str, data: Mapping[str, Any]) -> None:
@@ -118,3 +119,26 @@ def candidates_found(settings: Settings, candidates: Sequence[Mapping[str, Any]]
     _send(settings, "ese_candidate", f"{len(best)} new ESE candidate(s)",
           "The nightly scoring found new ESE candidates:\n" + "\n".join(lines),
           {"candidates": [dict(c) for c in best]})
+
+
+def new_sources_found(settings: Settings, image: str, candidates: Sequence[Mapping[str, Any]]) -> None:
+    """Notify ``new_source`` once for the new-source candidates one image's search created (nothing if none).
+
+    Parameters
+    ----------
+    settings
+        The settings (``notify``).
+    image
+        The image searched (path).
+    candidates
+        Each new candidate: ``id``, ``name``, ``ra_deg``, ``dec_deg``, ``peak_flux_jy``, ``snr``,
+        ``significance``, ``n_prior_epochs``.
+    """
+    if not candidates:
+        return
+    lines = [f"- {c['name']} (candidate {c['id']}): {1e3 * float(c['peak_flux_jy']):.2f} mJy, SNR "
+             f"{float(c['snr']):.1f}, {float(c['significance']):.1f} sigma above {c['n_prior_epochs']} earlier epoch(s)"
+             for c in candidates]
+    _send(settings, "new_source", f"{len(candidates)} new-source candidate(s) in {image}",
+          f"The new-source search of {image} found:\n" + "\n".join(lines),
+          {"image": image, "candidates": [dict(c) for c in candidates]})

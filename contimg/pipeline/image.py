@@ -10,7 +10,8 @@ Every image is also searched blindly (:func:`blind_components`: PyBDSF
 on the flat-noise image, fluxes PB-corrected) and its components cross-matched
 with the catalogue; their median offset is the gate's astrometry check, and
 the components of an image that did not fail are stored (``components``,
-under the PB-corrected image's row like its photometry; replaced on rerun).
+under the PB-corrected image's row like its photometry; replaced on rerun)
+and searched for new sources (:mod:`contimg.pipeline.new_sources`).
 
 The gate's flux-scale check needs the catalogue: the bright catalogue sources
 in the field (expected at ``qa.flux_scale_min_snr`` times the noise or more)
@@ -40,6 +41,7 @@ from contimg.db.science import replace_components
 from contimg.errors import InputFileError, PermanentError
 from contimg.pipeline.alerts import qa_failed
 from contimg.pipeline.calibrate import group_ms
+from contimg.pipeline.new_sources import refresh_candidates, search_image
 from contimg.verdict import jsonable
 
 if TYPE_CHECKING:
@@ -187,10 +189,18 @@ def judge_and_record(settings: Settings, products: Any, *, ms_id: int | None) ->
                 replace_components(session, ids[-1], blind.rows)
             if ms_id is not None:
                 _mark_imaged(session, ms_id)
+        # new-source candidates whose detections went with the components they were
+        refresh_candidates(session)
     if verdict.failed:
         qa_failed(settings, product="image", name=str(products.image), reasons=verdict.reasons,
                   data={"image_ids": ids, "ms": str(products.ms_path),
                         "figures": jsonable(verdict.figures)})
+    elif blind is not None and blind.rows is not None and settings.new_sources.enabled:
+        try:
+            search_image(settings, ids[-1])
+        except (InputFileError, OSError, ValueError) as exc:  # the image stands; its search can be re-run
+            log.warning("%s: new-source search failed (contimg candidates --kind new --search re-runs it): %s",
+                        products.image, exc)
     return verdict, ids
 
 

@@ -2,7 +2,8 @@
 
 The foundation of every science test: a sky of point sources (NVSS-like
 counts, spectral indices, an optional transiting calibrator) with light curves
-(ESEs, red noise, per-epoch flux-scale errors), seen through the Airy primary
+(ESEs, red noise, per-epoch flux-scale errors) and transients that are not in
+the catalogue, seen through the Airy primary
 beam of 4.65 m dishes, with per-antenna complex gains and thermal noise, written
 as the real array writes its files. The truth (catalogue, light curves, gains,
 noise, times, file lists, options) is written beside the data.
@@ -35,6 +36,9 @@ Conventions (each proved by a test in ``tests/simulation``)
   equation).
 * Gains follow pyuvdata/UVCal's convention; CASA's solutions are their
   complex conjugates. ``vis_units`` is ``uncalib`` with gains, ``Jy`` without.
+* Transients (``SimulationConfig.transients``) are in the visibilities on
+  their days only and never in ``sources.csv``; their flux-scale error is the
+  catalogue sources'.
 * Light curves are evaluated once per epoch (day); ``flux_scale_error``
   multiplies every non-calibrator flux of an epoch (the calibrator keeps its
   catalogue flux, so calibration does not remove the error).
@@ -57,6 +61,7 @@ from typing import TYPE_CHECKING, Any
 _EXPORTS = {
     "EseInjection": "config",
     "SimulationConfig": "config",
+    "TransientInjection": "config",
     "subband_frequencies": "config",
     "GainModel": "gains",
     "SimulatedGroup": "run",
@@ -86,7 +91,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover
-    from contimg.simulation.config import EseInjection, SimulationConfig, subband_frequencies
+    from contimg.simulation.config import EseInjection, SimulationConfig, TransientInjection, subband_frequencies
     from contimg.simulation.gains import GainModel
     from contimg.simulation.run import SimulatedGroup, SimulationResult, simulate
     from contimg.simulation.sky import SkyCatalog
@@ -100,6 +105,7 @@ __all__ = [
     "SimulationConfig",
     "SimulationResult",
     "SkyCatalog",
+    "TransientInjection",
     "Truth",
     "baseline_pairs",
     "load_truth",

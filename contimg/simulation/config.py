@@ -30,6 +30,7 @@ __all__ = [
     "BAND_TOP_HZ",
     "CHANNEL_WIDTH_HZ",
     "EseInjection",
+    "TransientInjection",
     "INTEGRATION_TIME_S",
     "NCHANNELS_PER_SUBBAND",
     "NINTEGRATIONS",
@@ -89,6 +90,29 @@ class EseInjection:
 
 
 @dataclass(frozen=True)
+class TransientInjection:
+    """A transient: a point source that is *not* in the catalogue and shines only on some days.
+
+    It is in the visibilities on days ``first_day`` ... ``last_day`` (epoch
+    indices, inclusive; ``last_day`` None: to the last day) with the 1.4 GHz
+    flux ``flux_jy`` and the power-law ``spectral_index``, and absent on the
+    others. It is never written to ``sources.csv``: it is what the new-source
+    search (:mod:`contimg.photometry.newsource`) must find. Positions are ICRS.
+    """
+
+    ra_deg: float
+    dec_deg: float
+    flux_jy: float
+    first_day: int = 0
+    last_day: int | None = None
+    spectral_index: float = -0.7
+
+    def active(self, day: int) -> bool:
+        """Whether the transient shines on epoch ``day``."""
+        return self.first_day <= day and (self.last_day is None or day <= self.last_day)
+
+
+@dataclass(frozen=True)
 class SimulationConfig:
     """Every option of the simulator (all recorded in the truth file).
 
@@ -139,6 +163,9 @@ class SimulationConfig:
         Ranges for random ESEs (durations default to a fraction of the span).
     events
         Specific ESEs to inject (in addition to random ones).
+    transients
+        Sources not in the catalogue that shine on some days only
+        (:class:`TransientInjection`).
     red_noise_amplitude, red_noise_timescale_days
         Intrinsic log-normal variability of every non-calibrator source.
     flux_scale_error
@@ -186,6 +213,7 @@ class SimulationConfig:
     ese_depth_range: tuple[float, float] = (0.2, 0.5)
     ese_duration_range_days: tuple[float, float] | None = None
     events: tuple[EseInjection, ...] = ()
+    transients: tuple[TransientInjection, ...] = ()
     red_noise_amplitude: float = 0.0
     red_noise_timescale_days: float = 30.0
     flux_scale_error: float = 0.0
@@ -203,6 +231,7 @@ class SimulationConfig:
         if self.antenna_numbers is not None:
             object.__setattr__(self, "antenna_numbers", tuple(int(a) for a in self.antenna_numbers))
         object.__setattr__(self, "events", tuple(self.events))
+        object.__setattr__(self, "transients", tuple(self.transients))
         self.validate()
 
     def validate(self) -> None:
@@ -246,6 +275,9 @@ class SimulationConfig:
         for ev in self.events:
             need(0 <= ev.depth < 1 and ev.duration_days > 0, f"bad ESE injection {ev}")
             need(ev.source_id >= 0, f"ESE injection source_id must be >= 0, got {ev.source_id}")
+        for tr in self.transients:
+            need(tr.flux_jy > 0 and -90 <= tr.dec_deg <= 90 and tr.first_day >= 0
+                 and (tr.last_day is None or tr.last_day >= tr.first_day), f"bad transient injection {tr}")
         need(self.red_noise_amplitude >= 0 and self.red_noise_timescale_days > 0, "bad red-noise parameters")
         need(0 <= self.flux_scale_error < 0.5, "flux_scale_error must be in [0, 0.5)")
         need(self.processes >= 1, "processes must be >= 1")
@@ -282,7 +314,7 @@ class SimulationConfig:
             value = getattr(self, f.name)
             if isinstance(value, datetime):
                 value = value.isoformat()
-            elif f.name == "events":
+            elif f.name in ("events", "transients"):
                 value = [asdict(ev) for ev in value]
             elif isinstance(value, tuple):
                 value = list(value)
@@ -295,6 +327,7 @@ class SimulationConfig:
         kw = dict(data)
         kw["start"] = datetime.fromisoformat(kw["start"])
         kw["events"] = tuple(EseInjection(**ev) for ev in kw.get("events", ()))
+        kw["transients"] = tuple(TransientInjection(**tr) for tr in kw.get("transients", ()))
         for name in ("subbands", "antenna_numbers", "ese_depth_range", "ese_duration_range_days"):
             if kw.get(name) is not None:
                 kw[name] = tuple(kw[name])

@@ -306,6 +306,17 @@ def _simulate(
     else:
         flux_scale = np.ones(config.n_days)
 
+    # the sky in the visibilities: the catalogue, then the transients (never in the catalogue), zero off their days
+    sky, sky_flux = catalog, flux_per_epoch
+    if config.transients:
+        first_id = int(catalog.source_id.max()) + 1 if catalog.Nsrc else 0
+        trs = config.transients
+        sky = catalog.concat(SkyCatalog.from_sources(
+            [t.ra_deg for t in trs], [t.dec_deg for t in trs], [t.flux_jy for t in trs],
+            spectral_index=[t.spectral_index for t in trs], source_id=first_id + np.arange(len(trs))))
+        sky_flux = np.vstack([flux_per_epoch, [[t.flux_jy if t.active(d) else 0.0 for d in range(config.n_days)]
+                                               for t in trs]])
+
     t_ref = float(times[0][0] - 0.5 * config.integration_time_s / 86400.0)
     if config.gains:
         gain_model = GainModel.random(
@@ -333,10 +344,10 @@ def _simulate(
             for sb, jit in zip(config.subbands, jitter)
         }
         geometry = sky_geometry(
-            catalog, t, lst_rad=lsts[k], antenna_numbers=ant, antenna_positions=positions,
+            sky, t, lst_rad=lsts[k], antenna_numbers=ant, antenna_positions=positions,
             pointing_dec_rad=dec_app, location=DSA110_LOCATION,
         )
-        scale = np.where(catalog.calibrator, 1.0, flux_scale[day])
+        scale = np.where(sky.calibrator, 1.0, flux_scale[day])
         template = make_group_template(
             time_jd=t, antenna_numbers=ant, stations=stations, pointing_dec_rad=dec_app,
             freq_hz=subband_frequencies(config.subbands[0], config.channels_per_subband),
@@ -345,8 +356,8 @@ def _simulate(
             dish_diameter_m=config.dish_diameter_m,
         )
         _JOB = _GroupJob(
-            config=config, template=template, geometry=geometry, flux=flux_per_epoch[:, day] * scale,
-            spectral_index=catalog.spectral_index, gain_model=gain_model, noise_sigma=noise_sigma,
+            config=config, template=template, geometry=geometry, flux=sky_flux[:, day] * scale,
+            spectral_index=sky.spectral_index, gain_model=gain_model, noise_sigma=noise_sigma,
             auto_noise_sigma=auto_noise_sigma, group_index=k, paths=paths,
         )
         try:

@@ -190,6 +190,11 @@ class Truth:
                              np.atleast_1d(np.asarray(freq_hz, float)))[0]
 
     @property
+    def transients(self) -> tuple[Any, ...]:
+        """The injected transients (:class:`contimg.simulation.config.TransientInjection`; not in :attr:`catalog`)."""
+        return self.config.transients
+
+    @property
     def ese_source_ids(self) -> list[int]:
         return sorted({int(ev["source_id"]) for ev in self.events})
 

@@ -129,6 +129,24 @@ def api_candidate_status(candidate_id: int, body: dict[str, Any] = Body(...), ct
     return ctx.set_candidate_status(candidate_id, str(body["status"]), body.get("notes"), who)
 
 
+@router.get("/api/new-sources", tags=["science"])
+def api_new_sources(status: str | None = None, min_significance: float | None = None, limit: int | None = LIMIT,
+                    offset: int = OFFSET, ctx: WebContext = Depends(context),
+                    who: Identity | None = Depends(reader)) -> dict[str, Any]:
+    """New-source candidates with their detections, most significant first (``status=open``: new or confirmed)."""
+    return ctx.read(lambda s: views.new_sources_page(s, status=status, min_significance=min_significance,
+                                                     limit=limit or ctx.page_size, offset=offset))
+
+
+@router.post("/api/new-sources/{candidate_id}/status", tags=["actions"])
+def api_new_source_status(candidate_id: int, body: dict[str, Any] = Body(...), ctx: WebContext = Depends(context),
+                          who: Identity = Depends(operator)) -> dict[str, Any]:
+    """Set a new-source candidate's review status (operator): ``status`` and optional ``notes``."""
+    if not body.get("status"):
+        raise HTTPException(422, "give a status")
+    return ctx.set_candidate_status(candidate_id, str(body["status"]), body.get("notes"), who, kind="new")
+
+
 # ------------------------------------------------------------------ files and pictures
 @router.get("/files/{path:path}", tags=["products"])
 def files(path: str, ctx: WebContext = Depends(context), who: Identity | None = Depends(reader)) -> FileResponse:

@@ -23,7 +23,7 @@ from fastapi.templating import Jinja2Templates
 from contimg import __version__
 from contimg.config import Settings
 from contimg.db import run_transaction
-from contimg.errors import ContimgError, ValidationError
+from contimg.errors import ContimgError, NotFoundError, ValidationError
 from contimg.web.auth import COOKIE, Authenticator, Identity
 
 log = logging.getLogger(__name__)
@@ -140,8 +140,10 @@ class WebContext:
                  ", ".join(h.group_key for h in handles) or "nothing", from_stage or "the start")
         return [{"group_key": h.group_key, "run": h.token} for h in handles]
 
-    def set_candidate_status(self, candidate_id: int, status: str, notes: str | None, who: Identity) -> dict[str, Any]:
-        """Set a candidate's review status (:func:`contimg.db.science.set_candidate_status`).
+    def set_candidate_status(self, candidate_id: int, status: str, notes: str | None, who: Identity, *,
+                             kind: str = "ese") -> dict[str, Any]:
+        """Set a candidate's review status (:func:`contimg.db.science.set_candidate_status`, or
+        :func:`~contimg.db.science.set_new_source_status` for ``kind="new"``).
 
         Parameters
         ----------
@@ -159,13 +161,16 @@ class WebContext:
         dict
             ``{"id", "status"}``; an unknown candidate is a 404, a refused change a 422 with its reason.
         """
-        from contimg.db.science import set_candidate_status
+        from contimg.db.science import set_candidate_status, set_new_source_status
 
+        setter = set_new_source_status if kind == "new" else set_candidate_status
         try:
-            run_transaction(self.settings, lambda s: set_candidate_status(s, candidate_id, status, notes=notes or None))
+            run_transaction(self.settings, lambda s: setter(s, candidate_id, status, notes=notes or None))
         except ValidationError as exc:
             raise HTTPException(404 if "no candidate" in str(exc).lower() else 422, str(exc)) from exc
-        log.info("web: %s set candidate %d to %s", who.user, candidate_id, status)
+        except NotFoundError as exc:
+            raise HTTPException(404, str(exc)) from exc
+        log.info("web: %s set %s candidate %d to %s", who.user, kind, candidate_id, status)
         return {"id": candidate_id, "status": status}
 
 

@@ -118,6 +118,26 @@ def candidate_status_form(candidate_id: int, status: str = Form(...), notes: str
                             status_code=303)
 
 
+@router.get("/new-sources", response_class=HTMLResponse)
+def new_sources_list(request: Request, status: str | None = "open", message: str | None = None,
+                     ctx: WebContext = Depends(context), who: Identity | None = Depends(reader)) -> HTMLResponse:
+    """New-source candidates with their cut-outs and the review form."""
+    from contimg.db.models import CandidateStatus
+
+    res = ctx.read(lambda s: views.new_sources_page(s, status=status or None, limit=ctx.page_size))
+    return ctx.page(request, "new_sources.html", res=res, status=status or "", message=message,
+                    statuses=[s.value for s in CandidateStatus])
+
+
+@router.post("/new-sources/{candidate_id}/status")
+def new_source_status_form(candidate_id: int, status: str = Form(...), notes: str = Form(""),
+                           ctx: WebContext = Depends(context), who: Identity = Depends(operator)) -> RedirectResponse:
+    """The new-source list's review form (operator)."""
+    ctx.set_candidate_status(candidate_id, status, notes, who, kind="new")
+    return RedirectResponse(f"/new-sources?message={quote(f'new-source candidate {candidate_id} is now {status}')}",
+                            status_code=303)
+
+
 @router.get("/login", response_class=HTMLResponse)
 def login_page(request: Request, next: str = "/", failed: bool = False,
                ctx: WebContext = Depends(context)) -> HTMLResponse:

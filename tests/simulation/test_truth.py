@@ -165,3 +165,32 @@ def test_injection_into_unknown_source_is_rejected(tmp_path):
                            events=(EseInjection(source_id=5, t_center_days=0, duration_days=1, depth=0.2),))
     with pytest.raises(ConfigError, match="source 5"):
         simulate(tmp_path, cfg)
+
+
+def test_a_transient_is_in_the_visibilities_on_its_days_only_and_never_in_the_catalogue(tmp_path):
+    from pyuvdata import UVData
+
+    from contimg.simulation import TransientInjection
+    from contimg.simulation.sky import SkyCatalog
+
+    probe = simulate(tmp_path / "probe", SimulationConfig(n_antennas=4, channels_per_subband=1, subbands=(0,),
+                                                          n_integrations=2, n_sources=0, noise=False, gains=False))
+    g = load_truth(probe.truth_path).groups[0]
+    from contimg.stations import meridian_icrs
+
+    ra, dec = meridian_icrs(np.array(g.time_jd), load_truth(probe.truth_path).pointing_dec_rad)
+    tr = TransientInjection(ra_deg=float(np.degrees(ra.mean())), dec_deg=float(np.degrees(dec.mean())), flux_jy=2.0,
+                            first_day=1, last_day=1, spectral_index=0.0)
+    cfg = SimulationConfig(n_antennas=4, channels_per_subband=1, subbands=(0,), n_integrations=2, n_days=3,
+                           noise=False, gains=False, jitter_s=0, transients=(tr,))
+    res = simulate(tmp_path / "sim", cfg, catalog=SkyCatalog.from_sources([], [], []))
+    truth = load_truth(res.truth_path)
+    assert truth.transients == (tr,) and truth.catalog.Nsrc == 0
+    assert (tmp_path / "sim" / "sources.csv").read_text().count("\n") == 1  # the header only
+    amps = []
+    for group in res.groups:
+        uv = UVData.from_file(group.paths[0], file_type="uvh5")
+        cross = uv.ant_1_array != uv.ant_2_array
+        amps.append(float(np.abs(uv.data_array[cross]).max()))
+    # day 1: the transient (2 Jy, at the phase centre, so ~2 Jy times the beam); days 0 and 2: nothing
+    assert amps[0] == 0.0 and amps[2] == 0.0 and 1.5 < amps[1] <= 2.0

@@ -27,8 +27,9 @@ VIEWER = _basic("viewer", VIEWER_PW)
 def _populate(settings) -> dict:
     """Three groups (two completed with images, one failed), a source with a light curve and a candidate."""
     from contimg.db import session_scope
-    from contimg.db.models import (EseCandidate, GroupState, Image, MeasurementSet, ObservationGroup, Photometry,
-                                   Source, StageTiming, VariabilityStats)
+    from contimg.db.models import (Component, EseCandidate, GroupState, Image, MeasurementSet, NewSource,
+                                   NewSourceDetection, ObservationGroup, Photometry, Source, StageTiming,
+                                   VariabilityStats)
 
     out: dict = {}
     with session_scope(settings) as s:
@@ -70,6 +71,18 @@ def _populate(settings) -> dict:
         s.add(cand)
         s.flush()
         out["candidate"] = cand.id
+        comp = Component(image_id=images[-1].id, ra_deg=150.3, dec_deg=35.2, peak_flux_jy=0.004, flags=0)
+        s.add(comp)
+        s.flush()
+        ns = NewSource(name="CTG J100112.0+351200", ra_deg=150.3, dec_deg=35.2, first_detected_mjd=60827.41,
+                       last_detected_mjd=60827.41, n_detections=1, peak_flux_jy=0.004, snr=13.3, significance=11.0,
+                       n_prior_epochs=4, prior_limit_jy=0.0015, cutouts=str(settings.data_root / "images/ns.png"))
+        s.add(ns)
+        s.flush()
+        s.add(NewSourceDetection(new_source_id=ns.id, component_id=comp.id, image_id=images[-1].id,
+                                 epoch_mjd=60827.41, ra_deg=150.3, dec_deg=35.2, flux_jy=0.004, snr=13.3,
+                                 significance=11.0))
+        out["new_source"] = ns.id
         out["keys"] = [T0.strftime("%Y-%m-%dT%H:%M:%S"), (T0 + timedelta(seconds=309)).strftime("%Y-%m-%dT%H:%M:%S"),
                        (T0 + timedelta(seconds=618)).strftime("%Y-%m-%dT%H:%M:%S")]
     return out
@@ -128,6 +141,29 @@ def test_images_sources_and_candidates(web):
     assert c.get("/api/candidates?status=rejected").json()["total"] == 0
     assert c.get("/api/candidates?status=nonsense").status_code == 422
     assert "/api/groups" in c.get("/openapi.json").json()["paths"]
+
+
+def test_new_sources_are_listed_and_reviewed_by_an_operator(web):
+    c, cid = web["client"], web["new_source"]
+    res = c.get("/api/new-sources?status=open").json()
+    assert res["total"] == 1
+    item = res["items"][0]
+    assert item["name"] == "CTG J100112.0+351200" and item["significance"] == 11.0
+    assert item["detections"] == [{"image_id": item["detections"][0]["image_id"], "epoch_mjd": 60827.41,
+                                   "flux_jy": 0.004, "snr": 13.3}]
+    assert c.get("/api/new-sources?status=nonsense").status_code == 422
+    assert c.post(f"/api/new-sources/{cid}/status", json={"status": "rejected"}).status_code == 401
+    assert c.post(f"/api/new-sources/{cid}/status", json={"status": "rejected"}, headers=VIEWER).status_code == 403
+    ok = c.post(f"/api/new-sources/{cid}/status", json={"status": "confirmed", "notes": "in two epochs"},
+                headers=OPERATOR)
+    assert ok.status_code == 200, ok.text
+    assert c.get("/api/new-sources?status=confirmed").json()["items"][0]["notes"] == "in two epochs"
+    assert c.post("/api/new-sources/999999/status", json={"status": "ended"}, headers=OPERATOR).status_code == 404
+    page = c.get("/new-sources", headers={**OPERATOR, "accept": "text/html"}).text
+    assert "CTG J100112.0+351200" in page and "/files/images/ns.png" in page
+    form = c.post(f"/new-sources/{cid}/status", data={"status": "ended", "notes": ""}, headers=OPERATOR,
+                  follow_redirects=False)
+    assert form.status_code == 303 and c.get("/api/new-sources?status=ended").json()["total"] == 1
 
 
 def test_actions_need_an_operator(web):
@@ -233,7 +269,7 @@ def test_files_only_from_the_data_root(web, tmp_path):
 def test_pages_render_and_hold_no_secret(web):
     c = web["client"]
     for url in ("/", f"/?night={T0.date()}", f"/groups/{web['keys'][1]}", "/sources", f"/sources/{web['source']}",
-                "/candidates", "/login"):
+                "/candidates", "/new-sources", "/login"):
         r = c.get(url, headers={**OPERATOR, "accept": "text/html"})
         assert r.status_code == 200, (url, r.text[:300])
         assert OPERATOR_PW not in r.text and VIEWER_PW not in r.text
