@@ -144,6 +144,7 @@ class PhotometrySettings(_Section):
     find_sources: bool = Field(True, description="run the blind source finder (PyBDSF) on every image the image stage records, store its components and judge the image's astrometry with them")
     finder_seed_clip: float = Field(5.0, gt=0, description="the finder seeds islands at pixels this many sigma above the background")
     finder_flood_clip: float = Field(4.0, gt=0, description="... and grows them over pixels above this many sigma")
+    finder_rms_box_beams: float = Field(18.0, ge=0, description="the side of the finder's sliding background and noise box, in restoring-beam major axes (0: PyBDSF chooses; it chose boxes of 80 arcmin beside bright sources, whose residuals then became hundreds of spurious components)")
     crossmatch_radius_beams: float = Field(1.0, gt=0, description="a component matches the nearest catalogue source within this many restoring-beam major axes")
 
 

@@ -252,7 +252,8 @@ def blind_components(settings: Settings, products: Any) -> BlindComponents:
     pb = Path(products.pb) if products.pb and Path(products.pb).exists() else None
     try:
         comps = find_components(products.image, pb=pb, seed_clip=ph.finder_seed_clip,
-                                flood_clip=ph.finder_flood_clip, min_beam_response=settings.imaging.pb_limit)
+                                flood_clip=ph.finder_flood_clip, min_beam_response=settings.imaging.pb_limit,
+                                rms_box_beams=ph.finder_rms_box_beams)
     except SourceFindingError as exc:
         log.warning("%s", exc)
         return BlindComponents(rows=None, summary={"error": str(exc)})
