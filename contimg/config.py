@@ -101,7 +101,7 @@ class ImagingSettings(_Section):
     robust: float = Field(0.0, ge=-2, le=2, description="Briggs robust parameter")
     threads: int = Field(0, ge=0, description="threads for the imager (0: one per core)")
     timeout_s: float = Field(3600.0, gt=0, description="an imager run longer than this is killed (the image step, QA included, gets 25 % more)")
-    spectral_fit_dynamic_range: float = Field(3000.0, gt=0, description="image with a spectral fit (WSClean -join-channels over spectral_fit_channels parts of the band) when the brightest catalogue source in the field is this many times the predicted thermal noise (apparent flux): its spectrum, its own and the beam's, leaves sidelobes a single-term CLEAN cannot remove")
+    spectral_fit_dynamic_range: float = Field(7000.0, gt=0, description="image with a spectral fit (WSClean -join-channels over spectral_fit_channels parts of the band) when the brightest catalogue source in the field is this many times the predicted thermal noise (apparent flux): its spectrum, its own and the beam's, leaves sidelobes of ~1.4e-4 of its flux that a single-term CLEAN cannot remove, above the noise from ~7000 times it")
     spectral_fit_channels: int = Field(2, ge=2, le=16, description="parts of the band deconvolved jointly when the spectral fit is on")
 
 

@@ -209,12 +209,13 @@ def test_spectral_fit_decision(sim_group, imaging_settings):
     info = read_ms(sim_group["ms"])
     geom = ImageGeometry(cell_arcsec=CELL_ARCSEC, nx=1200, ny=900, pb_limit=0.2, pb_radius_deg=2.0, drift_deg=1.0)
     field = field_sources(_catalogue_lookup(sim_group["truth"]), info, geom)
-    on = spectral_fit_decision(field, noise_jy=1e-4, settings=imaging_settings)
+    on = spectral_fit_decision(field, noise_jy=1e-5, settings=imaging_settings)
     assert on is not None and on["channels_out"] == imaging_settings.spectral_fit_channels
     # the 2.5 Jy flat-spectrum source 1.1 deg west, attenuated by the beam, is the brightest
-    assert 0.5 < on["brightest_jy"] < 2.5 and on["dynamic_range"] == pytest.approx(on["brightest_jy"] / 1e-4, rel=1e-3)
-    assert spectral_fit_decision(field, noise_jy=on["brightest_jy"] / 2000,
-                                 settings=imaging_settings) is None  # 2000 < the default 3000
+    assert 0.5 < on["brightest_jy"] < 2.5 and on["dynamic_range"] == pytest.approx(on["brightest_jy"] / 1e-5, rel=1e-3)
+    assert spectral_fit_decision(field, noise_jy=on["brightest_jy"] / 6500,
+                                 settings=imaging_settings) is None  # 6500 < the default 7000
+    assert spectral_fit_decision(field, noise_jy=on["brightest_jy"] / 7100, settings=imaging_settings) is not None
     assert field_sources(None, info, geom) is None
     assert spectral_fit_decision(None, noise_jy=1e-4, settings=imaging_settings) is None
     assert spectral_fit_decision(field, noise_jy=None, settings=imaging_settings) is None
