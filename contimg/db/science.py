@@ -324,6 +324,14 @@ def upsert_ese_candidate(
     return cand, created
 
 
+def _review_status(what: str, candidate_id: int, status: CandidateStatus | str) -> CandidateStatus:
+    try:
+        return CandidateStatus(status)
+    except ValueError:
+        raise ValidationError(f"{what} {candidate_id}: unknown status {status!r} (one of "
+                              f"{', '.join(c.value for c in CandidateStatus)})") from None
+
+
 def set_candidate_status(session: Session, candidate_id: int, status: CandidateStatus | str, *,
                          notes: str | None = None) -> EseCandidate:
     """Change a candidate's review status (e.g. ``confirmed``, ``rejected``), with optional notes.
@@ -352,11 +360,7 @@ def set_candidate_status(session: Session, candidate_id: int, status: CandidateS
         An unknown status, or reopening a closed candidate (``new``/``confirmed``) while its source
         already has another open one (a source has at most one open candidate).
     """
-    try:
-        new = CandidateStatus(status)
-    except ValueError:
-        raise ValidationError(f"ESE candidate {candidate_id}: unknown status {status!r} (one of "
-                              f"{', '.join(c.value for c in CandidateStatus)})") from None
+    new = _review_status("ESE candidate", candidate_id, status)
     cand = session.get(EseCandidate, candidate_id, with_for_update=True)
     if cand is None:
         raise NotFoundError(f"no ESE candidate with id {candidate_id}")
@@ -399,11 +403,7 @@ def set_new_source_status(session: Session, candidate_id: int, status: Candidate
     contimg.errors.ValidationError
         An unknown status.
     """
-    try:
-        new = CandidateStatus(status)
-    except ValueError:
-        raise ValidationError(f"new-source candidate {candidate_id}: unknown status {status!r} (one of "
-                              f"{', '.join(c.value for c in CandidateStatus)})") from None
+    new = _review_status("new-source candidate", candidate_id, status)
     cand = session.get(NewSource, candidate_id, with_for_update=True)
     if cand is None:
         raise NotFoundError(f"no new-source candidate with id {candidate_id}")

@@ -16,10 +16,11 @@ import math
 from datetime import datetime, timezone
 from typing import Any, Sequence
 
-from sqlalchemy import Select, and_, func, or_, select
+from sqlalchemy import Select, and_, func, select
 from sqlalchemy.orm import Session, selectinload
 
 from contimg.db.models import (
+    OPEN_CANDIDATE_STATUSES,
     CalibrationSet,
     CandidateStatus,
     EseCandidate,
@@ -419,6 +420,19 @@ def source_detail(session: Session, source_id: int, *, with_light_curve: bool = 
     return row
 
 
+def _candidate_filter(stmt: Select, model: Any, status: str | None, min_significance: float | None) -> Select:
+    """``stmt`` restricted to candidates (ESE or new-source ``model``) of a review status (``open``: new or
+    confirmed) and a least significance; an unknown status is a ValidationError."""
+    _check_choice("candidate status", status, [*(s.value for s in CandidateStatus), "open"])
+    if status == "open":
+        stmt = stmt.where(model.status.in_(OPEN_CANDIDATE_STATUSES))
+    elif status is not None:
+        stmt = stmt.where(model.status == CandidateStatus(status))
+    if min_significance is not None:
+        stmt = stmt.where(model.significance >= min_significance)
+    return stmt
+
+
 def candidates_page(session: Session, *, status: str | None = None, min_significance: float | None = None,
                     limit: int = 100, offset: int = 0) -> dict[str, Any]:
     """ESE candidates, most significant first, with their source.
@@ -439,16 +453,8 @@ def candidates_page(session: Session, *, status: str | None = None, min_signific
     dict
         ``{"total", "limit", "offset", "items"}``.
     """
-    statuses = [s.value for s in CandidateStatus]
-    _check_choice("candidate status", status, [*statuses, "open"])
-    stmt = select(EseCandidate, Source).join(Source, Source.id == EseCandidate.source_id)
-    if status == "open":
-        stmt = stmt.where(or_(EseCandidate.status == CandidateStatus.NEW,
-                              EseCandidate.status == CandidateStatus.CONFIRMED))
-    elif status is not None:
-        stmt = stmt.where(EseCandidate.status == CandidateStatus(status))
-    if min_significance is not None:
-        stmt = stmt.where(EseCandidate.significance >= min_significance)
+    stmt = _candidate_filter(select(EseCandidate, Source).join(Source, Source.id == EseCandidate.source_id),
+                             EseCandidate, status, min_significance)
     total, rows = _page(session, stmt.order_by(EseCandidate.significance.desc(), EseCandidate.id), limit=limit,
                         offset=offset, rows=True)
     return {"total": total, "limit": limit, "offset": offset, "items": [_candidate_row(c, s) for c, s in rows]}
@@ -483,14 +489,7 @@ def new_sources_page(session: Session, *, status: str | None = None, min_signifi
     dict
         ``{"total", "limit", "offset", "items"}``; each item with its ``detections`` (image, epoch, flux, SNR).
     """
-    _check_choice("candidate status", status, [*(s.value for s in CandidateStatus), "open"])
-    stmt = select(NewSource)
-    if status == "open":
-        stmt = stmt.where(NewSource.status.in_([CandidateStatus.NEW, CandidateStatus.CONFIRMED]))
-    elif status is not None:
-        stmt = stmt.where(NewSource.status == CandidateStatus(status))
-    if min_significance is not None:
-        stmt = stmt.where(NewSource.significance >= min_significance)
+    stmt = _candidate_filter(select(NewSource), NewSource, status, min_significance)
     total, rows = _page(session, stmt.order_by(NewSource.significance.desc(), NewSource.id), limit=limit,
                         offset=offset)
     items = []
