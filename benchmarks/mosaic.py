@@ -62,7 +62,8 @@ def generate(out: Path, n: int, *, nx: int = NX, ny: int = NY, seed: int = 1) ->
     from astropy.wcs import WCS
     from scipy import ndimage
 
-    from tests.imaging.mosaic_helpers import beam_kernel_image, sin_header
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from mosaic_helpers import beam_kernel_image, sin_header
 
     out.mkdir(parents=True, exist_ok=True)
     cell = CELL_ARCSEC / 3600
