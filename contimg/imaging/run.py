@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -241,8 +241,9 @@ def image_ms(
 
             arguments, imager_s, imager_cpu_s, decon = _run(params, channels_out)
             deconvolution = decon.to_dict()
+            region = science_region(work / "img-image.fits", ms_model, pb_limit=settings.pb_limit)
             runaway = ran_away(work / "img-image.fits", noise_jy=predicted_rms_jy,
-                               brightest_jy=spectral_fit["brightest_jy"] if spectral_fit else None)
+                               brightest_jy=spectral_fit["brightest_jy"] if spectral_fit else None, region=region)
             if runaway:
                 deconvolution["ran_away"] = runaway
             if decon.diverged or runaway:
@@ -277,9 +278,10 @@ def image_ms(
         from contimg.imaging.pbcor import pb_correct_fits
 
         pbcor_tmp, pb_tmp = work / "img-image.pbcor.fits", work / "img-pb.fits"
-        pb_correct_fits(files["image"], ms=ms_model, pbcor_fits=pbcor_tmp, pb_fits=pb_tmp, pb_limit=settings.pb_limit)
+        beam = pb_correct_fits(files["image"], ms=ms_model, pbcor_fits=pbcor_tmp, pb_fits=pb_tmp,
+                               pb_limit=settings.pb_limit)
         qa = image_qa(files["image"], residual_fits=files["residual"])
-        negative_jy = negative_peak_jy(files["image"])
+        negative_jy = negative_peak_jy(files["image"], region=beam >= settings.pb_limit)
         png_tmp = work / "img.png"
         marked = thumbnail_sources(in_field, rms_jy=qa.rms_jy)
         write_thumbnail(files["image"], png_tmp, rms=qa.rms_jy,
@@ -460,7 +462,8 @@ RUNAWAY_PEAK_FACTOR = 100.0
 """... or whose peak exceeds the brightest catalogue source's apparent flux this many times."""
 
 
-def ran_away(image_fits: Path, *, noise_jy: float | None = None, brightest_jy: float | None = None) -> str | None:
+def ran_away(image_fits: Path, *, noise_jy: float | None = None, brightest_jy: float | None = None,
+             region: np.ndarray | None = None) -> str | None:
     """Why the restored image shows a runaway deconvolution, or None.
 
     Non-finite pixels, negatives as deep as the peak (:data:`RUNAWAY_NEGATIVE_FRACTION`), a robust rms far
@@ -475,6 +478,11 @@ def ran_away(image_fits: Path, *, noise_jy: float | None = None, brightest_jy: f
         The predicted thermal noise (Jy/beam); None: not compared.
     brightest_jy
         The brightest catalogue source's apparent flux (Jy); None: not compared.
+    region
+        The science region (:func:`science_region`: the pixels the PB-corrected image keeps), boolean (ny, nx);
+        peak, negatives and rms are judged there (None: the whole image). Outside it, at the image's edge, a
+        bright source beyond the field leaves its sidelobes and aliases, which no deconvolution of the field
+        removes and no science uses.
 
     Returns
     -------
@@ -490,6 +498,10 @@ def ran_away(image_fits: Path, *, noise_jy: float | None = None, brightest_jy: f
         data = np.asarray(hd[0].data, np.float32)
     if not np.isfinite(data).all():
         return "non-finite pixels in the image"
+    while data.ndim > 2:
+        data = data[0]
+    if region is not None and region.shape == data.shape and region.any():
+        data = data[region]
     peak, low = float(data.max()), float(data.min())
     if peak > 0 and -low > RUNAWAY_NEGATIVE_FRACTION * peak:
         return f"most negative pixel {low:.4g} Jy/beam against a peak of {peak:.4g} Jy/beam"
@@ -501,6 +513,33 @@ def ran_away(image_fits: Path, *, noise_jy: float | None = None, brightest_jy: f
     if brightest_jy and brightest_jy > 0 and peak > RUNAWAY_PEAK_FACTOR * brightest_jy:
         return f"peak {peak:.4g} Jy/beam is {peak / brightest_jy:.3g} times the brightest catalogue source"
     return None
+
+
+def science_region(image_fits: Path, ms: Any, *, pb_limit: float) -> np.ndarray:
+    """The pixels of an image where the averaged primary beam is at least ``pb_limit`` (those the PB-corrected
+    image keeps), boolean (ny, nx).
+
+    Parameters
+    ----------
+    image_fits
+        The image (its header's celestial WCS and shape).
+    ms
+        The :class:`~contimg.msmodel.MsModel` it was made from (the beam follows its pointing and frequencies).
+    pb_limit
+        The beam response limit.
+
+    Returns
+    -------
+    numpy.ndarray
+    """
+    from astropy.io import fits
+    from astropy.wcs import WCS
+
+    from contimg.imaging.pbcor import average_beam
+
+    header = fits.getheader(image_fits)
+    shape = (int(header["NAXIS2"]), int(header["NAXIS1"]))
+    return np.asarray(average_beam(WCS(header).celestial, shape, ms) >= pb_limit)
 
 
 SAFE_MGAIN_STEP = 0.15

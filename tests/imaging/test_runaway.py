@@ -42,3 +42,23 @@ def test_non_finite_and_deep_negatives_still_count(tmp_path, rng):
     assert "most negative pixel" in ran_away(_image(tmp_path, data))
     data[20, 20] = np.nan
     assert ran_away(_image(tmp_path, data)) == "non-finite pixels in the image"
+
+
+def test_negatives_outside_the_science_region_are_not_a_runaway(tmp_path, rng):
+    """A bright source just beyond the field (core-only array, 1.5 Jy 2.8 deg out) left -17 mJy/beam at the edge
+    of an image whose peak was 16 mJy/beam: the whole-image rule called it diverged and the gate failed it."""
+    from contimg.imaging.gate import negative_peak_jy
+
+    data = rng.normal(0, 5.5e-4, (200, 160))
+    data[100, 80] = 0.016
+    data[100, 2] = -0.017  # the edge, where the primary beam is far below the limit
+    path = _image(tmp_path, data)
+    region = np.zeros(data.shape, bool)
+    region[20:180, 20:140] = True
+    assert "most negative pixel" in ran_away(path)
+    assert ran_away(path, region=region) is None
+    assert negative_peak_jy(path) < -0.0169 and negative_peak_jy(path, region=region) > -0.004
+    # a negative inside the region still counts
+    data[100, 60] = -0.015
+    path = _image(tmp_path, data)
+    assert "most negative pixel" in ran_away(path, region=region)
