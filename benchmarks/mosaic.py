@@ -109,13 +109,17 @@ def _mosaic_child(made: list[tuple[str, str]], out: str, tile_size: int, queue) 
                "result": res.as_dict()})
 
 
-def _source_ratio(result: dict, ra: float) -> float:
+def _source_ratio(result: dict, ra: float, label: str) -> float:
+    """Mosaic / true flux of the source at the centre of input ``label``, in a tile that input went into (a day's
+    strip is longer than 360 deg: its two ends hold the same sky, and this synthetic sky differs there)."""
     from astropy.io import fits
     from astropy.wcs import WCS
 
     from contimg.imaging.qa import fit_point_source
 
     for tile in result["tiles"]:
+        if label not in tile["inputs"]:
+            continue
         h = fits.getheader(tile["files"]["image"])
         x, _ = WCS(h).celestial.world_to_pixel_values(ra, DEC_DEG)
         if 20 < x < h["NAXIS1"] - 20:
@@ -147,7 +151,9 @@ def main() -> int:
         proc.join()
         res = child["result"]
         grid = res["grid"]
-        ratios = [_source_ratio(res, 100.0 + k * STEP_RA_DEG) for k in (0, args.n // 2, args.n - 1)]
+        # not the strip's first and last images: a day's strip is over 360 deg long, so their RA is ambiguous in it
+        picks = sorted({min(1, args.n - 1), args.n // 2, max(args.n - 2, 0)})
+        ratios = [_source_ratio(res, 100.0 + k * STEP_RA_DEG, f"g{k:03d}.image") for k in picks]
         summary = {
             "n_inputs": args.n, "nx": args.nx, "ny": args.ny, "tile_size": args.tile_size,
             "seconds": round(child["seconds"], 1), "cpu_s": round(child["cpu_s"], 1),

@@ -240,8 +240,20 @@ def _check_image(image: Path) -> float:
 def rms_box(beam_major_pix: float, beams: float, shape: tuple[int, ...] | None = None) -> tuple[int, int] | None:
     """PyBDSF's ``rms_box`` (box side, step; pixels) for a box ``beams`` restoring-beam major axes wide.
 
-    None (PyBDSF chooses) when the beam in pixels is unknown or ``beams`` is 0. The box is at least 20 pixels and
-    at most the image's shorter side, the step a quarter of the box.
+    Parameters
+    ----------
+    beam_major_pix
+        The restoring beam's major axis in pixels.
+    beams
+        The box side in beam major axes; 0: PyBDSF chooses.
+    shape
+        The image's shape (the box is at most its shorter side); None: not bounded.
+
+    Returns
+    -------
+    tuple or None
+        ``(box, step)``, the box at least 20 pixels and the step a quarter of it; None when the beam in pixels is
+        unknown or ``beams`` is 0.
     """
     if not (beams > 0 and math.isfinite(beam_major_pix) and beam_major_pix > 0):
         return None

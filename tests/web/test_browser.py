@@ -45,11 +45,19 @@ def _login(browser, url: str, user: str, password: str) -> None:
     browser.find_element(By.NAME, "user").send_keys(user)
     browser.find_element(By.NAME, "password").send_keys(password)
     browser.find_element(By.CSS_SELECTOR, "#login button").click()
+    # the login's redirect has set the cookie once the header names the user
+    _until(browser, lambda b: f"{user} (" in b.find_element(By.CSS_SELECTOR, "header .who").text,
+           "the login did not complete")
+
+
+def _until(browser, condition, message: str, timeout: float = 30):
+    """Wait for ``condition(browser)``, through the moments a navigation leaves no element or a stale one (a loaded
+    machine is slow to load the next page: the review test read the old page once)."""
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    # the login's redirect has set the cookie once the header names the user
-    WebDriverWait(browser, 30).until(lambda b: f"{user} (" in b.find_element(By.CSS_SELECTOR, "header .who").text,
-                                     message="the login did not complete")
+    return WebDriverWait(browser, timeout, ignored_exceptions=(NoSuchElementException, StaleElementReferenceException)
+                         ).until(condition, message=message)
 
 
 def test_overview_lists_the_nights_groups(web_server, browser):
@@ -123,7 +131,8 @@ def test_an_authenticated_reprocess_enqueues(web_server, browser):
     browser.get(f"{web_server['url']}/groups/{key}")
     Select(browser.find_element(By.NAME, "from_stage")).select_by_visible_text("image")
     browser.find_element(By.CSS_SELECTOR, "#reprocess button").click()
-    assert f"reprocessing {key}" in browser.find_element(By.ID, "message").text
+    _until(browser, lambda b: f"reprocessing {key}" in b.find_element(By.ID, "message").text,
+           "no confirmation after the reprocess form")
     _shot(browser, "reprocess_accepted")
     assert _group_state(web_server["url"], key) == "pending"
     client = redis.Redis.from_url(web_server["redis"].url)
@@ -149,7 +158,8 @@ def test_an_operator_reviews_a_candidate(web_server, browser):
     Select(row.find_element(By.NAME, "status")).select_by_visible_text("confirmed")
     row.find_element(By.NAME, "notes").send_keys("dip seen by eye")
     row.find_element(By.CSS_SELECTOR, "button").click()
-    assert "is now confirmed" in browser.find_element(By.ID, "message").text
+    _until(browser, lambda b: "is now confirmed" in b.find_element(By.ID, "message").text,
+           "no confirmation after the review form")
     row = browser.find_element(By.CSS_SELECTOR, "#candidates tbody tr")
     assert row.find_element(By.CSS_SELECTOR, "td.status").text == "confirmed"
     _shot(browser, "candidates")
