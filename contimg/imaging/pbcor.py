@@ -180,6 +180,28 @@ def _beam_cards(hdr, ms: MsModel) -> None:
     hdr["HISTORY"] = f"contimg: pointing {p.describe()}"
 
 
+def image_beam(image_fits: str | os.PathLike, ms: MsModel) -> np.ndarray:
+    """The averaged beam (:func:`average_beam`) on the grid of a FITS image (its header's celestial WCS and shape).
+
+    Parameters
+    ----------
+    image_fits
+        The image.
+    ms
+        The model of the MS it was made from.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32, shape (ny, nx).
+    """
+    from astropy.io import fits
+    from astropy.wcs import WCS
+
+    header = fits.getheader(image_fits)
+    return average_beam(WCS(header).celestial, (int(header["NAXIS2"]), int(header["NAXIS1"])), ms)
+
+
 def pb_correct_fits(
     image_fits: str | os.PathLike,
     *,
@@ -187,6 +209,7 @@ def pb_correct_fits(
     pbcor_fits: str | os.PathLike,
     pb_fits: str | os.PathLike | None = None,
     pb_limit: float = 0.2,
+    beam: np.ndarray | None = None,
 ) -> np.ndarray:
     """Divide a flat-noise FITS image by the averaged Airy beam; write the corrected image (and the beam).
 
@@ -205,6 +228,8 @@ def pb_correct_fits(
         Where to write the beam itself, with the image's shape (None: not written).
     pb_limit
         Beam response (0-1) below which corrected pixels are blanked.
+    beam
+        The averaged beam on this image's grid, already computed (:func:`image_beam`); None: computed here.
 
     Returns
     -------
@@ -217,9 +242,9 @@ def pb_correct_fits(
     with fits.open(image_fits) as hdul:
         header = hdul[0].header.copy()
         data = np.asarray(hdul[0].data, dtype=np.float32)
-    wcs = WCS(header).celestial
     ny, nx = data.shape[-2:]
-    beam = average_beam(wcs, (ny, nx), ms)
+    if beam is None or beam.shape != (ny, nx):
+        beam = average_beam(WCS(header).celestial, (ny, nx), ms)
     with np.errstate(divide="ignore", invalid="ignore"):
         corrected = np.where(beam >= pb_limit, data / np.where(beam > 0, beam, 1.0), np.nan).astype(np.float32)
     hdr = header.copy()

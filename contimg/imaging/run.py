@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -221,7 +221,10 @@ def image_ms(
             mask_file = _write_mask(work, backend, mask_positions_deg, ms=ms_model, geometry=geometry,
                                     radius_arcsec=mask_radius_arcsec)
         log_file = work / f"{backend}.log"
+        beam: np.ndarray | None = None  # the averaged beam on the image's grid, once computed
         if backend == "wsclean":
+            from contimg.imaging.pbcor import image_beam
+
             from contimg.imaging.wsclean import run_wsclean, wsclean_arguments
 
             bda = None
@@ -241,9 +244,12 @@ def image_ms(
 
             arguments, imager_s, imager_cpu_s, decon = _run(params, channels_out)
             deconvolution = decon.to_dict()
-            region = science_region(work / "img-image.fits", ms_model, pb_limit=settings.pb_limit)
+            # the averaged beam on the image's grid (the same for a rerun), computed once: the science region
+            # the runaway check judges, then the primary-beam correction
+            beam = image_beam(work / "img-image.fits", ms_model)
             runaway = ran_away(work / "img-image.fits", noise_jy=predicted_rms_jy,
-                               brightest_jy=spectral_fit["brightest_jy"] if spectral_fit else None, region=region)
+                               brightest_jy=spectral_fit["brightest_jy"] if spectral_fit else None,
+                               region=beam >= settings.pb_limit)
             if runaway:
                 deconvolution["ran_away"] = runaway
             if decon.diverged or runaway:
@@ -279,7 +285,7 @@ def image_ms(
 
         pbcor_tmp, pb_tmp = work / "img-image.pbcor.fits", work / "img-pb.fits"
         beam = pb_correct_fits(files["image"], ms=ms_model, pbcor_fits=pbcor_tmp, pb_fits=pb_tmp,
-                               pb_limit=settings.pb_limit)
+                               pb_limit=settings.pb_limit, beam=beam)
         qa = image_qa(files["image"], residual_fits=files["residual"])
         negative_jy = negative_peak_jy(files["image"], region=beam >= settings.pb_limit)
         png_tmp = work / "img.png"
@@ -479,7 +485,8 @@ def ran_away(image_fits: Path, *, noise_jy: float | None = None, brightest_jy: f
     brightest_jy
         The brightest catalogue source's apparent flux (Jy); None: not compared.
     region
-        The science region (:func:`science_region`: the pixels the PB-corrected image keeps), boolean (ny, nx);
+        The science region (the averaged beam, :func:`contimg.imaging.pbcor.image_beam`, at or above the
+        imaging ``pb_limit``: the pixels the PB-corrected image keeps), boolean (ny, nx);
         peak, negatives and rms are judged there (None: the whole image). Outside it, at the image's edge, a
         bright source beyond the field leaves its sidelobes and aliases, which no deconvolution of the field
         removes and no science uses.
@@ -513,33 +520,6 @@ def ran_away(image_fits: Path, *, noise_jy: float | None = None, brightest_jy: f
     if brightest_jy and brightest_jy > 0 and peak > RUNAWAY_PEAK_FACTOR * brightest_jy:
         return f"peak {peak:.4g} Jy/beam is {peak / brightest_jy:.3g} times the brightest catalogue source"
     return None
-
-
-def science_region(image_fits: Path, ms: Any, *, pb_limit: float) -> np.ndarray:
-    """The pixels of an image where the averaged primary beam is at least ``pb_limit`` (those the PB-corrected
-    image keeps), boolean (ny, nx).
-
-    Parameters
-    ----------
-    image_fits
-        The image (its header's celestial WCS and shape).
-    ms
-        The :class:`~contimg.msmodel.MsModel` it was made from (the beam follows its pointing and frequencies).
-    pb_limit
-        The beam response limit.
-
-    Returns
-    -------
-    numpy.ndarray
-    """
-    from astropy.io import fits
-    from astropy.wcs import WCS
-
-    from contimg.imaging.pbcor import average_beam
-
-    header = fits.getheader(image_fits)
-    shape = (int(header["NAXIS2"]), int(header["NAXIS1"]))
-    return np.asarray(average_beam(WCS(header).celestial, shape, ms) >= pb_limit)
 
 
 SAFE_MGAIN_STEP = 0.15

@@ -126,7 +126,7 @@ def find_components(image: str | Path, *, pb: str | Path | None, seed_clip: floa
         If PyBDSF failed on the image.
     """
     image = Path(image)
-    beam_pix = _check_image(image)
+    beam_pix, shape = _check_image(image)
     timings: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="pybdsf_") as tmp, np.errstate(all="ignore"):
         link = Path(tmp) / image.name
@@ -135,7 +135,7 @@ def find_components(image: str | Path, *, pb: str | Path | None, seed_clip: floa
             import bdsf
 
             t0 = time.perf_counter()
-            box = rms_box(beam_pix, rms_box_beams, _shape(image))
+            box = rms_box(beam_pix, rms_box_beams, shape)
             with _in_process():
                 img = bdsf.process_image(str(link), quiet=True, ncores=1, thresh_pix=seed_clip,
                                          thresh_isl=flood_clip, **({"rms_box": box} if box else {}))
@@ -167,13 +167,6 @@ def find_components(image: str | Path, *, pb: str | Path | None, seed_clip: floa
     log.info("%s: %d components (%d below beam response %.2f dropped) in %.1f s", image,
              int(keep.sum()), int((~keep).sum()), min_beam_response, timings.get("fit", 0.0))
     return Components(image=image, columns=cols, seconds=timings)
-
-
-def _shape(image: Path) -> tuple[int, ...]:
-    from astropy.io import fits
-
-    header = fits.getheader(image)
-    return tuple(int(header[f"NAXIS{k}"]) for k in range(int(header["NAXIS"]), 0, -1))
 
 
 def _edge_flagged(img) -> list:
@@ -222,8 +215,9 @@ def _in_process() -> Iterator[None]:
         mp.parallel_map = original
 
 
-def _check_image(image: Path) -> float:
-    """Refuse an unreadable image or one without a restoring beam; return the beam major axis in pixels."""
+def _check_image(image: Path) -> tuple[float, tuple[int, ...]]:
+    """Refuse an unreadable image or one without a restoring beam; return the beam major axis in pixels and the
+    image's shape."""
     from astropy.io import fits
 
     try:
@@ -234,7 +228,8 @@ def _check_image(image: Path) -> float:
     if not bmaj > 0:
         raise InputFileError(f"{image}: no restoring beam (BMAJ) in the header; cannot find sources")
     cell = abs(float(header.get("CDELT2", 0) or 0))
-    return bmaj / cell if cell > 0 else math.nan
+    shape = tuple(int(header[f"NAXIS{k}"]) for k in range(int(header["NAXIS"]), 0, -1))
+    return (bmaj / cell if cell > 0 else math.nan), shape
 
 
 def rms_box(beam_major_pix: float, beams: float, shape: tuple[int, ...] | None = None) -> tuple[int, int] | None:

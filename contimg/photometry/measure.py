@@ -32,7 +32,7 @@ from contimg.photometry.forced import ForcedPhotometry, forced_photometry
 if TYPE_CHECKING:
     from contimg.config import PhotometrySettings
 
-__all__ = ["ImageSet", "beam_response_at", "field_cone", "measure_image", "normalize_rows", "read_fits"]
+__all__ = ["ImageSet", "beam_response_at", "field_cone", "measure_image", "normalize_rows", "read_fits", "read_header"]
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +57,22 @@ class ImageSet:
     """The averaged primary beam, if it exists."""
     ms_path: Path | None
     """The Measurement Set (for computing the beam when ``pb`` is missing)."""
+
+
+def read_header(path: Path) -> Any:
+    """The header of a FITS image's primary HDU, without its pixels.
+
+    Raises
+    ------
+    InputFileError
+        The file is missing or not a readable FITS file.
+    """
+    from astropy.io import fits
+
+    try:
+        return fits.getheader(path)
+    except (OSError, TypeError, ValueError) as exc:
+        raise InputFileError(f"{path}: unreadable FITS image: {exc}") from exc
 
 
 def read_fits(path: Path) -> tuple[np.ndarray, Any]:

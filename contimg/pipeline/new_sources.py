@@ -36,7 +36,6 @@ import logging
 import math
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -45,7 +44,7 @@ from sqlalchemy.orm import Session
 
 from contimg.config import Settings
 from contimg.db.models import Component, Image, NewSource, NewSourceDetection
-from contimg.photometry.measure import ImageSet
+from contimg.photometry.measure import ImageSet, field_cone, read_header
 from contimg.photometry.newsource import NewSourceCriteria, newness, select_components, source_name
 
 __all__ = ["NewSourceSearch", "measure_positions", "merge_duplicates", "refresh_candidates", "search_image",
@@ -124,7 +123,9 @@ def search_image(settings: Settings, image_id: int, *, cutouts: bool = True, not
             return out
         already = set(session.scalars(select(NewSourceDetection.component_id)
                                       .where(NewSourceDetection.image_id == row.id)))
-        picked = _select(session, target, comps, beam_major=row.beam_major_arcsec, crit=criteria(settings))
+        header = read_header(target.flat)
+        picked = _select(session, target, comps, beam_major=row.beam_major_arcsec, freq_hz=_freq_hz(header),
+                         crit=criteria(settings))
         picked = [c for c in picked if c.id not in already]
         out.considered = len(picked)
         if not picked:
@@ -143,7 +144,7 @@ def search_image(settings: Settings, image_id: int, *, cutouts: bool = True, not
             out.detected_again.append(known.id)
         created: list[NewSource] = []
         if fresh:
-            priors = _prior_images(session, row, settings, fresh)
+            priors = _prior_images(session, row, settings, fresh, radius_deg=field_cone(header)[2])
             out.n_prior_images = len(priors)
             ra = np.array([c.ra_deg for c in fresh])
             dec = np.array([c.dec_deg for c in fresh])
@@ -245,7 +246,8 @@ def _snr(comp: Component) -> float:
     return float(comp.peak_flux_jy * comp.beam_response / comp.local_rms_jy)
 
 
-def _select(session: Session, target: ImageSet, comps: Any, *, beam_major: float, crit: NewSourceCriteria) -> list:
+def _select(session: Session, target: ImageSet, comps: Any, *, beam_major: float, freq_hz: float,
+            crit: NewSourceCriteria) -> list:
     from contimg.pipeline.photometry import catalogue_in_field
 
     def col(name: str, default: float = np.nan) -> np.ndarray:
@@ -257,26 +259,26 @@ def _select(session: Session, target: ImageSet, comps: Any, *, beam_major: float
     match = np.array([-1 if c.source_id is None else 0 for c in comps], int)
     assert target.flat is not None  # noqa: S101 - checked by the caller
     catalogue = catalogue_in_field(session, target.flat)
-    mask = select_components(columns, match, catalogue, beam_major_arcsec=beam_major, freq_hz=_freq_hz(target.flat),
-                             criteria=crit)
+    mask = select_components(columns, match, catalogue, beam_major_arcsec=beam_major, freq_hz=freq_hz, criteria=crit)
     return [c for c, keep in zip(comps, mask) if keep]
 
 
-def _freq_hz(path: Path) -> float:
-    from astropy.io import fits
-
-    header = fits.getheader(path)
+def _freq_hz(header: Any) -> float:
     for k in range(1, int(header.get("NAXIS", 0)) + 1):
         if str(header.get(f"CTYPE{k}", "")).upper().startswith("FREQ"):
             return float(header[f"CRVAL{k}"])
     return 1.4e9
 
 
-def _nearest_candidate(session: Session, ra: float, dec: float, radius_deg: float) -> NewSource | None:
+def _nearest_candidate(session: Session, ra: float, dec: float, radius_deg: float, *,
+                       before_id: int | None = None) -> NewSource | None:
+    """The candidate nearest to (ra, dec) within ``radius_deg`` (only those older than ``before_id`` if given)."""
     from contimg.photometry.newsource import _separation_deg
 
-    near = session.scalars(select(NewSource).where(NewSource.dec_deg >= dec - radius_deg,
-                                                   NewSource.dec_deg <= dec + radius_deg)).all()
+    q = select(NewSource).where(NewSource.dec_deg >= dec - radius_deg, NewSource.dec_deg <= dec + radius_deg)
+    if before_id is not None:
+        q = q.where(NewSource.id < before_id)
+    near = session.scalars(q).all()
     if not near:
         return None
     sep = _separation_deg(ra, dec, np.array([c.ra_deg for c in near]), np.array([c.dec_deg for c in near]))
@@ -284,25 +286,21 @@ def _nearest_candidate(session: Session, ra: float, dec: float, radius_deg: floa
     return near[k] if sep[k] <= radius_deg else None
 
 
-def _prior_images(session: Session, row: Image, settings: Settings, comps: list[Component]) -> list[ImageSet]:
+def _prior_images(session: Session, row: Image, settings: Settings, comps: list[Component], *,
+                  radius_deg: float) -> list[ImageSet]:
     """The earlier product sets that may cover the components: PB-corrected rows of another pass, not failed,
-    phase centre within the image's field radius of a component, the most recent first."""
-    from contimg.photometry.measure import field_cone
+    phase centre within ``radius_deg`` (the image's field radius) of a component, the most recent first."""
     from contimg.photometry.newsource import _separation_deg
     from contimg.pipeline.photometry import resolve_image
 
     assert row.mid_mjd is not None  # noqa: S101 - checked by the caller
     ns = settings.new_sources
-    flat = Path((row.files or {}).get("image") or row.path)
-    from astropy.io import fits
-
-    _, _, radius = field_cone(fits.getheader(flat))
     decs = [c.dec_deg for c in comps]
     rows = session.execute(
         select(Image.id, Image.ra_deg, Image.dec_deg)
         .where(Image.pb_corrected.is_(True), Image.mid_mjd < row.mid_mjd - ns.same_pass_hours / 24.0,
                func.coalesce(Image.qa_verdict, "pass") != "fail",
-               Image.dec_deg >= min(decs) - radius, Image.dec_deg <= max(decs) + radius)
+               Image.dec_deg >= min(decs) - radius_deg, Image.dec_deg <= max(decs) + radius_deg)
         .order_by(Image.mid_mjd.desc(), Image.id.desc())).all()
     chosen: list[ImageSet] = []
     ra = np.array([c.ra_deg for c in comps])
@@ -310,7 +308,7 @@ def _prior_images(session: Session, row: Image, settings: Settings, comps: list[
     for image_id, ra0, dec0 in rows:
         if ra0 is None or dec0 is None:
             continue
-        if not (_separation_deg(ra0, dec0, ra, dec) <= radius).any():
+        if not (_separation_deg(ra0, dec0, ra, dec) <= radius_deg).any():
             continue
         try:
             chosen.append(resolve_image(session, image_id))
@@ -483,7 +481,7 @@ def merge_duplicates(session: Session, ids: list[int], radius_deg: float) -> set
         cand = session.get(NewSource, cid)
         if cand is None:
             continue
-        older = _nearest_candidate_before(session, cand, radius_deg)
+        older = _nearest_candidate(session, cand.ra_deg, cand.dec_deg, radius_deg, before_id=cand.id)
         if older is None:
             continue
         for det in list(cand.detections):
@@ -497,19 +495,6 @@ def merge_duplicates(session: Session, ids: list[int], radius_deg: float) -> set
         log.info("new-source candidate %s merged into %s (found by two images of one pass at once)",
                  cand.name, older.name)
     return merged
-
-
-def _nearest_candidate_before(session: Session, cand: NewSource, radius_deg: float) -> NewSource | None:
-    from contimg.photometry.newsource import _separation_deg
-
-    near = session.scalars(select(NewSource).where(NewSource.id < cand.id,
-                                                   NewSource.dec_deg >= cand.dec_deg - radius_deg,
-                                                   NewSource.dec_deg <= cand.dec_deg + radius_deg)
-                           .order_by(NewSource.id)).all()
-    for other in near:
-        if _separation_deg(cand.ra_deg, cand.dec_deg, np.array([other.ra_deg]), np.array([other.dec_deg]))[0] <= radius_deg:
-            return other
-    return None
 
 
 def draw_cutouts(settings: Settings, ids: list[int]) -> None:

@@ -56,7 +56,7 @@ from contimg.config import Settings
 from contimg.db import groups, run_transaction
 from contimg.db.models import Image, MeasurementSet, Photometry, Source
 from contimg.errors import InputFileError, NotFoundError, PermanentError, ValidationError
-from contimg.photometry.measure import ImageSet, field_cone, measure_image, read_fits
+from contimg.photometry.measure import ImageSet, field_cone, measure_image, read_header
 from contimg.pipeline.alerts import qa_failed
 from contimg.pipeline.calibrate import group_ms
 
@@ -279,8 +279,7 @@ def sources_in_cone(session: Session, ra0: float, dec0: float, radius: float) ->
 def catalogue_in_field(session: Session, image_fits: Path) -> dict[str, np.ndarray]:
     """Catalogue sources with a flux inside an image: ``id``, ``ra_deg``, ``dec_deg``, ``flux_jy`` (1.4 GHz),
     ``spectral_index`` (NaN when unknown) and ``stable`` (neither resolved nor confused)."""
-    _, header = read_fits(image_fits)
-    cone = sources_in_cone(session, *field_cone(header))
+    cone = sources_in_cone(session, *field_cone(read_header(image_fits)))
     keep = np.isfinite(cone["flux_jy"])
     return {k: v[keep] for k, v in cone.items()}
 
@@ -389,8 +388,7 @@ def photometry_for_image(
         first = images.flat or images.pbcor
         if first is None:
             raise InputFileError(f"image {images.path}: none of its FITS files exists")
-        _, header = read_fits(first)
-        return images, sources_in_cone(session, *field_cone(header))
+        return images, sources_in_cone(session, *field_cone(read_header(first)))
 
     images, cone = run_transaction(database, read, readonly=True)
     idx, res, method = measure_image(images, cone["ra_deg"], cone["dec_deg"], min_beam_response=ps.min_beam_response)
