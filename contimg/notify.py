@@ -88,7 +88,10 @@ def _take(state: dict[str, Any], kind: str, subject: str, now: float, window_s: 
     """Update ``state`` for one event of ``kind`` at ``now``: take the window's slot, or count the event."""
     entry = state.get(kind) or {}
     last = entry.get("last_sent")
-    if window_s > 0 and isinstance(last, (int, float)) and 0 <= now - last < window_s:
+    # |now - last|: a process that read the clock before it waited for the lock comes a little before the
+    # message sent while it waited, and is in that message's window; a clock stepped back by more than a
+    # window starts a new one
+    if window_s > 0 and isinstance(last, (int, float)) and abs(now - last) < window_s:
         entry["suppressed"] = int(entry.get("suppressed", 0)) + 1
         subjects = list(entry.get("subjects", []))
         if len(subjects) < MAX_SUBJECTS:
