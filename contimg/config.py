@@ -87,6 +87,7 @@ class CalibrationSettings(_Section):
     gain_validity_h: float = Field(6.0, gt=0, description="a gain table is valid this long on each side of its solve")
     model_min_flux_jy: float = Field(0.005, ge=0, description="catalogue sources fainter than this (apparent, at their best beam response in the group) are left out of MODEL_DATA")
     wait_for_solution_s: float = Field(1800.0, ge=0, description="a science group with no valid calibration set waits (retrying with backoff) this long for the night's calibrator group to be solved before it fails")
+    wait_poll_s: float = Field(10.0, gt=0, description="a waiting science group asks again for a calibration set at least this often (its first delay is 5 s, then the time waited so far, up to this): a set registered while it waits is applied within this long; an ask costs well under a second of a worker slot")
     timeout_s: float = Field(3600.0, gt=0, description="a calibration step (solve or apply, CASA tasks included) running longer than this is killed")
     transit_fraction: float = Field(0.98, gt=0, le=1, description="a calibrator transit is solved once, on the group whose best response reaches this fraction of the response at transit (the group holding the transit); neighbours apply that solution")
     resolve_low_response: bool = Field(False, description="also solve on every group where the calibrator is usable (response >= min_beam_response) but past its transit, instead of applying the transit group's solution")

@@ -301,7 +301,7 @@ def calibrate_run(self, *_: Any, group_key: str, token: str) -> dict:
     """Calibrate the group's MS; a science group waits (retrying) for a valid calibration set.
 
     :class:`~contimg.calibration.NoValidCalibration` is retried with a
-    growing delay until ``settings.calibration.wait_for_solution_s`` has
+    growing delay (up to ``settings.calibration.wait_poll_s``) until ``settings.calibration.wait_for_solution_s`` has
     passed since the stage started; then the group fails with the reason.
 
     Parameters
@@ -328,7 +328,8 @@ def calibrate_run(self, *_: Any, group_key: str, token: str) -> dict:
     except NoValidCalibration as exc:
         waited = _guard(waited_s, settings, group_key, token)
         limit = settings.calibration.wait_for_solution_s
-        delay = retry_delay_s(waited, limit_s=limit, stale_s=settings.ingest.stale_in_progress_s)
+        delay = retry_delay_s(waited, limit_s=limit, stale_s=settings.ingest.stale_in_progress_s,
+                              poll_s=settings.calibration.wait_poll_s)
         if delay is None:
             try:  # the wait is over: a group past the calibrator's transit solves it itself
                 return _guard(calibrate, settings, group_key, token, fallback_solve=True)

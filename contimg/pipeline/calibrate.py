@@ -436,14 +436,22 @@ def waited_s(settings: Settings, group_key: str, token: str, *, now: datetime | 
     return max(0.0, ((now or utcnow()) - started).total_seconds())
 
 
-def retry_delay_s(waited: float, *, limit_s: float, stale_s: float, first_s: float = 5.0) -> float | None:
+def retry_delay_s(waited: float, *, limit_s: float, stale_s: float, poll_s: float = 10.0,
+                  first_s: float = 5.0) -> float | None:
     """How long to wait before asking again for a calibration set; None when the wait is over.
 
     The delay doubles with the time already waited (``first_s``, then about
-    the time waited so far), never passes the remaining budget, and stays
-    under a third of ``stale_s`` so that the housekeeping sweep, which
-    re-enqueues runs without a heartbeat for ``stale_s``, does not mistake a
-    waiting group for a lost one (every retry beats the heart).
+    the time waited so far) up to ``poll_s``, never passes the remaining
+    budget, and stays under a third of ``stale_s`` so that the housekeeping
+    sweep, which re-enqueues runs without a heartbeat for ``stale_s``, does
+    not mistake a waiting group for a lost one (every retry beats the heart).
+
+    The cap is what the science groups of a transit lose once the transit's
+    set is registered: without it the delay had grown to ~40 s by the time a
+    full-scale transit was solved (~90 s after conversion) and a waiting group
+    came to image after the groups behind it (``benchmarks/night.py``). An ask
+    costs well under a second of a worker slot (a database query and the MS's
+    calibrator response), so a 10 s poll over a 30 min wait is ~1 % of a slot.
 
     Parameters
     ----------
@@ -453,6 +461,8 @@ def retry_delay_s(waited: float, *, limit_s: float, stale_s: float, first_s: flo
         The whole wait allowed (``settings.calibration.wait_for_solution_s``), in seconds.
     stale_s
         The sweep's staleness limit (``settings.ingest.stale_in_progress_s``), in seconds.
+    poll_s
+        The longest delay (``settings.calibration.wait_poll_s``), in seconds.
     first_s
         The first delay (s).
 
@@ -465,4 +475,4 @@ def retry_delay_s(waited: float, *, limit_s: float, stale_s: float, first_s: flo
     remaining = limit_s - waited
     if remaining <= 0:
         return None
-    return max(1.0, min(max(first_s, waited), remaining, stale_s / 3))
+    return max(1.0, min(max(first_s, waited), poll_s, remaining, stale_s / 3))

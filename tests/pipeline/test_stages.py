@@ -115,16 +115,20 @@ def test_canvas_follows_the_stages_and_the_last_stage():
         assert canvas.tasks[0].options["task_id"] == "tok"
 
 
-def test_retry_delay_grows_and_stops_at_the_limit():
+def test_retry_delay_grows_to_the_poll_interval_and_stops_at_the_limit():
     delays = []
     waited = 0.0
-    while (d := calibrate.retry_delay_s(waited, limit_s=600, stale_s=3600)) is not None:
+    while (d := calibrate.retry_delay_s(waited, limit_s=600, stale_s=3600, poll_s=10)) is not None:
         delays.append(d)
         waited += d
     assert delays[0] == 5.0 and delays == sorted(delays[:-1]) + delays[-1:]
-    assert sum(delays) == pytest.approx(600) and len(delays) < 10
+    assert sum(delays) == pytest.approx(600)
+    # a set registered while the group waits is asked for within the poll interval, however long it waited
+    # (the delay had grown to the time waited: a transit group solved 90 s in left its neighbours ~40 s idle)
+    assert max(delays) == 10
+    assert calibrate.retry_delay_s(1000, limit_s=1800, stale_s=3600, poll_s=60) == 60
     # never longer than a third of the stale-run threshold: the sweep must not take a waiting group for lost
-    assert calibrate.retry_delay_s(1000, limit_s=1800, stale_s=600) == 200
+    assert calibrate.retry_delay_s(1000, limit_s=1800, stale_s=600, poll_s=1000) == 200
     assert calibrate.retry_delay_s(0, limit_s=0, stale_s=600) is None
 
 
