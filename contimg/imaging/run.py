@@ -528,9 +528,15 @@ cycles recompute the residuals from the visibilities before the minor loop can r
 sidelobes (0.95 diverged on the core-only array, 0.8 converged on the same MS; shared/NOTES.md)."""
 
 
+SAFE_GAIN = 0.1
+"""The minor-loop gain of the safe run (at most): CLEAN's customary one (the standard tier's 0.2 halves the
+minor iterations on fields of compact sources; :mod:`contimg.imaging.tiers`)."""
+
+
 def safe_tier(params: TierParameters) -> TierParameters:
-    """The tier's parameters made safe against divergence (see :data:`SAFE_MGAIN_STEP`)."""
-    return replace(params, mgain=round(min(0.8, params.mgain - SAFE_MGAIN_STEP), 3))
+    """The tier's parameters made safe against divergence (:data:`SAFE_MGAIN_STEP`, :data:`SAFE_GAIN`)."""
+    return replace(params, mgain=round(min(0.8, params.mgain - SAFE_MGAIN_STEP), 3),
+                   gain=min(params.gain, SAFE_GAIN))
 
 
 def _fov_rad(geometry: ImageGeometry) -> tuple[float, float]:
