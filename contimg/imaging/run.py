@@ -529,8 +529,8 @@ sidelobes (0.95 diverged on the core-only array, 0.8 converged on the same MS; s
 
 
 SAFE_GAIN = 0.1
-"""The minor-loop gain of the safe run (at most): CLEAN's customary one (the standard tier's 0.2 halves the
-minor iterations on fields of compact sources; :mod:`contimg.imaging.tiers`)."""
+"""The minor-loop gain of the safe run (at most): CLEAN's customary one, whatever a tier asks (0.2 diverged on a
+full-scale group with a bright source on the beam's flank; :mod:`contimg.imaging.tiers`)."""
 
 
 def safe_tier(params: TierParameters) -> TierParameters:

@@ -6,7 +6,7 @@ tier        niter   major    mgain gain  auto-threshold auto-mask smearing  use
 =========== ======= ======== ===== ===== ============== ========= ========= ===============================
 quicklook   2000    2        0.8   0.1   5              --        2 %       a first look minutes after the
                                                                             data arrive: brightest sources
-standard    50000   6        0.95  0.2   3              5         1 %       the nightly product: photometry,
+standard    50000   6        0.95  0.1   3              5         1 %       the nightly product: photometry,
                                                                             QA, the database (default)
 deep        200000  12       0.7   0.1   1              3         none      reprocessing: clean to the
                                                                             noise inside a mask grown from
@@ -114,37 +114,35 @@ Each gridding or prediction pass costs ~1.6 s plus ~0.12 s per million
 visibilities (11.4 s for all 84 million, 6.0 s for 38 million); a standard
 run makes 7 passes (PSF, then per major cycle a prediction and a gridding).
 
-The minor-loop gain of the standard tier is 0.2, not CLEAN's customary 0.1.
-Where a bright source sits on the beam's flank, its apparent flux changes
-along the drift and across the band, and the residual around it holds
-artefacts at ~0.1 % of it that the masked stage cleans down to the
-threshold: tens of thousands of minor iterations, a single-threaded minor
-loop that cost more than all the gridding. The calibrator's neighbour group
-of a full-scale night (``benchmarks/night.py --seed 1``, ``full``: the 10 Jy
-calibrator at beam response 0.90, 6.5 Jy apparent, with the spectral fit;
-the same WSClean command, alone on a quiet machine):
+The minor loop is the cost where a bright source sits on the beam's flank:
+its apparent flux changes along the drift and across the band, and the
+residual around it holds artefacts at ~0.1 % of it that the unmasked stage
+cleans down to 5 sigma: tens of thousands of minor iterations, a
+single-threaded loop that can cost more than all the gridding. On the
+calibrator's neighbour group of a full-scale night (``benchmarks/night.py
+--seed 1``, ``full``: the 10 Jy calibrator at beam response 0.90, 6.5 Jy
+apparent, with the spectral fit), the same WSClean command alone on a quiet
+machine:
 
 ============================== ====== ====== ============== ============== =========== ===============
 standard tier on that group    wall   CPU    deconvolution  how it stopped residual    sources (11 >
-                               (s)    (s)    (s)                           MAD (uJy)   5 mJy) vs 0.1
+                               (s)    (s)    (s)                           MAD (uJy)   5 mJy) vs now
 ============================== ====== ====== ============== ============== =========== ===============
-gain 0.1                       230    295    145            50000-iteration 660         --
-                                                            limit
-gain 0.2 (now)                 157    225    76             threshold      661         within 0.5 sigma;
-                                                            (32228 iter.)              calibrator -0.05 %
-gain 0.1, ``-local-rms``       94     168    9              threshold      775         -1 to -3 sigma;
-                                                                                       calibrator -0.3 %
+gain 0.1 (now)                 230    295    145            50000-iteration 660         --
+                                                            limit (a warn)
+gain 0.2                       157    225    76             threshold      661         within 0.5 sigma
+gain 0.1, ``-local-rms``       94     168    9              threshold      775         -1 to -3 sigma
 ============================== ====== ====== ============== ============== =========== ===============
 
-Point sources need no finer gain: each iteration removes a fifth of the
-peak instead of a tenth, and the same components come out in half the
-iterations. ``-local-rms`` was rejected: near the calibrator the window's
-rms is its own first-cycle residual, so cleaning stopped with a -0.34 Jy
-hole left there (the image's most negative pixel -0.22 Jy instead of
--0.04 Jy). A diverged run is repeated with gain 0.1 as well as a lower
-``mgain`` (:func:`contimg.imaging.run.safe_tier`). The night benchmark
-reports every array state with it (``full``, ``core``, ``flagged20``,
-``missing_subband``).
+Neither was taken. Gain 0.2 looked free on that group, but in the night's
+matrix the next group (the calibrator at response 0.37) diverged with it:
+most negative pixel -0.338 Jy/beam against a peak of 0.193 Jy/beam, where
+gain 0.1 converges (peak 1.67 Jy/beam); the divergence check caught it and
+the safe run (:func:`contimg.imaging.run.safe_tier`, which also caps the
+gain at 0.1) imaged it again, costing more than the gain saved.
+``-local-rms`` leaves the calibrator's own first-cycle residual uncleaned
+(near it the window's rms is that residual): a -0.34 Jy hole, the image's
+most negative pixel -0.22 Jy instead of -0.04 Jy.
 
 WSClean ``-nmiter`` bounds the major cycles; tclean's equivalent is set
 through ``cycleniter`` = niter / major cycles.
@@ -186,7 +184,7 @@ TIERS: dict[str, TierParameters] = {
                                 wgridder_accuracy=1e-3),
     "standard": TierParameters("standard", niter=50000, major_cycles=6, mgain=0.95,
                                auto_threshold_sigma=3.0, auto_mask_sigma=5.0, max_smearing_loss=0.01,
-                               wgridder_accuracy=1e-3, gain=0.2),
+                               wgridder_accuracy=1e-3),
     "deep": TierParameters("deep", niter=200000, major_cycles=12, mgain=0.7,
                            auto_threshold_sigma=1.0, auto_mask_sigma=3.0, wgridder_accuracy=1e-5),
 }

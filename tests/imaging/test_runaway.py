@@ -65,11 +65,14 @@ def test_negatives_outside_the_science_region_are_not_a_runaway(tmp_path, rng):
 
 
 def test_the_safe_run_lowers_both_gains():
+    from dataclasses import replace
+
     from contimg.imaging.run import safe_tier
     from contimg.imaging.tiers import tier_parameters
 
     standard = tier_parameters("standard")
     safe = safe_tier(standard)
-    assert (safe.mgain, safe.gain) == (0.8, 0.1) and standard.gain == 0.2
+    assert (safe.mgain, safe.gain) == (0.8, 0.1)
+    assert safe_tier(replace(standard, gain=0.2)).gain == 0.1
     deep = tier_parameters("deep")
     assert (safe_tier(deep).mgain, safe_tier(deep).gain) == (0.55, 0.1)

@@ -264,6 +264,6 @@ def test_a_runaway_spectral_fit_is_imaged_again_with_one_term(sim_group, imaging
                  catalogue=_catalogue_lookup(sim_group["truth"]))
     assert len(calls) == 1
     assert p.deconvolution["retried_with_mgain"] == 0.8
-    assert p.arguments[p.arguments.index("-gain") + 1] == "0.1"  # the standard tier's 0.2 is not the safe one
+    assert p.arguments[p.arguments.index("-gain") + 1] == "0.1"
     assert "-channels-out" not in p.arguments and p.spectral_fit["dropped_after_divergence"] is True
     assert p.qa.peak_jy > 0.5  # a real image came out of the safe run
