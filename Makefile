@@ -119,7 +119,7 @@ test: setup
 	$(VENV)/bin/ruff check $(LINT_PATHS)
 	$(VENV)/bin/mypy
 	@$(PG_ENV); \
-	$(VENV)/bin/pytest -m "not slow" $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -m "not slow" --durations=25 $(PYTEST_ARGS)
 
 test-all: setup
 	@$(PG_ENV); \
