@@ -181,11 +181,17 @@ def smtp_server() -> Iterator[tuple[int, list]]:
 
     port = _dead_port()  # free now; aiosmtpd's start-up check cannot use port 0
     controller = Controller(Handler(), hostname="127.0.0.1", port=port)
+    # stop() cancels the start-up check's connection, which aiosmtpd logs on "mail.log" from its thread, at
+    # times after pytest closed the captured stream ("--- Logging error --- ... CancelledError" in CI's log)
+    mail_log = logging.getLogger("mail.log")
+    level = mail_log.level
+    mail_log.setLevel(logging.CRITICAL)
     controller.start()
     try:
         yield port, received
     finally:
         controller.stop()
+        mail_log.setLevel(level)
 
 
 def test_mail_goes_to_every_recipient_through_smtp(tmp_path, clean_env, smtp_server):
