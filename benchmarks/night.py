@@ -392,9 +392,8 @@ def collect(settings, truth, keys: dict[str, int], *, t_first: float, t_end: flo
         "qa_failed": len(fails),
         "median_flux_error": _round(_median(norm_err), 4),
         "max_flux_error": _round(max(norm_err) if norm_err else None, 4),
-        "realtime_factor": _round(sky / wall if wall > 0 and sky else (0.0 if wall > 0 else None), 2),
-        "realtime_factor_from_delivery": _round(sky / wall_delivery if wall_delivery > 0 and sky else
-                                                (0.0 if wall_delivery > 0 else None), 2),
+        "realtime_factor": _realtime(sky, wall),
+        "realtime_factor_from_delivery": _realtime(sky, wall_delivery),
         "n_sources_compared": len(norm_err),
         "n_unnormalised": n_unnormalised,
         "n_no_frequency": n_no_freq,
@@ -415,6 +414,11 @@ def collect(settings, truth, keys: dict[str, int], *, t_first: float, t_end: flo
         "errors": failed,
         "timed_out": not all_done,
     }
+
+
+def _realtime(sky: float, wall: float) -> float | None:
+    """Sky time / wall time, rounded; 0 when nothing completed, None when no time passed."""
+    return _round(sky / wall if wall > 0 and sky else (0.0 if wall > 0 else None), 2)
 
 
 def _round(x: float | None, nd: int) -> float | None:

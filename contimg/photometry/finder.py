@@ -218,12 +218,9 @@ def _in_process() -> Iterator[None]:
 def _check_image(image: Path) -> tuple[float, tuple[int, ...]]:
     """Refuse an unreadable image or one without a restoring beam; return the beam major axis in pixels and the
     image's shape."""
-    from astropy.io import fits
+    from contimg.photometry.measure import read_header
 
-    try:
-        header = fits.getheader(image)
-    except (OSError, TypeError, ValueError) as exc:
-        raise InputFileError(f"{image}: unreadable FITS image: {exc}") from exc
+    header = read_header(image)
     bmaj = float(header.get("BMAJ", 0) or 0)
     if not bmaj > 0:
         raise InputFileError(f"{image}: no restoring beam (BMAJ) in the header; cannot find sources")
