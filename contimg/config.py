@@ -104,6 +104,7 @@ class ImagingSettings(_Section):
     timeout_s: float = Field(3600.0, gt=0, description="an imager run longer than this is killed (the image step, QA included, gets 25 % more)")
     spectral_fit_dynamic_range: float = Field(7000.0, gt=0, description="image with a spectral fit (WSClean -join-channels over spectral_fit_channels parts of the band) when the brightest catalogue source in the field is this many times the predicted thermal noise (apparent flux): its spectrum, its own and the beam's, leaves sidelobes of ~1.4e-4 of its flux that a single-term CLEAN cannot remove, above the noise from ~7000 times it")
     spectral_fit_channels: int = Field(2, ge=2, le=16, description="parts of the band deconvolved jointly when the spectral fit is on")
+    subtract_dynamic_range: float = Field(2000.0, ge=0, description="WSClean images a group with the catalogue sources brighter than this many times the predicted thermal noise (apparent flux) subtracted from its visibilities by their exact model (beam along the drift and across the band), and restores them in the image afterwards: their sidelobes, which one flux per CLEAN component cannot model, no longer cost the minor loop (contimg.imaging.subtract); 0 switches it off")
 
 
 class QaSettings(_Section):

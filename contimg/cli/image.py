@@ -70,6 +70,10 @@ def run(args: argparse.Namespace, settings) -> int:
             fit = products.spectral_fit
             print(f"spectral fit over {fit['channels_out']} parts of the band: the brightest catalogue source is "
                   f"{fit['brightest_jy']:.3g} Jy apparent, {fit['dynamic_range']:.0f} times the predicted noise")
+        if products.subtracted:
+            sub = products.subtracted
+            print(f"subtracted before deconvolution and restored: {sub['n_sources']} bright catalogue source(s), "
+                  f"{', '.join(f'{s:.3g}' for s in sub['effective_jy'])} Jy apparent ({sub['seconds']:.1f} s)")
         if record is not None:
             print(f"QA {record['qa_verdict']}{': ' + '; '.join(record['qa_reasons']) if record['qa_reasons'] else ''}"
                   f" (recorded as image ids {', '.join(map(str, record['image_ids']))})")

@@ -83,6 +83,25 @@ def one_source_group(tmp_path_factory) -> dict:
     return {"ms": ms, "ra": float(one.ra_deg[0]), "dec": float(one.dec_deg[0]), "dir": out}
 
 
+def model_data_max(ms) -> float:
+    from casacore.tables import table
+
+    with table(str(ms), ack=False) as t:
+        return float(np.abs(t.getcol("MODEL_DATA")).max())
+
+
+@pytest.fixture(scope="session")
+def wsclean_products(sim_group, imaging_settings, tmp_path_factory):
+    """The simulated group imaged once with the default settings (no catalogue): products, out dir, MODEL_DATA
+    maximum before imaging."""
+    from contimg.imaging import image_ms
+
+    before = model_data_max(sim_group["ms"])
+    out = tmp_path_factory.mktemp("wsclean_images")
+    products = image_ms(sim_group["ms"], settings=imaging_settings, out_dir=out, cell_arcsec=CELL_ARCSEC)
+    return {"products": products, "out": out, "model_before": before, "model_data_max": model_data_max}
+
+
 @pytest.fixture
 def ms_copy(sim_group, tmp_path) -> Path:
     """A private copy of the simulated MS, for tests that change it."""

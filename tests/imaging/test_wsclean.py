@@ -20,21 +20,6 @@ CELL_ARCSEC = 15.0  # as in conftest: the core array's beam is ~45 x 90 arcsec
 pytestmark = pytest.mark.integration
 
 
-def _model_data_max(ms) -> float:
-    from casacore.tables import table
-
-    with table(str(ms), ack=False) as t:
-        return float(np.abs(t.getcol("MODEL_DATA")).max())
-
-
-@pytest.fixture(scope="module")
-def wsclean_products(sim_group, imaging_settings, tmp_path_factory):
-    before = _model_data_max(sim_group["ms"])
-    out = tmp_path_factory.mktemp("wsclean_images")
-    products = image_ms(sim_group["ms"], settings=imaging_settings, out_dir=out, cell_arcsec=CELL_ARCSEC)
-    return {"products": products, "out": out, "model_before": before}
-
-
 def test_arguments_protect_model_data():
     geom = ImageGeometry(cell_arcsec=5.0, nx=100, ny=80, pb_limit=0.2, pb_radius_deg=2.0, drift_deg=1.0)
     args = wsclean_arguments("x.ms", prefix="p", geometry=geom, tier=tier_parameters("standard"), threads=2)
@@ -78,7 +63,7 @@ def test_headers(wsclean_products, sim_group):
 
 
 def test_model_data_not_overwritten(wsclean_products, sim_group):
-    assert _model_data_max(sim_group["ms"]) == wsclean_products["model_before"]
+    assert wsclean_products["model_data_max"](sim_group["ms"]) == wsclean_products["model_before"]
 
 
 def test_restoring_beam_is_the_main_lobe(wsclean_products, beam_to_psf_area):

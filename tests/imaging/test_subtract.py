@@ -1,0 +1,112 @@
+"""Bright sources subtracted from the visibilities before WSClean and restored after it (real WSClean and
+casacore on the small simulated group; truth from the simulator)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from casacore.tables import table
+
+from contimg.imaging import image_ms
+from contimg.imaging.subtract import SUBTRACTED_COLUMN
+
+pytestmark = pytest.mark.integration
+
+CELL_ARCSEC = 15.0
+
+
+def _lookup(truth, *, scale: np.ndarray | None = None):
+    cat = truth.catalog
+    flux = np.asarray(cat.flux_jy, float) * (1.0 if scale is None else scale)
+
+    def lookup(ra_deg: float, dec_deg: float, radius_deg: float) -> dict:
+        return {"ra_deg": np.asarray(cat.ra_deg), "dec_deg": np.asarray(cat.dec_deg), "flux_jy": flux,
+                "spectral_index": np.asarray(cat.spectral_index)}
+
+    return lookup
+
+
+def _columns(ms) -> list[str]:
+    with table(str(ms), ack=False) as t:
+        return t.colnames()
+
+
+@pytest.fixture(scope="module")
+def subtract_settings(imaging_settings):
+    # every source of the test sky subtracted (its noise is ~1e-3 of them), no spectral fit
+    return imaging_settings.model_copy(update={"subtract_dynamic_range": 1.0, "spectral_fit_dynamic_range": 1e12})
+
+
+def test_subtracted_and_restored_sources_meet_the_truth(ms_copy, sim_group, subtract_settings, wsclean_products,
+                                                        source_errors, tmp_path):
+    """All five sources taken out by their model and put back in the image: fluxes against the simulator's truth
+    at least as good as CLEAN's own; the scratch column is gone afterwards and DATA, CORRECTED_DATA untouched."""
+    with table(str(ms_copy), ack=False) as t:
+        before = t.getcol("CORRECTED_DATA", 0, 2000)
+    p = image_ms(ms_copy, settings=subtract_settings, out_dir=tmp_path, cell_arcsec=CELL_ARCSEC,
+                 catalogue=_lookup(sim_group["truth"]))
+    assert p.subtracted is not None and p.subtracted["n_sources"] == 5
+    assert p.arguments[p.arguments.index("-data-column") + 1] == SUBTRACTED_COLUMN
+    assert SUBTRACTED_COLUMN not in _columns(ms_copy)
+    with table(str(ms_copy), ack=False) as t:
+        assert np.array_equal(t.getcol("CORRECTED_DATA", 0, 2000), before)
+    truth = sim_group["truth"]
+    errors = [abs(e["ratio"] - 1) for e in source_errors(p.pbcor, truth, p.ref_freq_hz)]
+    plain = wsclean_products["products"]
+    plain_errors = [abs(e["ratio"] - 1) for e in source_errors(plain.pbcor, truth, plain.ref_freq_hz)]
+    assert max(errors) < 0.02, errors
+    assert float(np.median(errors)) <= float(np.median(plain_errors)) + 0.002, (errors, plain_errors)
+    # the residual of a perfect model is (numerically) empty: nothing for CLEAN to do
+    assert p.qa.rms_jy < 1e-3 * plain.qa.rms_jy  # noise-free data: the model is the whole sky
+    # nothing left above CLEAN's threshold: no minor loop ran (CLEAN's own run needed two)
+    assert p.deconvolution["stops"] == [] and len(plain.deconvolution["stops"]) == 2
+
+
+def test_a_catalogue_flux_that_is_wrong_still_measures_the_truth(ms_copy, sim_group, subtract_settings,
+                                                                 source_errors, tmp_path):
+    """The subtraction only moves the catalogue's flux out of CLEAN's way: a source the catalogue has 20 % too
+    bright (a variable that faded) leaves -20 % of it in the residual, which CLEAN models, so the image measures
+    the true flux, not the catalogue's."""
+    scale = np.ones(5)
+    scale[2] = 1.2  # the 2.5 Jy flat-spectrum source 1.1 deg west
+    p = image_ms(ms_copy, settings=subtract_settings, out_dir=tmp_path, cell_arcsec=CELL_ARCSEC,
+                 catalogue=_lookup(sim_group["truth"], scale=scale))
+    assert p.subtracted["n_sources"] == 5
+    ratios = [e["ratio"] for e in source_errors(p.pbcor, sim_group["truth"], p.ref_freq_hz)]
+    assert abs(ratios[2] - 1) < 0.03, ratios  # the truth, not the catalogue's 1.2
+    assert max(abs(r - 1) for r in ratios) < 0.03, ratios
+
+
+def test_the_scratch_column_is_removed_when_the_imager_fails(ms_copy, sim_group, subtract_settings, tmp_path,
+                                                             monkeypatch):
+    import contimg.imaging.wsclean as wsclean
+    from contimg.errors import ExternalToolError
+
+    def fails(*args, **kwargs):
+        assert SUBTRACTED_COLUMN in _columns(ms_copy)  # written before the imager runs
+        raise ExternalToolError("made to fail by the test")
+
+    monkeypatch.setattr(wsclean, "run_wsclean", fails)
+    with pytest.raises(ExternalToolError, match="made to fail"):
+        image_ms(ms_copy, settings=subtract_settings, out_dir=tmp_path / "out", cell_arcsec=CELL_ARCSEC,
+                 catalogue=_lookup(sim_group["truth"]))
+    assert SUBTRACTED_COLUMN not in _columns(ms_copy)
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_which_sources_are_subtracted(sim_group, imaging_settings):
+    from contimg.imaging.geometry import ImageGeometry
+    from contimg.imaging.run import field_sources, sources_to_subtract
+    from contimg.msmodel import read_ms
+
+    info = read_ms(sim_group["ms"])
+    geom = ImageGeometry(cell_arcsec=CELL_ARCSEC, nx=1200, ny=900, pb_limit=0.2, pb_radius_deg=2.0, drift_deg=1.0)
+    field = field_sources(_lookup(sim_group["truth"]), info, geom)
+    noise = float(np.sort(field.apparent_jy)[-2]) / imaging_settings.subtract_dynamic_range
+    bright = sources_to_subtract(field, noise_jy=noise, settings=imaging_settings)
+    assert bright is not None and bright.sum() == 2  # the two brightest reach the default 2000 x the noise
+    assert sources_to_subtract(field, noise_jy=noise * 10, settings=imaging_settings) is None
+    off = imaging_settings.model_copy(update={"subtract_dynamic_range": 0.0})
+    assert sources_to_subtract(field, noise_jy=noise, settings=off) is None
+    assert sources_to_subtract(None, noise_jy=noise, settings=imaging_settings) is None
+    assert sources_to_subtract(field, noise_jy=None, settings=imaging_settings) is None
