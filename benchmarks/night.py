@@ -79,7 +79,7 @@ the normalisation to find reference sources, and its 2.9 MHz channels smear the 
 
     .venv/bin/python benchmarks/night.py [--states full,core,flagged20,missing_subband]
         [--science-groups 3] [--antennas 96] [--channels-per-subband 48] [--seed 1]
-        [--workdir DIR] [--keep]
+        [--workdir DIR] [--keep] [--setting imaging.subtract_dynamic_range=0]
     .venv/bin/python benchmarks/night.py --states core,missing_subband --antennas 16 --channels-per-subband 4
 """
 
@@ -348,6 +348,7 @@ def collect(settings, truth, keys: dict[str, int], *, t_first: float, t_end: flo
     cat = truth.catalog
     freqs: dict[str, float] = {}
     norm_err, raw_err, ratios, pulls, beyond = [], [], [], [], []
+    compared: list[dict[str, Any]] = []
     worst: dict[str, Any] | None = None
     n_unnormalised = n_no_freq = 0
     for flux, err, norm, name, path, key in phot:
@@ -374,6 +375,8 @@ def collect(settings, truth, keys: dict[str, int], *, t_first: float, t_end: flo
         rel_sigma = err / flux  # the row's own relative error (the normalised flux carries the same)
         pulls.append((measured / s_true - 1) / rel_sigma)
         beyond.append(math.erfc(MAX_ERROR_TARGET / rel_sigma / math.sqrt(2)))
+        compared.append({"source": name, "group": key, "snr": round(flux / err, 1),
+                         "error": round(measured / s_true - 1, 4), "pull": round(pulls[-1], 2)})
         if worst is None or norm_err[-1] > worst["error"]:
             worst = {"source": name, "group": key, "error": round(norm_err[-1], 4), "snr": round(flux / err, 1),
                      "pull": round(pulls[-1], 2),
@@ -401,6 +404,7 @@ def collect(settings, truth, keys: dict[str, int], *, t_first: float, t_end: flo
         "median_raw_flux_error": _round(_median(raw_err), 4),
         "max_raw_flux_error": _round(max(raw_err) if raw_err else None, 4),
         "worst_source": worst,
+        "sources": compared,  # (measured / true - 1) and pull of every row compared, per group
         "flux_pull_rms": _round(math.sqrt(sum(z * z for z in pulls) / len(pulls)) if pulls else None, 3),
         "expected_beyond_max_target": _round(sum(beyond), 2),
         "sky_s": round(sky, 1),
@@ -425,6 +429,18 @@ def _round(x: float | None, nd: int) -> float | None:
     return None if x is None else round(float(x), nd)
 
 
+def settings_env(pairs: list[str]) -> dict[str, str]:
+    """``["imaging.subtract_dynamic_range=0"]`` -> ``{"CONTIMG_IMAGING__SUBTRACT_DYNAMIC_RANGE": "0"}``."""
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        section, dot, name = key.strip().partition(".")
+        if not sep or not dot or not section or not name:
+            raise ValueError(f"--setting {pair!r}: expected SECTION.KEY=VALUE, e.g. imaging.subtract_dynamic_range=0")
+        out[f"CONTIMG_{section.upper()}__{name.upper()}"] = value.strip()
+    return out
+
+
 # ----------------------------------------------------------------------------- one state
 def run_state(state: ArrayState, truth, root: Path, args: argparse.Namespace) -> dict[str, Any]:
     from contimg.cluster.demo import import_catalogue
@@ -439,6 +455,7 @@ def run_state(state: ArrayState, truth, root: Path, args: argparse.Namespace) ->
         "CONTIMG_INGEST__GROUP_TIMEOUT_S": str(args.group_timeout),
         "CONTIMG_CALIBRATION__WAIT_FOR_SOLUTION_S": str(args.wait_for_solution),
         "CONTIMG_STAGING_DIR": str(staging or root / "staging"),
+        **getattr(args, "settings_env", {}),
     }
     outbox = root / "outbox"
     t0 = time.monotonic()
@@ -593,7 +610,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--keep", action="store_true",
                         help="keep simulations, Measurement Sets and images (default: databases and logs only)")
+    parser.add_argument("--setting", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="a setting of the cluster, e.g. imaging.subtract_dynamic_range=0 (the baseline of the "
+                             "bright-source subtraction); repeatable")
     args = parser.parse_args(argv)
+    try:
+        args.settings_env = settings_env(args.setting)
+    except ValueError as exc:
+        parser.error(str(exc))
     names = [s.strip() for s in args.states.split(",") if s.strip()]
     unknown = [s for s in names if s not in STATES]
     if unknown or not names:
@@ -631,7 +655,7 @@ def main(argv: list[str] | None = None) -> int:
                    "science_groups": args.science_groups, "n_sources": args.n_sources,
                    "calibrator_flux_jy": args.calibrator_flux, "seed": args.seed, "concurrency": args.concurrency,
                    "group_timeout_s": args.group_timeout, "wait_for_solution_s": args.wait_for_solution,
-                   "snr_min": SNR_MIN, "finished": datetime.now().astimezone().isoformat(timespec="seconds")},
+                   "settings": args.setting, "snr_min": SNR_MIN, "finished": datetime.now().astimezone().isoformat(timespec="seconds")},
         "workdir": str(work),
     }
     (work / "night.json").write_text(json.dumps(out, indent=1))

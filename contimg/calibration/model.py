@@ -53,6 +53,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass, field
+from collections.abc import Iterator
 from typing import Literal
 
 import numpy as np
@@ -66,7 +67,7 @@ from contimg.stations import icrs_to_apparent
 log = logging.getLogger(__name__)
 
 __all__ = ["PointSources", "REFERENCE_FREQ_HZ", "ModelReport", "antenna_delay_m", "apparent_flux", "brighter_than",
-           "predict_matrices", "write_model_data"]
+           "model_chunks", "predict_matrices", "write_model_data"]
 
 REFERENCE_FREQ_HZ = 1.4e9
 """Frequency of catalogue fluxes."""
@@ -256,6 +257,45 @@ def predict_matrices(delay_m: np.ndarray, flux: np.ndarray, freq_hz: np.ndarray,
     return np.matmul(left.transpose(0, 2, 1), q)
 
 
+def model_chunks(ms: MsModel, sources: PointSources, flux: np.ndarray, *,
+                 rows_per_chunk: int = ROWS_PER_CHUNK) -> Iterator[tuple[int, np.ndarray]]:
+    """The model visibilities of ``sources`` for the MS's rows, in chunks of whole rows: ``(first row, model)``.
+
+    ``model`` has shape (rows, Nfreqs, Npols), complex64; unpolarised (the parallel hands and Stokes I get the
+    model, the cross hands and Stokes Q, U, V zero). Call inside ``threadpool_limits(1, "blas")``: the matrices are
+    small (Nants x Nsrc), and BLAS threads only spin on them (5-10x the CPU time, measured).
+
+    Parameters
+    ----------
+    ms
+        The MS's model with its rows (antennas, integration index).
+    sources
+        The point sources.
+    flux
+        Their apparent flux (:func:`apparent_flux`), shape (Nsrc, Ntimes, Nfreqs).
+    rows_per_chunk
+        Rows per chunk.
+    """
+    assert ms.ant_1_array is not None and ms.ant_2_array is not None and ms.time_index is not None
+    delay = antenna_delay_m(sources, ms)  # (Nsrc, Nt, Na)
+    ant_index = np.full(int(ms.ant_array.max()) + 1, -1, dtype=int)
+    ant_index[ms.ant_array] = np.arange(ms.Nants_data)
+    a1, a2, tidx = ant_index[ms.ant_1_array], ant_index[ms.ant_2_array], ms.time_index
+    pol = ms.unpolarized_response.astype(np.float32)  # (Npols,): 1 in the parallel hands, 0 in the cross hands
+    cache: dict[int, np.ndarray] = {}
+    for r0 in range(0, ms.Nblts, rows_per_chunk):
+        n = min(rows_per_chunk, ms.Nblts - r0)
+        ti = tidx[r0:r0 + n]
+        out = np.empty((n, ms.Nfreqs, ms.Npols), np.complex64)
+        for t in np.unique(ti):
+            if t not in cache:
+                cache = {k: v for k, v in cache.items() if k > t - 2}
+                cache[t] = predict_matrices(delay[:, t, :], flux[:, t, :], ms.freq_array)
+            sel = np.flatnonzero(ti == t)
+            out[sel] = cache[t][:, a1[r0 + sel], a2[r0 + sel]].T[:, :, None] * pol
+        yield r0, out
+
+
 def write_model_data(
     ms: MsModel | str | os.PathLike,
     sources: PointSources,
@@ -297,14 +337,8 @@ def write_model_data(
 
     t0 = time.perf_counter()
     ms = as_model(ms)
-    assert ms.ant_1_array is not None and ms.ant_2_array is not None and ms.time_index is not None
     ms_path = ms.path
-    delay = antenna_delay_m(sources, ms)  # (Nsrc, Nt, Na)
     flux = apparent_flux(sources, ms, diameter_m=diameter_m)  # (Nsrc, Nt, Nf)
-    ant_index = np.full(int(ms.ant_array.max()) + 1, -1, dtype=int)
-    ant_index[ms.ant_array] = np.arange(ms.Nants_data)
-    a1, a2, tidx = ant_index[ms.ant_1_array], ant_index[ms.ant_2_array], ms.time_index
-    pol = ms.unpolarized_response.astype(np.float32)  # (Npols,): 1 in the parallel hands, 0 in the cross hands
     try:
         tb = tables.table(str(ms_path), readonly=False, ack=False)
     except RuntimeError as exc:
@@ -320,20 +354,10 @@ def write_model_data(
 
             log.info("%s: has no MODEL_DATA column; adding one", ms_path)
             add_data_column(tb, "MODEL_DATA", "model visibilities (Jy), added by contimg")
-        cache: dict[int, np.ndarray] = {}
         # the matrices are small (Nants x Nsrc): BLAS threads only spin (5-10x the CPU time, measured)
         with threadpool_limits(limits=1, user_api="blas"):  # restored however the loop ends
-            for r0 in range(0, nrows, ROWS_PER_CHUNK):
-                n = min(ROWS_PER_CHUNK, nrows - r0)
-                ti = tidx[r0:r0 + n]
-                out = np.empty((n, ms.Nfreqs, ms.Npols), np.complex64)
-                for t in np.unique(ti):
-                    if t not in cache:
-                        cache = {k: v for k, v in cache.items() if k > t - 2}
-                        cache[t] = predict_matrices(delay[:, t, :], flux[:, t, :], ms.freq_array)
-                    sel = np.flatnonzero(ti == t)
-                    out[sel] = cache[t][:, a1[r0 + sel], a2[r0 + sel]].T[:, :, None] * pol
-                tb.putcol(column, out, r0, n)
+            for r0, out in model_chunks(ms, sources, flux):
+                tb.putcol(column, out, r0, out.shape[0])
     finally:
         tb.close()
     peak = flux.max(axis=(1, 2)) if sources.Nsrc else np.zeros(0)

@@ -38,6 +38,10 @@ that brightened by 10 % measures 10 % brighter, and a wrong flux scale still
 shows (the residual then holds the difference). The scratch column is removed
 when imaging ends, however it ends.
 
+One image run of an MS at a time: the cluster runs a group's image stage once (a superseded run that
+still works on the same MS would see the column change under it; its WSClean fails or its products are not
+published). An MS that cannot take the column (read-only) is imaged without the subtraction, with a warning.
+
 What it is not: peeling. The model is the catalogue's point source through the
 beam model; direction-dependent gain errors of a real instrument leave a
 residual that CLEAN then models as before (at a fraction of the cost).
@@ -54,7 +58,7 @@ from pathlib import Path
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from contimg.calibration.model import PointSources, antenna_delay_m, apparent_flux, predict_matrices
+from contimg.calibration.model import PointSources, apparent_flux, model_chunks
 from contimg.errors import InputFileError
 from contimg.msmodel import MsModel
 
@@ -64,8 +68,6 @@ __all__ = ["SUBTRACTED_COLUMN", "Subtraction", "remove_subtracted_column", "rest
 
 SUBTRACTED_COLUMN = "CONTIMG_SUBTRACTED"
 """Scratch column of ``data - bright-source model`` that the imager reads (removed after imaging)."""
-
-ROWS_PER_CHUNK = 20000
 
 
 @dataclass
@@ -130,13 +132,7 @@ def subtract_sources(ms: MsModel, sources: PointSources, *, data_column: str, ro
     from contimg.conversion.msio import add_data_column
 
     t0 = time.perf_counter()
-    assert ms.ant_1_array is not None and ms.ant_2_array is not None and ms.time_index is not None
-    delay = antenna_delay_m(sources, ms)  # (Nsrc, Nt, Na)
     flux = apparent_flux(sources, ms)  # (Nsrc, Nt, Nf): the MS's own dishes
-    ant_index = np.full(int(ms.ant_array.max()) + 1, -1, dtype=int)
-    ant_index[ms.ant_array] = np.arange(ms.Nants_data)
-    a1, a2, tidx = ant_index[ms.ant_1_array], ant_index[ms.ant_2_array], ms.time_index
-    pol = ms.unpolarized_response.astype(np.float32)
     weight = _imaging_weights(ms, robust=robust, fov_rad=fov_rad)
     wtf = np.zeros((ms.Ntimes, ms.Nfreqs))  # imaging weight of the unflagged visibilities per integration, channel
     try:
@@ -152,25 +148,15 @@ def subtract_sources(ms: MsModel, sources: PointSources, *, data_column: str, ro
         if column not in tb.colnames():
             add_data_column(tb, column, f"{data_column} minus the model of bright catalogue sources (Jy); "
                                         "scratch column of contimg's imaging")
-        cache: dict[int, np.ndarray] = {}
         with threadpool_limits(limits=1, user_api="blas"):  # small matrices: BLAS threads only spin
-            for r0 in range(0, nrows, ROWS_PER_CHUNK):
-                n = min(ROWS_PER_CHUNK, nrows - r0)
-                ti = tidx[r0:r0 + n]
-                model = np.empty((n, ms.Nfreqs, ms.Npols), np.complex64)
-                for t in np.unique(ti):
-                    if t not in cache:
-                        cache = {k: v for k, v in cache.items() if k > t - 2}
-                        cache[t] = predict_matrices(delay[:, t, :], flux[:, t, :], ms.freq_array)
-                    sel = np.flatnonzero(ti == t)
-                    model[sel] = cache[t][:, a1[r0 + sel], a2[r0 + sel]].T[:, :, None] * pol
+            for r0, model in model_chunks(ms, sources, flux):
+                n = model.shape[0]
                 data = tb.getcol(data_column, r0, n)
                 data -= model
                 tb.putcol(column, data, r0, n)
                 # effective flux: imaging weight x unflagged (all correlations) per row and channel
                 good = ~np.any(tb.getcol("FLAG", r0, n), axis=2) & ~tb.getcol("FLAG_ROW", r0, n)[:, None]
-                w = good * weight[r0:r0 + n, None]  # (n, Nf)
-                np.add.at(wtf, ti, w)
+                np.add.at(wtf, ms.time_index[r0:r0 + n], good * weight[r0:r0 + n, None])
     finally:
         tb.close()
     den = float(wtf.sum())

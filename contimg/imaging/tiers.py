@@ -144,6 +144,12 @@ gain at 0.1) imaged it again, costing more than the gain saved.
 (near it the window's rms is that residual): a -0.34 Jy hole, the image's
 most negative pixel -0.22 Jy instead of -0.04 Jy.
 
+What was taken instead: the bright source is subtracted from the
+visibilities by its exact model (beam along the drift and across the band)
+before WSClean runs and restored in the image afterwards
+(:mod:`contimg.imaging.subtract`, ``imaging.subtract_dynamic_range``), so
+the minor loop never sees its sidelobes; the tier's parameters are unchanged.
+
 WSClean ``-nmiter`` bounds the major cycles; tclean's equivalent is set
 through ``cycleniter`` = niter / major cycles.
 """

@@ -174,3 +174,27 @@ def _beam_to_psf_area(products) -> float:
 def beam_to_psf_area():
     """``beam_to_psf_area(products)``: the restoring beam must describe the PSF's main lobe, not its sidelobes."""
     return _beam_to_psf_area
+
+
+def _settings_with_catalogue(tmp_path: Path, flux_factor: float):
+    from contimg.config import load_settings
+    from contimg.db import init_db, session_scope
+    from contimg.db.models import Source
+
+    settings = load_settings(data_root=tmp_path / "data")
+    settings.paths.ensure()
+    init_db(settings)
+    cat = field_catalog()
+    with session_scope(settings) as s:
+        for k in range(len(cat.ra_deg)):
+            s.add(Source(name=f"T{k}", ra_deg=float(cat.ra_deg[k]), dec_deg=float(cat.dec_deg[k]),
+                         flux_jy=float(cat.flux_jy[k]) * flux_factor,
+                         spectral_index=float(cat.spectral_index[k])))
+    return settings
+
+
+@pytest.fixture(scope="session")
+def catalogue_settings():
+    """``catalogue_settings(tmp_path, flux_factor)``: settings of a fresh SQLite database holding the test sky
+    as its catalogue, every flux multiplied by ``flux_factor``."""
+    return _settings_with_catalogue

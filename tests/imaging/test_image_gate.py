@@ -4,7 +4,6 @@ what they should (a diverged image, a wrong flux scale) and pass what they shoul
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -128,43 +127,27 @@ def test_the_predicted_noise_is_the_noise_of_the_image(noise_only_group, tmp_pat
     assert p.predicted_rms_jy == pytest.approx(p.qa.rms_jy, rel=0.10), (p.predicted_rms_jy, p.qa.rms_jy)
 
 
-def _settings_with_catalogue(tmp_path: Path, flux_factor: float):
-    from contimg.config import load_settings
-    from contimg.db import init_db, session_scope
-    from contimg.db.models import Source
-
-    settings = load_settings(data_root=tmp_path / "data")
-    settings.paths.ensure()
-    init_db(settings)
-    cat = field_catalog()
-    with session_scope(settings) as s:
-        for k in range(len(cat.ra_deg)):
-            s.add(Source(name=f"T{k}", ra_deg=float(cat.ra_deg[k]), dec_deg=float(cat.dec_deg[k]),
-                         flux_jy=float(cat.flux_jy[k]) * flux_factor,
-                         spectral_index=float(cat.spectral_index[k])))
-    return settings
-
-
 @pytest.mark.integration
 def test_the_gate_passes_a_good_image_and_fails_a_wrong_flux_scale_and_a_diverged_one(sim_group, tmp_path,
-                                                                                       imaging_settings):
+                                                                                       imaging_settings,
+                                                                                       catalogue_settings):
     from contimg.imaging import image_ms
     from contimg.pipeline.image import judge_products
 
     ms = tmp_path / "group.ms"
     shutil.copytree(sim_group["ms"], ms)
     good = image_ms(ms, settings=imaging_settings, out_dir=tmp_path / "good", cell_arcsec=CELL_ARCSEC)
-    right = judge_products(_settings_with_catalogue(tmp_path / "right", 1.0), good)
+    right = judge_products(catalogue_settings(tmp_path / "right", 1.0), good)
     assert right.status != FAIL, right.summary()
     assert right.figures["flux_sources"] >= 3 and abs(right.figures["flux_ratio"] - 1) < 0.05
     # the blind finder on the real WSClean image: every simulated source found where the catalogue has it
     from contimg.pipeline.image import blind_components
 
-    blind = blind_components(_settings_with_catalogue(tmp_path / "blind", 1.0), good)
+    blind = blind_components(catalogue_settings(tmp_path / "blind", 1.0), good)
     assert blind.summary["n_matches"] >= len(field_catalog().ra_deg), blind.summary  # + sidelobes near them
     assert blind.summary["n_clean"] >= 3 and blind.summary["offset_arcsec"] < 0.1 * good.qa.beam_minor_arcsec
     assert abs(blind.summary["flux_ratio"] - 1) < 0.1
-    wrong = judge_products(_settings_with_catalogue(tmp_path / "wrong", 2.0), good)
+    wrong = judge_products(catalogue_settings(tmp_path / "wrong", 2.0), good)
     assert wrong.status == FAIL and any("catalogue flux" in r for r in wrong.reasons), wrong.summary()
     # a CLEAN that runs away (loop gain 2.5 over-subtracts every component): repeated once with a lower
     # major-cycle gain, still diverged (the gain stays), so the gate fails it
@@ -172,5 +155,5 @@ def test_the_gate_passes_a_good_image_and_fails_a_wrong_flux_scale_and_a_diverge
                    extra_wsclean_args=["-gain", "2.5"])
     assert bad.deconvolution["diverged"] and bad.deconvolution["retried_with_mgain"] == 0.8
     assert (tmp_path / "bad" / "group.wsclean.log").exists()
-    verdict = judge_products(_settings_with_catalogue(tmp_path / "bad-cat", 1.0), bad)
+    verdict = judge_products(catalogue_settings(tmp_path / "bad-cat", 1.0), bad)
     assert verdict.status == FAIL and any("diverged" in r for r in verdict.reasons), verdict.summary()

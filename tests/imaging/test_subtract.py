@@ -110,3 +110,19 @@ def test_which_sources_are_subtracted(sim_group, imaging_settings):
     assert sources_to_subtract(field, noise_jy=noise, settings=off) is None
     assert sources_to_subtract(None, noise_jy=noise, settings=imaging_settings) is None
     assert sources_to_subtract(field, noise_jy=None, settings=imaging_settings) is None
+
+
+def test_a_wrong_flux_scale_in_the_data_still_fails_the_gate(ms_copy, sim_group, subtract_settings,
+                                                             catalogue_settings, tmp_path):
+    """Subtraction does not make the image agree with the catalogue by construction: data calibrated to twice
+    the flux leave +1x each model in the residual, CLEAN restores it, and the gate fails the flux scale."""
+    from contimg.pipeline.image import judge_products
+
+    with table(str(ms_copy), readonly=False, ack=False) as t:
+        t.putcol("CORRECTED_DATA", 2.0 * t.getcol("CORRECTED_DATA"))
+    p = image_ms(ms_copy, settings=subtract_settings, out_dir=tmp_path / "img", cell_arcsec=CELL_ARCSEC,
+                 catalogue=_lookup(sim_group["truth"]))
+    assert p.subtracted["n_sources"] == 5
+    verdict = judge_products(catalogue_settings(tmp_path / "cat", 1.0), p)
+    assert verdict.status == "fail" and any("catalogue flux" in r for r in verdict.reasons), verdict.summary()
+    assert verdict.figures["flux_ratio"] == pytest.approx(2.0, rel=0.05)
