@@ -48,6 +48,7 @@ raises :class:`~contimg.errors.InputFileError` naming the MS and the problem.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import math
@@ -55,6 +56,7 @@ import os
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -594,3 +596,36 @@ def as_model(ms: MsModel | str | os.PathLike) -> MsModel:
             raise ValueError(f"{ms.label}: a model of an MS on disk (read_ms) is needed here")
         return ms
     return read_ms(ms)
+
+
+@contextlib.contextmanager
+def open_rows(ms: MsModel, purpose: str, *, readonly: bool = True) -> Iterator[Any]:
+    """The MS's main table, open (and closed afterwards), with the rows its model was read with.
+
+    Parameters
+    ----------
+    ms
+        The model of an MS on disk (:func:`read_ms`).
+    purpose
+        What the table is opened for, in the error ("averaging", "writing the model").
+    readonly
+        Open for reading only.
+
+    Raises
+    ------
+    InputFileError
+        If the MS cannot be opened, or no longer has the number of rows of its model.
+    """
+    from casacore import tables
+
+    try:
+        tb = tables.table(str(ms.path), readonly=readonly, ack=False)
+    except RuntimeError as exc:
+        raise InputFileError(f"{ms.path}: cannot open for {purpose}: {exc}") from exc
+    try:
+        nrows = tb.nrows()
+        if nrows != ms.Nblts:
+            raise InputFileError(f"{ms.path}: has {nrows} rows, {ms.Nblts} when its metadata were read")
+        yield tb
+    finally:
+        tb.close()

@@ -61,7 +61,7 @@ from threadpoolctl import threadpool_limits
 
 from contimg.beam import SPEED_OF_LIGHT, airy_power, angular_separation
 from contimg.errors import InputFileError
-from contimg.msmodel import MsModel, as_model
+from contimg.msmodel import MsModel, as_model, open_rows
 from contimg.stations import icrs_to_apparent
 
 log = logging.getLogger(__name__)
@@ -333,20 +333,12 @@ def write_model_data(
     InputFileError
         If the MS cannot be read, lacks ``column``, or no longer has the rows of its model.
     """
-    from casacore import tables
 
     t0 = time.perf_counter()
     ms = as_model(ms)
     ms_path = ms.path
     flux = apparent_flux(sources, ms, diameter_m=diameter_m)  # (Nsrc, Nt, Nf)
-    try:
-        tb = tables.table(str(ms_path), readonly=False, ack=False)
-    except RuntimeError as exc:
-        raise InputFileError(f"{ms_path}: cannot open for writing the model: {exc}") from exc
-    try:
-        nrows = tb.nrows()
-        if nrows != ms.Nblts:
-            raise InputFileError(f"{ms_path}: has {nrows} rows, {ms.Nblts} when its metadata were read")
+    with open_rows(ms, "writing the model", readonly=False) as tb:
         if column not in tb.colnames():
             if column != "MODEL_DATA" or "DATA" not in tb.colnames():
                 raise InputFileError(f"{ms_path}: no {column} column to write the model into")
@@ -358,8 +350,6 @@ def write_model_data(
         with threadpool_limits(limits=1, user_api="blas"):  # restored however the loop ends
             for r0, out in model_chunks(ms, sources, flux):
                 tb.putcol(column, out, r0, out.shape[0])
-    finally:
-        tb.close()
     peak = flux.max(axis=(1, 2)) if sources.Nsrc else np.zeros(0)
     report = ModelReport(ms_path=str(ms_path), n_sources=sources.Nsrc, sources=list(sources.name),
                          seconds=round(time.perf_counter() - t0, 3), total_apparent_flux_jy=float(peak.sum()))

@@ -55,7 +55,7 @@ from contimg.calibration.bandpass import (
 )
 from contimg.calibration.casatask import run_task as _run_task
 from contimg.errors import ExternalToolError, InputFileError, ValidationError
-from contimg.msmodel import MsModel, as_model
+from contimg.msmodel import MsModel, as_model, open_rows
 
 log = logging.getLogger(__name__)
 
@@ -151,14 +151,8 @@ def average_for_solve(ms: MsModel | str | os.PathLike, out_path: str | Path) -> 
     assert ms_path is not None and time_index is not None  # as_model: read from disk, with its rows
     shutil.rmtree(out_path, ignore_errors=True)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        tb = tables.table(str(ms_path), ack=False)
-    except RuntimeError as exc:
-        raise InputFileError(f"{ms_path}: cannot open for averaging: {exc}") from exc
-    try:
+    with open_rows(ms, "averaging") as tb:
         nrows = tb.nrows()
-        if nrows != ms.Nblts:
-            raise InputFileError(f"{ms_path}: has {nrows} rows, {ms.Nblts} when its metadata were read")
         _, first, bl = np.unique(ms.baseline_index, return_index=True, return_inverse=True)
         bl = bl.ravel()
         nbl = first.size
@@ -207,8 +201,6 @@ def average_for_solve(ms: MsModel | str | os.PathLike, out_path: str | Path) -> 
             sel.copy(str(out_path), deep=True, valuecopy=True).close()
         finally:
             sel.close()
-    finally:
-        tb.close()
     order = np.argsort(first)  # the copy holds the first row of each baseline, in row order
     good = sum_w > 0
     inv = np.divide(1.0, sum_w, out=np.zeros_like(sum_w), where=good)

@@ -61,7 +61,7 @@ from threadpoolctl import threadpool_limits
 
 from contimg.calibration.model import PointSources, apparent_flux, model_chunks
 from contimg.errors import InputFileError
-from contimg.msmodel import MsModel
+from contimg.msmodel import MsModel, open_rows
 
 log = logging.getLogger(__name__)
 
@@ -150,8 +150,6 @@ def subtract_sources(ms: MsModel, sources: PointSources, *, data_column: str, ro
     InputFileError
         The MS cannot be opened for writing, lacks ``data_column`` or no longer has its model's rows.
     """
-    from casacore import tables
-
     from contimg.conversion.msio import add_data_column
 
     t0 = time.perf_counter()
@@ -159,14 +157,7 @@ def subtract_sources(ms: MsModel, sources: PointSources, *, data_column: str, ro
     channels, weight = _imaging_weights(ms, robust=robust, fov_rad=fov_rad)
     wtf = np.zeros((ms.Ntimes, channels.size))  # imaging weight of the unflagged visibilities per integration and
     # sampled channel
-    try:
-        tb = tables.table(str(ms.path), readonly=False, ack=False)
-    except RuntimeError as exc:
-        raise InputFileError(f"{ms.path}: cannot open for subtracting bright sources: {exc}") from exc
-    try:
-        nrows = tb.nrows()
-        if nrows != ms.Nblts:
-            raise InputFileError(f"{ms.path}: has {nrows} rows, {ms.Nblts} when its metadata were read")
+    with open_rows(ms, "subtracting bright sources", readonly=False) as tb:
         if data_column not in tb.colnames():
             raise InputFileError(f"{ms.path}: no {data_column} column to subtract bright sources from")
         if column not in tb.colnames():
@@ -181,8 +172,6 @@ def subtract_sources(ms: MsModel, sources: PointSources, *, data_column: str, ro
                 # effective flux: imaging weight x unflagged (all correlations) per row and channel
                 good = ~np.any(tb.getcol("FLAG", r0, n)[:, channels, :], axis=2) & ~tb.getcol("FLAG_ROW", r0, n)[:, None]
                 np.add.at(wtf, ms.time_index[r0:r0 + n], good * weight[r0:r0 + n])
-    finally:
-        tb.close()
     den = float(wtf.sum())
     effective = (np.einsum("tk,stk->s", wtf, flux[:, :, channels]) / den if den > 0
                  else np.full(sources.Nsrc, np.nan))

@@ -126,3 +126,30 @@ def test_a_wrong_flux_scale_in_the_data_still_fails_the_gate(ms_copy, sim_group,
     verdict = judge_products(catalogue_settings(tmp_path / "cat", 1.0), p)
     assert verdict.status == "fail" and any("catalogue flux" in r for r in verdict.reasons), verdict.summary()
     assert verdict.figures["flux_ratio"] == pytest.approx(2.0, rel=0.05)
+
+
+def test_an_ms_that_changed_since_it_was_read_is_refused_by_name(ms_copy, sim_group):
+    """The subtraction (and the model it shares the row check with) refuses an MS whose rows are no longer those
+    of its model, naming it, and writes nothing."""
+    from contimg.calibration.model import PointSources, write_model_data
+    from contimg.errors import InputFileError
+    from contimg.imaging.subtract import subtract_sources
+    from contimg.msmodel import read_ms
+
+    import shutil
+
+    model = read_ms(ms_copy)
+    smaller = ms_copy.parent / "smaller.ms"
+    with table(str(ms_copy), ack=False) as t:  # the MS replaced by one with a row less (rewritten on disk)
+        sel = t.selectrows(list(range(1, t.nrows())))
+        sel.copy(str(smaller), deep=True, valuecopy=True).close()
+        sel.close()
+    shutil.rmtree(ms_copy)
+    smaller.rename(ms_copy)
+    cat = sim_group["truth"].catalog
+    sources = PointSources(["a"], np.asarray(cat.ra_deg[:1]), np.asarray(cat.dec_deg[:1]), np.ones(1), np.zeros(1))
+    with pytest.raises(InputFileError, match=rf"{ms_copy.name}: has {model.Nblts - 1} rows, {model.Nblts} when"):
+        subtract_sources(model, sources, data_column="CORRECTED_DATA", robust=0.0, fov_rad=(0.1, 0.1))
+    assert SUBTRACTED_COLUMN not in _columns(ms_copy)
+    with pytest.raises(InputFileError, match="rows"):
+        write_model_data(model, sources)
