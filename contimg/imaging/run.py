@@ -210,8 +210,8 @@ def image_ms(
     bright = (sources_to_subtract(in_field, noise_jy=predicted_rms_jy, settings=settings)
               if backend == "wsclean" else None)
     # the subtracted sources leave no sidelobes to fit: the decision is taken on the rest of the field
-    spectral_fit = spectral_fit_decision(in_field.select(~bright) if bright is not None else in_field,
-                                         noise_jy=predicted_rms_jy, settings=settings)
+    left = in_field.select(~bright) if in_field is not None and bright is not None else in_field
+    spectral_fit = spectral_fit_decision(left, noise_jy=predicted_rms_jy, settings=settings)
     channels_out = spectral_fit["channels_out"] if spectral_fit else 1
     log.info("imaging %s with %s (%s): %dx%d pixels of %.1f arcsec, pb_limit %.2f (radius %.2f deg, drift %.2f deg)",
              ms, backend, tier_name, geometry.nx, geometry.ny, geometry.cell_arcsec, geometry.pb_limit,
@@ -241,7 +241,7 @@ def image_ms(
                 averaging = _plan_averaging(ms_model, geometry, params.max_smearing_loss, robust=settings.robust)
                 bda = averaging.wavelengths
             image_column = data_column
-            if bright is not None:
+            if bright is not None and in_field is not None:
                 subtraction = _subtract(ms_model, in_field.select(bright), data_column=data_column,
                                         robust=settings.robust, geometry=geometry)
                 if subtraction is not None:
@@ -497,7 +497,8 @@ def _subtract(ms: MsModel, bright: FieldSources, *, data_column: str, robust: fl
         return subtract_sources(ms, sources, data_column=data_column, robust=robust, fov_rad=_fov_rad(geometry))
     except InputFileError as exc:
         log.warning("%s: imaging without subtracting the bright sources: %s", ms.path, exc)
-        remove_subtracted_column(ms.path)
+        if ms.path is not None:
+            remove_subtracted_column(ms.path)
         return None
 
 

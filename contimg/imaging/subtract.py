@@ -153,6 +153,7 @@ def subtract_sources(ms: MsModel, sources: PointSources, *, data_column: str, ro
     from contimg.conversion.msio import add_data_column
 
     t0 = time.perf_counter()
+    assert ms.time_index is not None  # a model with its rows (read_ms)
     flux = apparent_flux(sources, ms)  # (Nsrc, Nt, Nf): the MS's own dishes
     channels, weight = _imaging_weights(ms, robust=robust, fov_rad=fov_rad)
     wtf = np.zeros((ms.Ntimes, channels.size))  # imaging weight of the unflagged visibilities per integration and
