@@ -611,6 +611,11 @@ def open_rows(ms: MsModel, purpose: str, *, readonly: bool = True) -> Iterator[A
     readonly
         Open for reading only.
 
+    Returns
+    -------
+    Iterator of casacore.tables.table
+        The open table (a context manager: ``with open_rows(ms, "averaging") as tb:``).
+
     Raises
     ------
     InputFileError

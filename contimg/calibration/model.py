@@ -275,6 +275,11 @@ def model_chunks(ms: MsModel, sources: PointSources, flux: np.ndarray, *,
         Their apparent flux (:func:`apparent_flux`), shape (Nsrc, Ntimes, Nfreqs).
     rows_per_chunk
         Rows per chunk.
+
+    Returns
+    -------
+    Iterator of (int, numpy.ndarray)
+        The first row of each chunk and the chunk's model visibilities, in row order, covering every row.
     """
     assert ms.ant_1_array is not None and ms.ant_2_array is not None and ms.time_index is not None
     delay = antenna_delay_m(sources, ms)  # (Nsrc, Nt, Na)

@@ -465,6 +465,15 @@ def sources_to_subtract(field: FieldSources | None, *, noise_jy: float | None,
     drift and across the band), above the auto-mask level (5 sigma) from ~5000 times the noise; at 2000
     they are at 2 sigma.
 
+    Parameters
+    ----------
+    field
+        The catalogue sources in the field (:func:`field_sources`), with their catalogue fluxes.
+    noise_jy
+        The predicted thermal noise (Jy/beam).
+    settings
+        ``subtract_dynamic_range`` (0: never).
+
     Returns
     -------
     numpy.ndarray or None

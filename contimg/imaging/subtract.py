@@ -67,7 +67,7 @@ log = logging.getLogger(__name__)
 
 __all__ = ["SUBTRACTED_COLUMN", "Subtraction", "remove_subtracted_column", "restore_sources", "subtract_sources"]
 
-SUBTRACTED_COLUMN = "CONTIMG_SUBTRACTED"
+SUBTRACTED_COLUMN = "BRIGHT_SUBTRACTED_DATA"
 """Scratch column of ``data - bright-source model`` that the imager reads (removed after imaging)."""
 
 
