@@ -338,7 +338,6 @@ def write_model_data(
     InputFileError
         If the MS cannot be read, lacks ``column``, or no longer has the rows of its model.
     """
-
     t0 = time.perf_counter()
     ms = as_model(ms)
     ms_path = ms.path

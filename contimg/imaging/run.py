@@ -100,7 +100,8 @@ class ImageProducts:
     """Thermal noise predicted from the MS's weights, flags and the imaging weights (:mod:`contimg.imaging.gate`)."""
     spectral_fit: dict | None = None
     """Whether the band was deconvolved with a spectral fit and why (:func:`spectral_fit_decision`):
-    ``channels_out``, the brightest catalogue source's apparent flux (Jy) and its ratio to the predicted noise."""
+    ``channels_out``, the brightest catalogue source's apparent flux (Jy) and its ratio to the predicted noise (of the
+    sources left in the visibilities: the subtracted ones leave no sidelobes to fit)."""
     subtracted: dict | None = None
     """The bright catalogue sources subtracted from the visibilities before deconvolution and restored in the
     image (:class:`~contimg.imaging.subtract.Subtraction`); None when none was."""
@@ -212,6 +213,9 @@ def image_ms(
     # the subtracted sources leave no sidelobes to fit: the decision is taken on the rest of the field
     left = in_field.select(~bright) if in_field is not None and bright is not None else in_field
     spectral_fit = spectral_fit_decision(left, noise_jy=predicted_rms_jy, settings=settings)
+    # the runaway check's yardstick: the field's brightest source (a subtracted one is restored into the image)
+    brightest_jy = (float(in_field.apparent_jy.max()) if in_field is not None and (spectral_fit or bright is not None)
+                    else None)
     channels_out = spectral_fit["channels_out"] if spectral_fit else 1
     log.info("imaging %s with %s (%s): %dx%d pixels of %.1f arcsec, pb_limit %.2f (radius %.2f deg, drift %.2f deg)",
              ms, backend, tier_name, geometry.nx, geometry.ny, geometry.cell_arcsec, geometry.pb_limit,
@@ -265,7 +269,7 @@ def image_ms(
             # the runaway check judges, then the primary-beam correction
             beam = image_beam(work / "img-image.fits", ms_model)
             runaway = ran_away(work / "img-image.fits", noise_jy=predicted_rms_jy,
-                               brightest_jy=spectral_fit["brightest_jy"] if spectral_fit else None,
+                               brightest_jy=brightest_jy,
                                region=beam >= settings.pb_limit)
             if runaway:
                 deconvolution["ran_away"] = runaway
@@ -361,16 +365,15 @@ class FieldSources:
     """Catalogue flux at the MS's mean frequency (:data:`DEFAULT_SPECTRAL_INDEX` when unknown) times the time-
     and band-averaged primary beam."""
     ms_path: str
-    flux_jy: np.ndarray | None = None
+    flux_jy: np.ndarray
     """Catalogue flux at 1.4 GHz."""
-    spectral_index: np.ndarray | None = None
+    spectral_index: np.ndarray
     """Catalogue spectral index (:data:`DEFAULT_SPECTRAL_INDEX` where unknown)."""
 
     def select(self, keep: np.ndarray) -> "FieldSources":
         """The sources where ``keep`` (boolean) is true."""
-        pick = (lambda a: None if a is None else a[keep])
         return FieldSources(self.ra_deg[keep], self.dec_deg[keep], self.apparent_jy[keep], self.ms_path,
-                            pick(self.flux_jy), pick(self.spectral_index))
+                            self.flux_jy[keep], self.spectral_index[keep])
 
 
 def field_sources(catalogue: CatalogueCone | None, ms: MsModel, geometry: ImageGeometry) -> FieldSources | None:
@@ -480,8 +483,8 @@ def sources_to_subtract(field: FieldSources | None, *, noise_jy: float | None,
         A boolean mask over ``field``'s sources, or None when nothing is subtracted (no catalogue, no predicted
         noise, the setting at 0, or no source bright enough).
     """
-    if (field is None or field.apparent_jy.size == 0 or field.flux_jy is None or not noise_jy
-            or not np.isfinite(noise_jy) or settings.subtract_dynamic_range <= 0):
+    if (field is None or field.apparent_jy.size == 0 or not noise_jy or not np.isfinite(noise_jy)
+            or settings.subtract_dynamic_range <= 0):
         return None
     bright = field.apparent_jy >= settings.subtract_dynamic_range * noise_jy
     if not bright.any():
@@ -499,7 +502,6 @@ def _subtract(ms: MsModel, bright: FieldSources, *, data_column: str, robust: fl
     from contimg.errors import InputFileError
     from contimg.imaging.subtract import subtract_sources
 
-    assert bright.flux_jy is not None and bright.spectral_index is not None
     names = [f"J{ra:.4f}{dec:+.4f}" for ra, dec in zip(bright.ra_deg, bright.dec_deg)]
     sources = PointSources(names, bright.ra_deg, bright.dec_deg, bright.flux_jy, bright.spectral_index)
     try:

@@ -153,3 +153,25 @@ def test_an_ms_that_changed_since_it_was_read_is_refused_by_name(ms_copy, sim_gr
     assert SUBTRACTED_COLUMN not in _columns(ms_copy)
     with pytest.raises(InputFileError, match="rows"):
         write_model_data(model, sources)
+
+
+def test_the_runaway_check_still_knows_the_subtracted_source(sim_group, subtract_settings, ms_copy, tmp_path,
+                                                             monkeypatch):
+    """The runaway check compares the restored image's peak with the brightest catalogue source: a subtracted
+    source is still the field's brightest (the image shows it again), even when no spectral fit is asked for."""
+    import contimg.imaging.run as run
+
+    seen: list[float | None] = []
+    real = run.ran_away
+
+    def spy(path, **kw):
+        seen.append(kw.get("brightest_jy"))
+        return real(path, **kw)
+
+    monkeypatch.setattr(run, "ran_away", spy)
+    p = image_ms(ms_copy, settings=subtract_settings, out_dir=tmp_path / "img", cell_arcsec=CELL_ARCSEC,
+                 catalogue=_lookup(sim_group["truth"]))
+    assert p.spectral_fit is None and p.subtracted["n_sources"] == 5
+    assert len(seen) == 1 and seen[0] is not None
+    # the field's time- and band-averaged apparent flux, close to the brightest effective flux restored
+    assert seen[0] == pytest.approx(max(p.subtracted["effective_jy"]), rel=0.05)
